@@ -1,0 +1,111 @@
+"""Atomic file writes, path containment and done-markers: the one place these mechanics live.
+
+Every write that a node could read half-done goes through `atomic_write` (temp file in the same directory, fsync,
+rename, fsync of the directory), so a crash leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from agent.models import ParamsInvalid
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces `path` only if the block exits without an exception."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.chmod(mode)
+        temp.replace(path)
+        fsync_dir(path.parent)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically (str is written as UTF-8)."""
+    with atomic_writer(path, mode) as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+
+
+def write_once(path: Path, data: bytes | str, mode: int = 0o600) -> bool:
+    """Write `path` only if it does not exist yet (key files are never replaced). Returns whether it wrote.
+
+    Uses a hard link from a fully written temp file, which fails if the target exists, so two writers racing cannot
+    both win and nobody ever sees a partial file.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.chmod(mode)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def contained_path(base: Path, relative: str, *, field: str) -> Path:
+    """`base / relative`, refusing anything that would land outside `base` (absolute paths, `..`, symlinks out).
+
+    Raises ParamsInvalid naming `field`, so a bad file name in params fails the task before anything is written.
+    """
+    if not relative or relative.strip() != relative:
+        raise ParamsInvalid(f"{field}: file name {relative!r} is empty or has surrounding spaces")
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts or "\x00" in relative:
+        raise ParamsInvalid(f"{field}: {relative!r} escapes {base.name}/ (absolute path or '..')")
+    resolved_base = base.resolve()
+    resolved = (resolved_base / candidate).resolve()
+    if resolved != resolved_base and resolved_base not in resolved.parents:
+        raise ParamsInvalid(f"{field}: {relative!r} resolves outside {base.name}/ (through a symlink)")
+    return base / candidate
+
+
+def marker_path(home: Path, name: str) -> Path:
+    """The done-marker `<home>/.sei-sidecar-<name>-done`.
+
+    The seed's names are kept on purpose: a node whose home was prepared by the Go sidecar is recognised as done and
+    not, for example, restored from a snapshot a second time.
+    """
+    return home / f".sei-sidecar-{name}-done"
+
+
+def has_marker(home: Path, name: str) -> bool:
+    return marker_path(home, name).exists()
+
+
+def write_marker(home: Path, name: str) -> None:
+    """Write the done-marker; call it last, only after every effect of the task is durable."""
+    atomic_write(marker_path(home, name), b"")

@@ -1,0 +1,38 @@
+"""Pydantic models and enumerations shared by every layer (the bottom layer: it imports nothing of the agent)."""
+
+from .errors import InvalidTaskID, ParamsInvalid, TaskError, TaskRejected, UnsupportedType
+from .task import (
+    CamelModel,
+    Progress,
+    ResourceRef,
+    RetryPolicy,
+    Task,
+    TaskResult,
+    format_timestamp,
+    normalize_task_id,
+    parse_timestamp,
+    utcnow,
+)
+from .types import Phase, Reason, TaskStatus, TaskType
+
+__all__ = [
+    "CamelModel",
+    "InvalidTaskID",
+    "ParamsInvalid",
+    "Phase",
+    "Progress",
+    "Reason",
+    "ResourceRef",
+    "RetryPolicy",
+    "Task",
+    "TaskError",
+    "TaskRejected",
+    "TaskResult",
+    "TaskStatus",
+    "TaskType",
+    "UnsupportedType",
+    "format_timestamp",
+    "normalize_task_id",
+    "parse_timestamp",
+    "utcnow",
+]

