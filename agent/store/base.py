@@ -1,0 +1,57 @@
+"""The store interface the engine is written against, and the one error every store operation raises."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import Literal, Protocol
+
+from agent.models import TaskResult, TaskStatus
+
+OrderColumn = Literal["submitted_at", "completed_at"]
+
+
+class StoreError(Exception):
+    """The task store could not do what was asked: opening, migrating, reading or writing failed.
+
+    The message names the store's path, the operation (and the task ID when there is one) and the cause.
+    """
+
+
+class Store(Protocol):
+    """Where the engine keeps every task's state (the seed's `ResultStore`). Every method is safe to call from any
+    thread; every failure is a `StoreError`."""
+
+    def save(self, result: TaskResult) -> None:
+        """Insert or overwrite the row of `result.id` with every persisted field of `result` (not `progress`)."""
+
+    def insert(self, result: TaskResult) -> bool:
+        """Insert `result` only if no row has its ID: True if inserted, False if the ID exists. Atomic: of several
+        concurrent inserts of one ID exactly one returns True."""
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The row of `task_id`, or None when there is none."""
+
+    def list(self, limit: int = 100) -> builtins.list[TaskResult]:
+        """At most `limit` rows, newest `submitted_at` first."""
+
+    def list_stale(self) -> builtins.list[TaskResult]:
+        """Every row still `running` (left over by a crash or shutdown), oldest `submitted_at` first."""
+
+    def delete(self, task_id: str) -> bool:
+        """Remove the row of `task_id`; whether there was one."""
+
+    def latest_by_type(
+        self, task_type: str, *, status: TaskStatus | None = None, order_by: OrderColumn = "submitted_at"
+    ) -> TaskResult | None:
+        """The newest row of `task_type` (optionally only with `status`), newest by `order_by`."""
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete terminal rows completed before `older_than`, keeping the newest completed mark-ready and
+        mark-not-ready (readiness is restored from them at start-up). Returns how many rows were deleted."""
+
+    def ping(self) -> bool:
+        """Whether the store answers a trivial query (liveness)."""
+
+    def close(self) -> None:
+        """Release the database; later calls raise `StoreError` and `ping` returns False."""

@@ -1,0 +1,212 @@
+"""Schema versions of the task store, tracked in `PRAGMA user_version`, and the steps between them.
+
+The file may have been written by the Go sidecar (seictl) on the same PVC, so its history is mirrored:
+
+| version | written by       | change                                                                              |
+|---------|------------------|-------------------------------------------------------------------------------------|
+| 0       | nobody           | empty file                                                                          |
+| 1       | seictl           | `task_results(id, type, status, params, schedule, error, submitted_at,              |
+|         |                  | completed_at, next_run_at)`, index on `submitted_at DESC`, partial schedule index   |
+| 2       | seictl (v0.0.26) | drops `schedule`, `next_run_at` and their index (ALTER TABLE DROP COLUMN: needs     |
+|         |                  | SQLite >= 3.35, checked before the step runs)                                       |
+| 3       | seictl           | `run INTEGER NOT NULL DEFAULT 1`                                                    |
+| 4       | seictl           | `result TEXT` (NULL when there is no result)                                        |
+| 5       | seictl (HEAD)    | table `tx_markers` (signed-tx idempotency). Not ours: left untouched                |
+| 6-9     | reserved         | room for later seictl steps; a file at any of them still gets step 10               |
+| 10      | this agent       | adds each of our columns that is missing (`resumes, reason, hint, retryable,        |
+|         |                  | started_at, timeout_seconds, retry_limit, retry_backoff_seconds, retry_nonce,       |
+|         |                  | source_*`), an index on `(type, submitted_at)`, and rewrites the seed's trimmed Go  |
+|         |                  | RFC3339Nano timestamps into our fixed-width form so text order is time order        |
+
+Rules:
+- Each step runs in its own transaction and sets `user_version` inside it, so a crash leaves the file at a whole
+  version. Steps only add what is missing, so re-running one after an interrupted start is harmless.
+- A fresh file (version 0, no table) is created at the latest version in one transaction, from the `TaskRow` model.
+- A file at a version above `LATEST_VERSION` was written by newer code: it is refused before anything is changed
+  (not even the journal mode), because this code cannot know what its columns mean.
+- Timestamps that do not parse are left as they are (and logged with their task IDs); reads then report those rows
+  as unreadable instead of the whole migration failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from typing import Any, cast
+
+import peewee
+
+from agent.models import format_timestamp, parse_timestamp
+
+from .base import StoreError
+from .schema import FIELDS, TABLE, PeeweeDatabase, TaskRow
+
+log = logging.getLogger(__name__)
+
+LATEST_VERSION = 10
+DROP_COLUMN_SINCE = (3, 35, 0)
+
+_SEED_V1_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT,
+    schedule TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    submitted_at TEXT NOT NULL,
+    completed_at TEXT,
+    next_run_at TEXT
+)"""
+_SEED_INDEX = f"CREATE INDEX IF NOT EXISTS idx_task_results_submitted_at ON {TABLE} (submitted_at DESC)"
+_SEED_SCHEDULE_INDEX = (
+    f"CREATE INDEX IF NOT EXISTS idx_task_results_schedule ON {TABLE} (next_run_at) WHERE schedule IS NOT NULL"
+)
+_TYPE_INDEX = f"CREATE INDEX IF NOT EXISTS idx_task_results_type_submitted_at ON {TABLE} (type, submitted_at)"
+
+_FIXED_WIDTH = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def sqlite_version_info() -> tuple[int, ...]:
+    """The SQLite library this Python links (a function so that tests can pretend to be an old one)."""
+    return sqlite3.sqlite_version_info
+
+
+def user_version(db: PeeweeDatabase) -> int:
+    return int(db.pragma("user_version"))
+
+
+def _columns(db: PeeweeDatabase) -> set[str]:
+    return {row[1] for row in db.execute_sql(f"PRAGMA table_info({TABLE})").fetchall()}
+
+
+def _add_column_if_missing(db: PeeweeDatabase, name: str, definition: str) -> None:
+    if name not in _columns(db):
+        db.execute_sql(f"ALTER TABLE {TABLE} ADD COLUMN {definition}")
+
+
+def _v1_seed_table(db: PeeweeDatabase) -> None:
+    db.execute_sql(_SEED_V1_TABLE)
+    db.execute_sql(_SEED_INDEX)
+    db.execute_sql(_SEED_SCHEDULE_INDEX)
+
+
+def _v2_drop_schedule(db: PeeweeDatabase) -> None:
+    db.execute_sql("DROP INDEX IF EXISTS idx_task_results_schedule")
+    for column in ("schedule", "next_run_at"):
+        if column not in _columns(db):
+            continue
+        if sqlite_version_info() < DROP_COLUMN_SINCE:
+            raise StoreError(
+                f"migration to schema version 2 drops column {column!r}, which needs SQLite >= "
+                f"{'.'.join(map(str, DROP_COLUMN_SINCE))} (ALTER TABLE DROP COLUMN); this Python links SQLite "
+                f"{'.'.join(map(str, sqlite_version_info()))}"
+            )
+        db.execute_sql(f"ALTER TABLE {TABLE} DROP COLUMN {column}")
+
+
+def _v3_run(db: PeeweeDatabase) -> None:
+    _add_column_if_missing(db, "run", "run INTEGER NOT NULL DEFAULT 1")
+
+
+def _v4_result(db: PeeweeDatabase) -> None:
+    _add_column_if_missing(db, "result", "result TEXT")
+
+
+def _fixed_width_or_unchanged(text: str | int | float | bytes | None) -> str | int | float | bytes | None:
+    if not isinstance(text, str) or _FIXED_WIDTH.fullmatch(text):
+        return text
+    try:
+        return format_timestamp(parse_timestamp(text))
+    except ValueError:
+        return text
+
+
+def _v10_agent_columns(db: PeeweeDatabase) -> None:
+    existing = _columns(db)
+    for field in FIELDS:
+        if field.column_name not in existing:
+            context = db.get_sql_context()
+            definition, _ = context.sql(field.ddl(context)).query()
+            db.execute_sql(f"ALTER TABLE {TABLE} ADD COLUMN {definition}")
+    db.execute_sql(_SEED_INDEX)
+    db.execute_sql(_TYPE_INDEX)
+
+    connection = db.connection()
+    connection.create_function("nodetask_fixed_timestamp", 1, _fixed_width_or_unchanged, deterministic=True)
+    db.execute_sql(
+        f"UPDATE {TABLE} SET submitted_at = nodetask_fixed_timestamp(submitted_at), "
+        "completed_at = nodetask_fixed_timestamp(completed_at), started_at = nodetask_fixed_timestamp(started_at)"
+    )
+    connection.create_function("nodetask_fixed_timestamp", 1, None)
+    _warn_about_unparsed_timestamps(db)
+
+
+def _warn_about_unparsed_timestamps(db: PeeweeDatabase) -> None:
+    rows = db.execute_sql(f"SELECT id, submitted_at, completed_at, started_at FROM {TABLE}").fetchall()
+    unparsed = [
+        str(row[0])
+        for row in rows
+        if any(text is not None and not _FIXED_WIDTH.fullmatch(str(text)) for text in row[1:])
+    ]
+    if unparsed:
+        log.warning(
+            "task store %s: %d row(s) keep timestamps that do not parse and will be reported unreadable: %s",
+            db.database,
+            len(unparsed),
+            ", ".join(unparsed[:20]) + (" ..." if len(unparsed) > 20 else ""),
+        )
+
+
+STEPS: tuple[tuple[int, Callable[[PeeweeDatabase], None]], ...] = (
+    (1, _v1_seed_table),
+    (2, _v2_drop_schedule),
+    (3, _v3_run),
+    (4, _v4_result),
+    (LATEST_VERSION, _v10_agent_columns),
+)
+
+
+def refuse_newer(db: PeeweeDatabase) -> int:
+    """The file's schema version; `StoreError` when it is newer than this code knows (nothing is changed)."""
+    version = user_version(db)
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"schema version {version} is newer than this agent knows (latest {LATEST_VERSION}); "
+            "it was written by a newer agent: run that version or restore an older database"
+        )
+    return version
+
+
+def _table_exists(db: PeeweeDatabase) -> bool:
+    found: Any = db.execute_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
+    return found is not None
+
+
+def _create_latest(db: PeeweeDatabase) -> None:
+    peewee.SchemaManager(TaskRow, cast(peewee.Database, db)).create_table(safe=False)
+    db.execute_sql(_SEED_INDEX)
+    db.execute_sql(_TYPE_INDEX)
+
+
+def migrate(db: PeeweeDatabase) -> int:
+    """Bring the open database to `LATEST_VERSION`; returns the version it started at. Raises `StoreError` for a
+    newer file or an impossible step; a failing step is rolled back and leaves the file at the previous version."""
+    start = refuse_newer(db)
+    if start == 0 and not _table_exists(db):
+        with db.atomic():
+            _create_latest(db)
+            db.pragma("user_version", LATEST_VERSION)
+        return start
+    previous = start
+    for version, step in STEPS:
+        if version <= start:
+            continue
+        with db.atomic():
+            step(db)
+            db.pragma("user_version", version)
+        log.info("task store %s: migrated schema from version %d to %d", db.database, previous, version)
+        previous = version
+    return start

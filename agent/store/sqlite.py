@@ -1,0 +1,320 @@
+"""The task store on SQLite through peewee: `SqliteStore(path)` and `memory_store()`.
+
+Where the file must live
+    On block storage (a local disk or a ReadWriteOnce volume such as EBS), never on NFS/EFS or another network file
+    system. The store runs in WAL mode, which relies on POSIX advisory locks and on a shared-memory index (`-shm`,
+    mmap-ed by every connection); network file systems implement neither reliably, so two writers (the agent and a
+    `sqlite3` shell, or an old and a new pod during a rollout) can both believe they hold the write lock and corrupt
+    the database. The seed gave the same warning.
+
+Settings (applied on every connection peewee opens, and read back in the tests)
+    `journal_mode=WAL` (readers and the writer do not block each other; set once after the schema-version check,
+    since it changes the file), `busy_timeout=5000` ms (wait for another process's write lock instead of failing), and
+    `synchronous` = NORMAL (default) or FULL. With WAL, NORMAL keeps the database consistent on any crash and durable
+    on a process crash; only an OS crash or power loss can drop the last commits, which the engine re-runs anyway
+    (handlers are idempotent). FULL also fsyncs every commit. Kept a constructor option for the engine benchmark.
+
+Threads and connections
+    One store object holds one connection (`check_same_thread=False`, peewee with `thread_safe=False`, so peewee does
+    not open a new connection per thread) and serialises every call with a lock: as with the seed's
+    `SetMaxOpenConns(1)`. This is what makes `:memory:` work at all (each new connection to `:memory:` is a new, empty
+    database), it makes the check-and-insert of `insert` atomic between threads (and SQLite's write lock makes it
+    atomic between processes), and it costs nothing that matters at a node agent's rate of a few rows per second.
+    Every statement runs in autocommit; `prune` and each migration step run in a transaction.
+
+Speed
+    The engine calls the store on its event loop for every transition, so the hot statements (`save`, `insert`, `get`)
+    are rendered once from the peewee model and executed directly on the connection: peewee's per-query compilation
+    costs several times a raw row write. The other operations use peewee's query builder.
+
+Unreadable rows (bad JSON, timestamps or statuses written by another program)
+    `list` and `list_stale` skip such a row and log a warning naming its ID and column (one bad row must not hide the
+    others, nor stop recovery of the rest). `get` and `latest_by_type` raise `StoreError` naming the ID: the caller
+    asked about that very row, and readiness must never be restored from an older row because the newest one is
+    unreadable. Text with unpaired UTF-16 surrogates (which SQLite cannot store) is written with U+FFFD in their place,
+    so that a task's final state can always be recorded.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import peewee
+
+from agent.models import TaskResult, TaskStatus, TaskType, format_timestamp
+
+from . import migrations
+from .base import OrderColumn, StoreError
+from .schema import (
+    FIELDS,
+    GET_SQL,
+    INSERT_SQL,
+    SAVE_SQL,
+    PeeweeDatabase,
+    TaskRow,
+    UnencodableResult,
+    UnreadableRow,
+    decode_row,
+    encode_row,
+)
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+BUSY_TIMEOUT_MS = 5000
+_DB_ERRORS = (sqlite3.Error, peewee.PeeweeException)
+_ORDER_FIELDS: dict[str, Any] = {"submitted_at": TaskRow.submitted_at, "completed_at": TaskRow.completed_at}
+_ORDERS: tuple[OrderColumn, ...] = ("completed_at", "submitted_at")
+# Readiness is restored at start-up from the newest completed row of these types, so prune always keeps it.
+_READINESS_TYPES = (TaskType.MARK_READY, TaskType.MARK_NOT_READY)
+
+
+def _of(task_id: str | None) -> str:
+    return "" if task_id is None else f" of task {task_id}"
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with unpaired surrogates replaced by U+FFFD (SQLite stores UTF-8, which cannot encode them)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+class SqliteStore:
+    """The task store in one SQLite file (or `:memory:`); see the module docstring for the decisions behind it."""
+
+    def __init__(self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db: PeeweeDatabase = peewee.SqliteDatabase(
+            self.path,
+            pragmas=[("busy_timeout", BUSY_TIMEOUT_MS), ("synchronous", synchronous)],
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            thread_safe=False,
+            autoconnect=False,
+            check_same_thread=False,
+        )
+        self._conn: sqlite3.Connection = self._open()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, synchronous={self.synchronous!r})"
+
+    # -- opening -----------------------------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._db.connect()
+            migrations.refuse_newer(self._db)  # before WAL: a refused file is left exactly as it was
+            self._use_wal()
+            migrations.migrate(self._db)
+            connection: sqlite3.Connection = self._db.connection()
+            return connection
+        except (StoreError, *_DB_ERRORS) as error:
+            if not self._db.is_closed():
+                self._db.close()
+            raise StoreError(f"cannot open task store {self.path}: {self._explain(error)}") from error
+
+    def _use_wal(self) -> None:
+        mode = str(self._db.pragma("journal_mode", "wal", permanent=True)).lower()
+        expected = "memory" if self.path == MEMORY else "wal"
+        if mode != expected:
+            raise StoreError(f"journal_mode is {mode!r}, not 'wal' (is the file on block storage, not NFS/EFS?)")
+
+    def _explain(self, error: Exception) -> str:
+        """The cause, plus what SQLite's "unable to open database file" usually means here."""
+        text = str(error)
+        if "unable to open" in text and self.path != MEMORY:
+            where = Path(self.path)
+            if where.is_dir():
+                text += " (the path is a directory)"
+            elif not where.parent.is_dir():
+                text += f" (directory {where.parent} does not exist)"
+            elif not os.access(where.parent, os.W_OK):
+                text += f" (directory {where.parent} is not writable)"
+        return text
+
+    # -- plumbing ----------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _access(self, action: str, task_id: str | None = None) -> Iterator[sqlite3.Connection]:
+        """Hold the store's lock for one operation and turn database errors into `StoreError`."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"task store {self.path} is closed: cannot {action}{_of(task_id)}")
+            try:
+                yield self._conn
+            except _DB_ERRORS as error:
+                raise StoreError(f"task store {self.path}: {action}{_of(task_id)} failed: {error}") from error
+
+    def _encode(self, result: TaskResult, action: str) -> tuple[Any, ...]:
+        try:
+            return encode_row(result)
+        except UnencodableResult as error:
+            raise StoreError(f"task store {self.path}: cannot {action} {error}") from error
+
+    def _write(self, connection: sqlite3.Connection, sql: str, row: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return connection.execute(sql, row)
+        except UnicodeEncodeError:
+            log.warning(
+                "task store %s: task %s has unpaired surrogates in its text; stored as U+FFFD", self.path, row[0]
+            )
+            return connection.execute(sql, tuple(_scrub(value) for value in row))
+
+    def _fetch(self, action: str, query: Any) -> builtins.list[Sequence[Any]]:
+        with self._access(action):
+            rows: builtins.list[Sequence[Any]] = self._db.execute(query).fetchall()
+            return rows
+
+    def _decode(self, row: Sequence[Any]) -> TaskResult:
+        try:
+            return decode_row(row)
+        except UnreadableRow as error:
+            raise StoreError(f"task store {self.path}: {error}") from error
+
+    def _readable(self, rows: Sequence[Sequence[Any]]) -> builtins.list[TaskResult]:
+        results = []
+        for row in rows:
+            try:
+                results.append(decode_row(row))
+            except UnreadableRow as error:
+                log.warning("task store %s: skipping %s", self.path, error)
+        return results
+
+    # -- the Store interface -----------------------------------------------------------------------------------------
+
+    def save(self, result: TaskResult) -> None:
+        """Insert or overwrite the row of `result.id` (every column; `progress` is not persisted)."""
+        row = self._encode(result, "save")
+        with self._access("save", result.id) as connection:
+            self._write(connection, SAVE_SQL, row)
+
+    def insert(self, result: TaskResult) -> bool:
+        """Insert `result` unless its ID exists; True if this call inserted it (atomic, see the module docstring)."""
+        row = self._encode(result, "insert")
+        with self._access("insert", result.id) as connection:
+            return self._write(connection, INSERT_SQL, row).rowcount == 1
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The row of `task_id` or None; `StoreError` naming the ID when the row is unreadable."""
+        with self._access("get", task_id) as connection:
+            row = connection.execute(GET_SQL, (task_id,)).fetchone()
+        return None if row is None else self._decode(row)
+
+    def list(self, limit: int = 100) -> builtins.list[TaskResult]:
+        """At most `limit` rows, newest `submitted_at` first (ties by ID); unreadable rows are skipped and logged."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        query = TaskRow.select(*FIELDS).order_by(TaskRow.submitted_at.desc(), TaskRow.id.desc()).limit(limit)
+        return self._readable(self._fetch("list tasks", query))
+
+    def list_stale(self) -> builtins.list[TaskResult]:
+        """Rows still `running`, oldest `submitted_at` first; unreadable rows are skipped and logged."""
+        query = (
+            TaskRow.select(*FIELDS)
+            .where(TaskRow.status == TaskStatus.RUNNING.value)
+            .order_by(TaskRow.submitted_at.asc(), TaskRow.id.asc())
+        )
+        return self._readable(self._fetch("list running tasks", query))
+
+    def delete(self, task_id: str) -> bool:
+        """Remove the row of `task_id`; whether there was one."""
+        with self._access("delete", task_id):
+            return bool(self._db.execute(TaskRow.delete().where(TaskRow.id == task_id)).rowcount > 0)
+
+    def latest_by_type(
+        self, task_type: str, *, status: TaskStatus | None = None, order_by: OrderColumn = "submitted_at"
+    ) -> TaskResult | None:
+        """The newest row of `task_type` (only with `status` when given) by `order_by`, ties by `submitted_at` then ID.
+
+        Ordering by `completed_at` considers only rows that have completed. An unreadable newest row is a `StoreError`
+        naming its ID, never a silent fall-back to an older row.
+        """
+        rows = self._fetch(f"find the latest {task_type}", _latest_query(task_type, status, order_by))
+        return self._decode(rows[0]) if rows else None
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete terminal rows that completed before `older_than` (a row without `completed_at` counts from its
+        submission); `running` rows and the newest completed mark-ready and mark-not-ready (by completion and by
+        submission) are always kept. Returns how many rows were deleted. `older_than` must be timezone-aware."""
+        if older_than.tzinfo is None:
+            raise ValueError("prune needs a timezone-aware datetime (a naive one would be read as local time)")
+        cutoff = format_timestamp(older_than)
+        with self._access("prune"), self._db.atomic():
+            keep = [
+                row[0]
+                for task_type in _READINESS_TYPES
+                for order_by in _ORDERS
+                for row in self._db.execute(
+                    _latest_query(task_type, TaskStatus.COMPLETED, order_by).select(TaskRow.id)
+                ).fetchall()
+            ]
+            query = TaskRow.delete().where(
+                TaskRow.status != TaskStatus.RUNNING.value,
+                peewee.fn.COALESCE(TaskRow.completed_at, TaskRow.submitted_at) < cutoff,
+                TaskRow.id.not_in(keep),
+            )
+            deleted: int = self._db.execute(query).rowcount
+        if deleted:
+            log.info("task store %s: pruned %d task(s) completed before %s", self.path, deleted, cutoff)
+        return deleted
+
+    def ping(self) -> bool:
+        """Whether `SELECT 1` answers: False once closed or when the database fails."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                return bool(self._conn.execute("SELECT 1").fetchone() == (1,))
+            except sqlite3.Error as error:
+                log.warning("task store %s: ping failed: %s", self.path, error)
+                return False
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Every later call raises `StoreError`; `ping` returns False."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.close()
+            except _DB_ERRORS as error:
+                raise StoreError(f"task store {self.path}: close failed: {error}") from error
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _latest_query(task_type: str, status: TaskStatus | None, order_by: OrderColumn) -> Any:
+    if order_by not in _ORDER_FIELDS:
+        raise ValueError(f"order_by must be one of {sorted(_ORDER_FIELDS)}, not {order_by!r}")
+    query = TaskRow.select(*FIELDS).where(TaskRow.type == str(task_type))
+    if status is not None:
+        query = query.where(TaskRow.status == str(status))
+    if order_by == "completed_at":
+        query = query.where(TaskRow.completed_at.is_null(False))
+    return query.order_by(_ORDER_FIELDS[order_by].desc(), TaskRow.submitted_at.desc(), TaskRow.id.desc()).limit(1)
+
+
+def memory_store() -> SqliteStore:
+    """A store in `:memory:` with the file store's behaviour (one shared connection, so every thread sees it)."""
+    return SqliteStore(MEMORY)
