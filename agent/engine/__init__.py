@@ -1,1 +1,6 @@
-"""agent.engine layer."""
+"""The task executor (DESIGN.md section 3). Knows nothing of Kubernetes or HTTP."""
+
+from .engine import Engine, EngineClosed, check_task
+from .events import EventKind, TaskEvent
+
+__all__ = ["Engine", "EngineClosed", "EventKind", "TaskEvent", "check_task"]

@@ -1,0 +1,300 @@
+"""`nodetask-agent local`: run NodeTask manifests from YAML files through the real engine and store, with no cluster.
+
+Decisions (also in the README):
+- The whole plan is checked before anything runs: malformed YAML, a document that is not a NodeTask, unknown fields,
+  wrong types, a task type this agent does not know, a taskId that is not a UUID, params that do not fit the type,
+  and two manifests that are the same task. Any problem is reported (file, document, field) and nothing is written,
+  not even the store.
+- Tasks run one at a time in file order (files sorted by name when a directory is given, documents in file order), as a
+  controller sequences them. The first failure stops the plan unless `--keep-going`.
+- A manifest without `spec.taskId` gets a stable ID derived from its namespace and name, so running the same files
+  again recognises finished work: succeeded tasks are reported as already done and not run again. A task that failed
+  earlier is reported as failed and not run again unless `--retry-failed` (the local form of a new `retryNonce`).
+- The store lives in the home (`<home>/nodetask-agent.db`) unless `--db` says otherwise. Work left running by an
+  interrupted invocation (Ctrl-C, kill) is resumed first, as the agent does after a restart.
+- `spec.targetPod` is required by the schema (manifests stay valid for a cluster) but not interpreted locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from agent.engine import Engine, EventKind, TaskEvent, check_task
+from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
+from agent.models.params import format_validation_error
+from agent.models.resource import NodeTaskManifest
+from agent.models.settings import AgentSettings
+from agent.store import SqliteStore
+from agent.tasks import HandlerRegistry, default_registry
+
+# Local task IDs: uuid5 over "<namespace>/<name>" in this namespace (an arbitrary, fixed UUID).
+LOCAL_ID_NAMESPACE = uuid.UUID("9a1f6c3e-5b8d-4f0e-9c7a-2d4e6b8f0a13")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class PlanInvalid(Exception):
+    """The manifests cannot be run as given; `problems` lists every one found."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    source: str
+    """`file:document` where the manifest came from, for messages."""
+    name: str
+    task: Task
+
+
+def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedTask]:
+    """Read and check every manifest under `paths`; raises PlanInvalid listing all problems, or returns the plan."""
+    problems: list[str] = []
+    plan: list[PlannedTask] = []
+    seen: dict[str, str] = {}
+    files = _manifest_files(paths, problems)
+    for file in files:
+        try:
+            documents = [doc for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")) if doc is not None]
+        except yaml.YAMLError as error:
+            problems.append(f"{file}: malformed YAML: {_yaml_problem(error)}")
+            continue
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(f"{file}: cannot read: {error}")
+            continue
+        if not documents:
+            problems.append(f"{file}: no NodeTask documents in the file")
+        for index, document in enumerate(documents, start=1):
+            where = f"{file}#{index}"
+            planned = _plan_one(where, document, registry, problems)
+            if planned is None:
+                continue
+            if planned.task.id in seen:
+                problems.append(f"{where}: same task as {seen[planned.task.id]} (task ID {planned.task.id})")
+                continue
+            assert planned.task.id is not None
+            seen[planned.task.id] = where
+            plan.append(planned)
+    if problems:
+        raise PlanInvalid(problems)
+    return plan
+
+
+def _manifest_files(paths: Iterable[Path], problems: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                problems.append(f"{path}: no .yaml/.yml files in the directory")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or directory")
+    return files
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(problem)
+
+
+def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: list[str]) -> PlannedTask | None:
+    if not isinstance(document, dict):
+        problems.append(f"{where}: expected a NodeTask object, got {type(document).__name__}")
+        return None
+    try:
+        manifest = NodeTaskManifest.model_validate(document)
+    except ValidationError as error:
+        problems.append(f"{where}: {format_validation_error(error, prefix='').lstrip('.')}")
+        return None
+    spec = manifest.spec
+    namespace = manifest.metadata.namespace or "default"
+    task_id = spec.task_id or str(uuid.uuid5(LOCAL_ID_NAMESPACE, f"{namespace}/{manifest.metadata.name}"))
+    task = Task(
+        id=task_id,
+        type=spec.type,
+        params=spec.params,
+        timeout_seconds=spec.timeout_seconds,
+        retry=spec.retry or RetryPolicy(),
+        retry_nonce=spec.retry_nonce,
+        source=ResourceRef(namespace=namespace, name=manifest.metadata.name),
+    )
+    try:
+        canonical_id, _, _ = check_task(registry, task)
+    except TaskError as error:
+        field = (
+            "spec.taskId"
+            if error.reason == "InvalidTaskID"
+            else "spec.type"
+            if error.reason == "UnsupportedType"
+            else ""
+        )
+        problems.append(f"{where} ({manifest.metadata.name}): {field + ': ' if field else ''}{error}")
+        return None
+    return PlannedTask(where, manifest.metadata.name, task.model_copy(update={"id": canonical_id}))
+
+
+class Reporter:
+    """Prints what the user needs to follow a local run: each task's start, throttled progress, and outcome."""
+
+    def __init__(self, out: TextIO, total: int):
+        self.out = out
+        self.total = total
+        self.current: dict[str, str] = {}
+
+    def label(self, index: int, planned: PlannedTask) -> str:
+        return f"[{index}/{self.total}] {planned.name} ({planned.task.type})"
+
+    def on_event(self, event: TaskEvent) -> None:
+        label = self.current.get(event.result.id)
+        if label is None:
+            return
+        if event.kind is EventKind.PROGRESS and event.result.progress is not None:
+            self.print(f"{label}: {event.result.progress.describe()}")
+        elif event.kind is EventKind.RETRYING:
+            self.print(f"{label}: run {event.result.run - 1} failed ({event.result.error}); retrying")
+        elif event.kind is EventKind.RESUMED:
+            self.print(f"{label}: resuming work left unfinished by an interrupted run")
+
+    def outcome(self, label: str, row: TaskResult, elapsed: float | None, previously: bool = False) -> None:
+        when = "earlier" if previously else f"in {elapsed:.2f}s"
+        if row.status is TaskStatus.COMPLETED:
+            summary = _summary(row.result)
+            self.print(f"{label}: Succeeded {when} (run {row.run}){': ' + summary if summary else ''}")
+        else:
+            self.print(f"{label}: {row.phase.value} {when} (run {row.run}) reason={row.reason}: {row.error}")
+            if row.hint:
+                self.print(f"    hint: {row.hint}")
+
+    def print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def _summary(result: dict[str, Any] | None) -> str:
+    if not result:
+        return ""
+    text = ", ".join(
+        f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in result.items()
+    )
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+async def run_plan(
+    plan: list[PlannedTask],
+    settings: AgentSettings,
+    registry: HandlerRegistry,
+    *,
+    keep_going: bool = False,
+    retry_failed: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run a checked plan; returns the process exit code."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(settings.store_path)
+    engine = Engine(registry, store, settings)
+    reporter = Reporter(out, len(plan))
+    engine.add_listener(reporter.on_event)
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, interrupted.set)
+    failed = 0
+    succeeded = 0
+    try:
+        resumed = await engine.recover()
+        if resumed:
+            reporter.print(f"resuming {len(resumed)} task(s) left running by an interrupted run")
+        for index, planned in enumerate(plan, start=1):
+            label = reporter.label(index, planned)
+            assert planned.task.id is not None
+            existing = store.get(planned.task.id)
+            if existing is not None and existing.status is TaskStatus.COMPLETED:
+                reporter.outcome(label, existing, None, previously=True)
+                succeeded += 1
+                continue
+            if (
+                existing is not None
+                and existing.terminal
+                and not (retry_failed and existing.status is TaskStatus.FAILED)
+            ):
+                reporter.outcome(label, existing, None, previously=True)
+                if existing.status is TaskStatus.FAILED:
+                    reporter.print("    (run again with --retry-failed to run it once more)")
+                failed += 1
+                if not keep_going:
+                    break
+                continue
+            reporter.current[planned.task.id] = label
+            reporter.print(f"{label}: started")
+            started = time.monotonic()
+            await engine.submit(planned.task, retry=retry_failed)
+            waiting = asyncio.create_task(engine.wait(planned.task.id))
+            stop = asyncio.create_task(interrupted.wait())
+            await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if interrupted.is_set():
+                waiting.cancel()
+                reporter.print(f"{label}: interrupted; its state is kept, run the same command again to resume")
+                return EXIT_INTERRUPTED
+            stop.cancel()
+            row = waiting.result()
+            reporter.outcome(label, row, time.monotonic() - started)
+            if row.status is TaskStatus.COMPLETED:
+                succeeded += 1
+            else:
+                failed += 1
+                if not keep_going:
+                    break
+    finally:
+        await engine.shutdown()
+        store.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    reporter.print(f"{succeeded} of {len(plan)} task(s) succeeded" + (f", {failed} failed" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(
+    paths: list[Path],
+    settings: AgentSettings,
+    *,
+    keep_going: bool = False,
+    retry_failed: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    registry = default_registry()
+    try:
+        plan = load_plan(paths, registry)
+    except PlanInvalid as invalid:
+        print(f"nodetask-agent local: {len(invalid.problems)} problem(s); nothing was run:", file=err)
+        for problem in invalid.problems:
+            print(f"  {problem}", file=err)
+        return EXIT_INVALID
+    print(
+        f"nodetask-agent local: {len(plan)} task(s), home {settings.home}, store {settings.store_path}",
+        file=out,
+        flush=True,
+    )
+    return asyncio.run(run_plan(plan, settings, registry, keep_going=keep_going, retry_failed=retry_failed, out=out))

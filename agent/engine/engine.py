@@ -1,0 +1,578 @@
+"""The task engine: runs each task as its own asyncio task and keeps every outcome in the store.
+
+Rules (DESIGN.md section 3), each covered by `tests/engine/`:
+
+- `submit` is idempotent on the task ID. A task whose type has no handler, or whose ID is not a UUID, is refused
+  (`UnsupportedType` / `InvalidTaskID`, nothing stored). IDs are canonicalised to lowercase. An ID already stored as
+  running, completed or cancelled is a no-op that returns the ID. A failed ID runs again, with `run + 1`, only when
+  asked: `retry=True`, or a `retry_nonce` different from the stored one. Check-and-insert is atomic (one lock on the
+  loop plus an INSERT that refuses an existing row, so even two engines on one file cannot both start a task). A
+  running row is resumed only by `recover()`, never by a submit: another process sharing the store may be running it.
+- Params are validated with the handler's pydantic model before anything runs; a validation error stores a failed
+  row with reason `ParamsInvalid` and a message naming the field.
+- A handler's `TaskError` fails the task with its reason; any other exception fails it with `HandlerCrashed` and the
+  exception text, and the process carries on. `timeout_seconds` bounds each run from its start (a resumed run keeps its
+  original start, so a restart does not extend the deadline) and ends it with `DeadlineExceeded`.
+- The retry policy re-runs failures automatically (`run + 1`, backoff between runs), except failures that cannot be
+  helped by running again: `ParamsInvalid` and `Superseded`. While a retry is pending the row stays `running`.
+- `cancel` stops the handler and stores `cancelled`; `remove` stops it and deletes the row. A stopped run never
+  writes again, so a removed task is never resurrected (the seed's DELETE bug).
+- `shutdown` cancels every handler and leaves their rows `running`; `recover` on the next start runs them again with
+  `resumes + 1` (handlers are idempotent). Holds first: stale `mark-not-ready` rows run to completion before anything
+  else, and a stale `mark-ready` older than the newest completed hold is failed as `Superseded` instead of run.
+- Readiness: only a successful `mark-ready` sets it and only a successful `mark-not-ready` clears it; at start-up it
+  is restored from the newest completed of the two in the store (the seed lost it on every restart).
+- Handlers report progress through their `TaskContext`; listeners get at most one progress event per task per
+  `progress_interval`, and `get` always shows the latest report.
+
+The engine calls the store synchronously on the event loop: a row write is tens of microseconds (WAL, no fsync per
+commit with synchronous=NORMAL), cheaper than a thread hop, and it keeps check-and-insert free of awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.models import (
+    ParamsInvalid,
+    Progress,
+    Reason,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskStatus,
+    TaskType,
+    UnsupportedType,
+    normalize_task_id,
+    utcnow,
+)
+from agent.models.params import TaskParams, format_validation_error
+from agent.models.settings import AgentSettings
+from agent.store import Store
+from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
+
+from .events import EventKind, TaskEvent
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[TaskEvent], None]
+
+# Failures that running again cannot fix: the retry policy never repeats them.
+_NOT_RETRIED = frozenset({Reason.PARAMS_INVALID, Reason.SUPERSEDED})
+
+
+class _Stop(Enum):
+    CANCEL = "cancel"
+    REMOVE = "remove"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(eq=False)
+class _Run:
+    """One executing task: its asyncio task, why it is being stopped (if it is), and its latest progress."""
+
+    task_id: str
+    row: TaskResult
+    task: asyncio.Task[None] = field(init=False)
+    stop: _Stop | None = None
+    progress: Progress | None = None
+    progress_emitted_at: float = float("-inf")
+
+
+class EngineClosed(RuntimeError):
+    """The engine is shutting down and accepts no new work."""
+
+
+class Engine:
+    """Runs tasks through their handlers and records every outcome in `store`."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        store: Store,
+        settings: AgentSettings,
+        *,
+        progress_interval: float = 1.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._settings = settings
+        self._progress_interval = progress_interval
+        self._stop_grace = stop_grace
+        self._runs: dict[str, _Run] = {}
+        self._listeners: list[Listener] = []
+        self._submit_lock = asyncio.Lock()
+        self._closing = False
+        self._ready = self._readiness_from_history()
+
+    # ----------------------------------------------------------------- submission
+
+    async def submit(self, task: Task, *, retry: bool = False) -> str:
+        """Start `task` unless its ID already ran (see the module rules); returns the canonical task ID."""
+        if self._closing:
+            raise EngineClosed("the engine is shutting down")
+        spec = _spec_for(self._registry, task.type)
+        task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
+        async with self._submit_lock:
+            existing = self._store.get(task_id)
+            if existing is None:
+                row = _new_row(task_id, task)
+                if not self._store.insert(row):
+                    return task_id  # another engine on the same store took it first
+            elif existing.status is TaskStatus.FAILED and (retry or _new_nonce(task, existing)):
+                row = _rerun_row(existing, task)
+                self._store.save(row)
+            else:
+                return task_id
+            self._emit(EventKind.ACCEPTED, row)
+            self._begin(row, spec, task.params)
+        return task_id
+
+    def _begin(self, row: TaskResult, spec: HandlerSpec[Any], raw_params: dict[str, Any] | None) -> None:
+        try:
+            params = _validate_params(spec, raw_params)
+        except ParamsInvalid as error:
+            self._finish_failed(row, error)
+            return
+        self._start(row, spec, params, EventKind.STARTED)
+
+    def _start(self, row: TaskResult, spec: HandlerSpec[Any], params: TaskParams, kind: EventKind) -> None:
+        run = _Run(row.id, row)
+        self._runs[row.id] = run
+        run.task = asyncio.create_task(self._execute(run, spec, params, kind), name=f"task-{row.type}-{row.id}")
+
+    # ------------------------------------------------------------------ execution
+
+    async def _execute(self, run: _Run, spec: HandlerSpec[Any], params: TaskParams, first: EventKind) -> None:
+        row = run.row
+        kind = first
+        try:
+            while True:
+                self._emit(kind, row)
+                outcome = await self._run_handler(run, spec, params)
+                if run.stop is not None:
+                    return  # cancel/remove/shutdown owns the row now
+                if not isinstance(outcome, TaskError):
+                    self._finish(run, row.model_copy(update=_completed(outcome)))
+                    return
+                if outcome.reason in _NOT_RETRIED or row.run > row.retry.limit:
+                    self._finish(run, row.model_copy(update=_failed(outcome)))
+                    return
+                delay = row.retry.delay_before(row.run + 1)
+                row = row.model_copy(
+                    update={
+                        **_failure_fields(outcome),
+                        "run": row.run + 1,
+                        "status": TaskStatus.RUNNING,
+                        "started_at": None,
+                    }
+                )
+                run.row = row
+                self._store.save(row)
+                self._emit(EventKind.RETRYING, row)
+                await asyncio.sleep(delay)
+                row = row.model_copy(update={"started_at": utcnow()})
+                run.row = row
+                self._store.save(row)
+                kind = EventKind.STARTED
+        except asyncio.CancelledError:
+            # cancel(), remove() and shutdown() record the outcome themselves; an unexplained cancellation (the loop
+            # going away) is treated as a shutdown: the row stays running for recover().
+            return
+        finally:
+            if self._runs.get(run.task_id) is run:
+                del self._runs[run.task_id]
+
+    async def _run_handler(
+        self, run: _Run, spec: HandlerSpec[Any], params: TaskParams
+    ) -> dict[str, Any] | TaskError | None:
+        row = run.row
+        context = TaskContext(
+            task_id=row.id,
+            task_type=TaskType(row.type),
+            run=row.run,
+            resumes=row.resumes,
+            settings=self._settings,
+            log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), {"task_id": row.id}),
+            report=lambda progress: self._on_progress(run, progress),
+        )
+        remaining = _remaining(row)
+        if remaining is not None and remaining <= 0:
+            return _deadline_error(row)
+        try:
+            async with asyncio.timeout(remaining) as deadline:
+                result = await spec.handler(params, context)
+        except TaskError as error:
+            return error
+        except TimeoutError as error:
+            if deadline.expired():
+                return _deadline_error(row)
+            return _crash(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a handler bug must fail its task, never the agent
+            log.exception("handler for %s task %s crashed", row.type, row.id)
+            return _crash(error)
+        return _checked_result(result)
+
+    def _on_progress(self, run: _Run, progress: Progress) -> None:
+        run.progress = progress
+        now = time.monotonic()
+        if now - run.progress_emitted_at >= self._progress_interval:
+            run.progress_emitted_at = now
+            self._emit(EventKind.PROGRESS, run.row.model_copy(update={"progress": progress}))
+
+    def _finish(self, run: _Run, row: TaskResult) -> None:
+        """Store a terminal row, unless the run was stopped (then its stopper owns the row)."""
+        if run.stop is not None:
+            return
+        self._record_terminal(row)
+
+    def _finish_failed(self, row: TaskResult, error: TaskError) -> None:
+        self._record_terminal(row.model_copy(update=_failed(error)))
+
+    def _record_terminal(self, row: TaskResult) -> None:
+        self._store.save(row)
+        if row.status is TaskStatus.COMPLETED:
+            if row.type == TaskType.MARK_READY:
+                self._ready = True
+            elif row.type == TaskType.MARK_NOT_READY:
+                self._ready = False
+        kind = {
+            TaskStatus.COMPLETED: EventKind.SUCCEEDED,
+            TaskStatus.FAILED: EventKind.FAILED,
+            TaskStatus.CANCELLED: EventKind.CANCELLED,
+        }[row.status]
+        self._emit(kind, row)
+
+    # ------------------------------------------------------------- cancel / remove
+
+    async def cancel(self, task_id: str) -> TaskResult | None:
+        """Stop the task's handler and store it as cancelled. A task already terminal is left as it is."""
+        task_id = normalize_task_id(task_id)
+        run = self._runs.get(task_id)
+        row: TaskResult | None
+        if run is not None:
+            self._signal(run, _Stop.CANCEL)
+            await self._await_stop(run)
+            row = run.row
+        else:
+            row = self._store.get(task_id)
+        if row is None or row.terminal:
+            return row
+        cancelled = row.model_copy(
+            update={
+                "status": TaskStatus.CANCELLED,
+                "completed_at": utcnow(),
+                "reason": Reason.CANCELLED,
+                "error": "cancelled on request",
+                "hint": "",
+                "retryable": False,
+            }
+        )
+        self._record_terminal(cancelled)
+        return cancelled
+
+    async def remove(self, task_id: str) -> bool:
+        """Stop the task's handler and delete its row; returns whether a row existed."""
+        task_id = normalize_task_id(task_id)
+        run = self._runs.get(task_id)
+        if run is not None:
+            self._signal(run, _Stop.REMOVE)  # before the delete: nothing this run does afterwards reaches the store
+        row = self._store.get(task_id)
+        deleted = self._store.delete(task_id)
+        if run is not None:
+            await self._await_stop(run)
+        if deleted and row is not None:
+            self._emit(EventKind.REMOVED, row)
+        return deleted
+
+    @staticmethod
+    def _signal(run: _Run, why: _Stop) -> None:
+        run.stop = why
+        run.task.cancel()
+
+    async def _await_stop(self, run: _Run) -> None:
+        done, _ = await asyncio.wait({run.task}, timeout=self._stop_grace)
+        if not done:
+            log.warning(
+                "%s task %s did not stop within %.0fs of being cancelled; its outcome will be ignored",
+                run.row.type,
+                run.task_id,
+                self._stop_grace,
+            )
+
+    # --------------------------------------------------------- shutdown / recover
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Cancel every running handler and wait up to `grace` seconds; their rows stay `running` for `recover`."""
+        self._closing = True
+        runs = list(self._runs.values())
+        for run in runs:
+            self._signal(run, _Stop.SHUTDOWN)
+        if runs:
+            await asyncio.wait([run.task for run in runs], timeout=self._stop_grace if grace is None else grace)
+
+    async def recover(self) -> list[str]:
+        """Resume the work a previous process left running; returns the IDs resumed or finished here.
+
+        Holds first: every stale `mark-not-ready` runs to completion before anything else starts. Then a stale
+        `mark-ready` older than the newest completed hold is failed as `Superseded`; a row whose type this agent does
+        not know is failed as `UnsupportedType`; every other row runs again with `resumes + 1`.
+        """
+        handled: list[str] = []
+        stale = [row for row in self._store.list_stale() if row.id not in self._runs]
+        for hold in (row for row in stale if row.type == TaskType.MARK_NOT_READY):
+            spec = self._registry.get(hold.type)
+            assert spec is not None, "mark-not-ready is always registered"
+            self._resume(hold, spec)
+            await self.wait(hold.id)
+            handled.append(hold.id)
+        newest_hold = self._store.latest_by_type(TaskType.MARK_NOT_READY, status=TaskStatus.COMPLETED)
+        for row in stale:
+            if row.type == TaskType.MARK_NOT_READY:
+                continue
+            spec = self._registry.get(row.type)
+            if spec is None:
+                self._finish_failed(row, UnsupportedType(row.type, [str(t) for t in self._registry.types()]))
+            elif row.type == TaskType.MARK_READY and newest_hold and row.submitted_at < newest_hold.submitted_at:
+                self._finish_failed(
+                    row,
+                    TaskError(
+                        f"superseded by hold {newest_hold.id} (mark-not-ready submitted later)",
+                        reason=Reason.SUPERSEDED,
+                        hint="submit a new mark-ready once the hold's work is done",
+                    ),
+                )
+            else:
+                self._resume(row, spec)
+            handled.append(row.id)
+        return handled
+
+    def _resume(self, row: TaskResult, spec: HandlerSpec[Any]) -> None:
+        row = row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
+        self._store.save(row)
+        try:
+            params = _validate_params(spec, row.params)
+        except ParamsInvalid as error:
+            self._finish_failed(row, error)
+            return
+        self._start(row, spec, params, EventKind.RESUMED)
+
+    # ------------------------------------------------------------------ read side
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The stored row, with the latest progress report while it runs (None when unknown)."""
+        try:
+            task_id = normalize_task_id(task_id)
+        except TaskError:
+            return None
+        row = self._store.get(task_id)
+        run = self._runs.get(task_id)
+        if row is not None and run is not None and run.progress is not None and not row.terminal:
+            return row.model_copy(update={"progress": run.progress})
+        return row
+
+    def recent(self, limit: int = 100) -> list[TaskResult]:
+        rows = self._store.list(limit)
+        return [self._with_progress(row) for row in rows]
+
+    def _with_progress(self, row: TaskResult) -> TaskResult:
+        run = self._runs.get(row.id)
+        if run is not None and run.progress is not None and not row.terminal:
+            return row.model_copy(update={"progress": run.progress})
+        return row
+
+    def is_running(self, task_id: str) -> bool:
+        return task_id in self._runs
+
+    def running(self) -> list[str]:
+        return list(self._runs)
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:  # noqa: ASYNC109
+        """Wait until the task's current run ends, then return its row (LookupError if it is not stored).
+
+        Returns a `running` row only when the engine shut down underneath the wait.
+        """
+        task_id = normalize_task_id(task_id)
+        run = self._runs.get(task_id)
+        if run is not None:
+            await asyncio.wait_for(asyncio.shield(run.task), timeout)
+        row = self._store.get(task_id)
+        if row is None:
+            raise LookupError(f"task {task_id} is not stored")
+        return row
+
+    def healthz(self) -> bool:
+        """Ready: the newest successful readiness task was a mark-ready."""
+        return self._ready
+
+    def livez(self) -> bool:
+        return self._store.ping()
+
+    def status(self) -> dict[str, Any]:
+        return {"status": "Ready" if self._ready else "Initializing", "running": len(self._runs)}
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Delete terminal rows older than the retention period (readiness history is kept by the store)."""
+        return self._store.prune((now or utcnow()) - self._settings.retention)
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener` on every event, on the loop; it must not block (queue the work instead)."""
+        self._listeners.append(listener)
+
+    def _emit(self, kind: EventKind, row: TaskResult) -> None:
+        event = TaskEvent(kind, row)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("engine listener %r failed on %s of task %s", listener, kind, row.id)
+
+    def _readiness_from_history(self) -> bool:
+        ready = self._store.latest_by_type(TaskType.MARK_READY, status=TaskStatus.COMPLETED, order_by="completed_at")
+        hold = self._store.latest_by_type(TaskType.MARK_NOT_READY, status=TaskStatus.COMPLETED, order_by="completed_at")
+        if ready is None or ready.completed_at is None:
+            return False
+        return hold is None or hold.completed_at is None or ready.completed_at > hold.completed_at
+
+
+# ---------------------------------------------------------------------- row helpers
+
+
+def check_task(registry: HandlerRegistry, task: Task) -> tuple[str, HandlerSpec[Any], TaskParams]:
+    """Validate a task without running or storing anything: (canonical ID, handler, typed params).
+
+    Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid`, exactly as `Engine.submit` would refuse or fail the
+    task. The local runner uses it to refuse a whole plan before running any of it.
+    """
+    spec = _spec_for(registry, task.type)
+    task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
+    return task_id, spec, _validate_params(spec, task.params)
+
+
+def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
+    spec = registry.get(task_type)
+    if spec is None:
+        raise UnsupportedType(task_type, [str(t) for t in registry.types()])
+    return spec
+
+
+def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> TaskParams:
+    try:
+        params: TaskParams = spec.params_model.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsInvalid(format_validation_error(error)) from None
+    return params
+
+
+def _new_row(task_id: str, task: Task) -> TaskResult:
+    now = utcnow()
+    return TaskResult(
+        id=task_id,
+        type=task.type,
+        status=TaskStatus.RUNNING,
+        params=task.params,
+        submitted_at=now,
+        started_at=now,
+        timeout_seconds=task.timeout_seconds,
+        retry=task.retry,
+        retry_nonce=task.retry_nonce,
+        source=task.source,
+    )
+
+
+def _new_nonce(task: Task, existing: TaskResult) -> bool:
+    return task.retry_nonce is not None and task.retry_nonce != existing.retry_nonce
+
+
+def _rerun_row(existing: TaskResult, task: Task) -> TaskResult:
+    return existing.model_copy(
+        update={
+            "status": TaskStatus.RUNNING,
+            "run": existing.run + 1,
+            "params": task.params,
+            "result": None,
+            "error": "",
+            "reason": "",
+            "hint": "",
+            "retryable": False,
+            "started_at": utcnow(),
+            "completed_at": None,
+            "timeout_seconds": task.timeout_seconds,
+            "retry": task.retry,
+            "retry_nonce": task.retry_nonce if task.retry_nonce is not None else existing.retry_nonce,
+            "source": task.source or existing.source,
+        }
+    )
+
+
+def _completed(result: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "status": TaskStatus.COMPLETED,
+        "completed_at": utcnow(),
+        "result": result,
+        "error": "",
+        "reason": Reason.SUCCEEDED,
+        "hint": "",
+        "retryable": False,
+    }
+
+
+def _failure_fields(error: TaskError) -> dict[str, Any]:
+    return {"error": error.message, "reason": error.reason, "hint": error.hint, "retryable": error.retryable}
+
+
+def _failed(error: TaskError) -> dict[str, Any]:
+    return {**_failure_fields(error), "status": TaskStatus.FAILED, "completed_at": utcnow()}
+
+
+def _remaining(row: TaskResult) -> float | None:
+    if row.timeout_seconds is None:
+        return None
+    started = row.started_at or utcnow()
+    return row.timeout_seconds - (utcnow() - started).total_seconds()
+
+
+def _deadline_error(row: TaskResult) -> TaskError:
+    return TaskError(
+        f"run {row.run} exceeded its timeout of {row.timeout_seconds}s",
+        reason=Reason.DEADLINE_EXCEEDED,
+        hint="raise spec.timeoutSeconds if the work legitimately takes longer",
+        retryable=True,
+    )
+
+
+def _crash(error: BaseException) -> TaskError:
+    return TaskError(
+        f"handler crashed: {type(error).__name__}: {error}",
+        reason=Reason.HANDLER_CRASHED,
+        hint="this is a bug in the agent; the agent keeps running — report it with the agent's log",
+        retryable=True,
+    )
+
+
+def _checked_result(result: object) -> dict[str, Any] | TaskError | None:
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        return _crash(TypeError(f"handler returned {type(result).__name__}, not a JSON object"))
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as error:
+        return _crash(error)
+    return result
