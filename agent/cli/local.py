@@ -206,7 +206,7 @@ async def run_plan(
     *,
     keep_going: bool = False,
     retry_failed: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO,
 ) -> int:
     """Run a checked plan; returns the process exit code."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -281,9 +281,11 @@ def main(
     *,
     keep_going: bool = False,
     retry_failed: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
     registry = default_registry()
     try:
         plan = load_plan(paths, registry)
