@@ -87,7 +87,11 @@ def contained_path(base: Path, relative: str, *, field: str) -> Path:
     if candidate.is_absolute() or ".." in candidate.parts or "\x00" in relative:
         raise ParamsInvalid(f"{field}: {relative!r} escapes {base.name}/ (absolute path or '..')")
     resolved_base = base.resolve()
-    resolved = (resolved_base / candidate).resolve()
+    try:
+        resolved = (resolved_base / candidate).resolve()
+    except (RuntimeError, OSError) as error:
+        # Python 3.11 raises RuntimeError for a symlink loop (3.13: OSError); either way the name cannot be used.
+        raise ParamsInvalid(f"{field}: {relative!r} cannot be resolved: {error}") from None
     if resolved != resolved_base and resolved_base not in resolved.parents:
         raise ParamsInvalid(f"{field}: {relative!r} resolves outside {base.name}/ (through a symlink)")
     return base / candidate
