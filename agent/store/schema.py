@@ -24,7 +24,7 @@ import peewee
 from peewee import SQL
 from pydantic import ValidationError
 
-from agent.models import ResourceRef, RetryPolicy, TaskResult, TaskStatus, format_timestamp, parse_timestamp
+from agent.models import TaskResult, TaskStatus, format_timestamp, parse_timestamp
 
 TABLE = "task_results"
 
@@ -91,7 +91,8 @@ GET_SQL = f'SELECT {", ".join(COLUMNS)} FROM "{TABLE}" WHERE id = ?'
 class UnreadableRow(Exception):
     """A stored row that does not decode into a `TaskResult` (bad JSON, timestamp, status... written by someone else).
 
-    The message names the task ID and the column, never the column's content (params may hold anything).
+    The message names the task ID and the column, never the column's content (params may hold anything, so the
+    message must be safe for logs).
     """
 
     def __init__(self, task_id: str, problem: str):
@@ -148,6 +149,7 @@ T = TypeVar("T")
 
 
 def _column(task_id: str, column: str, convert: Callable[[Any], T], value: Any) -> T:
+    """`convert(value)`, or `UnreadableRow` naming the column. Converters raise messages without the value."""
     try:
         return convert(value)
     except (ValueError, TypeError) as error:
@@ -163,14 +165,31 @@ def _json_object(value: str | None) -> dict[str, Any] | None:
     return decoded
 
 
-def _optional_timestamp(value: str | None) -> datetime | None:
-    return None if value is None else parse_timestamp(value)
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{type(value).__name__} where timestamp text is expected")
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError("not an RFC 3339 timestamp") from None  # parse_timestamp's message quotes the text
 
 
-def _source(namespace: str | None, name: str | None, uid: str | None, generation: int | None) -> ResourceRef | None:
+def _optional_timestamp(value: Any) -> datetime | None:
+    return None if value is None else _timestamp(value)
+
+
+def _status(value: Any) -> TaskStatus:
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        raise ValueError(f"not one of {', '.join(TaskStatus)}") from None
+
+
+def _source(namespace: str | None, name: str | None, uid: str | None, generation: int | None) -> dict[str, Any] | None:
+    # A dict, not a ResourceRef, so that a validation error is located as `source.<field>` in the message.
     if namespace is None and name is None:
         return None
-    return ResourceRef(namespace=namespace or "", name=name or "", uid=uid or "", generation=generation or 0)
+    return {"namespace": namespace or "", "name": name or "", "uid": uid or "", "generation": generation or 0}
 
 
 def decode_row(row: Sequence[Any]) -> TaskResult:
@@ -203,7 +222,7 @@ def decode_row(row: Sequence[Any]) -> TaskResult:
         return TaskResult(
             id=task_id,
             type=task_type,
-            status=_column(task_id, "status", TaskStatus, status),
+            status=_column(task_id, "status", _status, status),
             run=run,
             resumes=resumes,
             params=_column(task_id, "params", _json_object, params),
@@ -212,11 +231,11 @@ def decode_row(row: Sequence[Any]) -> TaskResult:
             reason=reason,
             hint=hint,
             retryable=bool(retryable),
-            submitted_at=_column(task_id, "submitted_at", parse_timestamp, submitted_at),
+            submitted_at=_column(task_id, "submitted_at", _timestamp, submitted_at),
             started_at=_column(task_id, "started_at", _optional_timestamp, started_at),
             completed_at=_column(task_id, "completed_at", _optional_timestamp, completed_at),
             timeout_seconds=timeout_seconds,
-            retry=RetryPolicy(limit=retry_limit, backoff_seconds=retry_backoff_seconds),
+            retry={"limit": retry_limit, "backoff_seconds": retry_backoff_seconds},
             retry_nonce=retry_nonce,
             source=_source(source_namespace, source_name, source_uid, source_generation),
         )
