@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.s3",
+    "tests.fixtures.kube",
+    "tests.fixtures.faultproxy",
 ]
