@@ -86,6 +86,8 @@ class _Run:
     row: TaskResult
     task: asyncio.Task[None] = field(init=False)
     stop: _Stop | None = None
+    final: TaskResult | None = None
+    """The terminal row this run stored (lets `wait` answer without reading it back)."""
     progress: Progress | None = None
     progress_emitted_at: float = float("-inf")
 
@@ -126,16 +128,15 @@ class Engine:
         spec = _spec_for(self._registry, task.type)
         task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
         async with self._submit_lock:
-            existing = self._store.get(task_id)
-            if existing is None:
-                row = _new_row(task_id, task)
-                if not self._store.insert(row):
-                    return task_id  # another engine on the same store took it first
-            elif existing.status is TaskStatus.FAILED and (retry or _new_nonce(task, existing)):
+            row = _new_row(task_id, task)
+            if not self._store.insert(row):  # the common case, a new ID, costs one statement
+                existing = self._store.get(task_id)
+                if existing is None or existing.status is not TaskStatus.FAILED:
+                    return task_id  # running, completed or cancelled (or removed this instant): a no-op
+                if not (retry or _new_nonce(task, existing)):
+                    return task_id
                 row = _rerun_row(existing, task)
                 self._store.save(row)
-            else:
-                return task_id
             self._emit(EventKind.ACCEPTED, row)
             self._begin(row, spec, task.params)
         return task_id
@@ -239,6 +240,7 @@ class Engine:
         if run.stop is not None:
             return
         self._record_terminal(row)
+        run.final = row
 
     def _finish_failed(self, row: TaskResult, error: TaskError) -> None:
         self._record_terminal(row.model_copy(update=_failed(error)))
@@ -410,6 +412,8 @@ class Engine:
         run = self._runs.get(task_id)
         if run is not None:
             await asyncio.wait_for(asyncio.shield(run.task), timeout)
+            if run.final is not None:
+                return run.final
         row = self._store.get(task_id)
         if row is None:
             raise LookupError(f"task {task_id} is not stored")
