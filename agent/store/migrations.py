@@ -26,6 +26,8 @@ Rules:
   (not even the journal mode), because this code cannot know what its columns mean.
 - Timestamps that do not parse are left as they are (and logged with their task IDs); reads then report those rows
   as unreadable instead of the whole migration failing.
+- A file already at our version still gets its foreign timestamps rewritten on open (`normalise_timestamps`): a Go
+  sidecar rolled back onto the PVC can write to it (its inserts name their columns; ours have defaults).
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ _SEED_SCHEDULE_INDEX = (
 _TYPE_INDEX = f"CREATE INDEX IF NOT EXISTS idx_task_results_type_submitted_at ON {TABLE} (type, submitted_at)"
 
 _FIXED_WIDTH = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_FIXED_GLOB = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z"
+)
+# A row with a timestamp not in our fixed-width form (three `?`: the glob above, once per timestamp column).
+_FOREIGN_TIMESTAMP = (
+    "submitted_at NOT GLOB ? OR (completed_at IS NOT NULL AND completed_at NOT GLOB ?) "
+    "OR (started_at IS NOT NULL AND started_at NOT GLOB ?)"
+)
 
 
 def sqlite_version_info() -> tuple[int, ...]:
@@ -134,23 +144,35 @@ def _v10_agent_columns(db: PeeweeDatabase) -> None:
     db.execute_sql(_SEED_INDEX)
     db.execute_sql(_TYPE_INDEX)
 
+    normalise_timestamps(db)
+
+
+def _rows_with_foreign_timestamps(db: PeeweeDatabase) -> list[str]:
+    rows = db.execute_sql(f"SELECT id FROM {TABLE} WHERE {_FOREIGN_TIMESTAMP}", (_FIXED_GLOB,) * 3).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def normalise_timestamps(db: PeeweeDatabase) -> None:
+    """Rewrite timestamps that are not in our fixed-width form (the Go sidecar's trimmed RFC3339Nano) into it.
+
+    Part of step 10, and run on every open of a file already at our version as well: the seed's reference says a
+    rolled-back Go sidecar can open our file, and the rows it writes carry its own format again. Only those rows are
+    touched; timestamps that do not parse at all are left as they are and logged with their task IDs.
+    """
+    if not _rows_with_foreign_timestamps(db):
+        return
     connection = db.connection()
     connection.create_function("nodetask_fixed_timestamp", 1, _fixed_width_or_unchanged, deterministic=True)
-    db.execute_sql(
-        f"UPDATE {TABLE} SET submitted_at = nodetask_fixed_timestamp(submitted_at), "
-        "completed_at = nodetask_fixed_timestamp(completed_at), started_at = nodetask_fixed_timestamp(started_at)"
-    )
-    connection.create_function("nodetask_fixed_timestamp", 1, None)
-    _warn_about_unparsed_timestamps(db)
-
-
-def _warn_about_unparsed_timestamps(db: PeeweeDatabase) -> None:
-    rows = db.execute_sql(f"SELECT id, submitted_at, completed_at, started_at FROM {TABLE}").fetchall()
-    unparsed = [
-        str(row[0])
-        for row in rows
-        if any(text is not None and not _FIXED_WIDTH.fullmatch(str(text)) for text in row[1:])
-    ]
+    try:
+        db.execute_sql(
+            f"UPDATE {TABLE} SET submitted_at = nodetask_fixed_timestamp(submitted_at), "
+            "completed_at = nodetask_fixed_timestamp(completed_at), started_at = nodetask_fixed_timestamp(started_at) "
+            f"WHERE {_FOREIGN_TIMESTAMP}",
+            (_FIXED_GLOB,) * 3,
+        )
+    finally:
+        connection.create_function("nodetask_fixed_timestamp", 1, None)
+    unparsed = _rows_with_foreign_timestamps(db)
     if unparsed:
         log.warning(
             "task store %s: %d row(s) keep timestamps that do not parse and will be reported unreadable: %s",
@@ -209,4 +231,7 @@ def migrate(db: PeeweeDatabase) -> int:
             db.pragma("user_version", version)
         log.info("task store %s: migrated schema from version %d to %d", db.database, previous, version)
         previous = version
+    if start == LATEST_VERSION:
+        with db.atomic():
+            normalise_timestamps(db)
     return start

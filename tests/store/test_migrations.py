@@ -302,3 +302,23 @@ def test_an_unparseable_go_timestamp_is_kept_logged_and_its_row_skipped(
     assert raw_query(path, f"SELECT completed_at FROM task_results WHERE id = '{A}'") == [
         ("Tue Mar 31 22:40:00 UTC 2026",)
     ]
+
+
+def test_rows_a_rolled_back_go_sidecar_wrote_into_our_file_are_normalised_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.db"
+    build_seed_file(path, 5)
+    SqliteStore(path).close()
+    late = "0e5c5a8a-0000-4000-8000-0000000000ee"
+    with closing(sqlite3.connect(path)) as go_process, go_process:  # the Go insert names only its own columns
+        go_process.execute(
+            "INSERT OR REPLACE INTO task_results (id, type, status, params, error, submitted_at, completed_at, run, "
+            "result) VALUES (?, 'mark-ready', 'completed', 'null', '', '2026-03-31T22:36:26Z', "
+            "'2026-03-31T22:36:30Z', 1, NULL)",
+            (late,),
+        )
+    with SqliteStore(path) as opened:
+        # Go's "...26Z" sorts after D's "...26.999999Z" as text although it is older.
+        assert [row.id for row in opened.list()] == [*NEWEST_FIRST, late]
+    assert raw_query(path, f"SELECT submitted_at, completed_at FROM task_results WHERE id = '{late}'") == [
+        ("2026-03-31T22:36:26.000000Z", "2026-03-31T22:36:30.000000Z")
+    ]
