@@ -25,7 +25,8 @@ Threads and connections
 Speed
     The engine calls the store on its event loop for every transition, so the hot statements (`save`, `insert`, `get`)
     are rendered once from the peewee model and executed directly on the connection: peewee's per-query compilation
-    costs several times a raw row write. The other operations use peewee's query builder.
+    costs several times a raw row write. The other operations use peewee's query builder. Rows are never written
+    through peewee's `execute`, which logs bound values at DEBUG level: params must not reach a log.
 
 Unreadable rows (bad JSON, timestamps or statuses written by another program)
     `list` and `list_stale` skip such a row and log a warning naming its ID and column (one bad row must not hide the
