@@ -1,0 +1,86 @@
+"""`NodeTask.status`: what the agent (its only writer) reports about a task, and the source of the CRD's status schema.
+
+Timestamps are RFC 3339 text (`format_timestamp`), as Kubernetes stores them. `phase`, `reason` and `message` are
+top-level so that printer columns can show them; `error` carries the full failure (reason, message, hint, retryable).
+
+Conditions follow the Kubernetes convention (`metav1.Condition`): `Accepted`, `Succeeded` and `Failed` are written
+False as soon as the agent takes a task and turn True on the matching terminal state, so that
+`kubectl wait --for=condition=Succeeded` (or `Failed`) works; every condition carries the generation it describes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from .task import CamelModel
+from .types import Phase
+
+
+class ConditionType(StrEnum):
+    ACCEPTED = "Accepted"
+    """The agent of the target pod took the task (False with a reason when it refused it, e.g. `InvalidTaskID`)."""
+    SUCCEEDED = "Succeeded"
+    """The task's latest run succeeded."""
+    FAILED = "Failed"
+    """The task's latest run failed for good (no automatic retry left)."""
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(CamelModel):
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(min_length=1, max_length=1024, description="CamelCase reason for the condition's status.")
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(description="When the condition last changed status (RFC 3339).")
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation it describes.")
+
+
+class AgentIdentity(CamelModel):
+    """Which agent process wrote the status: a restart or a replacement pod shows up as a new session or UID."""
+
+    pod: str
+    pod_uid: str = Field(default="", alias="podUID")
+    session: str = Field(description="Random per agent process start.")
+
+
+class ProgressStatus(CamelModel):
+    current: float | None = None
+    total: float | None = None
+    unit: str = ""
+    percent: float | None = Field(default=None, ge=0, le=100)
+    message: str = ""
+    summary: str = Field(default="", description="Human form for `kubectl get`, e.g. `1.2 GiB/4.0 GiB (30.0%)`.")
+
+
+class ErrorStatus(CamelModel):
+    reason: str
+    message: str
+    hint: str = ""
+    retryable: bool = False
+
+
+class NodeTaskStatus(CamelModel):
+    phase: Phase | None = None
+    run: int | None = Field(default=None, ge=1, description="Attempt number, from 1; a retry starts run+1.")
+    resumes: int | None = Field(default=None, ge=0, description="How often a crash or restart resumed the task.")
+    task_id: str | None = Field(default=None, description="The idempotency key the agent used (canonical UUID).")
+    agent: AgentIdentity | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    heartbeat_at: str | None = Field(default=None, description="Renewed while Running: a stale value means no agent.")
+    progress: ProgressStatus | None = None
+    result: dict[str, Any] | None = Field(default=None, description="Small JSON result of a successful run.")
+    error: ErrorStatus | None = None
+    reason: str | None = Field(default=None, description="Stable reason of the current phase.")
+    message: str | None = Field(default=None, description="One line for humans.")
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
