@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",
+    "tests.fixtures.cometbft",
 ]

@@ -1,0 +1,376 @@
+"""The one CometBFT RPC client every task uses (`/status`, `/block`, `/block_results`, `/net_info`).
+
+Nodes answer in two shapes and both are accepted: the flat body sei-tendermint serves on its URI endpoints
+(`{"node_info": ..., "sync_info": ...}`) and the JSON-RPC envelope CometBFT serves
+(`{"jsonrpc": "2.0", "id": -1, "result": {...}}`). A body carrying a JSON-RPC `error` object is an error whatever
+its HTTP status (CometBFT answers "height too high" with a 500 and the error object).
+
+Every call has its own timeout: the client's default (`timeout=`, 10 s) or the call's `seconds=` (the seed used 500 ms
+for await polling, 5 s for node-ID queries, 10 s elsewhere). It is a parameter rather than the caller's own
+`asyncio.timeout` so that the error names the endpoint and path that did not answer.
+
+Every failure is an `RpcError` (a `TaskError`) whose message names the endpoint, the path and the cause: connection
+refused, timeout, HTTP status, JSON-RPC error, malformed body.
+
+Where the exact bytes matter (result-export stores the `block_results` body as the node sent it) the `*_raw`
+variants return the body unchanged, after the same checks.
+
+Use as an async context manager so one HTTP connection pool serves many calls:
+
+    async with RpcClient("http://localhost:26657") as rpc:
+        status = await rpc.status(seconds=0.5)
+        block = await rpc.block(status.latest_height)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agent.models import TaskError
+
+__all__ = [
+    "DEFAULT_RPC_PORT",
+    "DEFAULT_TIMEOUT",
+    "BlockInfo",
+    "NetInfo",
+    "NodeStatus",
+    "PeerInfo",
+    "RpcClient",
+    "RpcError",
+    "normalize_endpoint",
+]
+
+DEFAULT_RPC_PORT = 26657
+DEFAULT_TIMEOUT = 10.0
+"""Seconds per call unless the caller says otherwise (the seed's general RPC timeout)."""
+MAX_BODY_BYTES = 256 * 1024 * 1024
+"""A body larger than this is refused rather than held in memory (mainnet block_results are a few MiB)."""
+
+T = TypeVar("T")
+_NODE_ID = re.compile(r"^[0-9a-f]{40}$")
+_HASH = re.compile(r"^[0-9A-Fa-f]{64}$")
+
+
+class RpcError(TaskError):
+    """A CometBFT RPC call failed. `kind` is one of `connect`, `timeout`, `http`, `rpc`, `malformed`."""
+
+    def __init__(self, endpoint: str, path: str, kind: str, cause: str, *, retryable: bool = True):
+        super().__init__(
+            f"CometBFT RPC {endpoint}{path}: {cause}",
+            reason="RpcError",
+            hint="check that the node's RPC is reachable (rpc.laddr) and healthy",
+            retryable=retryable,
+        )
+        self.endpoint = endpoint
+        self.path = path
+        self.kind = kind
+        self.cause = cause
+
+
+def normalize_endpoint(address: str, *, default_port: int = DEFAULT_RPC_PORT) -> str:
+    """`http(s)://host:port` for an RPC address written as a URL, `tcp://host:port`, `host:port` or a bare host.
+
+    A bare `host:443` means https (witnesses behind a TLS load balancer, the seed's later fix). Raises `ValueError`
+    naming the address when it has no host, a bad port, or a scheme other than http, https or tcp.
+    """
+    text = address.strip().rstrip("/")
+    if not text:
+        raise ValueError("empty RPC address")
+    if "://" not in text:
+        text = "tcp://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "tcp"):
+        raise ValueError(f"RPC address {address!r}: scheme {parts.scheme!r} is not http, https or tcp")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"RPC address {address!r}: only scheme://host:port is allowed")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"RPC address {address!r}: port is not a number in 1-65535") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"RPC address {address!r}: no host")
+    if port == 0:
+        raise ValueError(f"RPC address {address!r}: port 0")
+    if scheme == "tcp":
+        port = port or default_port
+        scheme = "https" if port == 443 else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown_host}:{port}" if port else f"{scheme}://{shown_host}"
+
+
+# --- typed views ---------------------------------------------------------------------------------------------------
+
+
+def _height(value: Any, where: str) -> int:
+    """CometBFT encodes int64 as decimal strings; plain integers are accepted too."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where} is not a height: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"{where} is not a height: {value!r}")
+
+
+def _mapping(body: Any, key: str, where: str) -> dict[str, Any]:
+    value = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}.{key} is missing or not an object")
+    return value
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What `/status` says, typed. `raw` is the unwrapped result object."""
+
+    node_id: str
+    network: str
+    moniker: str
+    listen_addr: str
+    latest_height: int
+    latest_block_hash: str
+    latest_block_time: str
+    earliest_height: int
+    catching_up: bool
+    raw: dict[str, Any]
+
+    @classmethod
+    def parse(cls, result: dict[str, Any]) -> NodeStatus:
+        node_info = _mapping(result, "node_info", "result")
+        sync_info = _mapping(result, "sync_info", "result")
+        node_id = node_info.get("id")
+        if not isinstance(node_id, str) or not _NODE_ID.match(node_id.lower()):
+            raise ValueError(f"node_info.id is not a 40-hex node ID: {node_id!r}")
+        catching_up = sync_info.get("catching_up")
+        if not isinstance(catching_up, bool):
+            raise ValueError(f"sync_info.catching_up is not a boolean: {catching_up!r}")
+        earliest = sync_info.get("earliest_block_height")
+        return cls(
+            node_id=node_id.lower(),
+            network=str(node_info.get("network", "")),
+            moniker=str(node_info.get("moniker", "")),
+            listen_addr=str(node_info.get("listen_addr", "")),
+            latest_height=_height(sync_info.get("latest_block_height"), "sync_info.latest_block_height"),
+            latest_block_hash=str(sync_info.get("latest_block_hash", "")),
+            latest_block_time=str(sync_info.get("latest_block_time", "")),
+            earliest_height=_height(earliest, "sync_info.earliest_block_height") if earliest not in (None, "") else 0,
+            catching_up=catching_up,
+            raw=result,
+        )
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """What `/block` says, typed: the block ID hash (upper-case hex, 64 characters) and a few header fields."""
+
+    height: int
+    hash: str
+    chain_id: str
+    time: str
+    app_hash: str
+    last_results_hash: str
+    raw: dict[str, Any]
+
+    @classmethod
+    def parse(cls, result: dict[str, Any]) -> BlockInfo:
+        block_id = _mapping(result, "block_id", "result")
+        header = _mapping(_mapping(result, "block", "result"), "header", "result.block")
+        block_hash = block_id.get("hash")
+        if not isinstance(block_hash, str) or not _HASH.match(block_hash):
+            raise ValueError(f"block_id.hash is not a 64-hex block hash: {block_hash!r}")
+        return cls(
+            height=_height(header.get("height"), "block.header.height"),
+            hash=block_hash.upper(),
+            chain_id=str(header.get("chain_id", "")),
+            time=str(header.get("time", "")),
+            app_hash=str(header.get("app_hash", "")),
+            last_results_hash=str(header.get("last_results_hash", "")),
+            raw=result,
+        )
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One entry of `/net_info`'s `peers`."""
+
+    node_id: str
+    moniker: str
+    remote_ip: str
+    listen_addr: str
+    is_outbound: bool
+
+
+@dataclass(frozen=True)
+class NetInfo:
+    listening: bool
+    peers: tuple[PeerInfo, ...]
+    raw: dict[str, Any]
+
+    @classmethod
+    def parse(cls, result: dict[str, Any]) -> NetInfo:
+        entries = result.get("peers") or []
+        if not isinstance(entries, list):
+            raise ValueError("peers is not a list")
+        peers = []
+        for index, entry in enumerate(entries):
+            node_info = _mapping(entry, "node_info", f"peers[{index}]")
+            peers.append(
+                PeerInfo(
+                    node_id=str(node_info.get("id", "")).lower(),
+                    moniker=str(node_info.get("moniker", "")),
+                    remote_ip=str(entry.get("remote_ip", "")),
+                    listen_addr=str(node_info.get("listen_addr", "")),
+                    is_outbound=bool(entry.get("is_outbound", False)),
+                )
+            )
+        return cls(listening=bool(result.get("listening", False)), peers=tuple(peers), raw=result)
+
+
+# --- client --------------------------------------------------------------------------------------------------------
+
+
+def _unwrap(body: Any) -> dict[str, Any]:
+    """The result object of a flat or enveloped body; raises ValueError (malformed) or returns the error dict."""
+    if not isinstance(body, dict):
+        raise ValueError(f"body is a JSON {type(body).__name__}, not an object")
+    if "result" in body:
+        result = body["result"]
+        if not isinstance(result, dict):
+            raise ValueError("JSON-RPC result is not an object")
+        return result
+    return body
+
+
+def _rpc_error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        parts = [str(error.get(key)) for key in ("code", "message", "data") if error.get(key) not in (None, "")]
+        return "JSON-RPC error " + ": ".join(parts)
+    return f"JSON-RPC error {error!r}"
+
+
+class RpcClient:
+    """Async client for one node's CometBFT RPC endpoint. See the module docstring."""
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT, max_body_bytes: int = MAX_BODY_BYTES):
+        """`endpoint` in any form `normalize_endpoint` accepts; raises `ValueError` naming it when unusable."""
+        self.endpoint = normalize_endpoint(endpoint)
+        self.timeout = timeout
+        self.max_body_bytes = max_body_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RpcClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No env proxies: the node is next door, and a cluster-wide HTTP_PROXY must not capture its RPC.
+            self._session = aiohttp.ClientSession(trust_env=False)
+        return self._session
+
+    def _error(self, path: str, kind: str, cause: str, *, retryable: bool = True) -> RpcError:
+        return RpcError(self.endpoint, path, kind, cause, retryable=retryable)
+
+    async def _fetch(self, path: str, params: dict[str, str], seconds: float | None) -> tuple[bytes, Any]:
+        """GET `path`, returning (raw body, parsed JSON); every failure is an RpcError naming endpoint and path."""
+        shown = path + ("?" + "&".join(f"{key}={value}" for key, value in params.items()) if params else "")
+        seconds = self.timeout if seconds is None else seconds
+        try:
+            async with asyncio.timeout(seconds):
+                async with self._client_session().get(self.endpoint + path, params=params) as response:
+                    body = await response.content.read(self.max_body_bytes + 1)
+                    status = response.status
+        except TimeoutError:
+            raise self._error(shown, "timeout", f"no answer within {seconds:g}s") from None
+        except aiohttp.ClientConnectorError as error:
+            cause = error.os_error.strerror if error.os_error and error.os_error.strerror else str(error)
+            raise self._error(shown, "connect", f"cannot connect: {cause}") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+            raise self._error(shown, "connect", f"connection dropped: {error}") from None
+        except aiohttp.ClientError as error:
+            raise self._error(shown, "connect", f"{type(error).__name__}: {error}") from None
+        except OSError as error:
+            raise self._error(shown, "connect", f"cannot connect: {error.strerror or error}") from None
+        if len(body) > self.max_body_bytes:
+            raise self._error(shown, "malformed", f"body larger than {self.max_body_bytes} bytes", retryable=False)
+        parsed: Any = None
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        # A JSON-RPC error object wins over the HTTP status: it says what actually went wrong.
+        if isinstance(parsed, dict) and parsed.get("error") not in (None, "") and "result" not in parsed:
+            raise self._error(shown, "rpc", _rpc_error_text(parsed["error"]) + f" (HTTP {status})")
+        if status != 200:
+            snippet = body[:200].decode("utf-8", "replace").strip()
+            raise self._error(shown, "http", f"HTTP {status}" + (f": {snippet}" if snippet else ""))
+        if parsed is None:
+            raise self._error(shown, "malformed", "body is not JSON", retryable=False)
+        return body, parsed
+
+    async def _result(self, path: str, params: dict[str, str], seconds: float | None) -> tuple[bytes, dict[str, Any]]:
+        body, parsed = await self._fetch(path, params, seconds)
+        try:
+            return body, _unwrap(parsed)
+        except ValueError as error:
+            raise self._error(path, "malformed", str(error), retryable=False) from None
+
+    def _typed(self, path: str, parse: Callable[[dict[str, Any]], T], result: dict[str, Any]) -> T:
+        try:
+            return parse(result)
+        except ValueError as error:
+            raise self._error(path, "malformed", str(error), retryable=False) from None
+
+    async def get(
+        self, path: str, params: dict[str, str] | None = None, *, seconds: float | None = None
+    ) -> dict[str, Any]:
+        """The unwrapped result object of any GET endpoint (`/abci_info`, `/validators`...)."""
+        return (await self._result(path, params or {}, seconds))[1]
+
+    async def status(self, *, seconds: float | None = None) -> NodeStatus:
+        """`/status`: node ID, latest height, catching_up."""
+        _, result = await self._result("/status", {}, seconds)
+        return self._typed("/status", NodeStatus.parse, result)
+
+    async def block(self, height: int | None = None, *, seconds: float | None = None) -> BlockInfo:
+        """`/block?height=H` (latest when `height` is None): the block ID hash and header fields."""
+        path, params = "/block", ({"height": str(height)} if height is not None else {})
+        _, result = await self._result(path, params, seconds)
+        return self._typed(f"{path}?height={height}", BlockInfo.parse, result)
+
+    async def block_raw(self, height: int | None = None, *, seconds: float | None = None) -> bytes:
+        """`/block` body exactly as the node sent it (envelope included when the node sends one)."""
+        return (await self._result("/block", {"height": str(height)} if height is not None else {}, seconds))[0]
+
+    async def block_results(self, height: int, *, seconds: float | None = None) -> dict[str, Any]:
+        """`/block_results?height=H`, unwrapped (`txs_results`, events...)."""
+        return (await self._result("/block_results", {"height": str(height)}, seconds))[1]
+
+    async def block_results_raw(self, height: int, *, seconds: float | None = None) -> bytes:
+        """`/block_results` body exactly as the node sent it, after the same checks as `block_results`."""
+        return (await self._result("/block_results", {"height": str(height)}, seconds))[0]
+
+    async def net_info(self, *, seconds: float | None = None) -> NetInfo:
+        """`/net_info`: the node's connected peers."""
+        _, result = await self._result("/net_info", {}, seconds)
+        return self._typed("/net_info", NetInfo.parse, result)

@@ -1,0 +1,232 @@
+"""The CometBFT RPC client against the in-test node (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.request
+
+import pytest
+
+from agent.chain.rpc import RpcClient, RpcError, normalize_endpoint
+from agent.models import TaskError
+from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, Fault, block_hash
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("shape", ["flat", "envelope"])
+async def test_status_is_typed_in_both_response_shapes(cometbft_factory: CometBFTFactory, shape: str) -> None:
+    node = cometbft_factory("witness", height=4321, catching_up=True, shape=shape)
+    async with RpcClient(node.url) as rpc:
+        status = await rpc.status()
+    assert status.node_id == node.node_id
+    assert status.latest_height == 4321
+    assert status.catching_up is True
+    assert status.network == "test-chain"
+    assert status.latest_block_hash == node.block_hash(4321)
+
+
+@pytest.mark.parametrize("shape", ["flat", "envelope"])
+async def test_block_hash_at_a_height_and_at_the_tip(cometbft_factory: CometBFTFactory, shape: str) -> None:
+    node = cometbft_factory("n", height=50, shape=shape)
+    async with RpcClient(node.url) as rpc:
+        at_ten = await rpc.block(10)
+        tip = await rpc.block()
+    assert (at_ten.height, at_ten.hash) == (10, block_hash("test-chain", 10))
+    assert (tip.height, tip.hash) == (50, node.block_hash(50))
+    assert at_ten.chain_id == "test-chain"
+
+
+@pytest.mark.parametrize("shape", ["flat", "envelope"])
+async def test_raw_block_results_are_the_exact_bytes_the_node_sent(
+    cometbft_factory: CometBFTFactory, shape: str
+) -> None:
+    node = cometbft_factory("n", height=50, shape=shape)
+    with urllib.request.urlopen(f"{node.url}/block_results?height=44") as response:
+        served = response.read()
+    async with RpcClient(node.address) as rpc:
+        raw = await rpc.block_results_raw(44)
+        parsed = await rpc.block_results(44)
+    assert raw == served
+    assert ("jsonrpc" in json.loads(raw)) is (shape == "envelope")
+    assert parsed["height"] == "44"
+    assert len(parsed["txs_results"]) == 44 % 3
+
+
+async def test_net_info_lists_the_nodes_peers(cometbft: FakeCometBFT) -> None:
+    cometbft.add_peer("ab" * 20, "10.0.0.7", moniker="sentry-0")
+    async with RpcClient(cometbft.url) as rpc:
+        info = await rpc.net_info()
+    assert info.listening
+    assert [(peer.node_id, peer.remote_ip, peer.moniker) for peer in info.peers] == [
+        ("ab" * 20, "10.0.0.7", "sentry-0")
+    ]
+
+
+async def test_the_client_sees_the_chain_advance(cometbft: FakeCometBFT) -> None:
+    async with RpcClient(cometbft.url) as rpc:
+        before = (await rpc.status()).latest_height
+        cometbft.advance(5)
+        after = (await rpc.status()).latest_height
+    assert after == before + 5
+
+
+async def test_a_chain_that_advances_on_its_own_grows_between_polls(cometbft: FakeCometBFT) -> None:
+    cometbft.advance_every(0.02)
+    async with RpcClient(cometbft.url) as rpc:
+        first = (await rpc.status()).latest_height
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if (await rpc.status()).latest_height > first:
+                break
+        else:
+            pytest.fail("the chain never advanced")
+
+
+def test_the_fake_answers_synchronous_callers_too(cometbft: FakeCometBFT) -> None:
+    with urllib.request.urlopen(f"{cometbft.url}/status") as response:
+        body = json.loads(response.read())
+    assert body["node_info"]["id"] == cometbft.node_id
+    assert cometbft.requests == ["/status"]
+
+
+def test_witnesses_may_share_a_port_on_different_loopback_addresses(cometbft_factory: CometBFTFactory) -> None:
+    first = cometbft_factory("a", host="127.0.0.2")
+    second = cometbft_factory("b", host="127.0.0.3", port=first.port)
+    assert first.port == second.port
+    ids = set()
+    for node in (first, second):
+        with urllib.request.urlopen(f"{node.url}/status") as response:
+            ids.add(json.loads(response.read())["node_info"]["id"])
+    assert ids == {first.node_id, second.node_id}
+
+
+async def test_a_lying_witness_serves_a_different_well_formed_hash(cometbft_factory: CometBFTFactory) -> None:
+    honest = cometbft_factory("honest")
+    liar = cometbft_factory("liar", lying=True)
+    async with RpcClient(honest.url) as a, RpcClient(liar.url) as b:
+        truth, lie = await a.block(500), await b.block(500)
+    assert truth.hash != lie.hash
+    assert len(lie.hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "cause"),
+    [
+        (Fault.HANG, "timeout", "no answer within 0.3s"),
+        (Fault.HTTP_500, "http", "HTTP 500: internal server error"),
+        (Fault.DROP, "connect", "connection dropped"),
+        (Fault.MALFORMED, "malformed", "body is not JSON"),
+        (Fault.RPC_ERROR, "rpc", "JSON-RPC error -32603: Internal error: injected fault (HTTP 500)"),
+    ],
+)
+async def test_each_failure_names_endpoint_path_and_cause(
+    cometbft: FakeCometBFT, fault: Fault, kind: str, cause: str
+) -> None:
+    cometbft.fail(fault, path="/status")
+    async with RpcClient(cometbft.url, timeout=0.3) as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.status()
+    error = caught.value
+    assert isinstance(error, TaskError)
+    assert error.kind == kind
+    assert f"{cometbft.url}/status" in error.message
+    assert cause in error.message
+
+
+async def test_connection_refused_names_the_endpoint() -> None:
+    port = closed_port()
+    async with RpcClient(f"127.0.0.1:{port}") as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.status()
+    assert caught.value.kind == "connect"
+    assert f"http://127.0.0.1:{port}/status: cannot connect" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("height", "cause"),
+    [
+        (2000, "height 2000 must be less than or equal to the current blockchain height 1000"),
+        (5, "height 5 is not available, lowest height is 100"),
+    ],
+)
+async def test_a_height_the_node_does_not_have_is_a_json_rpc_error(
+    cometbft_factory: CometBFTFactory, height: int, cause: str
+) -> None:
+    node = cometbft_factory("pruned", height=1000, earliest_height=100, shape="envelope")
+    async with RpcClient(node.url) as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.block(height)
+    assert caught.value.kind == "rpc"
+    assert f"/block?height={height}" in caught.value.message
+    assert cause in caught.value.message
+
+
+async def test_the_per_call_timeout_overrides_the_clients(cometbft: FakeCometBFT) -> None:
+    cometbft.fail(Fault.HANG, path="/status", times=1, seconds=0.5)
+    async with RpcClient(cometbft.url, timeout=0.05) as rpc:
+        status = await rpc.status(seconds=5)
+    assert status.node_id == cometbft.node_id
+
+
+async def test_a_fault_limited_to_some_calls_clears_after_them(cometbft: FakeCometBFT) -> None:
+    cometbft.fail(Fault.HTTP_500, times=2)
+    async with RpcClient(cometbft.url) as rpc:
+        for _ in range(2):
+            with pytest.raises(RpcError):
+                await rpc.status()
+        assert (await rpc.status()).latest_height == 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"result": {"node_info": {"id": "not-hex"}, "sync_info": {}}}, "node_info.id is not a 40-hex node ID"),
+        ([1, 2], "body is a JSON list, not an object"),
+        ({"node_info": {"id": "ab" * 20}}, "result.sync_info is missing"),
+    ],
+)
+async def test_a_status_body_of_the_wrong_shape_is_malformed(
+    cometbft: FakeCometBFT, monkeypatch: pytest.MonkeyPatch, body: object, problem: str
+) -> None:
+    monkeypatch.setattr(cometbft, "status_body", lambda latest: body)
+    async with RpcClient(cometbft.url) as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.status()
+    assert caught.value.kind == "malformed"
+    assert problem in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("10.0.0.1:26657", "http://10.0.0.1:26657"),
+        ("rpc.example.com", "http://rpc.example.com:26657"),
+        ("tcp://0.0.0.0:26657", "http://0.0.0.0:26657"),
+        ("rpc.example.com:443", "https://rpc.example.com:443"),
+        ("https://rpc.example.com/", "https://rpc.example.com"),
+        ("http://[::1]:26657", "http://[::1]:26657"),
+    ],
+)
+def test_rpc_addresses_are_normalized_to_urls(address: str, url: str) -> None:
+    assert normalize_endpoint(address) == url
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("", "empty RPC address"),
+        ("ftp://host:21", "scheme 'ftp'"),
+        ("host:99999", "port is not a number"),
+        ("http://host:26657/status", "only scheme://host:port"),
+    ],
+)
+def test_unusable_rpc_addresses_are_refused_by_name(address: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        normalize_endpoint(address)
