@@ -1,0 +1,60 @@
+"""`config-patch`: merge-patch TOML files under `<home>/config/`, keeping their comments and layout.
+
+Improvements over the seed (which re-encoded each file, losing comments and turning `5000` into `5000.0`, and joined
+file names to `config/` unsanitised):
+- every file name must stay inside `config/` (no `..`, absolute path or symlink out) and end in `.toml`;
+- all names are checked and all patches computed in memory before the first file is written, so a bad second file
+  leaves the first untouched; two names for the same file are refused;
+- each file is replaced atomically and keeps its mode; an unchanged file is not written at all.
+
+Writes to several files are not one transaction: if the disk fails between two files, the first stays patched.
+Merge patches are idempotent, so running the task again finishes the job. No done-marker: like the seed's, the task
+is naturally idempotent and re-applies its patch on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.io.files import contained_path
+from agent.io.toml import TomlEdit, prepare_toml_patch
+from agent.models import ParamsInvalid, TaskType
+from agent.models.params.core import ConfigPatchParams
+
+from .base import TaskContext, handler
+
+
+def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> list[TomlEdit]:
+    edits: list[TomlEdit] = []
+    owners: dict[Path, str] = {}
+    for name, patch in files.items():
+        field = f'params.files."{name}"'
+        edit = prepare_toml_patch(contained_path(config_dir, name, field=field), patch, label=field)
+        if edit.target in owners:
+            raise ParamsInvalid(f"{field}: names the same file as {owners[edit.target]!r}")
+        owners[edit.target] = name
+        edits.append(edit)
+    return edits
+
+
+def apply_config_patches(config_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Validate and compute every patch, then write the files that change. Returns the names changed/unchanged."""
+    edits = _prepare(config_dir, files)
+    result: dict[str, list[str]] = {"changed": [], "unchanged": []}
+    for name, edit in zip(files, edits, strict=True):
+        result["changed" if edit.write() else "unchanged"].append(name)
+    return result
+
+
+@handler(TaskType.CONFIG_PATCH, ConfigPatchParams)
+async def config_patch(params: ConfigPatchParams, ctx: TaskContext) -> dict[str, Any]:
+    """Merge-patch TOML files in config/ (RFC 7386), preserving comments, layout and value types."""
+    result = await asyncio.to_thread(apply_config_patches, ctx.home / "config", params.files)
+    ctx.log.info("config-patch: changed %s, unchanged %s", result["changed"], result["unchanged"])
+    return result
+
+
+HANDLERS = [config_patch]

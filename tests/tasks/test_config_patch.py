@@ -1,0 +1,198 @@
+"""config-patch through the handler runner: params validated first, files patched in place or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+
+from agent.models import ParamsInvalid, TaskError, TaskType
+from tests.fixtures.common import HandlerRunner
+
+CONFIG_TOML = """\
+# This is a TOML config file.
+moniker = "node-0" # name
+
+[p2p]
+# Comma separated list of nodes to keep persistent connections to
+persistent-peers = ""
+max-connections = 64
+
+[mempool]
+size = 5000
+"""
+
+APP_TOML = """\
+# Cosmos app.toml
+minimum-gas-prices = "0.01usei"
+
+[api]
+enable = false # REST
+"""
+
+
+@pytest.fixture
+def config_dir(home: Path) -> Path:
+    (home / "config" / "config.toml").write_text(CONFIG_TOML)
+    (home / "config" / "app.toml").write_text(APP_TOML)
+    return home / "config"
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+async def test_patches_several_files_changing_only_the_patched_lines(
+    run_handler: HandlerRunner, config_dir: Path
+) -> None:
+    result = await run_handler(
+        TaskType.CONFIG_PATCH,
+        {
+            "files": {
+                "config.toml": {"p2p": {"persistent-peers": "abc@10.0.0.1:26656"}, "mempool": {"size": 10000}},
+                "app.toml": {"api": {"enable": True}},
+            }
+        },
+    )
+    assert result == {"changed": ["config.toml", "app.toml"], "unchanged": []}
+    assert (config_dir / "config.toml").read_text() == CONFIG_TOML.replace(
+        'persistent-peers = ""', 'persistent-peers = "abc@10.0.0.1:26656"'
+    ).replace("size = 5000", "size = 10000")
+    assert (config_dir / "app.toml").read_text() == APP_TOML.replace("enable = false # REST", "enable = true # REST")
+
+
+async def test_integers_from_params_stay_toml_integers(run_handler: HandlerRunner, config_dir: Path) -> None:
+    await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"mempool": {"size": 7, "ttl": 0}}}})
+    mempool = tomlkit.parse((config_dir / "config.toml").read_text()).unwrap()["mempool"]
+    assert mempool == {"size": 7, "ttl": 0}
+    assert all(type(value) is int for value in mempool.values())
+    assert "7.0" not in (config_dir / "config.toml").read_text()
+
+
+async def test_null_deletes_and_new_nested_tables_are_created(run_handler: HandlerRunner, config_dir: Path) -> None:
+    await run_handler(
+        TaskType.CONFIG_PATCH,
+        {"files": {"config.toml": {"p2p": {"max-connections": None}, "statesync": {"enable": True, "rpc": {"a": 1}}}}},
+    )
+    parsed = tomlkit.parse((config_dir / "config.toml").read_text()).unwrap()
+    assert "max-connections" not in parsed["p2p"]
+    assert parsed["statesync"] == {"enable": True, "rpc": {"a": 1}}
+
+
+async def test_second_identical_run_reports_unchanged_and_writes_nothing(
+    run_handler: HandlerRunner, config_dir: Path
+) -> None:
+    params = {"files": {"config.toml": {"mempool": {"size": 1}}}}
+    await run_handler(TaskType.CONFIG_PATCH, params)
+    inode = (config_dir / "config.toml").stat().st_ino
+    assert await run_handler(TaskType.CONFIG_PATCH, params) == {"changed": [], "unchanged": ["config.toml"]}
+    assert (config_dir / "config.toml").stat().st_ino == inode
+
+
+async def test_missing_file_is_created_with_mode_0644(run_handler: HandlerRunner, config_dir: Path) -> None:
+    result = await run_handler(TaskType.CONFIG_PATCH, {"files": {"client.toml": {"chain-id": "sei-test"}}})
+    assert result == {"changed": ["client.toml"], "unchanged": []}
+    assert (config_dir / "client.toml").read_text() == 'chain-id = "sei-test"\n'
+    assert (config_dir / "client.toml").stat().st_mode & 0o777 == 0o644
+
+
+async def test_existing_mode_is_kept(run_handler: HandlerRunner, config_dir: Path) -> None:
+    (config_dir / "app.toml").chmod(0o600)
+    await run_handler(TaskType.CONFIG_PATCH, {"files": {"app.toml": {"api": {"enable": True}}}})
+    assert (config_dir / "app.toml").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("files", "complaint"),
+    [
+        ({}, "at least one file is required"),
+        ({"genesis.json": {"a": 1}}, "only .toml files"),
+        ({"node_key.json": {"priv_key": None}}, "only .toml files"),
+        ({".toml": {"a": 1}}, "only .toml files"),
+        ({"config.toml": "not a map"}, "params.files.config.toml"),
+        ({"config.toml": {"a": 1}, "extra": {}}, "only .toml files"),
+    ],
+    ids=["no-files", "json", "key-file", "bare-suffix", "patch-not-object", "one-bad-name"],
+)
+async def test_params_are_refused_before_the_handler_runs(
+    run_handler: HandlerRunner, config_dir: Path, files: Any, complaint: str
+) -> None:
+    before = snapshot(config_dir)
+    with pytest.raises(ParamsInvalid) as caught:
+        await run_handler(TaskType.CONFIG_PATCH, {"files": files})
+    assert complaint in caught.value.message
+    assert snapshot(config_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "complaint"),
+    [
+        ("../x.toml", "escapes config/"),
+        ("../../etc/x.toml", "escapes config/"),
+        ("/etc/x.toml", "escapes config/"),
+        ("outside/x.toml", "through a symlink"),
+        ("linked.toml", "through a symlink"),
+    ],
+)
+async def test_names_escaping_config_are_refused_and_nothing_is_written(
+    run_handler: HandlerRunner, config_dir: Path, name: str, complaint: str
+) -> None:
+    home = config_dir.parent
+    outside = home.parent / "outside"
+    outside.mkdir()
+    (outside / "x.toml").write_text("a = 1\n")
+    (config_dir / "outside").symlink_to(outside)
+    (config_dir / "linked.toml").symlink_to(outside / "x.toml")
+    before_config, before_outside = snapshot(config_dir), snapshot(outside)
+    with pytest.raises(ParamsInvalid) as caught:
+        await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"mempool": {"size": 1}}, name: {"a": 2}}})
+    assert f'params.files."{name}"' in caught.value.message
+    assert complaint in caught.value.message
+    assert snapshot(config_dir) == before_config
+    assert snapshot(outside) == before_outside
+    assert not (home.parent / "x.toml").exists()
+
+
+async def test_bad_second_file_leaves_the_first_untouched(run_handler: HandlerRunner, config_dir: Path) -> None:
+    (config_dir / "app.toml").write_text("broken = \n")
+    before = snapshot(config_dir)
+    with pytest.raises(TaskError) as caught:
+        await run_handler(
+            TaskType.CONFIG_PATCH,
+            {"files": {"config.toml": {"mempool": {"size": 1}}, "app.toml": {"api": {"enable": True}}}},
+        )
+    assert "app.toml is not valid TOML (line 1" in caught.value.message
+    assert snapshot(config_dir) == before
+
+
+async def test_unrepresentable_value_in_second_file_names_file_and_key(
+    run_handler: HandlerRunner, config_dir: Path
+) -> None:
+    before = snapshot(config_dir)
+    with pytest.raises(ParamsInvalid) as caught:
+        await run_handler(
+            TaskType.CONFIG_PATCH,
+            {"files": {"config.toml": {"mempool": {"size": 1}}, "app.toml": {"api": {"list": ["a", None]}}}},
+        )
+    assert caught.value.message == (
+        'params.files."app.toml": api.list[1]: null inside a list cannot be written to TOML'
+    )
+    assert snapshot(config_dir) == before
+
+
+async def test_two_names_for_one_file_are_refused(run_handler: HandlerRunner, config_dir: Path) -> None:
+    before = snapshot(config_dir)
+    with pytest.raises(ParamsInvalid, match="names the same file as 'config.toml'"):
+        await run_handler(
+            TaskType.CONFIG_PATCH,
+            {"files": {"config.toml": {"mempool": {"size": 1}}, "./config.toml": {"mempool": {"size": 2}}}},
+        )
+    assert snapshot(config_dir) == before
+
+
+async def test_no_temporary_files_are_left_behind(run_handler: HandlerRunner, config_dir: Path) -> None:
+    await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"mempool": {"size": 1}}, "new.toml": {"a": 1}}})
+    assert sorted(os.listdir(config_dir)) == ["app.toml", "config.toml", "new.toml"]
