@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,7 @@ async def test_unrepresentable_value_in_second_file_names_file_and_key(
 
 async def test_two_names_for_one_file_are_refused(run_handler: HandlerRunner, config_dir: Path) -> None:
     before = snapshot(config_dir)
-    with pytest.raises(ParamsInvalid, match="names the same file as 'config.toml'"):
+    with pytest.raises(ParamsInvalid, match=r"names the same file as 'config\.toml'"):
         await run_handler(
             TaskType.CONFIG_PATCH,
             {"files": {"config.toml": {"mempool": {"size": 1}}, "./config.toml": {"mempool": {"size": 2}}}},
@@ -195,4 +194,4 @@ async def test_two_names_for_one_file_are_refused(run_handler: HandlerRunner, co
 
 async def test_no_temporary_files_are_left_behind(run_handler: HandlerRunner, config_dir: Path) -> None:
     await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"mempool": {"size": 1}}, "new.toml": {"a": 1}}})
-    assert sorted(os.listdir(config_dir)) == ["app.toml", "config.toml", "new.toml"]
+    assert sorted(entry.name for entry in config_dir.iterdir()) == ["app.toml", "config.toml", "new.toml"]
