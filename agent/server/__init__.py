@@ -1,1 +1,6 @@
-"""agent.server layer."""
+"""The agent's small HTTP server: probes, Prometheus metrics and read-only task views (DESIGN.md section 5)."""
+
+from .app import AgentServer, create_app, public_task, redact
+from .metrics import AgentMetrics
+
+__all__ = ["AgentMetrics", "AgentServer", "create_app", "public_task", "redact"]

@@ -1,0 +1,172 @@
+"""The agent's HTTP server on :7777 (DESIGN.md section 5): probes, metrics and read-only views of the store.
+
+- `GET /healthz`: 200 once a `mark-ready` succeeded (and no later `mark-not-ready`), else 503: the readiness probe and
+  seid's start gate.
+- `GET /livez`: 200 while the store answers a trivial query, else 503.
+- `GET /metrics`: Prometheus text (`AgentMetrics`).
+- `GET /v0/status`: readiness, running count and the agent's identity.
+- `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 1000), newest first.
+- `GET /v0/tasks/{id}`: one task, with live progress while it runs; 404 JSON for an unknown ID, 400 for a malformed one.
+
+Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
+authentication, as in the seed's probe paths; nothing served is secret (handlers never return secrets, and values
+under secret-looking keys are masked anyway, see `public_task`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent.engine import Engine
+from agent.models import TaskResult, normalize_task_id
+from agent.models.errors import TaskError
+
+from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
+
+MAX_LIMIT = 1000
+_SECRET_KEY = re.compile(r"mnemonic|priv(ate)?[_-]?key|secret|passphrase|password", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact(value: Any) -> Any:
+    """`value` with every entry under a secret-looking key masked, at any depth (defence in depth: handlers and
+    controllers must not put secrets there in the first place)."""
+    if isinstance(value, Mapping):
+        return {key: REDACTED if _SECRET_KEY.search(str(key)) else redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def public_task(result: TaskResult) -> dict[str, Any]:
+    """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked."""
+    body = result.model_dump(mode="json", by_alias=True)
+    body["phase"] = str(result.phase)
+    body["params"] = redact(body.get("params"))
+    body["result"] = redact(body.get("result"))
+    if result.progress is not None:
+        body["progress"]["percent"] = result.progress.percent
+        body["progress"]["summary"] = result.progress.describe()
+    return body
+
+
+@dataclass
+class ServerContext:
+    engine: Engine
+    metrics: AgentMetrics
+    identity: dict[str, str] = field(default_factory=dict)
+
+
+_CONTEXT = web.AppKey("context", ServerContext)
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[_CONTEXT].engine
+    if engine.healthz():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready", "reason": "no successful mark-ready yet, or held"}, status=503)
+
+
+async def livez(request: web.Request) -> web.Response:
+    engine = request.app[_CONTEXT].engine
+    if engine.livez():
+        return web.json_response({"status": "alive"})
+    return web.json_response({"status": "store unavailable"}, status=503)
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    body = request.app[_CONTEXT].metrics.exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def status(request: web.Request) -> web.Response:
+    context = request.app[_CONTEXT]
+    body: dict[str, Any] = dict(context.engine.status())
+    body["ready"] = context.engine.healthz()
+    body["agent"] = context.identity
+    return web.json_response(body)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    try:
+        limit = int(raw)
+    except ValueError:
+        return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}, not {raw!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        return _error(400, f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    tasks = [public_task(result) for result in request.app[_CONTEXT].engine.recent(limit)]
+    return web.json_response({"tasks": tasks, "count": len(tasks)})
+
+
+async def get_task(request: web.Request) -> web.Response:
+    raw = request.match_info["task_id"]
+    try:
+        task_id = normalize_task_id(raw)
+    except TaskError as error:
+        return _error(400, error.message, reason=error.reason)
+    result = request.app[_CONTEXT].engine.get(task_id)
+    if result is None:
+        return _error(404, f"task {task_id} not found", id=task_id)
+    return web.json_response(public_task(result))
+
+
+def create_app(engine: Engine, metrics: AgentMetrics, identity: dict[str, str] | None = None) -> web.Application:
+    """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`)."""
+    app = web.Application()
+    app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/v0/status", status)
+    app.router.add_get("/v0/tasks", list_tasks)
+    app.router.add_get("/v0/tasks/{task_id}", get_task)
+    return app
+
+
+class AgentServer:
+    """The running HTTP server: binds `host:port` (port 0 picks a free one, see `.port`) and serves the app."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: AgentMetrics,
+        *,
+        host: str = "0.0.0.0",  # probes come from the kubelet, on the pod IP
+        port: int = 7777,
+        identity: dict[str, str] | None = None,
+    ) -> None:
+        self.app = create_app(engine, metrics, identity)
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        for address in self._runner.addresses:  # the bound port, when 0 asked for any free one
+            self.port = int(address[1])
+            break
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
