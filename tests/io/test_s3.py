@@ -1,0 +1,321 @@
+"""agent.io.s3 against moto's HTTP server through boto3, with faults injected by a real HTTP proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agent.io.s3 import (
+    S3_MAX_PART_SIZE,
+    S3_MIN_PART_SIZE,
+    GiB,
+    MiB,
+    S3Client,
+    base_part_size,
+    multipart_capacity,
+    part_size_for_part,
+)
+from agent.models import TaskError
+from agent.models.settings import AgentSettings
+from tests.fixtures.s3 import REGION, S3FaultProxy
+
+TiB = 1024 * GiB
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Incompressible, reproducible bytes."""
+    blocks = []
+    counter = 0
+    while sum(map(len, blocks)) < size:
+        blocks.append(hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 128)
+        counter += 1
+    return b"".join(blocks)[:size]
+
+
+def proxied(s3_faults: S3FaultProxy, **options: Any) -> S3Client:
+    options.setdefault("max_attempts", 3)
+    return S3Client(region=REGION, endpoint_url=s3_faults.url, min_part_size=S3_MIN_PART_SIZE, **options)
+
+
+async def test_small_objects_round_trip_as_bytes_and_json(s3: S3Client, s3_bucket: str) -> None:
+    await s3.put_bytes(s3_bucket, "a/raw.bin", b"\x00\x01payload")
+    await s3.put_json(s3_bucket, "a/doc.json", {"peers": ["x@1.2.3.4:26656"]})
+
+    assert await s3.get_bytes(s3_bucket, "a/raw.bin") == b"\x00\x01payload"
+    assert await s3.get_json(s3_bucket, "a/doc.json") == {"peers": ["x@1.2.3.4:26656"]}
+    assert await s3.exists(s3_bucket, "a/raw.bin")
+    assert not await s3.exists(s3_bucket, "a/missing.bin")
+    assert (await s3.head(s3_bucket, "a/raw.bin")).size == 9
+
+
+async def test_list_keys_returns_only_keys_under_the_prefix_sorted(s3: S3Client, s3_bucket: str) -> None:
+    for key in ("snap/20.tar.zst", "snap/10.tar.zst", "snap/latest.txt", "other/1.tar.zst"):
+        await s3.put_bytes(s3_bucket, key, b"x")
+
+    assert await s3.list_keys(s3_bucket, "snap/") == ["snap/10.tar.zst", "snap/20.tar.zst", "snap/latest.txt"]
+    assert await s3.list_keys(s3_bucket, "none/") == []
+
+
+async def test_client_without_endpoint_uses_the_standard_aws_endpoint_variable(s3_bucket: str, s3_admin: Any) -> None:
+    # The session fixture exports AWS_ENDPOINT_URL, as a user pointing the AWS tools at MinIO would.
+    s3_admin.put_object(Bucket=s3_bucket, Key="k", Body=b"v")
+    assert await S3Client(region=REGION).get_bytes(s3_bucket, "k") == b"v"
+
+
+def test_client_from_settings_takes_the_agent_endpoint(settings: AgentSettings) -> None:
+    configured = settings.model_copy(update={"s3_endpoint_url": "http://minio.local:9000"})
+    client = S3Client.from_settings(configured, region="eu-west-1")
+    assert client.client.meta.endpoint_url == "http://minio.local:9000"
+    assert client.client.meta.region_name == "eu-west-1"
+
+
+async def test_get_json_of_invalid_json_names_the_object(s3: S3Client, s3_bucket: str) -> None:
+    await s3.put_bytes(s3_bucket, "bad.json", b"{not json")
+    with pytest.raises(TaskError, match=rf"s3://{s3_bucket}/bad.json: not valid JSON"):
+        await s3.get_json(s3_bucket, "bad.json")
+
+
+async def test_get_bytes_refuses_objects_larger_than_the_limit(s3: S3Client, s3_bucket: str) -> None:
+    await s3.put_bytes(s3_bucket, "big", b"x" * 2048)
+    with pytest.raises(TaskError) as caught:
+        await s3.get_bytes(s3_bucket, "big", max_bytes=1024)
+    assert caught.value.reason == "S3ObjectTooLarge"
+    assert "2048 bytes" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        ("get_missing_key", r"s3://{bucket}/nope.json: object not found \(NoSuchKey"),
+        ("get_missing_bucket", r"s3://{missing}/k: bucket '{missing}' does not exist"),
+        ("exists_missing_bucket", r"s3://{missing}/k: bucket '{missing}' does not exist"),
+        ("list_missing_bucket", r"s3://{missing}/p/: bucket '{missing}' does not exist"),
+        ("put_missing_bucket", r"s3://{missing}/k: bucket '{missing}' does not exist"),
+    ],
+)
+async def test_missing_objects_and_buckets_are_s3_not_found_naming_the_url(
+    s3: S3Client, s3_bucket: str, operation: str, expected: str
+) -> None:
+    missing = f"{s3_bucket}-absent"
+    calls = {
+        "get_missing_key": lambda: s3.get_json(s3_bucket, "nope.json"),
+        "get_missing_bucket": lambda: s3.get_bytes(missing, "k"),
+        "exists_missing_bucket": lambda: s3.exists(missing, "k"),
+        "list_missing_bucket": lambda: s3.list_keys(missing, "p/"),
+        "put_missing_bucket": lambda: s3.put_bytes(missing, "k", b"v"),
+    }
+    with pytest.raises(TaskError) as caught:
+        await calls[operation]()
+    assert caught.value.reason == "S3NotFound"
+    assert caught.value.hint
+    assert re.search(expected.format(bucket=s3_bucket, missing=missing), caught.value.message), caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "retryable"),
+    [
+        (403, "AccessDenied", "S3AccessDenied", False),
+        (503, "SlowDown", "S3Unavailable", True),
+        (500, "InternalError", "S3Unavailable", True),
+    ],
+)
+async def test_persistent_errors_map_to_a_reason_per_class(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client, status: int, code: str, reason: str, retryable: bool
+) -> None:
+    await s3.put_bytes(s3_bucket, "obj", b"data")
+    s3_faults.fail("GET", "/obj", status=status, code=code, times=100)
+
+    with pytest.raises(TaskError) as caught:
+        await proxied(s3_faults).get_bytes(s3_bucket, "obj")
+
+    assert caught.value.reason == reason
+    assert caught.value.retryable is retryable
+    assert f"s3://{s3_bucket}/obj" in caught.value.message
+    assert code in caught.value.message
+
+
+async def test_throttling_and_5xx_are_retried_by_botocore(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
+) -> None:
+    await s3.put_bytes(s3_bucket, "obj", b"data")
+    s3_faults.fail("GET", "/obj", status=503, code="SlowDown", times=1)
+    s3_faults.fail("GET", "/obj", status=500, times=1)
+
+    assert await proxied(s3_faults, max_attempts=4).get_bytes(s3_bucket, "obj") == b"data"
+    assert [method for method, path, _ in s3_faults.requests if path.endswith("/obj")] == ["GET"] * 3
+
+
+async def test_unreachable_endpoint_is_s3_unavailable_naming_the_endpoint(s3_bucket: str) -> None:
+    client = S3Client(region=REGION, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    with pytest.raises(TaskError) as caught:
+        await client.get_bytes(s3_bucket, "k")
+    assert caught.value.reason == "S3Unavailable"
+    assert "http://127.0.0.1:9" in caught.value.message
+    assert f"s3://{s3_bucket}/k" in caught.value.message
+
+
+async def test_download_resumes_after_a_truncated_body_with_a_ranged_get(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
+) -> None:
+    data = payload(3 * MiB)
+    await s3.put_bytes(s3_bucket, "blob", data)
+    s3_faults.truncate("GET", "/blob", after=MiB + 123, times=2)
+    received = io.BytesIO()
+    reports: list[tuple[int, int | None]] = []
+
+    info = await proxied(s3_faults).download(
+        s3_bucket, "blob", received, progress=lambda done, total: reports.append((done, total))
+    )
+
+    assert received.getvalue() == data
+    assert info.size == len(data)
+    ranges = [byte_range for _, path, byte_range in s3_faults.requests if path.endswith("/blob")]
+    assert ranges[0] == ""
+    assert ranges[1].startswith("bytes=") and ranges[1].endswith("-")
+    assert reports[-1] == (len(data), len(data))
+
+
+async def test_download_gives_up_when_every_resume_breaks_and_says_where(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
+) -> None:
+    await s3.put_bytes(s3_bucket, "blob", payload(MiB))
+    s3_faults.truncate("GET", "/blob", after=1000, times=1000)
+
+    with pytest.raises(TaskError) as caught:
+        await S3Client(region=REGION, endpoint_url=s3_faults.url, resume_attempts=2).download(
+            s3_bucket, "blob", io.BytesIO()
+        )
+
+    assert caught.value.reason == "S3Unavailable"
+    assert caught.value.retryable
+    assert f"s3://{s3_bucket}/blob" in caught.value.message
+    assert "broke off at byte" in caught.value.message
+
+
+async def test_download_fails_when_the_object_is_replaced_before_a_resume(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client, s3_admin: Any
+) -> None:
+    await s3.put_bytes(s3_bucket, "blob", payload(2 * MiB))
+    s3_faults.truncate("GET", "/blob", after=100_000, times=1)
+    replaced = threading.Event()
+
+    def sink(chunk: bytes) -> None:
+        if not replaced.is_set():
+            s3_admin.put_object(Bucket=s3_bucket, Key="blob", Body=b"a different object")
+            replaced.set()
+
+    with pytest.raises(TaskError) as caught:
+        await proxied(s3_faults).download(s3_bucket, "blob", sink, chunk_size=50_000)
+    assert caught.value.reason == "S3ObjectChanged"
+
+
+async def test_iter_chunks_yields_the_whole_object(s3: S3Client, s3_bucket: str) -> None:
+    data = payload(2 * MiB + 17)
+    await s3.put_bytes(s3_bucket, "blob", data)
+    chunks = [chunk async for chunk in s3.iter_chunks(s3_bucket, "blob", chunk_size=256 * 1024)]
+    assert b"".join(chunks) == data
+    assert max(map(len, chunks)) <= 256 * 1024
+
+
+def chunked(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:
+    offset = 0
+    while offset < len(data):
+        step = next(sizes)
+        yield data[offset : offset + step]
+        offset += step
+
+
+def odd_sizes() -> Iterator[int]:
+    while True:
+        yield from (1, 4093, 700_001, 65_536, 3 * MiB + 5)
+
+
+async def test_streaming_upload_of_unknown_length_uses_multipart_and_round_trips(
+    s3: S3Client, s3_bucket: str, s3_admin: Any
+) -> None:
+    data = payload(12 * MiB + 321)
+    reports: list[tuple[int, int | None]] = []
+
+    result = await s3.upload_stream(
+        s3_bucket, "big.bin", chunked(data, odd_sizes()), progress=lambda done, total: reports.append((done, total))
+    )
+
+    assert result.parts == 3
+    assert result.size == len(data)
+    assert s3_admin.get_object(Bucket=s3_bucket, Key="big.bin")["Body"].read() == data
+    assert reports[-1] == (len(data), None)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+async def test_streaming_upload_that_fits_one_part_is_a_single_put(s3: S3Client, s3_bucket: str) -> None:
+    result = await s3.upload_stream(s3_bucket, "small", io.BytesIO(b"hello"), content_type="text/plain")
+    assert (result.parts, result.size) == (1, 5)
+    assert await s3.get_bytes(s3_bucket, "small") == b"hello"
+
+
+async def test_failed_multipart_upload_is_aborted_and_leaves_no_object(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3_admin: Any
+) -> None:
+    s3_faults.fail("PUT", "partNumber=2", status=500, times=100)
+
+    with pytest.raises(TaskError) as caught:
+        await proxied(s3_faults, max_attempts=2).upload_stream(s3_bucket, "big.bin", [payload(11 * MiB)])
+
+    assert caught.value.reason == "S3Unavailable"
+    assert "part 2" in caught.value.message
+    assert "Contents" not in s3_admin.list_objects_v2(Bucket=s3_bucket)
+    assert s3_admin.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+async def test_cancelled_upload_is_aborted_and_the_source_is_no_longer_read(
+    s3: S3Client, s3_bucket: str, s3_admin: Any
+) -> None:
+    first_part_read = threading.Event()
+    reads_after_cancel: list[int] = []
+    cancelled = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        block = os.urandom(MiB)
+        produced = 0
+        while True:
+            if cancelled.is_set():
+                reads_after_cancel.append(produced)
+            produced += 1
+            if produced > 6:
+                first_part_read.set()
+            yield block
+
+    upload = asyncio.create_task(s3.upload_stream(s3_bucket, "endless", endless()))
+    await asyncio.to_thread(first_part_read.wait, 30)
+    upload.cancel()
+    cancelled.set()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+
+    assert len(reads_after_cancel) <= 1
+    assert s3_admin.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert "Contents" not in s3_admin.list_objects_v2(Bucket=s3_bucket)
+
+
+@pytest.mark.parametrize("size_hint", [None, 10 * GiB, 2 * TiB, 20 * TiB])
+def test_part_schedule_stays_within_s3_limits_and_covers_multi_terabyte_objects(size_hint: int | None) -> None:
+    base = base_part_size(size_hint)
+    sizes = [part_size_for_part(number, base) for number in (1, 1000, 1001, 5000, 10_000)]
+
+    assert all(S3_MIN_PART_SIZE <= size <= S3_MAX_PART_SIZE for size in sizes)
+    assert multipart_capacity(base) >= max(size_hint or 0, 7 * TiB)
+    if size_hint:
+        assert base * 9000 >= size_hint  # a correct hint never needs larger parts than the first
+
+
+def test_part_size_below_the_s3_minimum_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        S3Client(min_part_size=MiB)
