@@ -1,0 +1,61 @@
+"""Cosmos addresses: which bytes stand for an account, an operator or a consensus key, and their Bech32 prefixes.
+
+- Account (and operator) address: RIPEMD-160(SHA-256(compressed secp256k1 public key)), 20 bytes. The operator
+  address of a validator is the same 20 bytes as its account, under the `valoper` prefix.
+- Consensus address: SHA-256(Ed25519 public key)[:20] (the Tendermint validator address), under `valcons`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from Crypto.Hash import RIPEMD160
+
+from agent.chain.crypto import bech32
+
+
+@dataclass(frozen=True)
+class Bech32Prefixes:
+    """The six prefixes the SDK derives from a chain's main prefix (`sei` -> `seivaloper`, `seivalcons`...)."""
+
+    account: str
+    account_pub: str
+    validator: str
+    validator_pub: str
+    consensus: str
+    consensus_pub: str
+
+    @classmethod
+    def from_main(cls, main: str) -> Bech32Prefixes:
+        return cls(main, f"{main}pub", f"{main}valoper", f"{main}valoperpub", f"{main}valcons", f"{main}valconspub")
+
+
+SEI = Bech32Prefixes.from_main("sei")
+
+
+def account_address_bytes(secp256k1_public_key: bytes) -> bytes:
+    """RIPEMD-160(SHA-256(key)): the 20 bytes behind `sei1...` and `seivaloper1...` for a secp256k1 key."""
+    if len(secp256k1_public_key) != 33:
+        raise ValueError(f"expected a 33-byte compressed secp256k1 public key, got {len(secp256k1_public_key)} bytes")
+    return RIPEMD160.new(hashlib.sha256(secp256k1_public_key).digest()).digest()
+
+
+def consensus_address_bytes(ed25519_public_key: bytes) -> bytes:
+    """SHA-256(key)[:20]: the Tendermint validator address of an Ed25519 consensus key."""
+    if len(ed25519_public_key) != 32:
+        raise ValueError(f"expected a 32-byte Ed25519 public key, got {len(ed25519_public_key)} bytes")
+    return hashlib.sha256(ed25519_public_key).digest()[:20]
+
+
+def address_bytes(address: str, prefix: str) -> bytes:
+    """The 20 (or 32) bytes of a Bech32 address that must carry `prefix`; `bech32.Bech32Error` otherwise."""
+    _, payload = bech32.decode(address, expected_hrp=prefix)
+    if len(payload) not in (20, 32):
+        raise bech32.Bech32Error(f"{address!r} holds {len(payload)} bytes, expected 20 or 32")
+    return payload
+
+
+def with_prefix(address: str, prefix: str) -> str:
+    """The same address bytes under another prefix (`sei1...` -> `seivaloper1...`)."""
+    return bech32.encode(prefix, bech32.decode(address)[1])
