@@ -5,7 +5,10 @@ file names to `config/` unsanitised):
 - every file name must stay inside `config/` (no `..`, absolute path or symlink out) and end in `.toml`;
 - all names are checked and all patches computed in memory before the first file is written, so a bad second file
   leaves the first untouched; two names for the same file are refused;
-- each file is replaced atomically and keeps its mode; an unchanged file is not written at all.
+- each file is replaced atomically and keeps its mode; an unchanged file is not written at all;
+- keys are written exactly as given, unless `matchKeySpelling` asks to reuse the file's hyphen/underscore spelling
+  (sei-tendermint writes `persistent-peers`, CometBFT `persistent_peers`; a key in the other spelling would be a
+  second, ignored key).
 
 Writes to several files are not one transaction: if the disk fails between two files, the first stays patched.
 Merge patches are idempotent, so running the task again finishes the job. No done-marker: like the seed's, the task
@@ -27,12 +30,13 @@ from agent.models.params.core import ConfigPatchParams
 from .base import TaskContext, handler
 
 
-def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> list[TomlEdit]:
+def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]], match_spelling: bool) -> list[TomlEdit]:
     edits: list[TomlEdit] = []
     owners: dict[Path, str] = {}
     for name, patch in files.items():
         field = f'params.files."{name}"'
-        edit = prepare_toml_patch(contained_path(config_dir, name, field=field), patch, label=field)
+        path = contained_path(config_dir, name, field=field)
+        edit = prepare_toml_patch(path, patch, label=field, match_spelling=match_spelling)
         if edit.target in owners:
             raise ParamsInvalid(f"{field}: names the same file as {owners[edit.target]!r}")
         owners[edit.target] = name
@@ -40,9 +44,11 @@ def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> list[T
     return edits
 
 
-def apply_config_patches(config_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+def apply_config_patches(
+    config_dir: Path, files: Mapping[str, Mapping[str, Any]], *, match_spelling: bool = False
+) -> dict[str, list[str]]:
     """Validate and compute every patch, then write the files that change. Returns the names changed/unchanged."""
-    edits = _prepare(config_dir, files)
+    edits = _prepare(config_dir, files, match_spelling)
     result: dict[str, list[str]] = {"changed": [], "unchanged": []}
     for name, edit in zip(files, edits, strict=True):
         result["changed" if edit.write() else "unchanged"].append(name)
@@ -52,7 +58,9 @@ def apply_config_patches(config_dir: Path, files: Mapping[str, Mapping[str, Any]
 @handler(TaskType.CONFIG_PATCH, ConfigPatchParams)
 async def config_patch(params: ConfigPatchParams, ctx: TaskContext) -> dict[str, Any]:
     """Merge-patch TOML files in config/ (RFC 7386), preserving comments, layout and value types."""
-    result = await asyncio.to_thread(apply_config_patches, ctx.home / "config", params.files)
+    result = await asyncio.to_thread(
+        apply_config_patches, ctx.home / "config", params.files, match_spelling=params.match_key_spelling
+    )
     ctx.log.info("config-patch: changed %s, unchanged %s", result["changed"], result["unchanged"])
     return result
 

@@ -195,3 +195,27 @@ async def test_two_names_for_one_file_are_refused(run_handler: HandlerRunner, co
 async def test_no_temporary_files_are_left_behind(run_handler: HandlerRunner, config_dir: Path) -> None:
     await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"mempool": {"size": 1}}, "new.toml": {"a": 1}}})
     assert sorted(entry.name for entry in config_dir.iterdir()) == ["app.toml", "config.toml", "new.toml"]
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        (True, CONFIG_TOML.replace('persistent-peers = ""', 'persistent-peers = "id@host:26656"')),
+        (
+            False,
+            CONFIG_TOML.replace("max-connections = 64\n", 'max-connections = 64\npersistent_peers = "id@host:26656"\n'),
+        ),
+    ],
+    ids=["matched", "exact-by-default"],
+)
+async def test_key_spelling_is_matched_only_when_asked(
+    run_handler: HandlerRunner, config_dir: Path, match: bool, expected: str
+) -> None:
+    await run_handler(
+        TaskType.CONFIG_PATCH,
+        {
+            "files": {"config.toml": {"p2p": {"persistent_peers": "id@host:26656"}}},
+            "matchKeySpelling": match,
+        },
+    )
+    assert (config_dir / "config.toml").read_text() == expected

@@ -27,6 +27,11 @@ class ConfigPatchParams(TaskParams):
     files: dict[str, dict[str, Any]] = Field(
         description='File name under config/ -> merge patch, e.g. {"config.toml": {"p2p": {"persistent-peers": ""}}}.'
     )
+    match_key_spelling: bool = Field(
+        default=False,
+        description="Write each key with the '-' or '_' spelling the file already uses (persistent_peers lands on an "
+        "existing persistent-peers); off by default, so keys are written exactly as given.",
+    )
 
     @field_validator("files")
     @classmethod
