@@ -1,0 +1,391 @@
+"""The genesis ceremony across pods: upload-genesis-artifacts, assemble-and-upload-genesis, assemble-genesis-fork.
+
+Flow (docs/genesis-ceremony.md): every validator runs generate-identity, generate-gentx and
+upload-genesis-artifacts; one assembler node then runs assemble-and-upload-genesis (or assemble-genesis-fork), which
+downloads every listed node's gentx and identity, verifies them, writes the genesis and publishes it; every node
+then fetches it (configure-genesis) and its peers (set-genesis-peers). S3 layout: `agent.chain.cosmos.artifacts`.
+
+Assembly checks everything before it writes anything: each gentx is decoded, re-encoded and its signature verified
+against its own signer key over sign bytes recomputed for this chain; its memo must be present and agree with the
+node's identity; no two validators may share a consensus key, operator, node ID or P2P address; every self-delegation
+must be in the bond denom, worth at least one unit of voting power and covered by the delegator's balance. Each
+problem fails the task with a reason (`GentxInvalid`, `GentxMissingMemo`, `DuplicateValidator`,
+`InsufficientBalance`, `TooManyValidators`, `GenesisArtifactsMissing`) and a message naming the validator.
+
+Then, in memory: missing accounts get `accountBalance` (and a non-empty supply grows to match), EVM associations are
+added when genesis has an `evm` module, `genutil.gen_txs` is replaced by the verified gentxs (canonical proto-JSON) in
+`nodes` order, and the genesis `validators` array is filled (the original left it empty, which broke state sync).
+The genesis is written atomically, `peers.json` is uploaded, then `genesis.json` (last: its presence tells the other
+pods that the ceremony is complete), then the done-marker. The result is `{"genesisHash": <sha256 hex of the
+uploaded bytes>}` plus counts. Every edit is idempotent, so a re-run after a crash produces the same genesis.
+
+Unlike the original, assembly does not write gentx files into the shared `config/gentx/` directory (the race of
+seictl #216) and does not rewrite `config.toml` (set-genesis-peers sets peers from `peers.json`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.chain.cosmos import artifacts
+from agent.chain.cosmos import genesis as genesis_doc
+from agent.chain.cosmos.address import SEI, consensus_address_bytes
+from agent.chain.cosmos.coins import format_coins
+from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
+from agent.chain.crypto.evm import eth_address
+from agent.chain.keys import load_node_key, node_key_path
+from agent.io.files import atomic_write, has_marker, write_marker
+from agent.io.s3 import S3_NOT_FOUND, S3Client
+from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
+from agent.models.params.genesis import (
+    AssembleGenesisForkParams,
+    AssembleGenesisParams,
+    GenesisBucketParams,
+    UploadGenesisArtifactsParams,
+)
+
+from .base import TaskContext, handler
+from .gentx import GENESIS_INVALID, INSUFFICIENT_BALANCE, gentx_path, load_genesis, resolve_chain_id
+
+UPLOAD_MARKER = "artifact-upload"
+ASSEMBLE_MARKER = "assemble"
+FORK_MARKER = "fork-assemble"
+ARTIFACTS_MISSING = "GenesisArtifactsMissing"
+DUPLICATE_VALIDATOR = "DuplicateValidator"
+TOO_MANY_VALIDATORS = "TooManyValidators"
+GENTX_MISSING = "GentxMissing"
+IDENTITY_INVALID = "IdentityInvalid"
+MAX_ARTIFACT_BYTES = 1024 * 1024
+FORK_TIME_FILE = ".nodetask-fork-genesis-time.json"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    chain_id: str
+    name: str
+    s3: S3Client
+
+
+def genesis_bucket(params: GenesisBucketParams, ctx: TaskContext) -> Bucket:
+    """Chain ID, bucket and client from params, falling back to SEI_CHAIN_ID / SEI_GENESIS_BUCKET / _REGION."""
+    chain_id = resolve_chain_id(params.chain_id, ctx.settings)
+    bucket = params.s3_bucket or ctx.settings.genesis_bucket
+    if not bucket:
+        raise ParamsInvalid("params.s3Bucket: not given, and SEI_GENESIS_BUCKET is not set")
+    region = params.s3_region or ctx.settings.genesis_region
+    return Bucket(chain_id, bucket, S3Client.from_settings(ctx.settings, region=region))
+
+
+# --- upload-genesis-artifacts --------------------------------------------------------------------------------------
+
+
+def _local_artifacts(home: Path, chain_id: str, node_name: str) -> tuple[bytes, artifacts.NodeIdentity]:
+    node_id = load_node_key(node_key_path(home)).node_id
+    path = gentx_path(home, node_id)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TaskError(
+            f"{path}: no gentx for this node", reason=GENTX_MISSING, hint="run generate-gentx first"
+        ) from None
+    try:
+        verified = verify_gentx(parse_gentx_bytes(data), chain_id, SEI)
+    except GentxProblem as problem:
+        raise TaskError(f"{path}: {problem.detail}", reason=problem.reason, hint="re-run generate-gentx") from None
+    if verified.node_id != node_id:
+        raise TaskError(
+            f"{path}: memo names node {verified.node_id}, but this node's key is {node_id}",
+            reason=GENTX_INVALID,
+        )
+    identity = artifacts.NodeIdentity(
+        node_name=node_name,
+        node_id=node_id,
+        p2p_address=verified.p2p_address,
+        moniker=verified.moniker,
+        consensus_public_key=verified.consensus_public_key,
+        consensus_address=consensus_address_bytes(verified.consensus_public_key).hex().upper(),
+        account_address=verified.delegator_address,
+        validator_address=verified.validator_address,
+    )
+    return data, identity
+
+
+@handler(TaskType.UPLOAD_GENESIS_ARTIFACTS, UploadGenesisArtifactsParams)
+async def upload_genesis_artifacts(params: UploadGenesisArtifactsParams, ctx: TaskContext) -> dict[str, Any]:
+    """Publish this node's gentx and public identity (never a private key) under `<chainId>/<nodeName>/`."""
+    bucket = genesis_bucket(params, ctx)
+    keys = {
+        "gentxKey": artifacts.gentx_key(bucket.chain_id, params.node_name),
+        "identityKey": artifacts.identity_key(bucket.chain_id, params.node_name),
+    }
+    if has_marker(ctx.home, UPLOAD_MARKER):
+        return {"alreadyDone": True, **keys}
+    gentx, identity = await asyncio.to_thread(_local_artifacts, ctx.home, bucket.chain_id, params.node_name)
+    await bucket.s3.put_bytes(bucket.name, keys["gentxKey"], gentx, content_type="application/json")
+    await bucket.s3.put_json(bucket.name, keys["identityKey"], identity.to_json(), indent=2)
+    write_marker(ctx.home, UPLOAD_MARKER)
+    return {"nodeId": identity.node_id, "p2pAddress": identity.p2p_address, **keys}
+
+
+# --- collecting and checking the validators ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validator:
+    node_name: str
+    gentx: VerifiedGentx
+
+    def problem(self, reason: str, detail: str, **kwargs: Any) -> TaskError:
+        return TaskError(f"validator {self.node_name!r} ({self.gentx.moniker}): {detail}", reason=reason, **kwargs)
+
+
+async def _fetch(bucket: Bucket, key: str, node_name: str) -> bytes:
+    try:
+        return await bucket.s3.get_bytes(bucket.name, key, max_bytes=MAX_ARTIFACT_BYTES)
+    except TaskError as error:
+        if error.reason != S3_NOT_FOUND:
+            raise
+        raise TaskError(
+            f"validator {node_name!r}: s3://{bucket.name}/{key} does not exist (the node has not run "
+            "upload-genesis-artifacts yet, or is not part of this ceremony)",
+            reason=ARTIFACTS_MISSING,
+            hint="check params.nodes; a retry policy lets the assembler wait for late validators",
+            retryable=True,
+        ) from None
+
+
+async def _collect(bucket: Bucket, node_names: list[str], ctx: TaskContext) -> list[Validator]:
+    validators = []
+    for index, name in enumerate(node_names):
+        ctx.progress(index, len(node_names), "validators", f"verifying {name}")
+        gentx_data = await _fetch(bucket, artifacts.gentx_key(bucket.chain_id, name), name)
+        identity_data = await _fetch(bucket, artifacts.identity_key(bucket.chain_id, name), name)
+        validators.append(_verify_node(name, gentx_data, identity_data, bucket.chain_id))
+    ctx.progress(len(node_names), len(node_names), "validators", "verified")
+    _check_unique(validators)
+    return validators
+
+
+def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str) -> Validator:
+    try:
+        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, SEI)
+    except GentxProblem as problem:
+        raise TaskError(f"validator {name!r}: gentx {problem.detail}", reason=problem.reason) from None
+    validator = Validator(name, verified)
+    try:
+        identity = artifacts.NodeIdentity.from_json(json.loads(identity_data))
+    except (UnicodeDecodeError, json.JSONDecodeError, artifacts.IdentityInvalid) as error:
+        raise validator.problem(IDENTITY_INVALID, f"identity.json: {error}") from None
+    mismatches = [
+        f"{what} {theirs!r} != gentx {ours!r}"
+        for what, theirs, ours in (
+            ("nodeId", identity.node_id, verified.node_id),
+            ("p2pAddress", identity.p2p_address, verified.p2p_address),
+            ("consensusPubKey", identity.consensus_public_key.hex(), verified.consensus_public_key.hex()),
+        )
+        if theirs != ours
+    ]
+    if mismatches:
+        raise validator.problem(GENTX_INVALID, "identity.json disagrees with the gentx: " + "; ".join(mismatches))
+    return validator
+
+
+def _check_unique(validators: list[Validator]) -> None:
+    facts: dict[str, Callable[[VerifiedGentx], str]] = {
+        "consensus key": lambda gentx: gentx.consensus_public_key.hex(),
+        "operator": lambda gentx: gentx.validator_address,
+        "node ID": lambda gentx: gentx.node_id,
+        "P2P address": lambda gentx: gentx.p2p_address,
+    }
+    for what, fact in facts.items():
+        seen: dict[str, Validator] = {}
+        for validator in validators:
+            value = fact(validator.gentx)
+            if value in seen:
+                raise validator.problem(
+                    DUPLICATE_VALIDATOR, f"has the same {what} ({value}) as validator {seen[value].node_name!r}"
+                )
+            seen[value] = validator
+
+
+def _assemble(document: genesis_doc.Document, validators: list[Validator], account_balance: dict[str, int]) -> None:
+    """Accounts, balances, gen_txs and validators into `document` (in memory); raises before any write."""
+    bond_denom = genesis_doc.bond_denom(document)
+    limit = genesis_doc.max_validators(document)
+    if limit is not None and len(validators) > limit:
+        raise TaskError(
+            f"{len(validators)} validators but staking.params.max_validators is {limit}: the extra ones would not be "
+            "bonded and genesis's validators would not match InitChain's",
+            reason=TOO_MANY_VALIDATORS,
+        )
+    for validator in validators:
+        gentx = validator.gentx
+        stake = gentx.self_delegation
+        if bond_denom and stake.denom != bond_denom:
+            raise validator.problem(GENTX_INVALID, f"self-delegation {stake} is not in the bond denom {bond_denom!r}")
+        if stake.amount < genesis_doc.POWER_REDUCTION:
+            raise validator.problem(
+                GENTX_INVALID,
+                f"self-delegation {stake} is below {genesis_doc.POWER_REDUCTION}{stake.denom}, i.e. zero voting power",
+            )
+        genesis_doc.add_account(document, gentx.delegator_address, account_balance)
+        genesis_doc.add_evm_association(document, gentx.delegator_address, eth_address(gentx.account_public_key))
+        balance = genesis_doc.balance_of(document, gentx.delegator_address) or {}
+        if balance.get(stake.denom, 0) < stake.amount:
+            raise validator.problem(
+                INSUFFICIENT_BALANCE,
+                f"account {gentx.delegator_address} holds {format_coins(balance)}, which does not cover the "
+                f"self-delegation {stake}",
+            )
+    genesis_doc.set_gen_txs(document, [validator.gentx.to_json() for validator in validators])
+    document["validators"] = [
+        genesis_doc.validator_entry(v.gentx.consensus_public_key, v.gentx.self_delegation.amount, v.gentx.moniker)
+        for v in validators
+    ]
+
+
+async def _publish(
+    bucket: Bucket, genesis_path: Path, written: genesis_doc.WrittenFile, validators: list[Validator]
+) -> dict[str, Any]:
+    """peers.json first, genesis.json last (its appearance tells the other pods the ceremony is complete)."""
+    peers = [f"{v.gentx.node_id}@{v.gentx.p2p_address}" for v in validators]
+    await bucket.s3.put_json(bucket.name, artifacts.peers_key(bucket.chain_id), peers)
+    with genesis_path.open("rb") as source:
+        await bucket.s3.upload_stream(
+            bucket.name,
+            artifacts.genesis_key(bucket.chain_id),
+            source,
+            content_type="application/json",
+            size_hint=written.size,
+        )
+    return {
+        "genesisHash": written.sha256,
+        "genesisKey": artifacts.genesis_key(bucket.chain_id),
+        "peersKey": artifacts.peers_key(bucket.chain_id),
+        "validators": len(validators),
+    }
+
+
+def _already_assembled(home: Path) -> dict[str, Any]:
+    return {"alreadyDone": True, "genesisHash": genesis_doc.sha256_file(home / "config" / "genesis.json")}
+
+
+@handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams)
+async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskContext) -> dict[str, Any]:
+    """Collect every node's gentx into this node's genesis, fill validators, and publish genesis and peers."""
+    bucket = genesis_bucket(params, ctx)
+    if has_marker(ctx.home, ASSEMBLE_MARKER):
+        return await asyncio.to_thread(_already_assembled, ctx.home)
+    validators = await _collect(bucket, [node.name for node in params.nodes], ctx)
+    genesis_path = ctx.home / "config" / "genesis.json"
+    balance = {coin.denom: coin.amount for coin in params.account_balance}
+
+    def build() -> genesis_doc.WrittenFile:
+        document = load_genesis(genesis_path)
+        if document.get("chain_id") != bucket.chain_id:
+            raise TaskError(
+                f"{genesis_path}: chain_id {document.get('chain_id')!r} is not {bucket.chain_id!r}",
+                reason=GENESIS_INVALID,
+            )
+        _assemble(document, validators, balance)
+        return genesis_doc.write_genesis(genesis_path, document)
+
+    written = await asyncio.to_thread(build)
+    result = await _publish(bucket, genesis_path, written, validators)
+    write_marker(ctx.home, ASSEMBLE_MARKER)
+    ctx.log.info("genesis for %s assembled from %d validators: %s", bucket.chain_id, len(validators), written.sha256)
+    return result
+
+
+# --- assemble-genesis-fork -----------------------------------------------------------------------------------------
+
+
+def _fork_genesis_time(home: Path, chain_id: str, requested: datetime | None) -> str:
+    """The genesis time of the fork: the param, else the one chosen by an earlier run for this chain, else now.
+
+    Remembered in `<home>/.nodetask-fork-genesis-time.json`, so a re-run after a crash that happened after the upload
+    re-uploads the same genesis (same hash) rather than one with a new time.
+    """
+    if requested is not None:
+        return format_timestamp(requested)
+    path = home / FORK_TIME_FILE
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        remembered = json.loads(path.read_text())
+        if remembered.get("chainId") == chain_id:
+            return format_timestamp(parse_timestamp(str(remembered["genesisTime"])))
+    chosen = format_timestamp(utcnow())
+    atomic_write(path, json.dumps({"chainId": chain_id, "genesisTime": chosen}))
+    return chosen
+
+
+def _rewrite_for_fork(
+    document: genesis_doc.Document, params: AssembleGenesisForkParams, chain_id: str, genesis_time: str
+) -> None:
+    if params.initial_height is not None:
+        document["initial_height"] = str(params.initial_height)
+    else:
+        exported = document.get("initial_height", "1")
+        if not str(exported).isdigit() or int(exported) < 1:
+            raise TaskError(
+                f"the export's initial_height {exported!r} is not a positive integer", reason=GENESIS_INVALID
+            )
+        # Kept as is: an export already records last height + 1 (seictl added another 1, leaving a one-block gap).
+        document["initial_height"] = str(int(exported))
+    document["chain_id"] = chain_id
+    document["genesis_time"] = genesis_time
+    document["validators"] = []
+    genesis_doc.strip_validator_state(document)
+
+
+@handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
+async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskContext) -> dict[str, Any]:
+    """Assemble a new chain's genesis from a source chain's exported state plus the new validators' gentxs."""
+    bucket = genesis_bucket(params, ctx)
+    if has_marker(ctx.home, FORK_MARKER):
+        return await asyncio.to_thread(_already_assembled, ctx.home)
+    # The gentxs are small and fail fast; check them before downloading a multi-GB export.
+    validators = await _collect(bucket, [node.name for node in params.nodes], ctx)
+    export_key = params.export_key or artifacts.export_key(params.source_chain_id)
+    config = ctx.home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=".exported-state.", suffix=".json", dir=config)
+    export_path = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            info = await bucket.s3.download(
+                bucket.name,
+                export_key,
+                sink,
+                progress=lambda done, total: ctx.progress(done, total, "bytes", f"downloading {export_key}"),
+            )
+        genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
+        balance = {coin.denom: coin.amount for coin in params.account_balance}
+
+        def build() -> genesis_doc.WrittenFile:
+            # One parsed copy of the export in memory; the serialized form streams to disk while being hashed.
+            document = load_genesis(export_path)
+            export_path.unlink()
+            _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
+            _assemble(document, validators, balance)
+            return genesis_doc.write_genesis(config / "genesis.json", document)
+
+        ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")
+        written = await asyncio.to_thread(build)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(export_path)  # noqa: PTH108 - a cheap unlink in cleanup, also on cancellation
+    result = await _publish(bucket, config / "genesis.json", written, validators)
+    write_marker(ctx.home, FORK_MARKER)
+    return {**result, "sourceChainId": params.source_chain_id, "exportKey": export_key, "exportBytes": info.size}
+
+
+HANDLERS = [upload_genesis_artifacts, assemble_and_upload_genesis, assemble_genesis_fork]
