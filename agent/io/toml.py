@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeGuard
 
 import tomlkit
 from tomlkit.exceptions import ParseError, TOMLKitError
-from tomlkit.items import InlineTable, String, StringType
+from tomlkit.items import AoT, InlineTable, SingleKey, String, StringType, Table
 from tomlkit.toml_document import TOMLDocument
 
 from agent.io.files import atomic_write
@@ -167,9 +167,39 @@ def _merge(container: MutableMapping[str, Any], patch: Mapping[str, Any], *, inl
             _merge(fresh, value, inline=inline)
             container[key] = fresh
             continue
+        if existing is None and isinstance(container, Table) and _add_after_last_value(container, key, value):
+            continue
         # Assigning through the container lets tomlkit keep the trailing comment of the replaced value and pick the
         # right shape for lists (array of tables at table level, inline array inside an inline table).
         container[key] = _replacement(existing, value)
+
+
+def _add_after_last_value(table: Table, key: str, value: Any) -> bool:
+    """Insert a new key right after the table's last key/value line; returns False to let tomlkit append instead.
+
+    tomlkit appends at the end of the table's body, which is after the comment banner and blank lines that open the
+    *next* section in files like seid's config.toml, so the new key would read as part of the wrong section.
+    """
+    body = table.value.body
+    anchors = [
+        index
+        for index, (name, entry) in enumerate(body)
+        if isinstance(name, SingleKey) and not isinstance(entry, Table | AoT)
+    ]
+    if not anchors or anchors[-1] == len(body) - 1:
+        return False
+    anchor_key, anchor = body[anchors[-1]]
+    if not isinstance(anchor_key, SingleKey):
+        return False
+    new = tomlkit.item(list(value) if isinstance(value, tuple) else value)
+    if isinstance(new, AoT | Table):
+        return False
+    new.trivia.indent = anchor.trivia.indent
+    # tomlkit has no public "insert after"; `_insert_after` is what its own API uses. The table keeps a dict mirror of
+    # its container, updated here exactly as `Table.append` does.
+    table.value._insert_after(anchor_key, key, new)
+    dict.__setitem__(table, key, new)
+    return True
 
 
 def merge_patch(target: MutableMapping[str, Any], patch: Mapping[str, Any], *, label: str = "") -> None:

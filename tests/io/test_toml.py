@@ -142,6 +142,40 @@ def test_new_key_in_existing_table_lands_in_that_table() -> None:
     assert result.replace('seeds = "s@1.2.3.4:26656"\n', "") == CONFIG
 
 
+BANNERED = """\
+[p2p]
+  # Address to listen for incoming connections
+  laddr = "tcp://0.0.0.0:26656"
+
+#######################################################
+###         State Sync Configuration Options        ###
+#######################################################
+[statesync]
+enable = false
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "rendered"), [(60, "60"), (["a"], '["a"]'), ("x", '"x"')], ids=["int", "array", "string"]
+)
+def test_new_key_goes_after_the_last_value_not_under_the_next_sections_banner(value: Any, rendered: str) -> None:
+    result = merged(BANNERED, {"p2p": {"max-num-inbound-peers": value}})
+    assert result == BANNERED.replace(
+        '  laddr = "tcp://0.0.0.0:26656"\n',
+        f'  laddr = "tcp://0.0.0.0:26656"\n  max-num-inbound-peers = {rendered}\n',
+    )
+    assert tomlkit.parse(result).unwrap()["p2p"]["max-num-inbound-peers"] == value
+
+
+def test_key_added_after_the_last_value_can_be_replaced_and_deleted_again() -> None:
+    document = tomlkit.parse(BANNERED)
+    merge_patch(document, {"p2p": {"seeds": "a"}})
+    merge_patch(document, {"p2p": {"seeds": "b", "rows": [{"x": 1}]}})
+    assert document.unwrap()["p2p"] == {"laddr": "tcp://0.0.0.0:26656", "seeds": "b", "rows": [{"x": 1}]}
+    merge_patch(document, {"p2p": {"seeds": None, "rows": None}})
+    assert tomlkit.dumps(document) == BANNERED
+
+
 def test_new_top_level_scalar_goes_before_the_first_table() -> None:
     result = merged(CONFIG, {"db_backend": "goleveldb"})
     parsed = tomlkit.parse(result).unwrap()
