@@ -9,7 +9,8 @@ The seed re-encoded the whole file through a generic map (comments lost, keys so
   patch for a table that does not exist yet creates the empty table `[a]`, exactly as RFC 7386 yields `{"a": {}}`.
   Arrays are values: they replace the old value whole, and may not contain nulls.
 - Everything the patch does not touch keeps its bytes: comments, blank lines, key order, quoting, spacing. A replaced
-  scalar keeps the comment that trailed it, and a replaced literal string stays literal when it can.
+  scalar keeps the comment that trailed it, and a replaced literal string stays literal when it can. A new key in an
+  existing table goes right after the table's last value, not after the comment banner opening the next section.
 - Python values keep their TOML types: an `int` stays an integer (never `5000.0`), a `bool` a boolean, a list of
   strings an array. No type is coerced: a float in the patch is written as a float.
 - A key containing a dot is refused (`ParamsInvalid`): TOML would write it as one quoted key (`"p2p.laddr" = ...`),
