@@ -48,7 +48,7 @@ def test_quickstart_examples_run_and_a_second_run_reports_them_done(
     count = len(list((REPO / "examples" / "quickstart").glob("*.yaml")))
     assert f"{count} of {count} task(s) succeeded" in out
     assert (home / "config" / "node_key.json").exists()
-    assert "persistent_peers" in (home / "config" / "config.toml").read_text()
+    assert "persistent-peers" in (home / "config" / "config.toml").read_text()
 
     before = {path: path.read_bytes() for path in (home / "config").rglob("*") if path.is_file()}
     code, again, _ = run_cli(capsys, str(REPO / "examples" / "quickstart"), "--home", str(home))
