@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.s3",
+    "tests.fixtures.ceremony",
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",
     "tests.fixtures.cometbft",

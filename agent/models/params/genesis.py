@@ -127,7 +127,7 @@ class GenerateGentxParams(TaskParams):
     security_contact: str = Field(default="", max_length=140)
     details: str = Field(default="", max_length=280)
     host: str = Field(default="", description="P2P host in the memo; default <pod>.<service>.<ns>.svc.cluster.local.")
-    p2p_port: int = Field(default=DEFAULT_P2P_PORT, ge=1, le=65535)
+    p2p_port: int = Field(default=DEFAULT_P2P_PORT, ge=1, le=65535, alias="p2pPort")
     commission_rate: Rate = Decimal("0.10")
     commission_max_rate: Rate = Decimal("0.20")
     commission_max_change_rate: Rate = Decimal("0.01")
