@@ -1,0 +1,605 @@
+"""Tar archives compressed with gzip, lz4 or zstd: one streaming writer and one safe streaming extractor.
+
+Both sides stream: nothing is held whole in memory or written to a temporary archive, so memory use does not grow
+with the archive (file data moves in 1 MiB pieces; tar member lists are not accumulated).
+
+Writing (`tar_chunks`): the listed files and directories under a root become a POSIX (pax) tar stream, compressed
+on the fly, yielded as byte chunks for `S3Client.upload_blocking`. Regular files, directories and symlinks are
+archived (mode and mtime kept, owner dropped); hard links are stored as separate regular files; sockets and fifos
+are skipped. A file that shrinks while it is read fails the archive (`ArchiveSourceChanged`): a snapshot directory
+must not change while it is uploaded.
+
+Reading (`extract_stream`): the compression is detected from the stream's magic bytes (gzip, lz4 frame, zstd, or
+plain tar), whatever the object's name says. Extraction goes into an *empty staging directory* chosen by the caller,
+who renames it into place only after everything (including checksums) succeeded. Rules, each failing the whole
+extraction with `ArchiveUnsafe` naming the member:
+
+- names must be relative and must not contain `..`; a leading `./` is dropped and the root entry `.` is ignored;
+  hidden files (`.foo`) are allowed (the seed rejected them by accident, because it tested `rel.startswith(".")`);
+- nothing is ever written *through* a symlink: every parent of a member must be a real directory;
+- symlinks must be relative, may use `..` only as leading components, and must stay inside the destination
+  (so no chain of links can lead out of it);
+- hard links must point at a regular file this archive already extracted (they are created as hard links);
+- devices, fifos and unknown member types are refused;
+- a member may replace an earlier regular file of the same name (tar semantics), any other name clash is refused;
+- modes are sanitised: no setuid/setgid/sticky bits, no group/other write; owners always read and write (files)
+  or read, write and enter (directories). Ownership is not restored; mtimes of files are;
+- pax and GNU long-name headers larger than `MAX_HEADER_BYTES` are refused before they are read into memory
+  ("huge header" attacks), and declared sizes are checked against `max_total_bytes` before any byte is written
+  (an absurd member size fails with `InsufficientDisk` instead of filling the disk);
+- member basenames listed in `skip_names` are not extracted at all (restore never writes `priv_validator_state.json`).
+
+An archive whose stream ends early is `ArchiveCorrupt`: gzip and lz4 report a missing end-of-stream marker, and for
+every format the tar end-of-archive blocks must be present (a zstd stream cut at a frame boundary is otherwise
+indistinguishable from a complete one). A full disk (ENOSPC) is `InsufficientDisk`.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import os
+import stat
+import tarfile
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import lz4.frame
+import zstandard
+
+from agent.models import TaskError
+
+from .s3 import check_cancel
+
+ARCHIVE_UNSAFE = "ArchiveUnsafe"
+ARCHIVE_CORRUPT = "ArchiveCorrupt"
+ARCHIVE_SOURCE_CHANGED = "ArchiveSourceChanged"
+INSUFFICIENT_DISK = "InsufficientDisk"
+
+CHUNK = 1024 * 1024
+MAX_HEADER_BYTES = 1024 * 1024
+"""Largest pax / GNU long-name header accepted; real ones are a few hundred bytes."""
+_BLOCK = tarfile.BLOCKSIZE
+_END_OF_ARCHIVE = 2 * _BLOCK
+
+
+class Compression(StrEnum):
+    """Archive compression; the value is the file-name extension after `.tar.` (`none` is a plain `.tar`)."""
+
+    GZIP = "gz"
+    LZ4 = "lz4"
+    ZSTD = "zst"
+    NONE = "none"
+
+    @property
+    def suffix(self) -> str:
+        """`.tar.gz`, `.tar.lz4`, `.tar.zst` or `.tar`."""
+        return ".tar" if self is Compression.NONE else f".tar.{self.value}"
+
+    @property
+    def content_type(self) -> str:
+        return {
+            Compression.GZIP: "application/gzip",
+            Compression.LZ4: "application/x-lz4",
+            Compression.ZSTD: "application/zstd",
+            Compression.NONE: "application/x-tar",
+        }[self]
+
+
+def detect_compression(head: bytes) -> Compression | None:
+    """The compression of a stream from its first bytes (at least 262 for plain tar), or None if unrecognised."""
+    if head[:2] == b"\x1f\x8b":
+        return Compression.GZIP
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return Compression.ZSTD
+    if head[:4] == b"\x04\x22\x4d\x18":
+        return Compression.LZ4
+    if head[257:262] == b"ustar" or (len(head) >= _BLOCK and _plausible_v7_header(head[:_BLOCK])):
+        return Compression.NONE
+    return None
+
+
+def _plausible_v7_header(block: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------- writing
+
+
+class _Codec(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Lz4Codec:
+    def __init__(self) -> None:
+        self._compressor = lz4.frame.LZ4FrameCompressor(content_checksum=True)
+        self._header: bytes = self._compressor.begin()
+
+    def compress(self, data: bytes) -> bytes:
+        out: bytes = self._compressor.compress(data)
+        if self._header:
+            out, self._header = self._header + out, b""
+        return out
+
+    def flush(self) -> bytes:
+        out: bytes = self._header + self._compressor.flush()
+        self._header = b""
+        return out
+
+
+def _codec(compression: Compression, level: int | None) -> _Codec:
+    if compression is Compression.GZIP:
+        return zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
+    if compression is Compression.ZSTD:
+        codec: _Codec = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True).compressobj()
+        return codec
+    if compression is Compression.LZ4:
+        return _Lz4Codec()
+    return _Identity()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    path: Path
+    info: os.stat_result
+
+
+def _walk(root: Path, paths: Sequence[str]) -> Iterator[_Entry]:
+    """Every entry under `root/path` for each path, parents before children, in sorted (reproducible) order."""
+    for relative in paths:
+        top = root / relative
+        yield _Entry(relative, top, top.lstat())
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for directory, subdirectories, files in os.walk(top):
+            subdirectories.sort()
+            base = Path(directory)
+            for name in [*sorted(subdirectories), *sorted(files)]:
+                entry = base / name
+                yield _Entry(entry.relative_to(root).as_posix(), entry, entry.lstat())
+
+
+def tree_size(root: Path, paths: Sequence[str]) -> int:
+    """Total bytes of the regular files `tar_chunks(root, paths, ...)` would archive."""
+    return sum(entry.info.st_size for entry in _walk(root, paths) if stat.S_ISREG(entry.info.st_mode))
+
+
+def _header(entry: _Entry) -> tarfile.TarInfo | None:
+    info = tarfile.TarInfo(entry.name)
+    mode = entry.info.st_mode
+    info.mode = stat.S_IMODE(mode)
+    info.mtime = int(entry.info.st_mtime)
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISREG(mode):
+        info.type = tarfile.REGTYPE
+        info.size = entry.info.st_size
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = str(entry.path.readlink())
+    else:
+        return None  # sockets, fifos, devices: nothing a node snapshot needs
+    return info
+
+
+def tar_chunks(
+    root: Path,
+    paths: Sequence[str],
+    compression: Compression,
+    *,
+    level: int | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """Yield a compressed tar of `paths` (relative to `root`, recursively) as byte chunks.
+
+    Blocking: iterate it in a worker thread. `progress(file_bytes_read)` is called as file data is read, so the
+    total to compare with is `tree_size(root, paths)`.
+    """
+    codec = _codec(compression, level)
+    written = 0
+    done = 0
+    for entry in _walk(root, paths):
+        check_cancel(cancel)
+        info = _header(entry)
+        if info is None:
+            continue
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        written += len(header)
+        if out := codec.compress(header):
+            yield out
+        if info.type != tarfile.REGTYPE:
+            continue
+        remaining = info.size
+        with open(entry.path, "rb", buffering=0) as source:
+            while remaining:
+                check_cancel(cancel)
+                data = source.read(min(CHUNK, remaining))
+                if not data:
+                    raise TaskError(
+                        f"archiving {entry.path}: the file shrank from {info.size} bytes while it was being read",
+                        reason=ARCHIVE_SOURCE_CHANGED,
+                        hint="the snapshot directory changed during the upload; run the task again",
+                        retryable=True,
+                    )
+                remaining -= len(data)
+                done += len(data)
+                if out := codec.compress(data):
+                    yield out
+                if progress is not None:
+                    progress(done)
+        padding = -info.size % _BLOCK
+        written += info.size + padding
+        if padding and (out := codec.compress(b"\0" * padding)):
+            yield out
+    trailer = _END_OF_ARCHIVE + (-(written + _END_OF_ARCHIVE) % tarfile.RECORDSIZE)
+    yield codec.compress(b"\0" * trailer) + codec.flush()
+
+
+# ------------------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ExtractSummary:
+    """What an extraction wrote into the staging directory."""
+
+    compression: Compression
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    file_bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+_EXTENDED_HEADER_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses extended headers too large to be legitimate before tarfile reads them into memory."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise _Unsafe(
+                f"an extended header (type {self.type!r}) declares {self.size} bytes, more than the "
+                f"{MAX_HEADER_BYTES} allowed"
+            )
+        processed: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return processed
+
+
+class _Unsafe(Exception):
+    """A hostile or malformed member (turned into a TaskError with reason ArchiveUnsafe)."""
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts the bytes read through it (the uncompressed tar stream), to check the end-of-archive blocks."""
+
+    def __init__(self, source: IO[bytes]):
+        super().__init__()
+        self._source = source
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._source.read(CHUNK if size is None or size < 0 else size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+class _PeekReader(io.RawIOBase):
+    """A forward-only reader whose first bytes can be looked at before they are consumed."""
+
+    def __init__(self, source: IO[bytes]):
+        super().__init__()
+        self._source = source
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def peek_head(self, size: int) -> bytes:
+        while len(self._head) < size:
+            data = self._source.read(size - len(self._head))
+            if not data:
+                break
+            self._head += data
+        return self._head
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0 or size >= len(self._head):
+                data, self._head = self._head, b""
+            else:
+                data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._source.read(CHUNK if size is None or size < 0 else size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+def _decompressing(source: _PeekReader, compression: Compression) -> IO[bytes]:
+    if compression is Compression.GZIP:
+        return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+    if compression is Compression.LZ4:
+        return lz4.frame.LZ4FrameFile(source, mode="rb")  # type: ignore[no-any-return]
+    if compression is Compression.ZSTD:
+        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
+            source,  # type: ignore[arg-type]
+            read_size=CHUNK,
+            read_across_frames=True,
+            closefd=False,
+        )
+        return reader
+    return source  # type: ignore[return-value]
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    """The path components of a member name, or `_Unsafe`. Empty for the archive root (`.` or `./`)."""
+    if "\x00" in name:
+        raise _Unsafe(f"member name {name!r} contains a NUL byte")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise _Unsafe(f"member {name!r} has an absolute path")
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise _Unsafe(f"member {name!r} contains '..' and would escape the destination")
+    return parts
+
+
+def _check_symlink_target(parts: tuple[str, ...], target: str) -> None:
+    """Relative, `..` only leading, and not climbing above the destination (see the module docstring)."""
+    if not target or "\x00" in target or target.startswith("/"):
+        raise _Unsafe(f"symlink {'/'.join(parts)!r} -> {target!r} is absolute or empty")
+    components = [part for part in target.split("/") if part not in ("", ".")]
+    ups = 0
+    while ups < len(components) and components[ups] == "..":
+        ups += 1
+    if ".." in components[ups:]:
+        raise _Unsafe(f"symlink {'/'.join(parts)!r} -> {target!r} uses '..' after a directory name")
+    if ups > len(parts) - 1:
+        raise _Unsafe(f"symlink {'/'.join(parts)!r} -> {target!r} points outside the destination")
+
+
+def _sane_mode(mode: int, directory: bool) -> int:
+    owner = 0o700 if directory else 0o600
+    return (mode & 0o755) | owner
+
+
+class _Extractor:
+    def __init__(
+        self,
+        destination: Path,
+        summary: ExtractSummary,
+        *,
+        max_total_bytes: int | None,
+        skip_names: frozenset[str],
+        cancel: threading.Event | None,
+    ):
+        self.destination = destination
+        self.summary = summary
+        self.max_total_bytes = max_total_bytes
+        self.skip_names = skip_names
+        self.cancel = cancel
+        self.directories: set[tuple[str, ...]] = {()}
+        self.regular_files: set[tuple[str, ...]] = set()
+        self.declared = 0
+
+    def path(self, parts: tuple[str, ...]) -> Path:
+        return self.destination.joinpath(*parts)
+
+    def ensure_parents(self, parts: tuple[str, ...]) -> None:
+        """Create missing parent directories; refuse a parent that is a symlink or not a directory."""
+        for depth in range(1, len(parts)):
+            prefix = parts[:depth]
+            if prefix in self.directories:
+                continue
+            path = self.path(prefix)
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                path.mkdir(mode=0o755)
+                self.directories.add(prefix)
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                raise _Unsafe(f"member {'/'.join(parts)!r} would be written through the symlink {'/'.join(prefix)!r}")
+            if not stat.S_ISDIR(info.st_mode):
+                raise _Unsafe(f"member {'/'.join(parts)!r} needs {'/'.join(prefix)!r} to be a directory")
+            self.directories.add(prefix)
+
+    def clear_target(self, parts: tuple[str, ...], *, for_directory: bool) -> bool:
+        """Make room for a member; True if a directory is already there (and one is wanted)."""
+        path = self.path(parts)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return False
+        if for_directory and stat.S_ISDIR(info.st_mode):
+            return True
+        if not for_directory and stat.S_ISREG(info.st_mode):
+            path.unlink()
+            self.regular_files.discard(parts)
+            return False
+        raise _Unsafe(f"member {'/'.join(parts)!r} appears twice with different types")
+
+    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = _safe_parts(member.name)
+        if not parts:
+            return
+        name = "/".join(parts)
+        if parts[-1] in self.skip_names:
+            self.summary.skipped.append(name)
+            return
+        if member.ischr() or member.isblk() or member.isfifo():
+            raise _Unsafe(f"member {name!r} is a device or fifo")
+        self.ensure_parents(parts)
+        if member.isdir():
+            if not self.clear_target(parts, for_directory=True):
+                self.path(parts).mkdir(mode=0o700)
+                self.summary.directories += 1
+            self.path(parts).chmod(_sane_mode(member.mode, directory=True))
+            self.directories.add(parts)
+        elif member.isreg():
+            self.regular_file(tar, member, parts)
+        elif member.issym():
+            _check_symlink_target(parts, member.linkname)
+            self.clear_target(parts, for_directory=False)
+            self.path(parts).symlink_to(member.linkname)
+            self.summary.symlinks += 1
+        elif member.islnk():
+            target = _safe_parts(member.linkname)
+            if target not in self.regular_files:
+                raise _Unsafe(
+                    f"hard link {name!r} -> {member.linkname!r} does not point at a file extracted from this archive"
+                )
+            self.clear_target(parts, for_directory=False)
+            os.link(self.path(target), self.path(parts), follow_symlinks=False)
+            self.regular_files.add(parts)
+            self.summary.hardlinks += 1
+        else:
+            raise _Unsafe(f"member {name!r} has an unsupported type {member.type!r}")
+
+    def regular_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        name = "/".join(parts)
+        self.declared += member.size
+        if self.max_total_bytes is not None and self.declared > self.max_total_bytes:
+            raise TaskError(
+                f"extracting into {self.destination}: member {name!r} declares {member.size} bytes, which brings the "
+                f"archive to {self.declared} bytes, more than the {self.max_total_bytes} bytes available",
+                reason=INSUFFICIENT_DISK,
+                hint="free space on the volume, grow the PVC, or check that the archive is the intended one",
+            )
+        self.clear_target(parts, for_directory=False)
+        source = tar.extractfile(member)
+        assert source is not None  # a regular member always has data
+        path = self.path(parts)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            written = 0
+            while data := source.read(CHUNK):
+                check_cancel(self.cancel)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                written += len(data)
+            if written != member.size:
+                raise tarfile.ReadError(f"member {name!r} has {written} of {member.size} bytes")
+            os.fchmod(descriptor, _sane_mode(member.mode, directory=False))
+            try:
+                os.utime(descriptor, (member.mtime, member.mtime))
+            except (OverflowError, ValueError, OSError):
+                pass  # an absurd mtime is not worth failing a restore for
+        finally:
+            os.close(descriptor)
+        self.regular_files.add(parts)
+        self.summary.files += 1
+        self.summary.file_bytes += written
+
+
+def extract_stream(
+    source: IO[bytes],
+    destination: Path,
+    *,
+    max_total_bytes: int | None = None,
+    skip_names: frozenset[str] = frozenset(),
+    cancel: threading.Event | None = None,
+) -> ExtractSummary:
+    """Extract the (compressed) tar stream `source` into the empty directory `destination`, safely.
+
+    Blocking: run it in a worker thread. Reads `source` to its end (so a hashing source sees every byte). On any
+    failure `destination` may hold part of the archive: the caller removes the staging directory.
+    """
+    if any(destination.iterdir()):
+        raise ValueError(f"extraction needs an empty staging directory, {destination} is not empty")
+    peek = _PeekReader(source)
+    compression = detect_compression(peek.peek_head(_BLOCK))
+    if compression is None:
+        raise TaskError(
+            "the archive is not gzip, lz4, zstd or tar (unrecognised magic bytes)",
+            reason=ARCHIVE_CORRUPT,
+            hint="snapshots must be .tar.gz, .tar.lz4, .tar.zst or .tar",
+        )
+    summary = ExtractSummary(compression)
+    extractor = _Extractor(destination, summary, max_total_bytes=max_total_bytes, skip_names=skip_names, cancel=cancel)
+    decompressed = _CountingReader(_decompressing(peek, compression))
+    try:
+        with tarfile.open(fileobj=decompressed, mode="r|", tarinfo=_BoundedTarInfo, bufsize=CHUNK) as tar:
+            for member in tar:
+                check_cancel(cancel)
+                extractor.member(tar, member)
+                # tarfile keeps every member it has seen (not in typeshed); a snapshot can have millions.
+                tar.members.clear()  # type: ignore[attr-defined]
+            end = tar.offset
+        while decompressed.read(CHUNK):  # the rest of the stream: end-of-archive blocks and padding
+            check_cancel(cancel)
+        if decompressed.count < end + _END_OF_ARCHIVE:
+            raise tarfile.ReadError("the tar stream ends without its end-of-archive blocks (truncated)")
+        while peek.read(CHUNK):
+            check_cancel(cancel)
+    except _Unsafe as error:
+        raise TaskError(
+            f"refusing the archive: {error}",
+            reason=ARCHIVE_UNSAFE,
+            hint="the archive is malformed or hostile; nothing was moved into place",
+        ) from error
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TaskError(
+                f"extracting into {destination}: the volume is full ({error.strerror})",
+                reason=INSUFFICIENT_DISK,
+                hint="free space on the volume or grow the PVC; nothing was moved into place",
+            ) from error
+        if isinstance(error, gzip.BadGzipFile):
+            raise _corrupt(error) from error
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as error:
+        raise _corrupt(error) from error
+    except RuntimeError as error:
+        if "LZ4F" not in str(error):
+            raise
+        raise _corrupt(error) from error
+    return summary
+
+
+def _corrupt(error: BaseException) -> TaskError:
+    return TaskError(
+        f"the archive is corrupt or truncated: {type(error).__name__}: {error}",
+        reason=ARCHIVE_CORRUPT,
+        hint="re-upload the snapshot or pick another height; nothing was moved into place",
+    )
