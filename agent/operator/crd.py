@@ -120,7 +120,9 @@ def immutability_rules(properties: dict[str, Any]) -> list[dict[str, str]]:
             continue
         rules.append(
             {
-                "rule": f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})",
+                "rule": (
+                    f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})"
+                ),
                 "message": f"spec.{name} is immutable: only spec.cancel and spec.retryNonce may change after creation",
                 "reason": "FieldValueForbidden",
                 "fieldPath": f".{name}",

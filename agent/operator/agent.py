@@ -1,0 +1,454 @@
+"""The NodeTask agent: reconciles its pod's NodeTask resources against the engine and the store (DESIGN.md 5).
+
+Every event about a NodeTask, however often kopf delivers it and however stale its body, goes through one idempotent
+`reconcile` keyed by the task ID (`spec.taskId`, else `metadata.uid`):
+
+| the resource says            | the store says              | the agent does                                       |
+|------------------------------|-----------------------------|------------------------------------------------------|
+| deleted (or being deleted)   | running                     | `engine.remove`: handler stopped, row forgotten      |
+| deleted                      | terminal                    | nothing; the row stays as history (readiness, IDs)   |
+| `cancel: true`               | running                     | `engine.cancel`: handler stopped, Cancelled          |
+| `cancel: true`               | nothing                     | status Cancelled ("cancelled before it started")     |
+| new task                     | nothing                     | `engine.submit`                                      |
+| status terminal, same taskId | nothing (pruned, lost)      | nothing: a finished task never runs again            |
+| new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
+| anything else                | a row                       | re-patch the status if it tells a different story    |
+
+The store is the source of truth for outcomes, the resource for what was asked. A type the agent does not know, or a
+task ID that is not a UUID (possible when the CRD and the agent are at different versions), ends Failed with reason
+`UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
+
+Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
+is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
+
+Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
+missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
+is gone is removed). A finalizer would only add the last "Cancelled" status of an object that is about to vanish,
+at the price of `patch` rights on the main resource and objects stuck Terminating whenever the pod is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.engine import Engine, EngineClosed, EventKind, TaskEvent
+from agent.models import (
+    Reason,
+    ResourceRef,
+    RetryPolicy,
+    Task,
+    TaskError,
+    TaskRejected,
+    TaskResult,
+    TaskStatus,
+    normalize_task_id,
+    utcnow,
+)
+from agent.models.params import format_validation_error
+from agent.models.resource import NodeTaskSpec
+from agent.models.status import AgentIdentity
+from agent.server import AgentMetrics
+
+from .kubeapi import ApiError, KubeApi
+from .status import essentials, is_terminal, render_cancelled_before_start, render_rejection, render_status
+from .writer import EventRecorder, StatusWriter, backoff_delay
+
+log = logging.getLogger(__name__)
+
+STALE_BODY_WINDOW = 10.0
+"""Seconds during which a body whose status differs from what this process just wrote is taken for a late delivery
+of an older version (kopf re-delivers stale bodies under load) rather than re-patched; the resync re-checks later."""
+
+# Engine event -> (Kubernetes Event reason, is a warning). PROGRESS and REMOVED post no Event.
+_EVENT_REASONS: dict[EventKind, tuple[str, bool]] = {
+    EventKind.ACCEPTED: ("Accepted", False),
+    EventKind.STARTED: ("Started", False),
+    EventKind.RESUMED: ("Resumed", False),
+    EventKind.RETRYING: ("Retrying", True),
+    EventKind.SUCCEEDED: ("Succeeded", False),
+    EventKind.FAILED: ("Failed", True),
+    EventKind.CANCELLED: ("Cancelled", False),
+}
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    """Who this agent is (downward API), plus a random session per process start."""
+
+    name: str
+    namespace: str
+    uid: str
+    session: str
+
+    @property
+    def agent(self) -> AgentIdentity:
+        return AgentIdentity(pod=self.name, pod_uid=self.uid, session=self.session)
+
+    @property
+    def field_selector(self) -> str:
+        return f"spec.targetPod={self.name}"
+
+
+def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = body.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = body.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+class NodeTaskAgent:
+    def __init__(
+        self,
+        engine: Engine,
+        api: KubeApi,
+        writer: StatusWriter,
+        events: EventRecorder,
+        metrics: AgentMetrics,
+        identity: PodIdentity,
+        *,
+        heartbeat_interval: float = 30.0,
+        resync_interval: float = 60.0,
+    ) -> None:
+        self.engine = engine
+        self.api = api
+        self.writer = writer
+        self.events = events
+        self.metrics = metrics
+        self.identity = identity
+        self.heartbeat_interval = heartbeat_interval
+        self.resync_interval = resync_interval
+        self.field_selector: str | None = identity.field_selector
+        self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
+        self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
+
+    # ------------------------------------------------------------------------------------------ addressing
+
+    def owns(self, body: Mapping[str, Any]) -> bool:
+        """Whether the NodeTask is addressed to this agent's pod (and to this incarnation, when pinned)."""
+        spec = _spec(body)
+        if spec.get("targetPod") != self.identity.name:
+            return False
+        pinned = spec.get("targetPodUID")
+        return not pinned or pinned == self.identity.uid
+
+    def _targets(self, row: TaskResult) -> list[ResourceRef]:
+        refs = self._refs.get(row.id)
+        if refs:
+            return list(refs.values())
+        source = row.source
+        if source is not None and source.namespace == self.identity.namespace and source.name and source.uid:
+            return [source]
+        return []
+
+    def _remember(self, task_id: str, ref: ResourceRef) -> None:
+        self._refs.setdefault(task_id, {})[ref.uid] = ref
+
+    def _forget(self, task_id: str | None, ref: ResourceRef) -> None:
+        if task_id is not None:
+            refs = self._refs.get(task_id, {})
+            refs.pop(ref.uid, None)
+            if not refs:
+                self._refs.pop(task_id, None)
+        self._conditions.pop(ref.uid, None)
+        self.writer.forget(ref)
+
+    # ------------------------------------------------------------------------------------ engine listener
+
+    def on_engine_event(self, event: TaskEvent) -> None:
+        """Engine listener: queue the status (and Event) for every resource of the task; never blocks."""
+        if event.kind is EventKind.REMOVED:
+            return
+        row = event.result
+        for ref in self._targets(row):
+            status = self._publish(ref, row, event.kind, urgent=event.kind is not EventKind.PROGRESS)
+            if event.kind in _EVENT_REASONS:
+                reason, warning = _EVENT_REASONS[event.kind]
+                self.events.record(ref, reason, self._event_message(event.kind, row, status), warning=warning)
+
+    def _event_message(self, kind: EventKind, row: TaskResult, status: dict[str, Any]) -> str:
+        if kind is EventKind.ACCEPTED:
+            return f"run {row.run} accepted by the agent of pod {self.identity.name} (session {self.identity.session})"
+        if kind is EventKind.STARTED:
+            return f"run {row.run} started"
+        if kind is EventKind.RESUMED:
+            return f"run {row.run} resumed after an agent restart (resume {row.resumes})"
+        if kind is EventKind.FAILED:
+            return f"{row.reason}: {row.error}"
+        return str(status.get("message", ""))
+
+    def _publish(self, ref: ResourceRef, row: TaskResult, kind: EventKind | None, *, urgent: bool) -> dict[str, Any]:
+        status = render_status(
+            row,
+            kind=kind,
+            agent=self.identity.agent,
+            generation=ref.generation,
+            now=utcnow(),
+            previous_conditions=self._conditions.get(ref.uid, ()),
+        )
+        self._conditions[ref.uid] = status["conditions"]
+        self.writer.update(ref, status, urgent=urgent)
+        return status
+
+    # ----------------------------------------------------------------------------------------- reconcile
+
+    async def reconcile(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """Bring one NodeTask and the store in line (see the module's table). Idempotent; safe on stale bodies."""
+        if not self.owns(body):
+            return
+        uid = str(_meta(body).get("uid", ""))
+        async with self._locks[uid]:
+            try:
+                await self._reconcile(body, deleted=deleted or bool(_meta(body).get("deletionTimestamp")))
+            except EngineClosed:
+                pass  # shutting down: the next start reconciles again
+        if deleted:
+            self._locks.pop(uid, None)
+
+    async def _reconcile(self, body: Mapping[str, Any], *, deleted: bool) -> None:
+        meta = _meta(body)
+        ref = ResourceRef(
+            namespace=str(meta.get("namespace") or self.identity.namespace),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+        )
+        observed = body.get("status") if isinstance(body.get("status"), Mapping) else None
+        observed_status = dict(observed) if observed else {}
+        if ref.uid not in self._conditions and observed_status.get("conditions"):
+            self._conditions[ref.uid] = list(observed_status["conditions"])  # keep lastTransitionTime over restarts
+
+        try:
+            spec = NodeTaskSpec.model_validate(dict(_spec(body)))
+        except ValidationError as error:
+            if deleted:
+                self._forget(None, ref)
+            else:
+                problem = TaskError(format_validation_error(error, prefix="spec"), reason=Reason.PARAMS_INVALID)
+                self._reject(ref, problem, None, observed_status)
+            return
+        try:
+            task_id = normalize_task_id(spec.task_id or ref.uid)
+        except TaskRejected as error:
+            if deleted:
+                self._forget(None, ref)
+            else:
+                self._reject(ref, error, None, observed_status)
+            return
+
+        if deleted:
+            await self._deleted(task_id, ref)
+            return
+        self._remember(task_id, ref)
+        row = self.engine.get(task_id)
+
+        if spec.cancel:
+            if row is None:
+                desired = render_cancelled_before_start(
+                    task_id=task_id,
+                    agent=self.identity.agent,
+                    generation=ref.generation,
+                    now=utcnow(),
+                    previous_conditions=self._conditions.get(ref.uid, ()),
+                )
+                if self._write_if_changed(ref, desired, observed_status):
+                    self.events.record(ref, "Cancelled", "cancelled before it started")
+            elif not row.terminal:
+                await self.engine.cancel(task_id)  # the engine's CANCELLED event writes the status
+            else:
+                self._ensure(ref, row, observed_status)
+            return
+
+        if row is None:
+            if is_terminal(observed_status) and observed_status.get("taskId") == task_id:
+                return  # finished earlier and no longer in the store (pruned or lost): never run it again
+            await self._submit(ref, spec, task_id, observed_status)
+        elif row.status is TaskStatus.FAILED and spec.retry_nonce is not None and spec.retry_nonce != row.retry_nonce:
+            await self._submit(ref, spec, task_id, observed_status)
+        else:
+            self._ensure(ref, row, observed_status)
+
+    async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
+        task = Task(
+            id=task_id,
+            type=spec.type,
+            params=dict(spec.params),
+            timeout_seconds=spec.timeout_seconds,
+            retry=spec.retry or RetryPolicy(),
+            retry_nonce=spec.retry_nonce,
+            source=ref,
+        )
+        try:
+            await self.engine.submit(task)
+        except TaskRejected as error:
+            self._reject(ref, error, task_id, observed)
+
+    async def _deleted(self, task_id: str, ref: ResourceRef) -> None:
+        self._forget(task_id, ref)
+        if self._refs.get(task_id):
+            return  # another NodeTask still asks for the same task ID
+        if self.engine.is_running(task_id):
+            await self.engine.remove(task_id)
+            self.events.record(ref, "Cancelled", "NodeTask deleted while running: handler stopped, task forgotten")
+
+    def _reject(self, ref: ResourceRef, error: TaskError, task_id: str | None, observed: dict[str, Any]) -> None:
+        desired = render_rejection(
+            error,
+            task_id=task_id,
+            agent=self.identity.agent,
+            generation=ref.generation,
+            now=utcnow(),
+            previous_conditions=self._conditions.get(ref.uid, ()),
+        )
+        if self._write_if_changed(ref, desired, observed):
+            self.metrics.rejections.labels(error.reason).inc()
+            self.events.record(ref, "Failed", f"{error.reason}: {error.message}", warning=True)
+
+    def _ensure(self, ref: ResourceRef, row: TaskResult, observed: dict[str, Any]) -> None:
+        """Re-patch the status from the store when the resource tells a different story."""
+        desired = render_status(
+            row,
+            kind=None,
+            agent=self.identity.agent,
+            generation=ref.generation,
+            now=utcnow(),
+            previous_conditions=self._conditions.get(ref.uid, ()),
+        )
+        self._write_if_changed(ref, desired, observed)
+
+    def _write_if_changed(self, ref: ResourceRef, desired: dict[str, Any], observed: dict[str, Any]) -> bool:
+        wanted = essentials(desired)
+        if essentials(observed) == wanted and observed.get("observedGeneration") == desired["observedGeneration"]:
+            return False
+        pending = self.writer.pending(ref)
+        if pending is not None and essentials(pending) == wanted:
+            return False
+        written, written_at = self.writer.last_written(ref)
+        recently = time.monotonic() - written_at < STALE_BODY_WINDOW
+        if (
+            recently
+            and written is not None
+            and essentials(written) == wanted
+            and written.get("observedGeneration") == desired["observedGeneration"]
+        ):
+            return False
+        self._conditions[ref.uid] = desired["conditions"]
+        self.writer.update(ref, desired, urgent=True)
+        return True
+
+    # ------------------------------------------------------------------------------- start-up and resync
+
+    async def list_own(self) -> list[dict[str, Any]]:
+        """This pod's NodeTasks (server-side field selector when available, else filtered here)."""
+        items = await self.api.list_nodetasks(self.identity.namespace, field_selector=self.field_selector)
+        return [item for item in items if self.owns(item)]
+
+    async def choose_selector(self, mode: str) -> str | None:
+        """Use the server-side field selector on `spec.targetPod` unless the server cannot (no `selectableFields`,
+        Kubernetes < 1.31): then watch the namespace and filter here. `mode`: auto | field | none."""
+        if mode == "none":
+            self.field_selector = None
+        elif mode == "auto":
+            try:
+                await self.api.list_nodetasks(self.identity.namespace, field_selector=self.identity.field_selector)
+            except ApiError as error:
+                if error.status == 400:
+                    log.warning(
+                        "server refuses fieldSelector %s (%s); filtering NodeTasks client-side",
+                        self.identity.field_selector,
+                        error,
+                    )
+                    self.field_selector = None
+                elif not error.retryable:
+                    raise
+        return self.field_selector
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Start-up reconciliation, in DESIGN.md's order: (store opened and migrated by the caller) holds and
+        resumptions from the store (`engine.recover`), then this pod's NodeTasks listed and each reconciled
+        three-way, then running rows whose NodeTask is gone removed. Returns False if stopped before listing worked.
+
+        `recover` needs no API: a hold runs, and readiness is restored, even while the API server is unreachable.
+        """
+        resumed = await self.engine.recover()
+        if resumed:
+            log.info("resumed or finished %d task(s) left by the previous process: %s", len(resumed), resumed)
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.resync()
+                return True
+            except ApiError as error:
+                failures += 1
+                delay = backoff_delay(failures, initial=1.0, cap=30.0)
+                log.warning("cannot list NodeTasks yet (%s); retrying in %.1fs", error, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        return False
+
+    async def resync(self) -> None:
+        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists."""
+        listed_at: datetime = utcnow()
+        items = await self.list_own()
+        listed_ids: set[str] = set()
+        for body in items:
+            await self.reconcile(body)
+            task_id = self._task_id_of(body)
+            if task_id:
+                listed_ids.add(task_id)
+        for task_id in self.engine.running():
+            row = self.engine.get(task_id)
+            if row is None or row.terminal or task_id in listed_ids:
+                continue
+            source = row.source
+            if source is None or source.namespace != self.identity.namespace or row.submitted_at >= listed_at:
+                continue  # not from a NodeTask of ours, or submitted after the list was taken
+            log.info(
+                "NodeTask %s/%s of running task %s no longer exists: stopping it",
+                source.namespace,
+                source.name,
+                task_id,
+            )
+            self._forget(task_id, source)
+            await self.engine.remove(task_id)
+            self.events.record(source, "Cancelled", "NodeTask no longer exists: handler stopped, task forgotten")
+
+    def _task_id_of(self, body: Mapping[str, Any]) -> str | None:
+        raw = _spec(body).get("taskId") or _meta(body).get("uid")
+        try:
+            return normalize_task_id(str(raw)) if raw else None
+        except TaskRejected:
+            return None
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_interval)
+            try:
+                await self.resync()
+            except ApiError as error:
+                log.warning("periodic NodeTask resync failed (%s); next try in %.0fs", error, self.resync_interval)
+
+    async def heartbeat_forever(self) -> None:
+        """Renew `status.heartbeatAt` of every running task (throttled like progress, so it costs little)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            for task_id in self.engine.running():
+                row = self.engine.get(task_id)
+                if row is None or row.terminal:
+                    continue
+                for ref in self._targets(row):
+                    self._publish(ref, row, None, urgent=False)

@@ -1,0 +1,207 @@
+"""Credentials and a small asyncio client for the few Kubernetes calls the agent makes itself.
+
+kopf watches NodeTasks; everything the agent *writes* (status patches, Events) and its start-up list go through
+`KubeApi`, an aiohttp client with short per-request timeouts whose errors are classified for the retry logic
+(`ApiError.retryable`). Both use one set of credentials (`load_connection`): a kubeconfig when one is given, the
+pod's ServiceAccount when running in a cluster, else the default kubeconfig. The bearer token is re-read on every
+request (the kubernetes library's refresh hook), so a projected, rotating ServiceAccount token keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+from kubernetes import client as k8s_client  # type: ignore[import-untyped]
+from kubernetes import config as k8s_config
+
+from agent.models.resource import API_GROUP, API_VERSION, PLURAL
+
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A Kubernetes API call failed. `status` is the HTTP status (0 when no response arrived: connection refused or
+    reset, DNS, TLS, timeout); `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, status: int, message: str, *, cause: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.cause = cause or (str(status) if status else "connection")
+
+    @property
+    def retryable(self) -> bool:
+        # 0: no answer (outage, reset, timeout); 403 too: RBAC being rolled out or a token being rotated.
+        return self.status == 0 or self.status == 403 or self.status in _RETRYABLE_STATUS
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 404
+
+
+@dataclass
+class Connection:
+    """Where the API server is and how to authenticate, as loaded by the kubernetes library."""
+
+    configuration: k8s_client.Configuration
+    namespace: str | None = None
+
+    @property
+    def server(self) -> str:
+        return str(self.configuration.host).rstrip("/")
+
+    def authorization(self) -> str | None:
+        # The refresh hook (in-cluster) re-reads the projected token file when it is due.
+        value = self.configuration.get_api_key_with_prefix("BearerToken") or self.configuration.get_api_key_with_prefix(
+            "authorization"
+        )
+        return str(value) if value else None
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        cfg = self.configuration
+        if not cfg.verify_ssl:
+            return False
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        return context
+
+    def kopf_login(self) -> kopf.ConnectionInfo:
+        """The same credentials in kopf's terms (for a `@kopf.on.login` handler)."""
+        cfg = self.configuration
+        header = self.authorization()
+        scheme, token = header.split(" ", 1) if header and " " in header else (None, header)
+        return kopf.ConnectionInfo(
+            server=self.server,
+            ca_path=cfg.ssl_ca_cert or None,
+            insecure=not cfg.verify_ssl,
+            scheme=scheme,
+            token=token,
+            certificate_path=cfg.cert_file or None,
+            private_key_path=cfg.key_file or None,
+            default_namespace=self.namespace,
+        )
+
+
+def load_connection(kubeconfig: str | None = None, *, namespace: str | None = None) -> Connection:
+    """Credentials from `kubeconfig`, else the in-cluster ServiceAccount, else the default kubeconfig.
+
+    Loads into a private `Configuration`, never the library's global default, so several agents (tests, benchmarks)
+    can live in one process.
+    """
+    configuration = k8s_client.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    else:
+        k8s_config.load_kube_config(client_configuration=configuration)
+    return Connection(configuration, namespace)
+
+
+def nodetasks_path(namespace: str, name: str | None = None, *, subresource: str | None = None) -> str:
+    path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
+    if name is not None:
+        path += f"/{quote(name)}"
+    if subresource is not None:
+        path += f"/{subresource}"
+    return path
+
+
+class KubeApi:
+    """The agent's own API calls (list, status patch, Event create); open with `async with` or `open()`/`close()`."""
+
+    def __init__(self, connection: Connection, *, timeout: aiohttp.ClientTimeout = _REQUEST_TIMEOUT):
+        self.connection = connection
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> KubeApi:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=16)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=False)
+        return self
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KubeApi:
+        return await self.open()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One call; returns the decoded JSON answer or raises `ApiError` (never retries: callers decide)."""
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        headers = {"Accept": "application/json"}
+        authorization = self.connection.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        url = self.connection.server + path
+        try:
+            async with self._session.request(method, url, data=data, params=params, headers=headers) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise ApiError(response.status, f"{method} {path}: {response.status} {_status_message(text)}")
+                return json.loads(text) if text else None
+        except TimeoutError as error:
+            raise ApiError(0, f"{method} {path}: timed out", cause="timeout") from error
+        except aiohttp.ClientError as error:
+            raise ApiError(0, f"{method} {path}: {type(error).__name__}: {error}", cause="connection") from error
+
+    async def list_nodetasks(self, namespace: str, *, field_selector: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, str] = {}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        answer = await self.request("GET", nodetasks_path(namespace), params=params)
+        items: list[dict[str, Any]] = answer.get("items", [])
+        return items
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of `status` on the status subresource (`None` values delete keys)."""
+        answer: dict[str, Any] = await self.request(
+            "PATCH",
+            nodetasks_path(namespace, name, subresource="status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+        return answer
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=event)
+
+
+def _status_message(text: str) -> str:
+    """The `message` of a Kubernetes Status answer, else the (shortened) raw text."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(decoded, dict) and decoded.get("message"):
+        return str(decoded["message"])
+    return text[:300]

@@ -1,0 +1,250 @@
+"""From a store row (plus what the engine just said about it) to the NodeTask `status` the agent writes.
+
+Pure functions: no I/O, no clock except the `now` passed in. The status writer sends the result as a JSON merge
+patch, so a `None` value *deletes* that key on the server (used to clear the previous run's error, result and
+progress when a task runs again); keys absent from the dict are left as they are.
+
+Phases: a stored `running` row is `Running`, or `Pending` while an automatic retry waits for its backoff; terminal
+rows map one to one (`completed` -> `Succeeded`, ...). Conditions (see `agent.models.status`): `Accepted` True once
+the agent took the task; `Succeeded` True when the latest run succeeded; `Failed` True when the task ended without
+success, *including* cancellation (reason `Cancelled`), so that a controller waiting on either condition always
+wakes up. Both are False while a run is active, and a re-run (retry or new `retryNonce`) turns them False again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from agent.engine import EventKind
+from agent.models import Phase, Progress, Reason, TaskError, TaskResult, TaskStatus, format_timestamp
+from agent.models.status import AgentIdentity, ConditionStatus, ConditionType
+from agent.server import redact
+
+MESSAGE_LIMIT = 1024
+ERROR_MESSAGE_LIMIT = 4096
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+
+# The fields that decide whether a resource's status tells the same story as the store (heartbeat, progress and
+# timestamps aside): when they differ, the status is re-patched from the store.
+ESSENTIAL_FIELDS = ("phase", "run", "resumes", "taskId", "reason")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def phase_of(row: TaskResult, kind: EventKind | None = None) -> Phase:
+    if row.status is TaskStatus.RUNNING and (kind is EventKind.RETRYING or row.started_at is None):
+        return Phase.PENDING
+    return row.phase
+
+
+def _reason_and_message(row: TaskResult, phase: Phase) -> tuple[str, str]:
+    if phase is Phase.PENDING:
+        return "Retrying", f"run {row.run - 1} failed ({row.reason}): {row.error}; run {row.run} starts after backoff"
+    if phase is Phase.RUNNING:
+        summary = row.progress.describe() if row.progress else ""
+        if row.resumes:
+            return "Resumed", summary or f"resumed after an agent restart ({row.resumes}x)"
+        return "Running", summary or f"run {row.run} running"
+    if phase is Phase.SUCCEEDED:
+        took = ""
+        if row.started_at and row.completed_at:
+            took = f" in {(row.completed_at - row.started_at).total_seconds():.1f}s"
+        return Reason.SUCCEEDED, f"run {row.run} succeeded{took}"
+    return row.reason or Reason.TASK_FAILED, row.error or phase.value.lower()
+
+
+def progress_status(progress: Progress) -> dict[str, Any]:
+    return {
+        "current": progress.current,
+        "total": progress.total,
+        "unit": progress.unit,
+        "percent": progress.percent,
+        "message": _clip(progress.message, MESSAGE_LIMIT),
+        "summary": _clip(progress.describe(), 120),
+    }
+
+
+def conditions_for(
+    phase: Phase,
+    reason: str,
+    message: str,
+    *,
+    accepted: bool,
+    generation: int,
+    now: datetime,
+    previous: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """The three conditions, keeping `lastTransitionTime` of each whose status did not change."""
+    stamp = format_timestamp(now)
+    before = {condition.get("type"): condition for condition in previous}
+    short = _clip(message, MESSAGE_LIMIT)
+    if accepted:
+        accepted_state = (ConditionStatus.TRUE, "Accepted", "the agent of the target pod took the task")
+    else:
+        accepted_state = (ConditionStatus.FALSE, reason, short)
+    succeeded = phase is Phase.SUCCEEDED
+    failed = phase in (Phase.FAILED, Phase.CANCELLED)
+    states = {
+        ConditionType.ACCEPTED: accepted_state,
+        ConditionType.SUCCEEDED: (
+            ConditionStatus.TRUE if succeeded else ConditionStatus.FALSE,
+            reason if succeeded or failed else phase.value,
+            short if succeeded or failed else "",
+        ),
+        ConditionType.FAILED: (
+            ConditionStatus.TRUE if failed else ConditionStatus.FALSE,
+            reason if succeeded or failed else phase.value,
+            short if failed else "",
+        ),
+    }
+    conditions = []
+    for condition_type, (status, condition_reason, condition_message) in states.items():
+        old = before.get(condition_type.value)
+        changed = old is None or old.get("status") != status.value
+        conditions.append(
+            {
+                "type": condition_type.value,
+                "status": status.value,
+                "reason": condition_reason or "Unknown",
+                "message": condition_message,
+                "lastTransitionTime": stamp if changed else old["lastTransitionTime"],  # type: ignore[index]
+                "observedGeneration": generation,
+            }
+        )
+    return conditions
+
+
+def render_status(
+    row: TaskResult,
+    *,
+    kind: EventKind | None,
+    agent: AgentIdentity,
+    generation: int,
+    now: datetime,
+    previous_conditions: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """The status (merge-patch body) that tells what the store knows about `row`."""
+    phase = phase_of(row, kind)
+    reason, message = _reason_and_message(row, phase)
+    status: dict[str, Any] = {
+        "phase": phase.value,
+        "run": row.run,
+        "resumes": row.resumes,
+        "taskId": row.id,
+        "agent": agent.model_dump(by_alias=True),
+        "submittedAt": format_timestamp(row.submitted_at),
+        "startedAt": format_timestamp(row.started_at) if row.started_at else None,
+        "completedAt": format_timestamp(row.completed_at) if row.completed_at else None,
+        "reason": reason,
+        "message": _clip(message, MESSAGE_LIMIT),
+        "observedGeneration": generation,
+        "conditions": conditions_for(
+            phase, reason, message, accepted=True, generation=generation, now=now, previous=previous_conditions
+        ),
+    }
+    if phase in (Phase.RUNNING, Phase.PENDING):
+        status["heartbeatAt"] = format_timestamp(now)
+    if row.progress is not None:
+        status["progress"] = progress_status(row.progress)
+    elif kind in (EventKind.ACCEPTED, EventKind.RETRYING):
+        status["progress"] = None  # a new run: the previous run's progress no longer applies
+    if phase is Phase.SUCCEEDED:
+        status["result"] = redact(row.result) if row.result is not None else None
+        status["error"] = None
+    elif phase in (Phase.FAILED, Phase.CANCELLED, Phase.PENDING):
+        status["result"] = None
+        status["error"] = {
+            "reason": row.reason or Reason.TASK_FAILED,
+            "message": _clip(row.error, ERROR_MESSAGE_LIMIT),
+            "hint": _clip(row.hint, MESSAGE_LIMIT),
+            "retryable": row.retryable,
+        }
+    else:
+        status["result"] = None
+        status["error"] = None
+    return status
+
+
+def render_rejection(
+    error: TaskError,
+    *,
+    task_id: str | None,
+    agent: AgentIdentity,
+    generation: int,
+    now: datetime,
+    previous_conditions: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Status of a task refused before anything was stored (InvalidTaskID, UnsupportedType, an unreadable spec):
+    Failed, not accepted, run 0 never started."""
+    stamp = format_timestamp(now)
+    message = _clip(error.message, MESSAGE_LIMIT)
+    return {
+        "phase": Phase.FAILED.value,
+        "taskId": task_id,
+        "agent": agent.model_dump(by_alias=True),
+        "submittedAt": stamp,
+        "completedAt": stamp,
+        "reason": error.reason,
+        "message": message,
+        "observedGeneration": generation,
+        "error": {
+            "reason": error.reason,
+            "message": _clip(error.message, ERROR_MESSAGE_LIMIT),
+            "hint": _clip(error.hint, MESSAGE_LIMIT),
+            "retryable": False,
+        },
+        "conditions": conditions_for(
+            Phase.FAILED,
+            error.reason,
+            message,
+            accepted=False,
+            generation=generation,
+            now=now,
+            previous=previous_conditions,
+        ),
+    }
+
+
+def render_cancelled_before_start(
+    *,
+    task_id: str,
+    agent: AgentIdentity,
+    generation: int,
+    now: datetime,
+    previous_conditions: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Status of a task whose `spec.cancel` was already true when the agent first saw it: nothing ran."""
+    stamp = format_timestamp(now)
+    message = "cancelled before it started"
+    return {
+        "phase": Phase.CANCELLED.value,
+        "taskId": task_id,
+        "agent": agent.model_dump(by_alias=True),
+        "completedAt": stamp,
+        "reason": Reason.CANCELLED,
+        "message": message,
+        "observedGeneration": generation,
+        "error": {"reason": Reason.CANCELLED, "message": message, "hint": "", "retryable": False},
+        "conditions": conditions_for(
+            Phase.CANCELLED,
+            Reason.CANCELLED,
+            message,
+            accepted=True,
+            generation=generation,
+            now=now,
+            previous=previous_conditions,
+        ),
+    }
+
+
+def essentials(status: dict[str, Any] | None) -> tuple[Any, ...]:
+    status = status or {}
+    return tuple(status.get(name) for name in ESSENTIAL_FIELDS)
+
+
+def is_terminal(status: dict[str, Any] | None) -> bool:
+    return bool(status) and (status or {}).get("phase") in {phase.value for phase in TERMINAL_PHASES}

@@ -1,0 +1,343 @@
+"""The single status writer and the Event recorder: everything the agent writes to the API goes through here.
+
+Both take work through non-blocking methods (`StatusWriter.update`, `EventRecorder.record`) that only touch memory,
+so the engine's listener never waits on the network; background workers do the I/O.
+
+Status writer rules:
+- One entry per NodeTask object (namespace, name, uid). A newer status for an object replaces the pending one
+  (top-level keys merged, newest wins), so a burst of progress reports becomes one patch.
+- Transitions (`urgent=True`) are written at once; progress and heartbeats at most once per `progress_interval`
+  per object.
+- A status never goes backwards: a non-terminal status of run N is dropped once a terminal status of run N is
+  pending or written (a late heartbeat must not reopen a finished task).
+- Failures are retried with capped exponential backoff (0.5 s doubling to 30 s, with jitter) for as long as it takes
+  when the API may answer differently later (no answer, timeouts, 403, 409, 429, 5xx). A 404 means the object is gone:
+  its pending status is dropped. Other errors (e.g. 422, a status the schema refuses) are logged and dropped: the
+  store still holds the truth and the next transition or resync writes again.
+- At most `concurrency` patches are in flight, and at most one per object (so patches of one object stay ordered).
+
+A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). If an object
+is deleted and re-created under the same name while a patch is in flight, that one patch can land on the new object;
+the agent's reconcile of the new object then finds a status that is not its own and re-patches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.models import ResourceRef
+from agent.models.resource import API_GROUP, API_VERSION, KIND
+from agent.server import AgentMetrics
+
+from .kubeapi import ApiError, KubeApi
+from .status import TERMINAL_PHASES
+
+log = logging.getLogger(__name__)
+
+ObjectKey = tuple[str, str, str]  # namespace, name, uid
+
+_TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
+
+
+def backoff_delay(failures: int, *, initial: float = 0.5, cap: float = 30.0) -> float:
+    """Delay before retry number `failures` (1-based): exponential, capped, with +-20% jitter."""
+    base = min(cap, initial * float(2 ** max(0, failures - 1)))
+    return base * random.uniform(0.8, 1.2)  # jitter, not cryptography
+
+
+def _ends_run(status: dict[str, Any] | None) -> tuple[int, bool]:
+    status = status or {}
+    return int(status.get("run") or 0), status.get("phase") in _TERMINAL
+
+
+@dataclass
+class _Entry:
+    key: ObjectKey
+    pending: dict[str, Any] | None = None
+    urgent: bool = False
+    written: dict[str, Any] | None = None
+    written_at: float = float("-inf")
+    in_flight: bool = False
+    failures: int = 0
+    not_before: float = 0.0
+
+    def due(self, progress_interval: float) -> float:
+        throttle = 0.0 if self.urgent else self.written_at + progress_interval
+        return max(self.not_before, throttle)
+
+
+class StatusWriter:
+    """Writes NodeTask statuses (merge patches on /status) with coalescing, throttling and retries."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        metrics: AgentMetrics,
+        *,
+        progress_interval: float = 5.0,
+        concurrency: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.metrics = metrics
+        self.progress_interval = progress_interval
+        self.concurrency = concurrency
+        self.clock = clock
+        self._entries: dict[ObjectKey, _Entry] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # -------------------------------------------------------------- producers
+
+    def update(self, ref: ResourceRef, status: dict[str, Any], *, urgent: bool) -> None:
+        """Queue `status` for `ref` (never blocks, never raises)."""
+        key = (ref.namespace, ref.name, ref.uid)
+        entry = self._entries.get(key) or self._entries.setdefault(key, _Entry(key))
+        if self._regresses(entry, status):
+            return
+        entry.pending = {**entry.pending, **status} if entry.pending else dict(status)
+        entry.urgent = entry.urgent or urgent
+        self._changed()
+
+    def forget(self, ref: ResourceRef) -> None:
+        """Drop everything pending for a deleted object."""
+        entry = self._entries.pop((ref.namespace, ref.name, ref.uid), None)
+        if entry is not None:
+            entry.pending = None
+            self._changed()
+
+    def last_written(self, ref: ResourceRef) -> tuple[dict[str, Any] | None, float]:
+        """The newest status the server accepted for `ref` in this process, and when (monotonic seconds)."""
+        entry = self._entries.get((ref.namespace, ref.name, ref.uid))
+        return (entry.written, entry.written_at) if entry else (None, float("-inf"))
+
+    def pending(self, ref: ResourceRef) -> dict[str, Any] | None:
+        entry = self._entries.get((ref.namespace, ref.name, ref.uid))
+        return entry.pending if entry else None
+
+    @property
+    def backlog(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.pending is not None or entry.in_flight)
+
+    @staticmethod
+    def _regresses(entry: _Entry, status: dict[str, Any]) -> bool:
+        run, terminal = _ends_run(status)
+        if terminal or not run:
+            return False
+        for known in (entry.pending, entry.written):
+            known_run, known_terminal = _ends_run(known)
+            if known_run > run or (known_run == run and known_terminal):
+                return True
+        return False
+
+    def _changed(self) -> None:
+        backlog = self.backlog
+        self.metrics.status_backlog.set(backlog)
+        if backlog:
+            self._idle.clear()
+        else:
+            self._idle.set()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ worker
+
+    async def run(self) -> None:
+        """Write forever (cancel to stop)."""
+        try:
+            while True:
+                self._wake.clear()
+                now = self.clock()
+                next_due: float | None = None
+                for entry in list(self._entries.values()):
+                    if entry.pending is None or entry.in_flight:
+                        continue
+                    due = entry.due(self.progress_interval)
+                    if due > now:
+                        next_due = due if next_due is None else min(next_due, due)
+                    elif len(self._in_flight) < self.concurrency:
+                        self._launch(entry)
+                timeout = None if next_due is None else max(0.0, next_due - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            for task in list(self._in_flight):
+                task.cancel()
+
+    def _launch(self, entry: _Entry) -> None:
+        entry.in_flight = True
+        body, urgent = entry.pending, entry.urgent
+        entry.pending, entry.urgent = None, False
+        assert body is not None
+        task = asyncio.create_task(self._write(entry, body, urgent), name=f"status-{entry.key[1]}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _write(self, entry: _Entry, body: dict[str, Any], urgent: bool) -> None:
+        namespace, name, _ = entry.key
+        try:
+            await self.api.patch_status(namespace, name, body)
+        except ApiError as error:
+            self.metrics.status_patch_errors.labels(error.cause).inc()
+            if error.gone:
+                log.info("NodeTask %s/%s is gone; dropping its status", namespace, name)
+                self._entries.pop(entry.key, None)
+            elif error.retryable:
+                entry.failures += 1
+                delay = backoff_delay(entry.failures)
+                log.warning(
+                    "status patch of %s/%s failed (%s); retry %d in %.1fs",
+                    namespace,
+                    name,
+                    error,
+                    entry.failures,
+                    delay,
+                )
+                entry.pending = {**body, **entry.pending} if entry.pending else body
+                entry.urgent = entry.urgent or urgent
+                entry.not_before = self.clock() + delay
+            else:
+                log.error(
+                    "status patch of %s/%s refused, dropped (the store keeps the truth): %s", namespace, name, error
+                )
+        except Exception:
+            log.exception("status patch of %s/%s crashed", namespace, name)
+            entry.pending = {**body, **entry.pending} if entry.pending else body
+            entry.not_before = self.clock() + backoff_delay(entry.failures + 1)
+        else:
+            self.metrics.status_patches.inc()
+            entry.failures = 0
+            entry.written = {**entry.written, **body} if entry.written else dict(body)
+            entry.written_at = self.clock()
+        finally:
+            entry.in_flight = False
+            self._changed()
+
+    async def flush(self, within: float | None = None) -> bool:
+        """Wait until nothing is pending or in flight (True), or `within` seconds have passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------------------------------- events
+
+
+@dataclass
+class _PendingEvent:
+    namespace: str
+    body: dict[str, Any]
+    first_try: float
+    failures: int = 0
+
+
+def _event_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class EventRecorder:
+    """Posts core/v1 Events about NodeTasks (visible in `kubectl describe` and `kubectl events`).
+
+    Best effort but patient: a failed post is retried with backoff for up to `give_up_after` seconds (an API outage
+    shorter than that loses no Event); the queue holds at most `max_queued` Events, the oldest dropped first.
+    """
+
+    api: KubeApi
+    metrics: AgentMetrics
+    pod: str
+    give_up_after: float = 600.0
+    max_queued: int = 1000
+    workers: int = 4
+    clock: Callable[[], float] = time.monotonic
+    _queue: asyncio.Queue[_PendingEvent] = field(default_factory=asyncio.Queue)
+    _sequence: int = 0
+    _tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+
+    def record(self, ref: ResourceRef, reason: str, message: str, *, warning: bool = False) -> None:
+        """Queue an Event about `ref` (never blocks, never raises)."""
+        now = datetime.now(UTC)
+        self._sequence += 1
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                # client-go's naming, <object>.<unique hex>: time, a per-agent random tag and a sequence number.
+                "name": f"{ref.name[:200]}.{time.time_ns():x}{self._tag}{self._sequence:x}",
+                "namespace": ref.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "nodetask-agent", "host": self.pod},
+            "reportingComponent": "sei.io/nodetask-agent",
+            "reportingInstance": self.pod,
+            "firstTimestamp": _event_time(now),
+            "lastTimestamp": _event_time(now),
+            "count": 1,
+        }
+        if self._queue.qsize() >= self.max_queued:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+                self._queue.task_done()
+            self.metrics.event_post_errors.labels("dropped").inc()
+        self._queue.put_nowait(_PendingEvent(ref.namespace, body, self.clock()))
+
+    async def run(self) -> None:
+        """Post forever (cancel to stop)."""
+        workers = [asyncio.create_task(self._work(), name=f"event-poster-{n}") for n in range(self.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._post(item)
+            finally:
+                self._queue.task_done()
+
+    async def _post(self, item: _PendingEvent) -> None:
+        while True:
+            try:
+                await self.api.create_event(item.namespace, item.body)
+                return
+            except ApiError as error:
+                self.metrics.event_post_errors.labels(error.cause).inc()
+                item.failures += 1
+                if not error.retryable or self.clock() - item.first_try > self.give_up_after:
+                    log.warning(
+                        "dropping Event %s on %s: %s", item.body["reason"], item.body["involvedObject"]["name"], error
+                    )
+                    return
+                await asyncio.sleep(backoff_delay(item.failures))
+
+    async def flush(self, within: float | None = None) -> bool:
+        """Wait until every queued Event was posted or given up (True), or `within` seconds have passed (False)."""
+        try:
+            await asyncio.wait_for(self._queue.join(), within)
+        except TimeoutError:
+            return False
+        return True
