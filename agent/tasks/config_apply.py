@@ -1,0 +1,130 @@
+"""`config-apply`, `config-validate` and `config-reload`: the node's config through the unified model.
+
+All three work on `agent.chain.seiconfig` (see docs/config-model.md):
+
+- config-apply resolves a config (the mode's defaults, or with `incremental` the files on disk, plus overrides),
+  validates it, and merges it into config.toml and app.toml keeping their comments and every key outside the
+  model. Without `incremental` every modelled key with a value is written; with it, only the overrides and the
+  mode (when given): a key the files do not have stays absent. Unlike the seed, the files are never regenerated.
+- config-validate reads both files and returns the diagnostics; it fails when there is an ERROR.
+- config-reload changes hot-reloadable keys only, and refuses every other key by name. Like the seed, it writes the
+  files and sends seid no signal: the keys marked hot-reloadable are those seid re-reads while running.
+
+Bad input fails before any file is read or written: an unknown key, a value of the wrong type, or (reload) a key
+that needs a restart is a `ParamsInvalid` naming it. A config with an ERROR diagnostic fails with reason
+`ConfigInvalid` and the message `config validation failed: [<errors as JSON>]` (the form the controller parses),
+again with nothing written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from agent.chain.seiconfig import (
+    Diagnostic,
+    Mode,
+    SeiConfig,
+    ValidationReport,
+    load_config,
+    lookup,
+    parse_overrides,
+    render_patches,
+    validate,
+    with_overrides,
+    write_patches,
+)
+from agent.models import ParamsInvalid, TaskError, TaskType
+from agent.models.params.node import ConfigApplyParams, ConfigReloadParams, ConfigValidateParams
+
+from .base import TaskContext, handler
+
+
+def _refuse_invalid(report: ValidationReport) -> None:
+    if not report.valid:
+        raise TaskError(
+            "config validation failed: " + report.errors_json(),
+            reason="ConfigInvalid",
+            hint="nothing was written; fix the listed fields (overrides, or the files on disk)",
+        )
+
+
+def _still_relevant(diagnostics: list[Diagnostic], replaced: set[str]) -> list[Diagnostic]:
+    """Findings about values on disk, minus those for keys (or the mode) this task replaces anyway."""
+    return [item for item in diagnostics if item.field not in replaced]
+
+
+def _apply(home: Path, params: ConfigApplyParams) -> dict[str, Any]:
+    typed = parse_overrides(params.overrides, field="overrides")
+    mode = Mode(params.mode) if params.mode else None
+    keys: set[str] | None = None  # every modelled key
+    if params.incremental:
+        loaded = load_config(home, mode=mode)
+        config = with_overrides(loaded.config, typed, mode=mode)
+        findings = _still_relevant(loaded.diagnostics, set(typed) | ({"mode"} if mode else set()))
+        keys = loaded.present | set(typed)  # a key absent from the files stays absent (seid's own default)
+    else:
+        assert mode is not None  # the params model requires a mode unless incremental
+        config, findings = with_overrides(SeiConfig.for_mode(mode), typed), []
+    report = validate(config, extra=findings)
+    _refuse_invalid(report)
+    written = write_patches(home, render_patches(config, home, keys=keys, include_mode=mode is not None))
+    return {
+        "mode": str(config.mode),
+        "version": config.version,
+        "incremental": params.incremental,
+        "overrides": sorted(typed),
+        "changed": written,
+        "diagnostics": [item.model_dump() for item in report.diagnostics],
+    }
+
+
+@handler(TaskType.CONFIG_APPLY, ConfigApplyParams)
+async def config_apply(params: ConfigApplyParams, ctx: TaskContext) -> dict[str, Any]:
+    """Resolve the node's config from a mode and overrides and merge it into config.toml and app.toml."""
+    return await asyncio.to_thread(_apply, ctx.home, params)
+
+
+def _validate(home: Path) -> dict[str, Any]:
+    loaded = load_config(home)
+    report = validate(loaded.config, extra=loaded.diagnostics)
+    _refuse_invalid(report)
+    return report.result()
+
+
+@handler(TaskType.CONFIG_VALIDATE, ConfigValidateParams)
+async def config_validate(params: ConfigValidateParams, ctx: TaskContext) -> dict[str, Any]:
+    """Validate config.toml and app.toml as they are; the diagnostics are the result, an ERROR fails the task."""
+    return await asyncio.to_thread(_validate, ctx.home)
+
+
+def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
+    entries = {key: lookup(key, label=f"fields[{key!r}]") for key in params.fields}
+    needs_restart = sorted(key for key, entry in entries.items() if not entry.hot)
+    if needs_restart:
+        raise ParamsInvalid(
+            f"fields {needs_restart} are not hot-reloadable and require a restart",
+            hint="change them with config-apply and restart seid",
+        )
+    typed = parse_overrides(params.fields, field="fields")
+    loaded = load_config(home)
+    config = with_overrides(loaded.config, typed)
+    report = validate(config, extra=_still_relevant(loaded.diagnostics, set(typed)))
+    _refuse_invalid(report)
+    written = write_patches(home, render_patches(config, home, keys=list(typed), include_mode=False))
+    return {
+        "fields": sorted(typed),
+        "changed": written,
+        "restartRequired": False,
+        "diagnostics": [item.model_dump() for item in report.diagnostics],
+    }
+
+
+@handler(TaskType.CONFIG_RELOAD, ConfigReloadParams)
+async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[str, Any]:
+    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name."""
+    return await asyncio.to_thread(_reload, ctx.home, params)
+
+
+HANDLERS = [config_apply, config_validate, config_reload]
