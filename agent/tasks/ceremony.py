@@ -39,7 +39,7 @@ from typing import Any
 from agent.chain.cosmos import artifacts
 from agent.chain.cosmos import genesis as genesis_doc
 from agent.chain.cosmos.address import SEI, consensus_address_bytes
-from agent.chain.cosmos.coins import format_coins
+from agent.chain.cosmos.coins import coin_map, format_coins
 from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
@@ -279,15 +279,24 @@ def _already_assembled(home: Path) -> dict[str, Any]:
     return {"alreadyDone": True, "genesisHash": genesis_doc.sha256_file(home / "config" / "genesis.json")}
 
 
+async def _begin_assembly(
+    params: AssembleGenesisParams, ctx: TaskContext, marker: str
+) -> tuple[Bucket, list[Validator] | None]:
+    """The bucket, and the verified validators unless `marker` says the assembly is already done (then None)."""
+    bucket = genesis_bucket(params, ctx)
+    if has_marker(ctx.home, marker):
+        return bucket, None
+    return bucket, await _collect(bucket, [node.name for node in params.nodes], ctx)
+
+
 @handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams)
 async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskContext) -> dict[str, Any]:
     """Collect every node's gentx into this node's genesis, fill validators, and publish genesis and peers."""
-    bucket = genesis_bucket(params, ctx)
-    if has_marker(ctx.home, ASSEMBLE_MARKER):
+    bucket, validators = await _begin_assembly(params, ctx, ASSEMBLE_MARKER)
+    if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
-    validators = await _collect(bucket, [node.name for node in params.nodes], ctx)
     genesis_path = ctx.home / "config" / "genesis.json"
-    balance = {coin.denom: coin.amount for coin in params.account_balance}
+    balance = coin_map(params.account_balance)
 
     def build() -> genesis_doc.WrittenFile:
         document = load_genesis(genesis_path)
@@ -349,11 +358,10 @@ def _rewrite_for_fork(
 @handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
 async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskContext) -> dict[str, Any]:
     """Assemble a new chain's genesis from a source chain's exported state plus the new validators' gentxs."""
-    bucket = genesis_bucket(params, ctx)
-    if has_marker(ctx.home, FORK_MARKER):
+    # The gentxs are small and fail fast: they are checked before a multi-GB export is downloaded.
+    bucket, validators = await _begin_assembly(params, ctx, FORK_MARKER)
+    if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
-    # The gentxs are small and fail fast; check them before downloading a multi-GB export.
-    validators = await _collect(bucket, [node.name for node in params.nodes], ctx)
     export_key = params.export_key or artifacts.export_key(params.source_chain_id)
     config = ctx.home / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -368,7 +376,7 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
                 progress=lambda done, total: ctx.progress(done, total, "bytes", f"downloading {export_key}"),
             )
         genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
-        balance = {coin.denom: coin.amount for coin in params.account_balance}
+        balance = coin_map(params.account_balance)
 
         def build() -> genesis_doc.WrittenFile:
             # One parsed copy of the export in memory; the serialized form streams to disk while being hashed.

@@ -29,6 +29,7 @@ from typing import Any
 
 from agent.chain.cosmos import genesis as genesis_doc
 from agent.chain.cosmos.address import SEI, with_prefix
+from agent.chain.cosmos.coins import coin_map
 from agent.chain.cosmos.gentx import GentxProblem, ValidatorSpec, build_gentx, gentx_file_bytes, memo_for, verify_gentx
 from agent.chain.cosmos.keystore import ensure_account_key, keystore_path
 from agent.chain.crypto.evm import eth_address
@@ -110,7 +111,7 @@ def _inputs(params: GenerateGentxParams, home: Path, settings: AgentSettings, do
     bond_denom = genesis_doc.bond_denom(document)
     if bond_denom and stake.denom != bond_denom:
         raise ParamsInvalid(f"params.stakingAmount: denom {stake.denom!r} is not genesis's bond denom {bond_denom!r}")
-    balance = {coin.denom: coin.amount for coin in params.account_balance}
+    balance = coin_map(params.account_balance)
     if balance.get(stake.denom, 0) < stake.amount:
         raise ParamsInvalid(
             f"params.accountBalance {','.join(map(str, params.account_balance))} does not cover the "
@@ -141,7 +142,7 @@ def _generate(params: GenerateGentxParams, home: Path, settings: AgentSettings) 
     document = load_genesis(genesis_path)
     inputs = _inputs(params, home, settings, document)
     key, created = ensure_account_key(home)
-    balance = {coin.denom: coin.amount for coin in params.account_balance}
+    balance = coin_map(params.account_balance)
     changed = genesis_doc.add_account(document, key.address, balance)
     existing = genesis_doc.balance_of(document, key.address) or {}
     stake = inputs.spec.self_delegation
