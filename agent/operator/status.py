@@ -148,7 +148,10 @@ def render_status(
     }
     if phase in (Phase.RUNNING, Phase.PENDING):
         status["heartbeatAt"] = format_timestamp(now)
-    if row.progress is not None:
+    if phase in TERMINAL_PHASES:
+        # Keep the last numbers (bytes restored, height reached) but not the "in progress" line of the Progress column.
+        status["progress"] = {"summary": None}
+    elif row.progress is not None:
         status["progress"] = progress_status(row.progress)
     elif kind in (EventKind.ACCEPTED, EventKind.RETRYING):
         status["progress"] = None  # a new run: the previous run's progress no longer applies

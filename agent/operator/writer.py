@@ -10,7 +10,7 @@ Status writer rules:
   per object.
 - A status never goes backwards: a non-terminal status of run N is dropped once a terminal status of run N is
   pending or written (a late heartbeat must not reopen a finished task).
-- Failures are retried with capped exponential backoff (0.5 s doubling to 30 s, with jitter) for as long as it takes
+- Failures are retried with capped exponential backoff (0.5 s doubling to 10 s, with jitter) for as long as it takes
   when the API may answer differently later (no answer, timeouts, 403, 409, 429, 5xx). A 404 means the object is gone:
   its pending status is dropped. Other errors (e.g. 422, a status the schema refuses) are logged and dropped: the
   store still holds the truth and the next transition or resync writes again.
@@ -44,6 +44,9 @@ from .status import TERMINAL_PHASES
 log = logging.getLogger(__name__)
 
 ObjectKey = tuple[str, str, str]  # namespace, name, uid
+
+STATUS_BACKOFF_CAP = 10.0
+"""A status patch is small and the latest status matters: after an outage, retry at least every 10 s."""
 
 _TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
 
@@ -194,7 +197,7 @@ class StatusWriter:
                 self._entries.pop(entry.key, None)
             elif error.retryable:
                 entry.failures += 1
-                delay = backoff_delay(entry.failures)
+                delay = backoff_delay(entry.failures, cap=STATUS_BACKOFF_CAP)
                 log.warning(
                     "status patch of %s/%s failed (%s); retry %d in %.1fs",
                     namespace,
