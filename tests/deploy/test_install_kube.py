@@ -1,0 +1,324 @@
+"""The shipped install on the real API server: the chart (rendered by the real helm) and deploy/ (kubectl apply -k),
+their RBAC and admission policy exercised by the agent's own identity: a ServiceAccount token bound to a node pod."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fixtures.kube import KubeCluster, KubeNamespace
+
+from .conftest import (
+    DEPLOY,
+    EXAMPLES,
+    NODETASK_EXAMPLES,
+    POLICY_DENIED,
+    Installation,
+    by_kind,
+    can_i,
+    documents,
+    forbidden,
+    render_chart,
+    run_helm,
+    status_patch,
+)
+
+pytestmark = pytest.mark.kube
+
+MONITORING_CRDS = Path(__file__).parent / "data" / "monitoring-crds.yaml"
+
+
+# --- the artifacts are accepted by the API server ------------------------------------------------------------------
+
+
+def test_helm_lint_passes_with_strict_checks() -> None:
+    result = run_helm("lint", ".", "--strict", "--kube-version=1.37.2")
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_renders_and_passes_server_side_dry_run(kube_namespace: KubeNamespace) -> None:
+    rendered = render_chart(kube_namespace.name)
+
+    applied = kube_namespace.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered).stdout
+
+    kinds = {doc["kind"] for doc in documents(rendered)}
+    assert kinds == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    assert applied.count("(server dry run)") == len(documents(rendered))
+
+
+def test_chart_with_monitoring_passes_server_side_dry_run_against_the_monitoring_schemas(
+    kube_cluster: KubeCluster, kube_namespace: KubeNamespace
+) -> None:
+    # Test-only CRDs that carry prometheus-operator's field names and types for what the chart renders, and refuse
+    # any other field: a misspelt ServiceMonitor or PrometheusRule field fails here.
+    kube_cluster.kubectl("apply", "-f", str(MONITORING_CRDS))
+    for crd in documents(MONITORING_CRDS.read_text()):
+        kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
+    rendered = render_chart(
+        kube_namespace.name,
+        "agents",
+        values=["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
+    )
+
+    result = kube_namespace.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(documents(rendered))
+    for applied in ("service/agents", "servicemonitor.monitoring.coreos.com/", "prometheusrule.monitoring.coreos.com/"):
+        assert applied in result.stdout
+
+
+def test_helm_install_renders_notes_naming_the_service_account(kube_cluster: KubeCluster) -> None:
+    namespace = "notes-check"
+    kube_cluster.kubectl("create", "namespace", namespace, check=False)
+
+    result = run_helm("install", "agents", ".", f"--namespace={namespace}", "--dry-run=server",
+                      kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
+
+    assert "serviceAccountName: agents-nodetask-agent" in result.stdout
+    assert "restartPolicy: Always" in result.stdout
+
+
+def test_kubectl_apply_k_deploy_installs_the_agent_objects(kube_cluster: KubeCluster) -> None:
+    kube_cluster.kubectl("apply", "-k", str(DEPLOY))
+
+    namespace = kube_cluster.get_json("namespace", "sei-nodes")
+    role = kube_cluster.get_json("role", "nodetask-agent", namespace="sei-nodes")
+    binding = kube_cluster.get_json("rolebinding", "nodetask-agent", namespace="sei-nodes")
+    assert namespace["metadata"]["labels"]["sei.io/nodetask-agent-policy"] == "enforced"
+    assert {rule["resources"][0] for rule in role["rules"]} == {"nodetasks", "nodetasks/status", "events"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "nodetask-agent", "namespace": "sei-nodes"}]
+    kube_cluster.get_json("validatingadmissionpolicy", "nodetask-agent-pod-scope")
+    kube_cluster.get_json("crd", "nodetasks.sei.io")
+
+
+def example_files() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.yaml")) + sorted(NODETASK_EXAMPLES.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def nodetask_crd(kube_cluster: KubeCluster) -> None:
+    """The shipped CRD, established (idempotent: other tests apply the same file)."""
+    kube_cluster.kubectl("apply", "-f", str(DEPLOY / "crds" / "nodetasks.sei.io.yaml"))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/nodetasks.sei.io", "--timeout=60s")
+
+
+@pytest.mark.parametrize("example", example_files(), ids=lambda path: path.stem)
+def test_every_deploy_example_passes_server_side_dry_run(
+    nodetask_crd: None, kube_namespace: KubeNamespace, example: Path
+) -> None:
+    result = kube_namespace.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", str(example), check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(documents(example.read_text()))
+
+
+# --- what the agent's identity may do ------------------------------------------------------------------------------
+
+
+def test_agent_can_read_watch_and_select_its_own_tasks(installation: Installation) -> None:
+    installation.nodetask("own-read", "node-a-0")
+
+    listed = installation.as_agent(
+        "node-a-0", "get", "nodetasks", "--field-selector=spec.targetPod=node-a-0", "-o", "json", check=True
+    )
+    single = installation.as_agent("node-a-0", "get", "nodetask", "own-read", "-o", "json", check=True)
+
+    assert "own-read" in {item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]}
+    assert json.loads(single.stdout)["spec"]["targetPod"] == "node-a-0"
+    assert can_i(installation, "node-a-0", "watch", "nodetasks.sei.io")
+
+
+def test_agent_can_patch_its_own_tasks_status(installation: Installation) -> None:
+    installation.nodetask("own-status", "node-a-0")
+
+    result = installation.as_agent(
+        "node-a-0", "patch", "nodetask", "own-status", "--subresource=status", "--type=merge", "-p", status_patch()
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert installation.cluster.get_json("nodetask", "own-status", namespace=installation.namespace)["status"] == {
+        "phase": "Running"
+    }
+
+
+def test_agent_can_post_a_core_event_about_its_task(installation: Installation) -> None:
+    task = installation.nodetask("own-event", "node-a-0")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "own-event-"},
+        "type": "Normal",
+        "reason": "Started",
+        "message": "run 1 started",
+        "involvedObject": {
+            "apiVersion": "sei.io/v1alpha1",
+            "kind": "NodeTask",
+            "name": "own-event",
+            "namespace": installation.namespace,
+            "uid": task["metadata"]["uid"],
+        },
+        "source": {"component": "nodetask-agent"},
+    }
+    _, kubeconfig = installation.agent("node-a-0")
+
+    result = installation.cluster.kubectl(
+        "create", "-f", "-", namespace=installation.namespace, kubeconfig=kubeconfig, input=yaml.safe_dump(event),
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+
+
+REFUSED = [
+    pytest.param(["get", "secrets"], id="list-secrets"),
+    pytest.param(["get", "secret", "anything"], id="get-secret"),
+    pytest.param(["get", "pods"], id="list-pods"),
+    pytest.param(["get", "configmaps"], id="list-configmaps"),
+    pytest.param(["get", "serviceaccounts"], id="list-serviceaccounts"),
+    pytest.param(["create", "token", "{sa}"], id="mint-service-account-tokens"),
+    pytest.param(["create", "configmap", "smuggled", "--from-literal=k=v"], id="create-configmap"),
+    pytest.param(["delete", "nodetask", "victim"], id="delete-nodetask"),
+    pytest.param(["label", "nodetask", "victim", "x=y"], id="patch-nodetask-itself"),
+    pytest.param(["get", "nodetasks", "--namespace=default"], id="nodetasks-in-another-namespace"),
+    pytest.param(["get", "events"], id="read-events"),
+    pytest.param(["get", "namespaces"], id="cluster-scoped-namespaces"),
+    pytest.param(["get", "customresourcedefinitions"], id="cluster-scoped-crds"),
+    pytest.param(["get", "clusterroles"], id="cluster-scoped-clusterroles"),
+    pytest.param(["get", "validatingadmissionpolicies"], id="cluster-scoped-admission-policies"),
+    pytest.param(["create", "rolebinding", "escalate", "--clusterrole=admin", "--user=me"], id="escalate-rbac"),
+]
+
+
+@pytest.mark.parametrize("argv", REFUSED)
+def test_agent_is_refused_what_it_must_not_do(installation: Installation, argv: list[str]) -> None:
+    installation.nodetask("victim", "node-a-0")
+    argv = [part.replace("{sa}", installation.service_account) for part in argv]
+
+    result = installation.as_agent("node-a-0", *argv)
+
+    assert forbidden(result), f"{argv} was not refused: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("create", "nodetasks.sei.io"),
+        ("update", "nodetasks.sei.io/status"),
+        ("deletecollection", "nodetasks.sei.io"),
+        ("create", "events.events.k8s.io"),
+        ("get", "leases.coordination.k8s.io"),
+        ("list", "nodes"),
+    ],
+)
+def test_agent_role_grants_no_other_verbs(installation: Installation, verb: str, resource: str) -> None:
+    assert not can_i(installation, "node-a-0", verb, resource)
+
+
+# --- the admission policy: each pod's agent writes only its own pod's NodeTasks --------------------------------------
+
+
+def test_agent_cannot_patch_another_pods_task_status(installation: Installation) -> None:
+    installation.nodetask("b-status", "node-b-0")
+
+    result = installation.as_agent(
+        "node-a-0", "patch", "nodetask", "b-status", "--subresource=status", "--type=merge", "-p", status_patch()
+    )
+
+    assert result.returncode != 0
+    assert POLICY_DENIED in result.stderr
+    assert "the agent of pod node-a-0 may write only NodeTasks addressed to that pod" in result.stderr
+    assert "spec.targetPod node-b-0" in result.stderr
+    assert "status" not in installation.cluster.get_json("nodetask", "b-status", namespace=installation.namespace)
+
+
+def test_other_pods_agent_can_patch_that_task(installation: Installation) -> None:
+    installation.nodetask("b-own", "node-b-0")
+
+    result = installation.as_agent(
+        "node-b-0", "patch", "nodetask", "b-own", "--subresource=status", "--type=merge", "-p", status_patch()
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("pin", "allowed"), [("own", True), ("other", False)], ids=["own-uid", "other-uid"])
+def test_task_pinned_to_a_pod_uid_is_writable_only_by_that_incarnation(
+    installation: Installation, pin: str, allowed: bool
+) -> None:
+    pod, _ = installation.agent("node-a-0")
+    uid = pod["metadata"]["uid"] if pin == "own" else "00000000-0000-4000-8000-000000000000"
+    installation.nodetask(f"pinned-{pin}", "node-a-0", targetPodUID=uid.upper())
+
+    result = installation.as_agent(
+        "node-a-0", "patch", "nodetask", f"pinned-{pin}", "--subresource=status", "--type=merge", "-p", status_patch()
+    )
+
+    if allowed:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert POLICY_DENIED in result.stderr
+        assert "is pinned to pod UID 00000000-0000-4000-8000-000000000000" in result.stderr
+
+
+def test_service_account_token_not_bound_to_a_pod_cannot_write_status(installation: Installation) -> None:
+    installation.nodetask("unbound", "node-a-0")
+    token = installation.kubectl("create", "token", installation.service_account, "--duration=10m").stdout.strip()
+
+    result = installation.cluster.kubectl(
+        f"--token={token}", f"--server={installation.cluster.server}",
+        f"--certificate-authority={installation.cluster.pki.ca_cert}", "patch", "nodetask", "unbound", "--subresource=status", "--type=merge", "-p", status_patch(),
+        namespace=installation.namespace, kubeconfig=Path("/dev/null"), check=False,
+    )  # fmt: skip
+
+    assert POLICY_DENIED in result.stderr
+    assert "only with a token bound to its pod" in result.stderr
+
+
+def test_controller_identity_is_not_constrained_by_the_policy(installation: Installation) -> None:
+    installation.nodetask("controller-write", "node-b-0")
+
+    # The admin (a controller, a person) may still write any task's status: the policy matches the agent only.
+    result = installation.kubectl(
+        "patch", "nodetask", "controller-write", "--subresource=status", "--type=merge", "-p", status_patch("Failed")
+    )
+
+    assert result.returncode == 0
+
+
+def test_policy_confines_even_a_widened_role_to_the_pods_own_tasks_and_never_the_spec(
+    installation: Installation,
+) -> None:
+    # Someone grants the agent patch on the resource itself (rbac.extraRules): the policy still holds. Last test of
+    # the module (tests run in file order per installation), and the grant is removed again.
+    installation.kubectl(
+        "create", "role", "widened", "--verb=patch", "--resource=nodetasks.sei.io", check=False
+    )  # fmt: skip
+    installation.kubectl(
+        "create", "rolebinding", "widened", "--role=widened",
+        f"--serviceaccount={installation.namespace}:{installation.service_account}", check=False,
+    )  # fmt: skip
+    installation.nodetask("widened-own", "node-a-0")
+    installation.nodetask("widened-other", "node-b-0")
+
+    own_metadata = installation.as_agent("node-a-0", "label", "nodetask", "widened-own", "agent=seen")
+    other_metadata = installation.as_agent("node-a-0", "label", "nodetask", "widened-other", "agent=seen")
+    own_spec = installation.as_agent(
+        "node-a-0", "patch", "nodetask", "widened-own", "--type=merge", "-p", '{"spec":{"cancel":true}}'
+    )
+
+    installation.kubectl("delete", "rolebinding,role", "widened", "--wait=false")
+    assert own_metadata.returncode == 0, own_metadata.stderr
+    assert POLICY_DENIED in other_metadata.stderr and "addressed to that pod" in other_metadata.stderr
+    assert POLICY_DENIED in own_spec.stderr and "may not change the spec" in own_spec.stderr
