@@ -1,4 +1,4 @@
-"""Helpers for the install tests: the helm binary, chart rendering, and the agent's identities in an installed namespace.
+"""Helpers for the install tests: the helm binary, chart rendering, the agent's identities in an installed namespace.
 
 helm comes from the same cache as kube-apiserver (`scripts/kube-tools.sh` builds it from the Go module proxy). Like
 the kube tier, a missing helm skips locally and fails under CI=true.

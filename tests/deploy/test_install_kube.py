@@ -17,7 +17,6 @@ from .conftest import (
     NODETASK_EXAMPLES,
     POLICY_DENIED,
     Installation,
-    by_kind,
     can_i,
     documents,
     forbidden,
@@ -276,9 +275,14 @@ def test_service_account_token_not_bound_to_a_pod_cannot_write_status(installati
     installation.nodetask("unbound", "node-a-0")
     token = installation.kubectl("create", "token", installation.service_account, "--duration=10m").stdout.strip()
 
+    credentials = [
+        f"--token={token}",
+        f"--server={installation.cluster.server}",
+        f"--certificate-authority={installation.cluster.pki.ca_cert}",
+    ]
+
     result = installation.cluster.kubectl(
-        f"--token={token}", f"--server={installation.cluster.server}",
-        f"--certificate-authority={installation.cluster.pki.ca_cert}", "patch", "nodetask", "unbound", "--subresource=status", "--type=merge", "-p", status_patch(),
+        *credentials, "patch", "nodetask", "unbound", "--subresource=status", "--type=merge", "-p", status_patch(),
         namespace=installation.namespace, kubeconfig=Path("/dev/null"), check=False,
     )  # fmt: skip
 
