@@ -7,7 +7,16 @@
 - `disk`: reading the files into the model, and rendering it back keeping comments (through `agent.io.toml`).
 """
 
-from .disk import LoadedConfig, config_path, load_config, render_patches, with_overrides, write_patches
+from .disk import (
+    LoadedConfig,
+    config_path,
+    load_config,
+    read_key,
+    render_patches,
+    with_overrides,
+    write_keys,
+    write_patches,
+)
 from .model import CURRENT_VERSION, MODE_DEFAULTS, Mode, SeiConfig
 from .registry import ConfigKey, lookup, parse_overrides, registry
 from .validate import Diagnostic, ValidationReport, validate
@@ -25,9 +34,11 @@ __all__ = [
     "load_config",
     "lookup",
     "parse_overrides",
+    "read_key",
     "registry",
     "render_patches",
     "validate",
     "with_overrides",
+    "write_keys",
     "write_patches",
 ]

@@ -132,30 +132,66 @@ def _encode(value: Any, comma: bool, existing: Any) -> Any:
     return value
 
 
-def render_patches(
-    config: SeiConfig, home: Path, *, keys: Iterable[str] | None = None, include_mode: bool = True
-) -> dict[str, dict[str, Any]]:
-    """One merge patch per file for `keys` (default: every key with a value), plus config.toml's `mode`."""
-    documents = {name: read_toml(config_path(home, name), missing_ok=True) for name in FILES}
-    patches: dict[str, dict[str, Any]] = {name: {} for name in FILES}
-    chosen = registry().keys() if keys is None else keys
-    for key in chosen:
+def _read_documents(home: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    return {name: read_toml(config_path(home, name), missing_ok=True) for name in names}
+
+
+def _patches_for(values: Mapping[str, Any], documents: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Merge patches per file setting each unified key in `values` (typed; None = leave alone), skipping keys the
+    files already hold with that exact value so their lines keep every byte."""
+    patches: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
         entry = registry()[key]
-        value = get_dotted_value(config, key)
         if value is None:
             continue
-        found, existing = _find(documents[entry.file], entry.toml_key)
+        found, existing = _find(documents.get(entry.file, {}), entry.toml_key)
         encoded = _encode(value, entry.toml.comma, existing)
         if found and existing == encoded and type(existing) is type(encoded):
-            continue  # unchanged: leave the line's bytes exactly as they are
-        nested = patches[entry.file]
+            continue
+        nested = patches.setdefault(entry.file, {})
         *tables, leaf = entry.toml_key.split(".")
         for table in tables:
             nested = nested.setdefault(table, {})
         nested[leaf] = encoded
+    return patches
+
+
+def render_patches(
+    config: SeiConfig, home: Path, *, keys: Iterable[str] | None = None, include_mode: bool = True
+) -> dict[str, dict[str, Any]]:
+    """One merge patch per file for `keys` (default: every key with a value), plus config.toml's `mode`."""
+    documents = _read_documents(home, FILES)
+    chosen = registry().keys() if keys is None else keys
+    patches = _patches_for({key: get_dotted_value(config, key) for key in chosen}, documents)
     if include_mode and _find(documents[CONFIG_TOML], "mode") != (True, TENDERMINT_MODE[config.mode]):
-        patches[CONFIG_TOML]["mode"] = TENDERMINT_MODE[config.mode]
-    return {name: patch for name, patch in patches.items() if patch}
+        patches.setdefault(CONFIG_TOML, {})["mode"] = TENDERMINT_MODE[config.mode]
+    return patches
+
+
+def read_key(home: Path, key: str) -> Any:
+    """The typed value of one unified key from its file, or None when the file does not set it.
+
+    A missing file is a `TaskError` naming it; so is a value that does not parse (naming file, key and value).
+    """
+    entry = registry()[key]
+    path = config_path(home, entry.file)
+    if not path.exists():
+        raise TaskError(f"config/{entry.file} not found in {home}", reason="ConfigMissing")
+    found, raw = _find(read_toml(path), entry.toml_key)
+    if not found:
+        return None
+    try:
+        return entry.adapter.validate_python(raw)
+    except ValidationError as error:
+        reason = "; ".join(str(problem["msg"]).removeprefix("Value error, ") for problem in error.errors())
+        raise TaskError(f"config/{entry.file} [{entry.toml_key}] = {raw!r}: {reason}") from None
+
+
+def write_keys(home: Path, values: Mapping[str, Any]) -> dict[str, bool]:
+    """Set unified keys (typed values, None = leave alone) in their files, keeping comments and the files' spelling;
+    returns file name -> whether it changed. The files' other keys are not read, validated or touched."""
+    files = {registry()[key].file for key in values}
+    return write_patches(home, _patches_for(values, _read_documents(home, files)))
 
 
 def write_patches(home: Path, patches: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
