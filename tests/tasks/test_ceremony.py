@@ -364,3 +364,14 @@ async def test_fork_without_an_export_fails_naming_the_object(fork_pods: list[Va
 async def test_fork_to_the_same_chain_id_is_params_invalid(make_pod: Callable[..., ValidatorPod]) -> None:
     with pytest.raises(ParamsInvalid, match="must differ from sourceChainId"):
         await make_pod("val-a").run(FORK, assemble_params(sourceChainId=CHAIN_ID, chainId=CHAIN_ID))
+
+
+async def test_upload_without_a_gentx_fails_gentx_missing_and_uploads_nothing(
+    make_pod: Callable[..., ValidatorPod], s3_admin: Any, s3_bucket: str
+) -> None:
+    pod = make_pod("val-a")
+    await pod.run(TaskType.GENERATE_IDENTITY, {"chainId": CHAIN_ID, "moniker": "m"})
+    with pytest.raises(TaskError, match=r"gentx-[0-9a-f]{40}\.json: no gentx for this node") as caught:
+        await pod.run(TaskType.UPLOAD_GENESIS_ARTIFACTS, {"nodeName": "val-a"})
+    assert caught.value.reason == "GentxMissing"
+    assert not s3_keys(s3_admin, s3_bucket) and not has_marker(pod.home, "artifact-upload")
