@@ -172,12 +172,16 @@ def _walk(root: Path, paths: Sequence[str]) -> Iterator[_Entry]:
         yield _Entry(relative, top, top.lstat())
         if not top.is_dir() or top.is_symlink():
             continue
-        for directory, subdirectories, files in os.walk(top):
+        for directory, subdirectories, files in os.walk(top, onerror=_raise):  # never skip silently
             subdirectories.sort()
             base = Path(directory)
             for name in [*sorted(subdirectories), *sorted(files)]:
                 entry = base / name
                 yield _Entry(entry.relative_to(root).as_posix(), entry, entry.lstat())
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def tree_size(root: Path, paths: Sequence[str]) -> int:
@@ -217,7 +221,24 @@ def tar_chunks(
     Blocking: iterate it in a worker thread. `progress(file_bytes_read)` is called as file data is read, so the
     total to compare with is `tree_size(root, paths)`.
     """
-    codec = _codec(compression, level)
+    try:
+        yield from _tar_chunks(root, paths, _codec(compression, level), cancel, progress)
+    except FileNotFoundError as error:
+        raise TaskError(
+            f"archiving {root}: {error.filename} disappeared while it was being archived",
+            reason=ARCHIVE_SOURCE_CHANGED,
+            hint="the directory changed during the upload (pruned?); run the task again",
+            retryable=True,
+        ) from error
+
+
+def _tar_chunks(
+    root: Path,
+    paths: Sequence[str],
+    codec: _Codec,
+    cancel: threading.Event | None,
+    progress: Callable[[int], None] | None,
+) -> Iterator[bytes]:
     written = 0
     done = 0
     for entry in _walk(root, paths):

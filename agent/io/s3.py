@@ -18,8 +18,9 @@ API (every `async` method runs boto3 in a worker thread, so the calling handler 
   `await list_keys(bucket, prefix)`.
 - `await download(bucket, key, sink, progress=...)`: streams an object into a binary writer or a callable.
 - `async for chunk in iter_chunks(bucket, key, progress=...)`: the same as an async iterator of byte chunks.
-- `await upload_stream(bucket, key, source, progress=..., size_hint=...)`: a reader or an iterable of byte chunks of
-  unknown length into a multipart upload (a single PUT when it fits in one part); aborted on any failure.
+- `await upload_stream(bucket, key, source, progress=..., size_hint=...)`: a reader, an iterable or an async
+  iterable of byte chunks of unknown length into a multipart upload (a single PUT when it fits in one part);
+  aborted on any failure.
 - Blocking forms for pipelines that already run in a worker thread (see `run_blocking`): `open_reader(...)` returns a
   file-like `S3ObjectReader`; `upload_blocking(...)`.
 - `run_blocking(fn)`: run `fn(cancel_event)` in a thread; cancelling the awaiting task sets the event and waits until
@@ -50,8 +51,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -519,19 +521,21 @@ class S3Client:
         self,
         bucket: str,
         key: str,
-        source: IO[bytes] | Iterable[bytes],
+        source: IO[bytes] | Iterable[bytes] | AsyncIterable[bytes],
         *,
         content_type: str = "application/octet-stream",
         size_hint: int | None = None,
         progress: ByteProgress | None = None,
     ) -> UploadResult:
-        """Upload a stream of unknown length (a binary reader, or an iterable of chunks consumed in a worker thread)."""
+        """Upload a stream of unknown length: a binary reader or an iterable of chunks (consumed in a worker thread),
+        or an async iterable of chunks (driven on this event loop while parts upload from the worker thread)."""
         relay = ProgressRelay(progress)
+        loop = asyncio.get_running_loop()
         result = await run_blocking(
             lambda cancel: self.upload_blocking(
                 bucket,
                 key,
-                _chunks_of(source),
+                _pull_async(source, loop, cancel) if isinstance(source, AsyncIterable) else _chunks_of(source),
                 content_type=content_type,
                 size_hint=size_hint,
                 cancel=cancel,
@@ -554,6 +558,33 @@ class S3Client:
     ) -> UploadResult:
         """Blocking: upload `chunks` as one object (call from a worker thread). See `upload_stream`."""
         return _MultipartUpload(self, bucket, key, content_type, size_hint, cancel, progress).run(iter(chunks))
+
+
+def _pull_async(
+    source: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop, cancel: threading.Event
+) -> Iterator[bytes]:
+    """Iterate an async iterable from a worker thread by running each step on `loop`; stops promptly on cancel."""
+    iterator = aiter(source)
+    while True:
+        step = asyncio.run_coroutine_threadsafe(_next_or_none(iterator), loop)
+        while True:
+            try:
+                chunk = step.result(timeout=0.2)
+                break
+            except FutureTimeout:
+                if cancel.is_set():
+                    step.cancel()
+                    raise OperationCancelled() from None
+        if chunk is None:
+            return
+        yield chunk
+
+
+async def _next_or_none(iterator: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return None
 
 
 def _chunks_of(source: IO[bytes] | Iterable[bytes]) -> Iterator[bytes]:

@@ -1,0 +1,197 @@
+"""Params of the data tasks that move bytes through S3: snapshot-restore, snapshot-upload, configure-genesis,
+result-export and set-genesis-peers.
+
+Wire names follow the seed (`bucket`, `region`, `prefix`, `chainId`, `targetHeight`, `expectedGenesisHash`...).
+Bucket and region may be left out: the handler then uses the agent's settings (`SEI_SNAPSHOT_BUCKET` /
+`SEI_SNAPSHOT_REGION` for snapshots, `SEI_GENESIS_BUCKET` / `SEI_GENESIS_REGION` for genesis and peers) and fails
+with `ParamsInvalid` naming both the param and the variable when neither is set. A prefix is normalised to end with
+`/` (the seed's upload did this, its restore did not, so the two could disagree); an empty prefix is the bucket root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, model_validator
+
+from ..errors import ParamsInvalid
+from .base import TaskParams
+from .node import RpcAddress
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+_CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def check_bucket_name(name: str) -> str:
+    """S3's bucket naming rules (3-63 lowercase letters, digits, `.` and `-`, no `..`, not an IP address)."""
+    if not name:
+        return name
+    if not _BUCKET.match(name) or ".." in name or ".-" in name or "-." in name:
+        raise ValueError(
+            f"{name!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit)"
+        )
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return name
+    raise ValueError(f"{name!r} is not a valid S3 bucket name (it looks like an IP address)")
+
+
+def _check_region(region: str) -> str:
+    if region and not _REGION.match(region):
+        raise ValueError(f"{region!r} is not a region name such as 'us-east-1'")
+    return region
+
+
+def check_chain_id(value: str) -> str:
+    if value and not _CHAIN_ID.match(value):
+        raise ValueError(f"{value!r} is not a chain ID (letters, digits, '.', '_' or '-', at most 50 characters)")
+    return value
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A key prefix ending with `/` (or empty for the bucket root); refuses a leading `/`, `//`, `..` and controls."""
+    if not prefix:
+        return prefix
+    if prefix.startswith("/"):
+        raise ValueError(f"prefix {prefix!r} must not start with '/' (S3 keys are relative to the bucket)")
+    if any(ord(character) < 32 or ord(character) == 127 for character in prefix):
+        raise ValueError(f"prefix {prefix!r} contains control characters")
+    normalized = prefix if prefix.endswith("/") else prefix + "/"
+    if "//" in normalized or ".." in normalized.split("/"):
+        raise ValueError(f"prefix {prefix!r} contains an empty or '..' path segment")
+    return normalized
+
+
+def _check_sha256(value: str) -> str:
+    if not _SHA256.match(value):
+        raise ValueError(f"{value!r} is not a SHA-256 digest (64 hexadecimal characters)")
+    return value.lower()
+
+
+def _check_https_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise ValueError(f"{url!r} is not an https:// URL (plain http and other schemes are refused)")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    if parts.username or parts.password:
+        raise ValueError("the URL must not carry credentials (they would be stored in the task's params)")
+    return url
+
+
+BucketName = Annotated[str, AfterValidator(check_bucket_name)]
+Region = Annotated[str, AfterValidator(_check_region)]
+ChainId = Annotated[str, AfterValidator(check_chain_id)]
+KeyPrefix = Annotated[str, AfterValidator(normalize_prefix)]
+Sha256Hex = Annotated[str, AfterValidator(_check_sha256)]
+HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
+
+
+class S3Params(TaskParams):
+    """A bucket and its region; empty means "the agent's setting" (see `bucket_or`)."""
+
+    bucket: BucketName = ""
+    region: Region = ""
+
+    def bucket_or(self, default: str, variable: str) -> str:
+        """The bucket from params, else `default` (a setting); ParamsInvalid naming both when neither is set."""
+        bucket = self.bucket or default
+        if not bucket:
+            raise ParamsInvalid(
+                f"params.bucket: no bucket given and {variable} is not set",
+                hint=f"pass params.bucket or set {variable} on the agent",
+            )
+        try:
+            return check_bucket_name(bucket)
+        except ValueError as error:
+            raise ParamsInvalid(f"{variable}: {error}") from None
+
+
+class SnapshotLayoutParams(S3Params):
+    """Where snapshots live: `s3://<bucket>/<prefix><height>.tar.<gz|lz4|zst>` plus `<prefix>latest.txt`.
+
+    `prefix` defaults to `<chainId>/state-sync/` (the layout the original settled on), with `chainId` defaulting to
+    `SEI_CHAIN_ID`; an explicit `""` means the bucket root.
+    """
+
+    prefix: KeyPrefix | None = None
+    chain_id: ChainId = ""
+
+
+class SnapshotRestoreParams(SnapshotLayoutParams):
+    """`snapshot-restore`: the latest snapshot, or the one at `targetHeight`, into `data/snapshots/`."""
+
+    target_height: int | None = Field(default=None, gt=0, description="Restore this height instead of the latest.")
+    sha256: Sha256Hex | None = Field(default=None, description="SHA-256 of the archive object, verified.")
+    disk_safety_factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=100.0,
+        description="Free space needed before starting, as a multiple of the archive's size.",
+    )
+
+
+class SnapshotUploadParams(SnapshotLayoutParams):
+    """`snapshot-upload`: the newest complete snapshot (second-highest height) to S3, once or every interval."""
+
+    compression: Literal["gz", "lz4", "zst"] = "zst"
+    compression_level: int | None = Field(default=None, ge=-7, le=22)
+    interval_seconds: int | None = Field(
+        default=None, ge=1, description="Keep running, uploading every N seconds (the seed's loop)."
+    )
+
+
+class ConfigureGenesisParams(S3Params):
+    """`configure-genesis`: `config/genesis.json` from `url` (https) or `s3://<bucket>/<chainId>/genesis.json`."""
+
+    chain_id: ChainId = ""
+    url: HttpsUrl | None = None
+    expected_sha256: Sha256Hex | None = None
+    expected_genesis_hash: Sha256Hex | None = Field(default=None, description="The original's name for the pin.")
+
+    @model_validator(mode="after")
+    def _one_source_one_pin(self) -> ConfigureGenesisParams:
+        if self.url and self.bucket:
+            raise ValueError("give either url or bucket, not both")
+        pins = {pin for pin in (self.expected_sha256, self.expected_genesis_hash) if pin}
+        if len(pins) > 1:
+            raise ValueError("expectedSha256 and expectedGenesisHash are both set and differ")
+        return self
+
+    @property
+    def pinned_sha256(self) -> str | None:
+        return self.expected_sha256 or self.expected_genesis_hash
+
+
+class ResultExportParams(S3Params):
+    """`result-export`: full pages of `block_results` as gzip NDJSON at `s3://<bucket>/<prefix><start>-<end>...`."""
+
+    prefix: KeyPrefix = ""
+    rpc_endpoint: RpcAddress = ""
+    page_size: int = Field(default=1000, ge=1, le=10_000, description="Blocks per object (the seed used 1000).")
+    max_pages: int | None = Field(default=None, ge=1, description="Stop after this many pages in one run.")
+    canonical_rpc: str | None = Field(default=None, description="Comparison mode: not implemented.")
+
+    @model_validator(mode="after")
+    def _no_comparison_mode(self) -> ResultExportParams:
+        if self.canonical_rpc is not None:
+            raise ValueError(
+                "canonicalRpc (comparison mode) is not implemented by this agent; only export mode is available"
+            )
+        return self
+
+
+class SetGenesisPeersParams(S3Params):
+    """`set-genesis-peers`: `s3://<bucket>/<chainId>/peers.json` into config.toml's persistent peers."""
+
+    chain_id: ChainId = ""
+
+
+SnapshotCompression = Literal["gz", "lz4", "zst"]
