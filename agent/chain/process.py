@@ -1,0 +1,135 @@
+"""Finding and stopping a process by name through `/proc` (Linux only).
+
+In the pod, seid runs in another container; with `shareProcessNamespace: true` the agent sees it in `/proc` and may
+signal it. Differences from the seed's scan:
+
+- PIDs are scanned in numeric order (the seed used lexical order, so PID 10 came before PID 9); the agent's own PID
+  and zombies are skipped.
+- A process is identified by PID *and* start time (`/proc/<pid>/stat` field 22), so a PID reused by another process
+  while we wait is never signalled by mistake.
+- After SIGKILL the helper waits (briefly) for the process to be gone instead of returning at once, and a zombie
+  counts as gone (it no longer runs; reaping it is its parent's job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.models import TaskError
+
+PROC = Path("/proc")
+KILL_WAIT_SECONDS = 5.0
+"""How long to wait for the kernel to remove a SIGKILLed process before calling it a failure."""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    start_time: int
+    """Clock ticks after boot (`/proc/<pid>/stat` field 22): with the PID, identifies one incarnation."""
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    pid: int
+    signal: str
+    """The last signal sent: `SIGTERM` or `SIGKILL`; empty when the process was already gone."""
+    exited: bool
+
+
+def _stat(pid: int, proc: Path) -> tuple[str, int] | None:
+    """(state, start time) of `pid`, or None when it does not exist."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: fields after it start after the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _argv(pid: int, proc: Path) -> tuple[str, ...]:
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+
+
+def _named(argv: tuple[str, ...], name: str) -> bool:
+    return bool(argv) and (argv[0] == name or argv[0].endswith("/" + name))
+
+
+def find_process(name: str, *, proc: Path = PROC) -> ProcessInfo | None:
+    """The lowest-PID live process whose argv[0] is `name` or ends with `/name`, or None."""
+    own = os.getpid()
+    pids = sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit())
+    for pid in pids:
+        if pid == own:
+            continue
+        argv = _argv(pid, proc)
+        if not _named(argv, name):
+            continue
+        stat = _stat(pid, proc)
+        if stat is None or stat[0] in ("Z", "X"):
+            continue
+        return ProcessInfo(pid, stat[1], argv)
+    return None
+
+
+def is_running(process: ProcessInfo, *, proc: Path = PROC) -> bool:
+    """True while that incarnation of the process exists and is not a zombie."""
+    stat = _stat(process.pid, proc)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == process.start_time
+
+
+def _signal(process: ProcessInfo, number: signal.Signals) -> bool:
+    """Send `number`; False when the process is already gone. Refused permission is a TaskError."""
+    try:
+        os.kill(process.pid, number)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        raise TaskError(
+            f"not allowed to send {number.name} to {process.argv[0]} (pid {process.pid})",
+            hint="the agent container needs the same user as seid, or CAP_KILL",
+        ) from None
+    return True
+
+
+async def _gone_within(process: ProcessInfo, seconds: float, poll: float, proc: Path) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while is_running(process, proc=proc):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+    return True
+
+
+async def stop_process(
+    process: ProcessInfo, *, grace_seconds: float, poll_seconds: float = 0.1, proc: Path = PROC
+) -> StopOutcome:
+    """SIGTERM, then SIGKILL if the process is still there after `grace_seconds`; returns once it is gone.
+
+    A process already gone is a success. One that survives SIGKILL for `KILL_WAIT_SECONDS` (stuck in the kernel) is
+    a retryable TaskError. Cancellation stops the waiting, never un-sends a signal.
+    """
+    if not is_running(process, proc=proc) or not _signal(process, signal.SIGTERM):
+        return StopOutcome(process.pid, "", exited=True)
+    if await _gone_within(process, grace_seconds, poll_seconds, proc):
+        return StopOutcome(process.pid, "SIGTERM", exited=True)
+    if not is_running(process, proc=proc) or not _signal(process, signal.SIGKILL):
+        return StopOutcome(process.pid, "SIGTERM", exited=True)
+    if await _gone_within(process, KILL_WAIT_SECONDS, poll_seconds, proc):
+        return StopOutcome(process.pid, "SIGKILL", exited=True)
+    raise TaskError(
+        f"{process.argv[0]} (pid {process.pid}) is still there {KILL_WAIT_SECONDS:g}s after SIGKILL",
+        hint="the process is stuck in the kernel (uninterruptible I/O); check the node's disk",
+        retryable=True,
+    )

@@ -1,0 +1,88 @@
+"""`await-condition`: wait until the local node reaches a height (or has caught up), then optionally stop seid.
+
+- `condition: height` holds when `/status` reports `latest_block_height >= targetHeight`; `condition: catchingUp`
+  holds when it reports `catching_up == false` (and, with `targetHeight`, the height too).
+- `/status` is polled every `pollIntervalSeconds` with a `requestTimeoutSeconds` timeout. RPC errors are expected
+  (seid restarting, still opening its databases) and tolerated: the task keeps polling, counts them, and shows the
+  last one in its progress message. The wait is bounded by the task's `spec.timeoutSeconds` (the engine cancels the
+  handler) and ends at once on cancel.
+- Progress is `current/target` in blocks.
+- `action: SIGTERM_SEID`, once the condition holds: find seid in `/proc` (the pod needs `shareProcessNamespace`),
+  send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as stopped; seid never found fails the
+  task (the condition held, but the asked-for stop did not happen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agent.chain.process import find_process, stop_process
+from agent.chain.rpc import NodeStatus, RpcClient, RpcError
+from agent.models import TaskError, TaskType
+from agent.models.params.node import AwaitConditionParams
+
+from .base import TaskContext, handler
+
+SEID_PROCESS = "seid"
+
+
+def _holds(params: AwaitConditionParams, status: NodeStatus) -> bool:
+    at_height = params.target_height is None or status.latest_height >= params.target_height
+    if params.condition == "catchingUp":
+        return at_height and not status.catching_up
+    return at_height
+
+
+async def _poll_until_it_holds(
+    rpc: RpcClient, params: AwaitConditionParams, ctx: TaskContext
+) -> tuple[NodeStatus, int]:
+    errors = 0
+    height: int | None = None
+    while True:
+        try:
+            status = await rpc.status(seconds=params.request_timeout_seconds)
+        except RpcError as error:
+            errors += 1
+            if errors == 1 or errors % 100 == 0:
+                ctx.log.info("node RPC not answering (%d times so far): %s", errors, error.message)
+            ctx.progress(height, params.target_height, "blocks", f"waiting for the node's RPC: {error.cause}")
+        else:
+            if _holds(params, status):
+                return status, errors
+            height = status.latest_height
+            ctx.progress(height, params.target_height, "blocks", "catching up" if status.catching_up else "")
+        await asyncio.sleep(params.poll_interval_seconds)
+
+
+async def _stop_seid(grace_seconds: float) -> dict[str, Any]:
+    process = await asyncio.to_thread(find_process, SEID_PROCESS)
+    if process is None:
+        raise TaskError(
+            f"the condition holds, but no process named {SEID_PROCESS!r} was found in /proc to stop",
+            hint="the pod needs shareProcessNamespace: true so the agent can see seid",
+        )
+    outcome = await stop_process(process, grace_seconds=grace_seconds)
+    return {"pid": outcome.pid, "signal": outcome.signal, "stopped": outcome.exited}
+
+
+@handler(TaskType.AWAIT_CONDITION, AwaitConditionParams)
+async def await_condition(params: AwaitConditionParams, ctx: TaskContext) -> dict[str, Any]:
+    """Wait for a block height or for the node to catch up; optionally stop seid afterwards."""
+    endpoint = params.rpc_endpoint or ctx.settings.rpc_endpoint
+    async with RpcClient(endpoint) as rpc:
+        status, errors = await _poll_until_it_holds(rpc, params, ctx)
+    ctx.progress(status.latest_height, params.target_height, "blocks", "condition holds")
+    result: dict[str, Any] = {
+        "condition": params.condition,
+        "targetHeight": params.target_height,
+        "height": status.latest_height,
+        "catchingUp": status.catching_up,
+        "rpcErrors": errors,
+    }
+    if params.action == "SIGTERM_SEID":
+        result["seid"] = await _stop_seid(params.grace_seconds)
+    return result
+
+
+HANDLERS = [await_condition]
