@@ -1,0 +1,248 @@
+"""The chart rendered by the real helm (no cluster): values drive what they say, deploy/ installs the same rules and
+policy, every value is documented, and the alerts watch metrics the agent really exports."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.server.metrics import AgentMetrics
+
+from .conftest import CRD_FILE, DEPLOY, REPO_ROOT, by_kind, documents, kustomize_build, only, render_chart, run_helm
+
+DOCS = REPO_ROOT / "docs" / "helm.md"
+STATEFULSET = DEPLOY / "examples" / "statefulset.yaml"
+
+ASSUMED_METRICS = {"nodetask_overdue_tasks"}
+"""Referenced by the NodeTaskStuckPastTimeout alert but not exported by agent/server/metrics.py yet (docs/helm.md)."""
+
+
+def test_deploy_crd_is_a_byte_copy_of_the_generated_crd() -> None:
+    copy = DEPLOY / "crds" / "nodetasks.sei.io.yaml"
+
+    assert copy.read_bytes() == CRD_FILE.read_bytes(), "refresh it: cp crds/nodetasks.sei.io.yaml deploy/crds/"
+
+
+def test_deploy_and_chart_install_the_same_account_rules_and_policy() -> None:
+    chart = documents(render_chart("sei-nodes", values=["fullnameOverride=nodetask-agent"]))
+    deploy = kustomize_build(DEPLOY)
+
+    assert only(chart, "Role")["rules"] == only(deploy, "Role")["rules"]
+    assert only(chart, "RoleBinding")["subjects"] == only(deploy, "RoleBinding")["subjects"]
+    chart_account, deploy_account = only(chart, "ServiceAccount"), only(deploy, "ServiceAccount")
+    assert chart_account["metadata"]["name"] == deploy_account["metadata"]["name"] == "nodetask-agent"
+    assert chart_account["automountServiceAccountToken"] is deploy_account["automountServiceAccountToken"] is False
+    assert only(chart, "ValidatingAdmissionPolicy")["spec"] == only(deploy, "ValidatingAdmissionPolicy")["spec"]
+    chart_binding = only(chart, "ValidatingAdmissionPolicyBinding")["spec"]
+    deploy_binding = only(deploy, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert chart_binding["validationActions"] == deploy_binding["validationActions"] == ["Deny"]
+    # By design the selectors differ: the chart binds its release namespace by name, deploy/ every namespace carrying
+    # the label its Namespace object sets (so an overlay only changes `namespace:`).
+    assert chart_binding["matchResources"]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "sei-nodes"
+    }
+    label = deploy_binding["matchResources"]["namespaceSelector"]["matchLabels"]
+    assert label.items() <= only(deploy, "Namespace")["metadata"]["labels"].items()
+
+
+def test_overlay_with_another_namespace_moves_everything_namespaced(tmp_path: Any) -> None:
+    from .conftest import overlay_kustomization
+
+    (tmp_path / "kustomization.yaml").write_text(overlay_kustomization("validators", tmp_path))
+
+    docs = kustomize_build(tmp_path)
+
+    assert only(docs, "Namespace")["metadata"]["name"] == "validators"
+    assert only(docs, "RoleBinding")["subjects"][0]["namespace"] == "validators"
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        assert only(docs, kind)["metadata"]["namespace"] == "validators"
+
+
+def test_role_grants_nothing_cluster_wide_and_nothing_on_secrets() -> None:
+    docs = documents(render_chart("ns"))
+    rules = only(docs, "Role")["rules"]
+
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    assert rules == [
+        {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+
+
+def test_policy_matches_the_service_account_the_role_is_bound_to() -> None:
+    docs = documents(render_chart("ns", "validators"))
+    account = only(docs, "ServiceAccount")["metadata"]["name"]
+    condition = only(docs, "ValidatingAdmissionPolicy")["spec"]["matchConditions"][0]["expression"]
+
+    assert only(docs, "RoleBinding")["subjects"][0]["name"] == account == "validators-nodetask-agent"
+    assert condition.endswith(f"':{account}'")
+
+
+def test_existing_service_account_must_be_named_and_is_then_used_everywhere() -> None:
+    missing = run_helm("template", "x", ".", "--kube-version=1.37.2", "--set=serviceAccount.create=false", check=False)
+    docs = documents(render_chart("ns", values=["serviceAccount.create=false", "serviceAccount.name=sei-node"]))
+
+    assert missing.returncode != 0 and "serviceAccount.name must name an existing ServiceAccount" in missing.stderr
+    assert not by_kind(docs, "ServiceAccount")
+    assert only(docs, "RoleBinding")["subjects"][0]["name"] == "sei-node"
+    assert "':sei-node'" in only(docs, "ValidatingAdmissionPolicy")["spec"]["matchConditions"][0]["expression"]
+
+
+@pytest.mark.parametrize(
+    ("values", "absent"),
+    [
+        (["rbac.create=false"], {"Role", "RoleBinding"}),
+        (["admissionPolicy.enabled=false"], {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}),
+        (["serviceAccount.create=false", "serviceAccount.name=x"], {"ServiceAccount"}),
+    ],
+    ids=["no-rbac", "no-policy", "no-service-account"],
+)
+def test_switches_leave_out_exactly_their_objects(values: list[str], absent: set[str]) -> None:
+    everything = {doc["kind"] for doc in documents(render_chart("ns"))}
+
+    rendered = {doc["kind"] for doc in documents(render_chart("ns", values=values))}
+
+    assert rendered == everything - absent
+
+
+def test_policy_actions_and_failure_policy_follow_values() -> None:
+    docs = documents(
+        render_chart(
+            "ns", values=["admissionPolicy.validationActions={Warn,Audit}", "admissionPolicy.failurePolicy=Ignore"]
+        )
+    )
+
+    assert only(docs, "ValidatingAdmissionPolicyBinding")["spec"]["validationActions"] == ["Warn", "Audit"]
+    assert only(docs, "ValidatingAdmissionPolicy")["spec"]["failurePolicy"] == "Ignore"
+
+
+def test_policies_of_two_releases_of_one_name_in_two_namespaces_do_not_collide() -> None:
+    names = set()
+    for namespace in ("validators", "rpc"):
+        docs = documents(render_chart(namespace, "agents"))
+        names.add(only(docs, "ValidatingAdmissionPolicy")["metadata"]["name"])
+        names.add(only(docs, "ValidatingAdmissionPolicyBinding")["metadata"]["name"])
+
+    assert names == {"agents-nodetask-agent-validators", "agents-nodetask-agent-rpc"}
+
+
+def test_events_api_groups_follow_values() -> None:
+    docs = documents(render_chart("ns", values=["rbac.eventsApiGroups={,events.k8s.io}"]))
+
+    events = [rule for rule in only(docs, "Role")["rules"] if rule["resources"] == ["events"]]
+    assert events == [{"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]}]
+
+
+# --- monitoring ----------------------------------------------------------------------------------------------------
+
+
+def monitoring_docs(*values: str) -> list[dict[str, Any]]:
+    return documents(
+        render_chart(
+            "ns", values=["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true", *values]
+        )
+    )
+
+
+def test_metrics_service_and_monitor_select_the_example_statefulsets_agents() -> None:
+    docs = monitoring_docs()
+    service, monitor = only(docs, "Service"), only(docs, "ServiceMonitor")
+    statefulset = next(doc for doc in documents(STATEFULSET.read_text()) if doc["kind"] == "StatefulSet")
+    template = statefulset["spec"]["template"]
+    agent = next(c for c in template["spec"]["initContainers"] if c["name"] == "nodetask-agent")
+
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in agent["ports"]}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def exported_metric_names() -> set[str]:
+    """Sample names the agent's /metrics can carry (counters gain `_total`, histograms `_bucket/_sum/_count`)."""
+    names: set[str] = set()
+    for family in AgentMetrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        names.update(family.name + suffix for suffix in suffixes)
+    return names
+
+
+def test_alerts_use_metrics_the_agent_exports() -> None:
+    rules = only(monitoring_docs(), "PrometheusRule")["spec"]["groups"][0]["rules"]
+    used = {name for rule in rules for name in re.findall(r"\bnodetask_[a-z_]+\b", rule["expr"])}
+
+    exported = exported_metric_names()
+
+    assert used - ASSUMED_METRICS <= exported, f"not exported by the agent: {sorted(used - exported)}"
+    # Keep the list of assumed names honest: once the agent exports one, it is no longer an assumption.
+    assert not ASSUMED_METRICS & exported, "the agent exports it now: drop it from ASSUMED_METRICS and docs/helm.md"
+    assert used >= ASSUMED_METRICS
+
+
+def test_alerts_cover_failures_stuck_tasks_and_status_patch_errors() -> None:
+    rules = only(monitoring_docs(), "PrometheusRule")["spec"]["groups"][0]["rules"]
+
+    assert [rule["alert"] for rule in rules] == [
+        "NodeTaskFailed",
+        "NodeTaskStuckPastTimeout",
+        "NodeTaskStatusBacklog",
+        "NodeTaskStatusPatchErrors",
+    ]
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert 'namespace="ns"' in rule["expr"]
+        assert "{{ $labels.pod }}" in rule["annotations"]["summary"]
+
+
+def test_alerts_can_be_tuned_switched_off_and_extended() -> None:
+    docs = monitoring_docs(
+        "metrics.prometheusRule.stuckPastTimeout.enabled=false",
+        "metrics.prometheusRule.taskFailures.severity=critical",
+        "metrics.prometheusRule.taskFailures.window=1h",
+        "metrics.prometheusRule.alertLabels.team=validators",
+        "metrics.prometheusRule.additionalRules[0].alert=Custom",
+        "metrics.prometheusRule.additionalRules[0].expr=vector(1)",
+    )
+
+    by_name = {rule["alert"]: rule for rule in only(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]}
+
+    assert "NodeTaskStuckPastTimeout" not in by_name
+    assert by_name["NodeTaskFailed"]["labels"] == {"severity": "critical", "team": "validators"}
+    assert "[1h]" in by_name["NodeTaskFailed"]["expr"]
+    assert by_name["Custom"] == {"alert": "Custom", "expr": "vector(1)"}
+
+
+# --- documentation -------------------------------------------------------------------------------------------------
+
+
+def value_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        # A map of labels (keys such as `sei.io/nodetask-agent`) is one value, not more settings.
+        if isinstance(value, dict) and value and not any("/" in name or "." in name for name in value):
+            paths.extend(value_paths(value, path + "."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def test_every_value_is_documented_in_the_chart_docs() -> None:
+    values = yaml.safe_load((REPO_ROOT / "values.yaml").read_text())
+    text = DOCS.read_text()
+
+    undocumented = [path for path in value_paths(values) if f"`{path}`" not in text]
+
+    assert not undocumented, f"values missing from docs/helm.md: {undocumented}"
+
+
+def test_chart_points_at_its_docs() -> None:
+    chart = yaml.safe_load((REPO_ROOT / "Chart.yaml").read_text())
+
+    assert chart["apiVersion"] == "v2" and chart["name"] == "nodetask-agent"
+    assert (REPO_ROOT / chart["annotations"]["nodetask.sei.io/docs"]).exists()
