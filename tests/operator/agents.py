@@ -90,6 +90,7 @@ class AgentPod:
     kubeconfig: Path
     home: Path
     http_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         return {
@@ -99,6 +100,7 @@ class AgentPod:
             "SEI_HOME": str(self.home),
             "NODETASK_HTTP_PORT": str(self.http_port),
             **TEST_OPTIONS,
+            **self.extra_env,
         }
 
     def settings(self) -> AgentSettings:
