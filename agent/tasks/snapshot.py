@@ -18,7 +18,7 @@ published `.sha256` object when there is one), flushes everything to disk, then 
 snapshots). Then the height file `.sei-sidecar-snapshot-height` (decimal, no newline) and last the marker
 `.sei-sidecar-snapshot-done`. Any failure removes the staging directory and leaves `data/` as it was.
 `priv_validator_state.json` is never extracted, whatever the archive carries. One restore runs at a time per home
-(a lock file in `data/`).
+(an flock on `data/` itself).
 
 snapshot-upload: the second-highest numeric directory under `data/snapshots/` (the highest may still be being
 written), unless `.sei-sidecar-last-upload.json` says it was already uploaded; tar + compression streamed into a
@@ -66,7 +66,6 @@ LATEST = "latest.txt"
 PROTECTED_NAMES = frozenset({"priv_validator_state.json"})
 STAGING = ".snapshot-restore-staging"
 REPLACED = ".snapshot-restore-replaced"
-LOCK = ".snapshot-restore.lock"
 CHECKSUM_MISMATCH = "ChecksumMismatch"
 _ARCHIVE_NAME = re.compile(r"^(\d+)\.tar(?:\.(gz|lz4|zst))?$")
 _PREFERENCE = {"zst": 0, "lz4": 1, "gz": 2, "": 3}
@@ -167,19 +166,20 @@ def _check_free_space(data_dir: Path, size: int, factor: float) -> int:
 
 @contextlib.contextmanager
 def _restore_lock(data_dir: Path) -> Iterator[None]:
-    with open(data_dir / LOCK, "a+b") as lock:
+    """An exclusive lock on the data directory itself (no lock file is left behind in the node's data)."""
+    descriptor = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TaskError(
                 f"another snapshot-restore is running on {data_dir}",
                 hint="wait for it to finish; this task can be retried",
                 retryable=True,
             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def _remove_tree(path: Path) -> None:
