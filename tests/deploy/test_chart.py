@@ -4,6 +4,7 @@ policy, every value is documented, and the alerts watch metrics the agent really
 from __future__ import annotations
 
 import re
+import tarfile
 from typing import Any
 
 import pytest
@@ -246,3 +247,17 @@ def test_chart_points_at_its_docs() -> None:
 
     assert chart["apiVersion"] == "v2" and chart["name"] == "nodetask-agent"
     assert (REPO_ROOT / chart["annotations"]["nodetask.sei.io/docs"]).exists()
+
+
+def test_packaged_chart_holds_only_the_chart(tmp_path: Any) -> None:
+    # The chart is the repository root: .helmignore must keep the Python package, tests, venv and docs out of it.
+    run_helm("package", ".", f"--destination={tmp_path}")
+    (archive,) = tmp_path.glob("nodetask-agent-*.tgz")
+
+    with tarfile.open(archive) as packed:
+        names = {name.split("/", 1)[1] for name in packed.getnames()}
+
+    top_level = {name for name in names if "/" not in name}
+    assert top_level <= {".helmignore", "Chart.yaml", "values.yaml", "README.md", "LICENSE"}
+    assert {"Chart.yaml", "values.yaml", "crds/nodetasks.sei.io.yaml", "templates/NOTES.txt"} <= names
+    assert {name.split("/")[0] for name in names - top_level} == {"crds", "templates"}
