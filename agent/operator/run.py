@@ -158,6 +158,8 @@ async def run_operator(
     Async: `asyncio.run(run_operator(settings, kubeconfig=...))`. `registry` defaults to every shipped handler.
     """
     options = options or OperatorOptions.from_env()
+    # kopf logs every handler call at INFO ("Handler ... succeeded"): one line per watch event, noise at any scale.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if not settings.pod_name or not settings.pod_namespace:
         log.error("POD_NAME and POD_NAMESPACE must be set (downward API): the agent runs only its own pod's tasks")
         return 2

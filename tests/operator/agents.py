@@ -28,6 +28,7 @@ import pytest
 
 from agent.models.settings import AgentSettings
 from agent.operator import OperatorOptions, run_operator
+from agent.tasks import HandlerRegistry
 from tests.fixtures.kube import REPO_ROOT, KubeNamespace, free_port
 from tests.operator.handlers import test_registry
 
@@ -130,8 +131,9 @@ class AgentPod:
 class ThreadAgent:
     """`run_operator` on its own event loop in a thread of the test process."""
 
-    def __init__(self, pod: AgentPod) -> None:
+    def __init__(self, pod: AgentPod, registry: HandlerRegistry | None = None) -> None:
         self.pod = pod
+        self.registry = registry or test_registry()
         self.exit_code: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -145,7 +147,7 @@ class ThreadAgent:
             return await run_operator(
                 self.pod.settings(),
                 kubeconfig=str(self.pod.kubeconfig),
-                registry=test_registry(),
+                registry=self.registry,
                 options=options,
                 stop=self._stop,
             )
@@ -232,8 +234,9 @@ class AgentFactory:
         (home / "data").mkdir()
         return AgentPod(self.ns, name, pod["metadata"]["uid"], kubeconfig, home)
 
-    def thread(self, pod: AgentPod) -> ThreadAgent:
-        agent = ThreadAgent(pod)
+    def thread(self, pod: AgentPod, registry: HandlerRegistry | None = None) -> ThreadAgent:
+        """Start an agent in a thread; `registry` defaults to the test registry (the gate replaces await-condition)."""
+        agent = ThreadAgent(pod, registry)
         self.started.append(agent)
         return agent.start()
 
