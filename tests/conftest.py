@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",
     "tests.fixtures.cometbft",
+    "tests.fixtures.ec2",
+    "tests.fixtures.dns",
 ]

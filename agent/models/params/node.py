@@ -60,11 +60,12 @@ def parse_nameserver(text: str) -> tuple[str, int]:
         return str(ipaddress.ip_address(address.strip("[]"))), 53
     except ValueError:
         pass
-    host, port = split_host_port(address)
+    refusal = f"nameserver {text!r} must be an IP address (optionally with :port)"
     try:
+        host, port = split_host_port(address)
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"nameserver {text!r} must be an IP address (optionally with :port)") from None
+        raise ValueError(refusal) from None
     return host, port
 
 

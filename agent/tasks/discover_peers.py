@@ -1,0 +1,283 @@
+"""`discover-peers`: collect candidate nodes from several sources, learn their node IDs, write `persistent-peers`.
+
+Sources, in the order given:
+
+- `static`: peer addresses `<node id>@<host>:<port>` used as they are (validated, not queried).
+- `ec2Tags`: running instances carrying every tag (all pages of DescribeInstances, boto3 with its usual credential
+  chain and `AWS_ENDPOINT_URL_EC2`); the public IP, else the private one (or the private one with `address: private`).
+- `dns`: A records of `hosts` (P2P port `p2pPort`), and SRV records of `srv` (P2P port from each record, its target
+  resolved to A records). A name that does not resolve is skipped with a note, not fatal.
+- `kubernetes`: running pods matching `labelSelector` in `namespace` (default: the agent's own), listed through the
+  Kubernetes API with the pod's ServiceAccount token and CA; only available when the agent runs in a cluster.
+  The agent's own pod is never a candidate. The agent's Role needs `list` on `pods`.
+
+Every discovered candidate is asked for `/status` on `rpcPort` (`queryTimeoutSeconds` each, 16 at a time) and
+becomes `<node id>@<ip>:<p2p port>`. A candidate that does not answer is skipped and listed under `skipped` in the
+result. This node itself (its node_key.json) is never its own peer. Peers are de-duplicated by node ID, first found
+first; `maxPeers` keeps the first N.
+
+A source that cannot be read at all (EC2 or Kubernetes API error) fails the task, naming the source; no peers at all
+fails with reason `NoPeersFound`. In both cases nothing is written. Otherwise `[p2p] persistent-peers` in
+config.toml (which must exist) is replaced with the comma-joined list, keeping comments and the file's key spelling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import boto3
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from agent.chain.keys import node_id_from_file, node_key_path
+from agent.chain.rpc import RpcClient, RpcError
+from agent.chain.seiconfig import write_keys
+from agent.models import TaskError, TaskType
+from agent.models.params.node import (
+    DiscoverPeersParams,
+    DnsSource,
+    Ec2TagsSource,
+    KubernetesSource,
+    PeerSource,
+    StaticSource,
+    parse_nameserver,
+)
+from agent.models.settings import AgentSettings
+
+from .base import TaskContext, handler
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+"""Where Kubernetes mounts the pod's ServiceAccount token, CA and namespace."""
+QUERY_CONCURRENCY = 16
+NO_PEERS_FOUND = "NoPeersFound"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: str
+    host: str
+    p2p_port: int
+
+
+@dataclass
+class Discovery:
+    """What one source produced: ready peers (static), candidates to query, and notes on what was skipped."""
+
+    label: str
+    peers: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- sources -------------------------------------------------------------------------------------------------------
+
+
+def _ec2_addresses(source: Ec2TagsSource, label: str) -> list[str]:
+    filters = [{"Name": "instance-state-name", "Values": ["running"]}]
+    filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(source.tags.items())]
+    client = boto3.client(
+        "ec2", region_name=source.region, config=Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3})
+    )
+    addresses = []
+    try:
+        for page in client.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    public, private = instance.get("PublicIpAddress"), instance.get("PrivateIpAddress")
+                    chosen = private if source.address == "private" else (public or private)
+                    if chosen:
+                        addresses.append(chosen)
+    except (ClientError, BotoCoreError) as error:
+        raise TaskError(
+            f"{label}: EC2 DescribeInstances in {source.region} with tags {dict(source.tags)} failed: {error}",
+            hint="check the agent's AWS credentials (ec2:DescribeInstances) and the region",
+            retryable=True,
+        ) from None
+    return addresses
+
+
+async def _from_ec2(source: Ec2TagsSource, label: str, params: DiscoverPeersParams) -> Discovery:
+    addresses = await asyncio.to_thread(_ec2_addresses, source, label)
+    return Discovery(label, candidates=[Candidate(label, address, params.p2p_port) for address in addresses])
+
+
+def _resolver(source: DnsSource, timeout: float) -> dns.asyncresolver.Resolver:
+    resolver = dns.asyncresolver.Resolver(configure=not source.nameservers)
+    if source.nameservers:
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(*parse_nameserver(server)) for server in source.nameservers
+        ]
+    resolver.lifetime = timeout
+    return resolver
+
+
+async def _addresses(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
+    answer = await resolver.resolve(name, "A")
+    return sorted({record.address for record in answer})
+
+
+async def _from_dns(source: DnsSource, label: str, params: DiscoverPeersParams) -> Discovery:
+    resolver = _resolver(source, params.query_timeout_seconds)
+    found = Discovery(label)
+    lookups: list[tuple[str, str]] = [(host, "A") for host in source.hosts] + [(name, "SRV") for name in source.srv]
+    for name, kind in lookups:
+        try:
+            if kind == "A":
+                ports = {address: params.p2p_port for address in await _addresses(resolver, name)}
+            else:
+                records = sorted(await resolver.resolve(name, "SRV"), key=lambda r: (r.priority, -r.weight))
+                ports = {}
+                for record in records:
+                    for address in await _addresses(resolver, record.target.to_text()):
+                        ports.setdefault(address, record.port)
+        except (dns.exception.DNSException, OSError) as error:
+            found.skipped.append({"source": label, "address": name, "reason": f"{kind} lookup failed: {error}"})
+            continue
+        found.candidates += [Candidate(label, address, port) for address, port in ports.items()]
+    return found
+
+
+def _service_account(settings: AgentSettings, source: KubernetesSource, label: str) -> tuple[str, str, str, Path]:
+    """(API base URL, token, namespace, CA file) of the in-cluster API; a TaskError when not in a cluster."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST", ""), os.environ.get("KUBERNETES_SERVICE_PORT", "")
+    token_file = SERVICE_ACCOUNT_DIR / "token"
+    if not host or not port or not token_file.exists():
+        raise TaskError(
+            f"{label}: the agent is not running in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST/PORT or no "
+            f"ServiceAccount token in {SERVICE_ACCOUNT_DIR})",
+            hint="use a static, dns or ec2Tags source outside a cluster",
+        )
+    namespace = source.namespace or settings.pod_namespace
+    if not namespace:
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+    token = token_file.read_text().strip()  # re-read every time: projected tokens rotate
+    return f"https://{_hostport(host, int(port))}", token, namespace, SERVICE_ACCOUNT_DIR / "ca.crt"
+
+
+async def _from_kubernetes(
+    source: KubernetesSource, label: str, params: DiscoverPeersParams, settings: AgentSettings
+) -> Discovery:
+    base, token, namespace, ca_file = await asyncio.to_thread(_service_account, settings, source, label)
+    tls = await asyncio.to_thread(ssl.create_default_context, cafile=str(ca_file))
+    url = f"{base}/api/v1/namespaces/{quote(namespace, safe='')}/pods"
+    query = {"labelSelector": source.label_selector, "limit": "500"}
+    found = Discovery(label)
+    pods: list[dict[str, Any]] = []
+    where = f"{label}: listing pods with labelSelector {source.label_selector!r} in namespace {namespace!r}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=False) as session:
+            while True:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.get(url, params=query, ssl=tls, headers=headers) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise TaskError(
+                            f"{where}: HTTP {response.status}: {body[:300].decode('utf-8', 'replace')}",
+                            hint="the agent's Role needs list on pods" if response.status == 403 else "",
+                            retryable=response.status >= 500 or response.status == 429,
+                        )
+                page = json.loads(body)
+                pods += page.get("items") or []
+                next_page = (page.get("metadata") or {}).get("continue")
+                if not next_page:
+                    break
+                query["continue"] = next_page
+    except (aiohttp.ClientError, TimeoutError, ValueError, ssl.SSLError) as error:
+        raise TaskError(f"{where}: {type(error).__name__}: {error}", retryable=True) from None
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "")
+        status = pod.get("status") or {}
+        if name == settings.pod_name or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        if status.get("phase") != "Running" or not status.get("podIP"):
+            found.skipped.append({"source": label, "address": name, "reason": "pod not running or has no IP yet"})
+            continue
+        found.candidates.append(Candidate(label, status["podIP"], params.p2p_port))
+    return found
+
+
+async def _discover(index: int, source: PeerSource, params: DiscoverPeersParams, settings: AgentSettings) -> Discovery:
+    label = f"sources[{index}] ({source.type})"
+    if isinstance(source, StaticSource):
+        return Discovery(label, peers=list(source.addresses))
+    if isinstance(source, Ec2TagsSource):
+        return await _from_ec2(source, label, params)
+    if isinstance(source, DnsSource):
+        return await _from_dns(source, label, params)
+    return await _from_kubernetes(source, label, params, settings)
+
+
+# --- node IDs and the result ---------------------------------------------------------------------------------------
+
+
+async def _identify(candidates: list[Candidate], params: DiscoverPeersParams) -> tuple[list[str], list[dict[str, str]]]:
+    """Peers for the candidates that answer `/status`, in candidate order; the others as skipped notes."""
+    gate = asyncio.Semaphore(QUERY_CONCURRENCY)
+
+    async def ask(candidate: Candidate) -> str | dict[str, str]:
+        async with gate, RpcClient(_hostport(candidate.host, params.rpc_port)) as rpc:
+            try:
+                status = await rpc.status(seconds=params.query_timeout_seconds)
+            except RpcError as error:
+                return {"source": candidate.source, "address": candidate.host, "reason": error.cause}
+        return f"{status.node_id}@{_hostport(candidate.host, candidate.p2p_port)}"
+
+    outcomes = await asyncio.gather(*(ask(candidate) for candidate in candidates))
+    return [item for item in outcomes if isinstance(item, str)], [item for item in outcomes if isinstance(item, dict)]
+
+
+def _own_node_id(home: Path) -> str | None:
+    path = node_key_path(home)
+    return node_id_from_file(path) if path.exists() else None
+
+
+@handler(TaskType.DISCOVER_PEERS, DiscoverPeersParams)
+async def discover_peers(params: DiscoverPeersParams, ctx: TaskContext) -> dict[str, Any]:
+    """Find peers (static, EC2 tags, DNS, Kubernetes pods), fetch their node IDs, write persistent-peers."""
+    config_file = ctx.home / "config" / "config.toml"
+    if not config_file.exists():
+        raise TaskError(f"config/config.toml not found in {ctx.home}", reason="ConfigMissing", hint="run config-apply")
+    own_id = await asyncio.to_thread(_own_node_id, ctx.home)
+    peers: dict[str, str] = {}  # node ID -> peer, first found first
+    skipped: list[dict[str, str]] = []
+    summary = []
+    for index, source in enumerate(params.sources):
+        ctx.progress(index, len(params.sources), "sources", f"discovering from sources[{index}] ({source.type})")
+        found = await _discover(index, source, params, ctx.settings)
+        queried, unreachable = await _identify(found.candidates, params)
+        skipped += found.skipped + unreachable
+        new = 0
+        for peer in found.peers + queried:
+            node_id = peer.split("@", 1)[0]
+            if node_id != own_id and node_id not in peers:
+                peers[node_id], new = peer, new + 1
+        summary.append({"source": found.label, "candidates": len(found.candidates) + len(found.peers), "peers": new})
+    chosen = list(peers.values())[: params.max_peers]
+    if not chosen:
+        raise TaskError(
+            "no peers discovered from any source"
+            + (": " + "; ".join(f"{item['address']}: {item['reason']}" for item in skipped[:10]) if skipped else ""),
+            reason=NO_PEERS_FOUND,
+            retryable=True,
+        )
+    changed = await asyncio.to_thread(write_keys, ctx.home, {"network.p2p.persistent_peers": chosen})
+    return {"peers": chosen, "count": len(chosen), "sources": summary, "skipped": skipped, "changed": bool(changed)}
+
+
+HANDLERS = [discover_peers]
