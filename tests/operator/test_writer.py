@@ -1,0 +1,168 @@
+"""The status writer and the Event recorder against the real API server (and a fault proxy in front of it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.models import ResourceRef
+from agent.operator.kubeapi import ApiError, KubeApi, load_connection
+from agent.operator.writer import EventRecorder, StatusWriter
+from agent.server import AgentMetrics
+from tests.fixtures.faultproxy import FaultProxy
+from tests.fixtures.kube import KubeCluster, KubeNamespace, redirect_kubeconfig
+from tests.operator.kit import nodetask, status_of
+
+pytestmark = pytest.mark.kube
+
+
+class Writing:
+    def __init__(self, ns: KubeNamespace, api: KubeApi, writer: StatusWriter, metrics: AgentMetrics) -> None:
+        self.ns, self.api, self.writer, self.metrics = ns, api, writer, metrics
+
+    def ref(self, name: str) -> ResourceRef:
+        meta = self.ns.get("nodetask", name)["metadata"]
+        return ResourceRef(namespace=self.ns.name, name=name, uid=meta["uid"], generation=meta["generation"])
+
+    def counter(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+async def start_writer(ns: KubeNamespace, kubeconfig: Path, **options: Any) -> AsyncIterator[Writing]:
+    metrics = AgentMetrics()
+    api = await KubeApi(load_connection(str(kubeconfig))).open()
+    writer = StatusWriter(api, metrics, **options)
+    worker = asyncio.create_task(writer.run())
+    try:
+        yield Writing(ns, api, writer, metrics)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await api.close()
+
+
+@pytest.fixture
+async def writing(nodetask_crd: KubeCluster, kube_namespace: KubeNamespace) -> AsyncIterator[Writing]:
+    async for writing in start_writer(kube_namespace, nodetask_crd.kubeconfig, progress_interval=60.0):
+        yield writing
+
+
+def running(run: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"phase": "Running", "run": run, **extra}
+
+
+async def test_a_burst_of_progress_becomes_one_patch_with_the_newest_values(writing: Writing) -> None:
+    writing.ns.apply(nodetask("busy", "node-0", "mark-ready"))
+    ref = writing.ref("busy")
+
+    writing.writer.update(ref, running(), urgent=True)
+    for step in range(50):
+        writing.writer.update(ref, {"progress": {"current": step}}, urgent=False)
+    assert await writing.writer.flush(within=10)
+
+    assert writing.counter("nodetask_status_patches_total") == 1
+    assert status_of(writing.ns, "busy") == {"phase": "Running", "run": 1, "progress": {"current": 49}}
+
+
+async def test_progress_is_throttled_but_a_transition_goes_out_at_once(writing: Writing) -> None:
+    writing.ns.apply(nodetask("throttled", "node-0", "mark-ready"))
+    ref = writing.ref("throttled")
+    writing.writer.update(ref, running(), urgent=True)
+    assert await writing.writer.flush(within=10)
+
+    writing.writer.update(ref, {"progress": {"current": 1}}, urgent=False)
+    assert not await writing.writer.flush(within=1)  # held back: the interval (60 s) has not passed
+    writing.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
+    assert await writing.writer.flush(within=10)
+
+    assert status_of(writing.ns, "throttled") == {"phase": "Succeeded", "run": 1, "progress": {"current": 1}}
+    assert writing.counter("nodetask_status_patches_total") == 2
+
+
+async def test_a_late_non_terminal_status_never_reopens_a_finished_run(writing: Writing) -> None:
+    writing.ns.apply(nodetask("finished", "node-0", "mark-ready"))
+    ref = writing.ref("finished")
+    writing.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
+    assert await writing.writer.flush(within=10)
+
+    writing.writer.update(ref, running(1, heartbeatAt="2026-01-01T00:00:00Z"), urgent=True)  # stale heartbeat
+    writing.writer.update(ref, running(2), urgent=True)  # a new run is not stale
+    assert await writing.writer.flush(within=10)
+
+    assert status_of(writing.ns, "finished") == {"phase": "Running", "run": 2}
+
+
+@pytest.mark.parametrize(
+    ("exists", "status", "cause"),
+    [(False, running(), "404"), (True, {"phase": "Exploded"}, "422")],
+    ids=["object-gone", "schema-refuses"],
+)
+async def test_unrecoverable_patches_are_dropped_not_retried(
+    writing: Writing, exists: bool, status: dict[str, Any], cause: str
+) -> None:
+    if exists:
+        writing.ns.apply(nodetask("target", "node-0", "mark-ready"))
+    ref = ResourceRef(namespace=writing.ns.name, name="target", uid="u", generation=1)
+
+    writing.writer.update(ref, status, urgent=True)
+
+    assert await writing.writer.flush(within=10)
+    await asyncio.sleep(1)
+    assert writing.counter("nodetask_status_patch_errors_total", cause=cause) == 1
+    assert writing.writer.backlog == 0
+
+
+async def test_patches_are_retried_until_the_api_answers_again(
+    nodetask_crd: KubeCluster, kube_namespace: KubeNamespace, fault_proxy_factory: type[FaultProxy], tmp_path: Path
+) -> None:
+    proxy = fault_proxy_factory("127.0.0.1", nodetask_crd.api_port).start()
+    kubeconfig = redirect_kubeconfig(nodetask_crd.kubeconfig, tmp_path / "proxied", f"https://{proxy.address}")
+    kube_namespace.apply(nodetask("patient", "node-0", "mark-ready"))
+    async for writing in start_writer(kube_namespace, kubeconfig):
+        ref = writing.ref("patient")
+        proxy.refuse = True
+        writing.writer.update(ref, running(), urgent=True)
+        assert not await writing.writer.flush(within=2)
+        assert writing.counter("nodetask_status_patch_errors_total", cause="connection") >= 1
+        writing.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)  # coalesced with the pending one
+
+        proxy.refuse = False
+        assert await writing.writer.flush(within=30)
+
+        assert status_of(kube_namespace, "patient") == {"phase": "Succeeded", "run": 1}
+        assert writing.counter("nodetask_status_patches_total") == 1
+
+
+async def test_event_recorder_posts_events_about_the_nodetask(writing: Writing) -> None:
+    writing.ns.apply(nodetask("noted", "node-0", "mark-ready"))
+    ref = writing.ref("noted")
+    recorder = EventRecorder(writing.api, writing.metrics, pod="node-0")
+    worker = asyncio.create_task(recorder.run())
+    try:
+        recorder.record(ref, "Started", "run 1 started")
+        recorder.record(ref, "Failed", "TaskFailed: boom", warning=True)
+        assert await recorder.flush(within=10)
+    finally:
+        worker.cancel()
+
+    events = writing.ns.cluster.get_json("events", namespace=writing.ns.name)["items"]
+    seen = {
+        (e["reason"], e["type"], e["message"], e["involvedObject"]["uid"], e["source"]["component"]) for e in events
+    }
+    assert seen == {
+        ("Started", "Normal", "run 1 started", ref.uid, "nodetask-agent"),
+        ("Failed", "Warning", "TaskFailed: boom", ref.uid, "nodetask-agent"),
+    }
+
+
+async def test_list_with_the_field_selector_returns_only_the_pods_tasks(writing: Writing) -> None:
+    writing.ns.apply(nodetask("mine", "node-0", "mark-ready"), nodetask("theirs", "node-1", "mark-ready"))
+    items = await writing.api.list_nodetasks(writing.ns.name, field_selector="spec.targetPod=node-0")
+    assert [item["metadata"]["name"] for item in items] == ["mine"]
+    with pytest.raises(ApiError) as refused:
+        await writing.api.list_nodetasks(writing.ns.name, field_selector="spec.type=mark-ready")
+    assert refused.value.status == 400 and not refused.value.retryable
