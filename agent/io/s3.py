@@ -114,6 +114,18 @@ class UploadResult:
     etag: str = ""
 
 
+class S3Failure(TaskError):
+    """A failed S3 call; `code` is S3's error code (`NoSuchKey`, `NoSuchBucket`, `SlowDown`...) or empty."""
+
+    def __init__(self, code: str, message: str, *, reason: str, hint: str = "", retryable: bool = False):
+        super().__init__(message, reason=reason, hint=hint, retryable=retryable)
+        self.code = code
+
+    @property
+    def missing_bucket(self) -> bool:
+        return self.code == "NoSuchBucket"
+
+
 def s3_url(bucket: str, key: str = "") -> str:
     return f"s3://{bucket}/{key}"
 
@@ -170,48 +182,55 @@ def s3_error(error: BaseException, bucket: str, key: str, action: str, endpoint:
         text = str(details.get("Message") or code)
         cause = f"{code}: {text}" if text != code else code
         if code == "NoSuchBucket":
-            return TaskError(
+            return S3Failure(
+                code,
                 f"{action} {where}: bucket {bucket!r} does not exist ({cause})",
                 reason=S3_NOT_FOUND,
                 hint="check the bucket name, and the region and endpoint it lives in",
             )
         if code in _NOT_FOUND_CODES:
-            return TaskError(
+            return S3Failure(
+                code,
                 f"{action} {where}: object not found ({cause})",
                 reason=S3_NOT_FOUND,
                 hint="check the key and prefix (a prefix is used verbatim, so it usually ends with '/')",
             )
         if code in _DENIED_CODES:
-            return TaskError(
+            return S3Failure(
+                code,
                 f"{action} {where}: access denied ({cause})",
                 reason=S3_ACCESS_DENIED,
                 hint="check the pod's AWS credentials (IRSA / Pod Identity role) and the bucket policy",
             )
         if code in ("PreconditionFailed", "412"):
-            return TaskError(
+            return S3Failure(
+                code,
                 f"{action} {where}: the object was replaced while it was being read ({cause})",
                 reason=S3_OBJECT_CHANGED,
                 hint="run the task again to read the new object",
                 retryable=True,
             )
         if code in _UNAVAILABLE_CODES:
-            return TaskError(
+            return S3Failure(
+                code,
                 f"{action} {where}: S3 is throttling or failing ({cause}) and retries did not help",
                 reason=S3_UNAVAILABLE,
                 hint="S3 or the endpoint is overloaded or down; retry later (spec.retry) or lower the request rate",
                 retryable=True,
             )
-        return TaskError(f"{action} {where}: {cause}", reason=S3_ERROR)
+        return S3Failure(code, f"{action} {where}: {cause}", reason=S3_ERROR)
     if isinstance(error, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
-        return TaskError(
+        return S3Failure(
+            "",
             f"{action} {where}: no usable AWS credentials ({error})",
             reason=S3_ACCESS_DENIED,
             hint="give the pod credentials: IRSA / Pod Identity, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         )
     if isinstance(error, botocore.exceptions.ParamValidationError):
-        return TaskError(f"{action} {where}: invalid request ({error})", reason=S3_ERROR)
+        return S3Failure("", f"{action} {where}: invalid request ({error})", reason=S3_ERROR)
     if isinstance(error, botocore.exceptions.FlexibleChecksumError):
-        return TaskError(
+        return S3Failure(
+            "",
             f"{action} {where}: the data received does not match the object's checksum ({error})",
             reason=S3_UNAVAILABLE,
             hint="the transfer was corrupted on the way; the task can be retried",
@@ -219,14 +238,15 @@ def s3_error(error: BaseException, bucket: str, key: str, action: str, endpoint:
         )
     if isinstance(error, _CONNECTION_ERRORS):
         target = f" at {endpoint}" if endpoint else ""
-        return TaskError(
+        return S3Failure(
+            "",
             f"{action} {where}: connection to S3{target} failed ({type(error).__name__}: {error})",
             reason=S3_UNAVAILABLE,
             hint="check the endpoint URL, network policy and DNS; the task can be retried",
             retryable=True,
         )
     if isinstance(error, botocore.exceptions.BotoCoreError):
-        return TaskError(f"{action} {where}: {type(error).__name__}: {error}", reason=S3_ERROR)
+        return S3Failure("", f"{action} {where}: {type(error).__name__}: {error}", reason=S3_ERROR)
     raise error
 
 
@@ -384,8 +404,8 @@ class S3Client:
         """Whether the object exists. A missing *bucket* is an error, not False."""
         try:
             await self.head(bucket, key)
-        except TaskError as error:
-            if error.reason == S3_NOT_FOUND and "does not exist" not in error.message:
+        except S3Failure as error:
+            if error.reason == S3_NOT_FOUND and not error.missing_bucket:
                 # HEAD has no body, so a missing bucket also looks like a bare 404: ask the bucket itself.
                 await asyncio.to_thread(self._check_bucket, bucket, key)
                 return False
