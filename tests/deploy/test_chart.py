@@ -261,3 +261,20 @@ def test_packaged_chart_holds_only_the_chart(tmp_path: Any) -> None:
     assert top_level <= {".helmignore", "Chart.yaml", "values.yaml", "README.md", "LICENSE"}
     assert {"Chart.yaml", "values.yaml", "crds/nodetasks.sei.io.yaml", "templates/NOTES.txt"} <= names
     assert {name.split("/")[0] for name in names - top_level} == {"crds", "templates"}
+
+
+def test_extra_rules_are_appended_to_the_role() -> None:
+    docs = documents(
+        render_chart(
+            "ns",
+            values=[
+                "rbac.extraRules[0].apiGroups={coordination.k8s.io}",
+                "rbac.extraRules[0].resources={leases}",
+                "rbac.extraRules[0].verbs={get}",
+            ],
+        )
+    )
+
+    rules = only(docs, "Role")["rules"]
+    assert len(rules) == 4
+    assert rules[-1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]}
