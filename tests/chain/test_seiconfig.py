@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,17 @@ def test_rendering_into_an_empty_home_creates_both_files(home: Path) -> None:
     assert document["p2p"]["persistent-peers"] == PEER
     reread = load_config(home)
     assert reread.config == config
+
+
+def test_every_key_is_documented_with_its_file_and_toml_key() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "config-model.md").read_text()
+    missing = [
+        key for key, entry in registry().items() if f"| `{key}` |" not in text or f"`{entry.toml_key}`" not in text
+    ]
+    assert missing == []
+
+
+def test_config_reload_docs_list_exactly_the_hot_keys() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "tasks" / "config-reload.md").read_text()
+    listed = text.split("Hot-reloadable keys:", 1)[1].split("(the", 1)[0]
+    assert sorted(re.findall(r"`([a-z_.]+)`", listed)) == sorted(key for key, entry in registry().items() if entry.hot)
