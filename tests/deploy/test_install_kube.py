@@ -211,18 +211,25 @@ def test_agent_is_refused_what_it_must_not_do(installation: Installation, argv: 
 
 
 @pytest.mark.parametrize(
-    ("verb", "resource"),
+    ("verb", "resource", "extra", "granted"),
     [
-        ("create", "nodetasks.sei.io"),
-        ("update", "nodetasks.sei.io/status"),
-        ("deletecollection", "nodetasks.sei.io"),
-        ("create", "events.events.k8s.io"),
-        ("get", "leases.coordination.k8s.io"),
-        ("list", "nodes"),
+        ("watch", "nodetasks.sei.io", [], True),
+        ("patch", "nodetasks.sei.io", ["--subresource=status"], True),
+        ("create", "events", [], True),
+        ("create", "nodetasks.sei.io", [], False),
+        ("update", "nodetasks.sei.io", ["--subresource=status"], False),
+        ("patch", "nodetasks.sei.io", [], False),
+        ("deletecollection", "nodetasks.sei.io", [], False),
+        ("create", "events.events.k8s.io", [], False),
+        ("get", "leases.coordination.k8s.io", [], False),
+        ("list", "nodes", [], False),
     ],
+    ids=lambda value: value if isinstance(value, str) else None,
 )
-def test_agent_role_grants_no_other_verbs(installation: Installation, verb: str, resource: str) -> None:
-    assert not can_i(installation, "node-a-0", verb, resource)
+def test_agent_role_grants_exactly_the_agents_verbs(
+    installation: Installation, verb: str, resource: str, extra: list[str], granted: bool
+) -> None:
+    assert can_i(installation, "node-a-0", verb, resource, *extra) is granted
 
 
 # --- the admission policy: each pod's agent writes only its own pod's NodeTasks --------------------------------------
