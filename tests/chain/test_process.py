@@ -55,29 +55,28 @@ def test_find_process_returns_the_lowest_pid(tmp_path: Path, name: str, started:
     assert found is not None and found.pid == min(process.pid for process in started)
 
 
-async def test_a_process_that_honours_sigterm_is_stopped_by_it(
-    tmp_path: Path, name: str, started: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize(
+    ("behaviour", "grace", "last_signal", "exit_code"),
+    [("graceful", 10.0, "SIGTERM", 0), ("stubborn", 0.3, "SIGKILL", -signal.SIGKILL)],
+    ids=["honours-sigterm", "ignores-sigterm-so-killed"],
+)
+async def test_stop_sends_sigterm_then_sigkill_after_the_grace_period(
+    tmp_path: Path,
+    name: str,
+    started: list[subprocess.Popen[bytes]],
+    behaviour: str,
+    grace: float,
+    last_signal: str,
+    exit_code: int,
 ) -> None:
-    process = start_standin(tmp_path / "bin", name=name, behaviour="graceful")
+    process = start_standin(tmp_path / "bin", name=name, behaviour=behaviour)
     started.append(process)
     found = find_process(name)
     assert found is not None
-    outcome = await stop_process(found, grace_seconds=10)
-    assert (outcome.signal, outcome.exited) == ("SIGTERM", True)
-    assert process.wait(timeout=5) == 0
+    outcome = await stop_process(found, grace_seconds=grace)
+    assert (outcome.signal, outcome.exited) == (last_signal, True)
+    assert process.wait(timeout=5) == exit_code
     assert not is_running(found)
-
-
-async def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
-    tmp_path: Path, name: str, started: list[subprocess.Popen[bytes]]
-) -> None:
-    process = start_standin(tmp_path / "bin", name=name, behaviour="stubborn")
-    started.append(process)
-    found = find_process(name)
-    assert found is not None
-    outcome = await stop_process(found, grace_seconds=0.3)
-    assert (outcome.signal, outcome.exited) == ("SIGKILL", True)
-    assert process.wait(timeout=5) == -signal.SIGKILL
 
 
 async def test_a_process_already_gone_counts_as_stopped(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import urllib.request
 
 import pytest
@@ -12,12 +11,6 @@ import pytest
 from agent.chain.rpc import RpcClient, RpcError, normalize_endpoint
 from agent.models import TaskError
 from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, Fault, block_hash
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("shape", ["flat", "envelope"])
@@ -140,8 +133,8 @@ async def test_each_failure_names_endpoint_path_and_cause(
     assert cause in error.message
 
 
-async def test_connection_refused_names_the_endpoint() -> None:
-    port = closed_port()
+async def test_connection_refused_names_the_endpoint(free_port: int) -> None:
+    port = free_port
     async with RpcClient(f"127.0.0.1:{port}") as rpc:
         with pytest.raises(RpcError) as caught:
             await rpc.status()

@@ -3,7 +3,6 @@ HTTPS) sources, each candidate identified by an in-test CometBFT node's /status.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,14 +28,6 @@ from tests.tasks.fake_kube_api import FakeKubeApi
 def sei_home(home: Path) -> Path:
     install_sample_config(home)
     return home
-
-
-@pytest.fixture
-def free_port() -> int:
-    """A port free on every loopback address used here (nodes at 127.0.0.2.. share it, like machines would)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
