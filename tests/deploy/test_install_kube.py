@@ -78,15 +78,32 @@ def test_chart_with_monitoring_passes_server_side_dry_run_against_the_monitoring
         assert applied in result.stdout
 
 
-def test_helm_install_renders_notes_naming_the_service_account(kube_cluster: KubeCluster) -> None:
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], ["serviceAccountName: agents-nodetask-agent", "restartPolicy: Always", "(Deny): each pod's agent"]),
+        (
+            ["admissionPolicy.enabled=false", "serviceAccount.create=false", "serviceAccount.name=sei-node",
+             "metrics.service.enabled=true"],
+            ["serviceAccountName: sei-node", "(existing, not managed by this release)",
+             "WARNING: admissionPolicy.enabled=false", "Service agents-nodetask-agent-metrics"],
+        ),
+    ],
+    ids=["defaults", "existing-account-no-policy"],
+)  # fmt: skip
+def test_helm_install_notes_say_what_was_installed(
+    kube_cluster: KubeCluster, values: list[str], expected: list[str]
+) -> None:
     namespace = "notes-check"
     kube_cluster.kubectl("create", "namespace", namespace, check=False)
+    settings = [f"--set={value}" for value in values]
 
-    result = run_helm("install", "agents", ".", f"--namespace={namespace}", "--dry-run=server",
+    result = run_helm("install", "agents", ".", f"--namespace={namespace}", "--dry-run=server", *settings,
                       kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
 
-    assert "serviceAccountName: agents-nodetask-agent" in result.stdout
-    assert "restartPolicy: Always" in result.stdout
+    notes = result.stdout[result.stdout.index("NOTES:") :]
+    for line in expected:
+        assert line in notes
 
 
 def test_kubectl_apply_k_deploy_installs_the_agent_objects(kube_cluster: KubeCluster) -> None:
