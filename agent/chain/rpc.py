@@ -252,6 +252,11 @@ def _unwrap(body: Any) -> dict[str, Any]:
     return body
 
 
+def _shown(path: str, params: dict[str, str]) -> str:
+    """`/block?height=5`: the request as an error message names it."""
+    return path + ("?" + "&".join(f"{key}={value}" for key, value in params.items()) if params else "")
+
+
 def _rpc_error_text(error: Any) -> str:
     if isinstance(error, dict):
         parts = [str(error.get(key)) for key in ("code", "message", "data") if error.get(key) not in (None, "")]
@@ -293,7 +298,7 @@ class RpcClient:
 
     async def _fetch(self, path: str, params: dict[str, str], seconds: float | None) -> tuple[bytes, Any]:
         """GET `path`, returning (raw body, parsed JSON); every failure is an RpcError naming endpoint and path."""
-        shown = path + ("?" + "&".join(f"{key}={value}" for key, value in params.items()) if params else "")
+        shown = _shown(path, params)
         seconds = self.timeout if seconds is None else seconds
         try:
             async with asyncio.timeout(seconds):
@@ -333,7 +338,7 @@ class RpcClient:
         try:
             return body, _unwrap(parsed)
         except ValueError as error:
-            raise self._error(path, "malformed", str(error), retryable=False) from None
+            raise self._error(_shown(path, params), "malformed", str(error), retryable=False) from None
 
     def _typed(self, path: str, parse: Callable[[dict[str, Any]], T], result: dict[str, Any]) -> T:
         try:
@@ -356,7 +361,7 @@ class RpcClient:
         """`/block?height=H` (latest when `height` is None): the block ID hash and header fields."""
         path, params = "/block", ({"height": str(height)} if height is not None else {})
         _, result = await self._result(path, params, seconds)
-        return self._typed(f"{path}?height={height}", BlockInfo.parse, result)
+        return self._typed(_shown(path, params), BlockInfo.parse, result)
 
     async def block_raw(self, height: int | None = None, *, seconds: float | None = None) -> bytes:
         """`/block` body exactly as the node sent it (envelope included when the node sends one)."""

@@ -164,9 +164,11 @@ def _service_account(settings: AgentSettings, source: KubernetesSource, label: s
             hint="use a static, dns or ec2Tags source outside a cluster",
         )
     namespace = source.namespace or settings.pod_namespace
-    if not namespace:
-        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-    token = token_file.read_text().strip()  # re-read every time: projected tokens rotate
+    try:
+        namespace = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        token = token_file.read_text().strip()  # re-read every time: projected tokens rotate
+    except OSError as error:
+        raise TaskError(f"{label}: cannot read the ServiceAccount in {SERVICE_ACCOUNT_DIR}: {error.strerror}") from None
     return f"https://{_hostport(host, int(port))}", token, namespace, SERVICE_ACCOUNT_DIR / "ca.crt"
 
 
