@@ -33,9 +33,11 @@ RUN python -m venv /opt/nodetask-agent \
  && python -m compileall -q /opt/nodetask-agent/lib
 
 FROM python-base AS runtime
-# No installer in the final image: the base's own pip goes too.
-RUN rm -rf /usr/local/lib/python3.11/site-packages/pip /usr/local/lib/python3.11/site-packages/pip-* \
-           /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11
+# No installer or build backend in the final image: the base's own pip, setuptools and wheel go too (the agent's
+# virtualenv does not see the base's site-packages, and no runtime dependency imports pkg_resources).
+RUN cd /usr/local/lib/python3.11/site-packages \
+ && rm -rf pip pip-* setuptools setuptools-* wheel wheel-* pkg_resources _distutils_hack distutils-precedence.pth \
+ && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 /usr/local/bin/wheel
 COPY --from=install /opt/nodetask-agent /opt/nodetask-agent
 # Bytecode was compiled at build time and nothing is written at run time outside the mounted volumes: the node's
 # home (SEI_HOME, holding the SQLite store) and /tmp (an emptyDir, also HOME).
