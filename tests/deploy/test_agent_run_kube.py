@@ -50,6 +50,7 @@ class AgentProcess:
     log: Path
     port: int
     home: Path
+    workdir: Path
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -92,11 +93,18 @@ def agent(installed: Installation, tmp_path: Path) -> Iterator[AgentProcess]:
         "SEI_CHAIN_ID": "sei-devnet-1",
     }
     log = tmp_path / "agent.log"
+    workdir = tmp_path / "workdir"  # stands for the image's read-only root: nothing may be written here
+    workdir.mkdir()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            agent_command(), env=environment, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            agent_command(),
+            env={**environment, "PYTHONDONTWRITEBYTECODE": "1"},
+            cwd=workdir,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
-    running = AgentProcess(process, log, port, home)
+    running = AgentProcess(process, log, port, home, workdir)
     try:
         yield running
     finally:
@@ -151,5 +159,6 @@ def test_agent_with_only_the_shipped_role_runs_its_pods_tasks_to_succeeded(
     assert status == 200
     patch_errors = [line for line in metrics.splitlines() if line.startswith("nodetask_status_patch_errors_total")]
     assert not patch_errors, f"the agent's status patches were refused: {patch_errors}\n{agent.tail()}"
+    assert not list(agent.workdir.iterdir()), "the agent wrote into its working directory"
     log = agent.log.read_text(errors="replace")
     assert "forbidden" not in log.lower() and " 403" not in log, agent.tail()

@@ -99,6 +99,7 @@ def test_final_stage_is_the_bare_base_with_no_build_tools(stages: list[Stage]) -
     for command in final.of("RUN"):
         assert not BUILD_TOOLS.search(command), f"build tooling in the final stage: {command}"
     assert any(BUILD_TOOLS.search(command) for command in build.of("RUN")), "wheels are built in the build stage"
+    assert any("rm -rf pip" in command for command in final.of("RUN")), "the base's own pip is removed"
 
 
 def test_final_stage_runs_as_uid_65532_and_its_entrypoint_is_the_agent(stages: list[Stage]) -> None:
