@@ -29,6 +29,21 @@ def _cmd_local(args: argparse.Namespace) -> int:
     return local.main(args.paths, _settings(args), keep_going=args.keep_going, retry_failed=args.retry_failed)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent.operator import run_operator
+
+    return asyncio.run(run_operator(_settings(args), kubeconfig=args.kubeconfig))
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    from agent.operator import render_crd, render_crd_yaml
+
+    sys.stdout.write(json.dumps(render_crd(), indent=2) + "\n" if args.output == "json" else render_crd_yaml())
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"nodetask-agent {__version__}")
     return 0
@@ -100,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
             "--home", type=Path, required=required, help="the node's home directory (default: $SEI_HOME or /sei)"
         )
         command.add_argument("--db", type=Path, help="the SQLite store (default: <home>/nodetask-agent.db)")
+
+    run = commands.add_parser(
+        "run",
+        help="run the agent in a cluster (identity from POD_NAME, POD_NAMESPACE, POD_UID)",
+        description="Watch this pod's NodeTasks and run them; serves /healthz /livez /metrics /v0/... on the port.",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster ServiceAccount, else ~/.kube/config)")
+    home_options(run, required=False)
+    run.add_argument("--port", type=int, help="HTTP port for probes, metrics and the task API (default: 7777)")
+    run.set_defaults(func=_cmd_run)
+
+    crd = commands.add_parser("crd", help="print the NodeTask CustomResourceDefinition (generated from the models)")
+    crd.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    crd.set_defaults(func=_cmd_crd)
 
     run_local = commands.add_parser(
         "local",

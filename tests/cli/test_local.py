@@ -216,3 +216,16 @@ def test_cli_version_and_types(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tasks", "types", "-o", "json"]) == 0
     described = json.loads(capsys.readouterr().out)
     assert "mark-ready" in described and "params" in described["mark-ready"]
+
+
+def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == (REPO / "crds" / "nodetasks.sei.io.yaml").read_text()
+    assert main(["crd", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["name"] == "nodetasks.sei.io"
+
+
+def test_run_without_pod_identity_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert main(["run"]) == 2
