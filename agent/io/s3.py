@@ -551,17 +551,23 @@ class S3Client:
         or an async iterable of chunks (driven on this event loop while parts upload from the worker thread)."""
         relay = ProgressRelay(progress)
         loop = asyncio.get_running_loop()
-        result = await run_blocking(
-            lambda cancel: self.upload_blocking(
-                bucket,
-                key,
-                _pull_async(source, loop, cancel) if isinstance(source, AsyncIterable) else _chunks_of(source),
-                content_type=content_type,
-                size_hint=size_hint,
-                cancel=cancel,
-                progress=relay,
+        try:
+            result = await run_blocking(
+                lambda cancel: self.upload_blocking(
+                    bucket,
+                    key,
+                    _pull_async(source, loop, cancel) if isinstance(source, AsyncIterable) else _chunks_of(source),
+                    content_type=content_type,
+                    size_hint=size_hint,
+                    cancel=cancel,
+                    progress=relay,
+                )
             )
-        )
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:  # an async generator left mid-way (failed upload) releases what it holds now
+                with contextlib.suppress(Exception):
+                    await close()
         relay(result.size, None, final=True)
         return result
 
