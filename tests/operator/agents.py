@@ -171,9 +171,11 @@ class ThreadAgent:
 class ProcessAgent:
     """The agent as a real subprocess (`python -m tests.operator.agent_process`), logging to `<home>/agent.log`."""
 
-    def __init__(self, pod: AgentPod, *, kubeconfig: Path | None = None) -> None:
+    def __init__(self, pod: AgentPod, *, kubeconfig: Path | None = None, shipped: bool = False) -> None:
+        """`shipped=True` runs `python -m agent.operator run` (every shipped handler, no gate) instead."""
         self.pod = pod
         self.kubeconfig = kubeconfig or pod.kubeconfig
+        self.shipped = shipped
         self.log = pod.home / "agent.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -181,7 +183,13 @@ class ProcessAgent:
         env = {**os.environ, **self.pod.env(), "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.operator.agent_process", "--kubeconfig", str(self.kubeconfig)],
+                [
+                    sys.executable,
+                    "-m",
+                    *(["agent.operator", "run"] if self.shipped else ["tests.operator.agent_process"]),
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                ],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=sink,

@@ -1,0 +1,262 @@
+"""Operator benchmarks on a real kube-apiserver + etcd (the test tier's, started here), agents as real processes.
+
+1. Latency, one agent: NodeTask created -> its status shows `Running`, observed through a watch, next to the API
+   server's own round trip (create -> the watch delivers the ADDED event). The task is a real `await-condition` on a
+   CometBFT fake, with a height the chain never reaches, so it stays Running until the bench deletes it.
+2. Throughput: 1000 NodeTasks (`mark-ready`) spread over 50 agents (50 processes, one per pod, 20 tasks each),
+   created through the API as fast as 16 concurrent clients manage: wall time from the first create until every
+   status says Succeeded, and CPU seconds per agent process for that period. Run with the server-side field selector
+   (the default) and with client-side filtering (`NODETASK_SELECTOR=none`), where every agent sees every event.
+
+    .venv/bin/python bench/operator.py [--latency-samples 200] [--agents 50] [--tasks 1000] [--skip-filtered]
+
+Needs the binaries of `scripts/kube-tools.sh`. Prints Markdown tables (the ones in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.operator.kubeapi import Connection, KubeApi, load_connection, nodetasks_path
+from tests.fixtures.cometbft import FakeCometBFT
+from tests.fixtures.kube import KubeCluster, KubeNamespace, install_crd, require_tools
+from tests.operator.agents import AgentFactory, AgentPod, ProcessAgent
+from tests.operator.kit import nodetask
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The agents run with the production intervals, not the tests' short ones.
+PRODUCTION_INTERVALS = {
+    "NODETASK_PROGRESS_SECONDS": "5",
+    "NODETASK_HEARTBEAT_SECONDS": "30",
+    "NODETASK_RESYNC_SECONDS": "60",
+    "NODETASK_HTTP_HOST": "127.0.0.1",
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class Watch:
+    """A raw watch on the namespace's NodeTasks; calls `on_event(type, object, monotonic time)` for each event."""
+
+    def __init__(self, connection: Connection, namespace: str, on_event: Callable[[str, dict[str, Any], float], None]):
+        self.connection, self.namespace, self.on_event = connection, namespace, on_event
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        headers = {"Authorization": self.connection.authorization() or ""}
+        connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context())
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            url = self.connection.server + nodetasks_path(self.namespace)
+            params = {"watch": "true", "allowWatchBookmarks": "false"}
+            async with session.get(url, params=params, headers=headers) as response:
+                response.raise_for_status()
+                self.ready.set()
+                async for line in response.content:
+                    if line.strip():
+                        event = json.loads(line)
+                        self.on_event(event["type"], event["object"], time.monotonic())
+
+    async def __aenter__(self) -> Watch:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 30)
+        await asyncio.sleep(0.2)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def create(api: KubeApi, namespace: str, manifest: dict[str, Any]) -> None:
+    await api.request("POST", nodetasks_path(namespace), body=manifest)
+
+
+async def delete(api: KubeApi, namespace: str, name: str) -> None:
+    await api.request("DELETE", nodetasks_path(namespace, name))
+
+
+# -------------------------------------------------------------------------------------------------- latency
+
+
+async def latency(cluster: KubeCluster, ns: KubeNamespace, pod: AgentPod, samples: int) -> dict[str, list[float]]:
+    connection = load_connection(str(cluster.kubeconfig))
+    seen: dict[tuple[str, str], float] = {}
+
+    def record(kind: str, obj: dict[str, Any], at: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind == "ADDED":
+            seen.setdefault((name, "added"), at)
+        if (obj.get("status") or {}).get("phase") == "Running":
+            seen.setdefault((name, "running"), at)
+
+    results: dict[str, list[float]] = {"watch round trip (create -> ADDED)": [], "agent (create -> status Running)": []}
+    async with KubeApi(connection) as api, Watch(connection, ns.name, record):
+        for index in range(samples):
+            # baseline: an object no agent serves
+            name = f"probe-{index}"
+            started = time.monotonic()
+            await create(api, ns.name, nodetask(name, "no-such-pod", "mark-ready"))
+            while (name, "added") not in seen:
+                await asyncio.sleep(0.0005)
+            results["watch round trip (create -> ADDED)"].append(seen[(name, "added")] - started)
+
+            name = f"task-{index}"
+            params = {"condition": "height", "targetHeight": 10**9, "pollIntervalSeconds": 5}
+            started = time.monotonic()
+            await create(api, ns.name, nodetask(name, pod.name, "await-condition", params))
+            deadline = started + 30
+            while (name, "running") not in seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005)
+            if (name, "running") not in seen:
+                raise RuntimeError(f"{name} never reported Running")
+            results["agent (create -> status Running)"].append(seen[(name, "running")] - started)
+            await delete(api, ns.name, name)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- throughput
+
+
+async def throughput(
+    cluster: KubeCluster, ns: KubeNamespace, agents: list[ProcessAgent], tasks: int
+) -> dict[str, float]:
+    connection = load_connection(str(cluster.kubeconfig))
+    succeeded: dict[str, float] = {}
+    done = asyncio.Event()
+
+    def record(kind: str, obj: dict[str, Any], at: float) -> None:
+        if (obj.get("status") or {}).get("phase") == "Succeeded":
+            succeeded.setdefault(obj["metadata"]["name"], at)
+            if len(succeeded) == tasks:
+                done.set()
+
+    pids = [agent.process.pid for agent in agents if agent.process is not None]
+    manifests = [nodetask(f"t-{n:04d}", agents[n % len(agents)].pod.name, "mark-ready") for n in range(tasks)]
+    async with KubeApi(connection) as api, Watch(connection, ns.name, record):
+        cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+        started = time.monotonic()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for manifest in manifests:
+            queue.put_nowait(manifest)
+
+        async def creator() -> None:
+            while not queue.empty():
+                await create(api, ns.name, queue.get_nowait())
+
+        await asyncio.gather(*(creator() for _ in range(16)))
+        created = time.monotonic() - started
+        await asyncio.wait_for(done.wait(), 900)
+        wall = max(succeeded.values()) - started
+        cpu = [cpu_seconds(pid) - cpu_before[pid] for pid in pids]
+    return {
+        "create all (s)": created,
+        "wall to all Succeeded (s)": wall,
+        "CPU per agent mean (s)": statistics.mean(cpu),
+        "CPU per agent max (s)": max(cpu),
+        "CPU all agents (s)": sum(cpu),
+    }
+
+
+def start_agents(factory: AgentFactory, count: int, extra_env: dict[str, str]) -> list[ProcessAgent]:
+    agents = []
+    for index in range(count):
+        pod = factory.pod(f"node-{index}")
+        pod.extra_env.update(extra_env)
+        agents.append(ProcessAgent(pod, shipped=True).start(wait=False))
+        factory.started.append(agents[-1])
+    for agent in agents:
+        deadline = time.monotonic() + 180
+        while not agent.pod.serving():
+            if time.monotonic() > deadline or (agent.process and agent.process.poll() is not None):
+                raise RuntimeError(f"agent {agent.pod.name} did not start:\n{agent.tail()}")
+            time.sleep(0.2)
+    return agents
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--skip-filtered", action="store_true", help="skip the client-side filtering run")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    cluster = KubeCluster(require_tools(), workdir / "kube")
+    cluster.start()
+    try:
+        install_crd(cluster)
+        print(f"control plane ready in {cluster.startup_seconds:.1f}s", file=sys.stderr)
+
+        namespace = "bench-latency"
+        cluster.kubectl("create", "namespace", namespace)
+        ns = KubeNamespace(cluster, namespace, workdir / namespace)
+        ns.tmp.mkdir(parents=True)
+        factory = AgentFactory(ns, ns.tmp)
+        with FakeCometBFT() as chain:
+            pod = factory.pod("node-0")
+            pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
+            factory.started.append(ProcessAgent(pod, shipped=True).start())
+            lat = asyncio.run(latency(cluster, ns, pod, args.latency_samples))
+        factory.stop_all()
+
+        print(f"\n#### Create -> Running ({args.latency_samples} samples, one agent)\n")
+        print("| measurement | p50 (ms) | p99 (ms) | max (ms) |")
+        print("|---|---:|---:|---:|")
+        for label, values in lat.items():
+            p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+            print(f"| {label} | {p50:.1f} | {p99:.1f} | {max(values) * 1000:.1f} |")
+
+        runs = [("server-side field selector", {})]
+        if not args.skip_filtered:
+            runs.append(("client-side filter (NODETASK_SELECTOR=none)", {"NODETASK_SELECTOR": "none"}))
+        rows = []
+        for label, env in runs:
+            namespace = "bench-" + ("filtered" if env else "selected")
+            cluster.kubectl("create", "namespace", namespace)
+            ns = KubeNamespace(cluster, namespace, workdir / namespace)
+            ns.tmp.mkdir(parents=True)
+            factory = AgentFactory(ns, ns.tmp)
+            try:
+                agents = start_agents(factory, args.agents, {**PRODUCTION_INTERVALS, **env})
+                rows.append((label, asyncio.run(throughput(cluster, ns, agents, args.tasks))))
+            finally:
+                factory.stop_all()
+
+        print(f"\n#### {args.tasks} NodeTasks over {args.agents} agents to Succeeded\n")
+        keys = list(rows[0][1])
+        print("| watch | " + " | ".join(keys) + " |")
+        print("|---|" + "---:|" * len(keys))
+        for label, values in rows:
+            print(f"| {label} | " + " | ".join(f"{values[key]:.1f}" for key in keys) + " |")
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
