@@ -350,3 +350,30 @@ def test_policy_confines_even_a_widened_role_to_the_pods_own_tasks_and_never_the
     assert own_metadata.returncode == 0, own_metadata.stderr
     assert POLICY_DENIED in other_metadata.stderr and "addressed to that pod" in other_metadata.stderr
     assert POLICY_DENIED in own_spec.stderr and "may not change the spec" in own_spec.stderr
+
+
+def test_example_node_pod_meets_the_restricted_pod_security_standard(
+    nodetask_crd: None, kube_namespace: KubeNamespace
+) -> None:
+    # The StatefulSet's pod, created (dry run) in a namespace that enforces Pod Security "restricted": non-root,
+    # no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, only allowed volume types.
+    kube_namespace.kubectl("label", "namespace", kube_namespace.name, "--namespace=",
+                           "pod-security.kubernetes.io/enforce=restricted",
+                           "pod-security.kubernetes.io/warn=restricted")  # fmt: skip
+    statefulset = next(doc for doc in documents((EXAMPLES / "statefulset.yaml").read_text())
+                       if doc["kind"] == "StatefulSet")  # fmt: skip
+    template = statefulset["spec"]["template"]
+    # What the StatefulSet controller adds: one PVC volume per claim template.
+    claims = [
+        {"name": name, "persistentVolumeClaim": {"claimName": f"{name}-sei-node-0"}}
+        for name in (claim["metadata"]["name"] for claim in statefulset["spec"]["volumeClaimTemplates"])
+    ]
+    spec = {**template["spec"], "volumes": template["spec"]["volumes"] + claims}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sei-node-0", **template["metadata"]}, "spec": spec}
+
+    result = kube_namespace.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod), check=False
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr
