@@ -294,3 +294,16 @@ def test_seid_entrypoint_waits_for_the_gate_then_execs_seid_start(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sidecar_snippet_in_the_chart_docs_is_the_examples(pod_spec: dict[str, Any]) -> None:
+    text = (REPO_ROOT / "docs" / "helm.md").read_text()
+    block = text.split("<!-- sidecar-snippet -->\n```yaml\n", 1)[1].split("```", 1)[0]
+    snippet = yaml.safe_load(block)
+
+    assert snippet["initContainers"] == [container(pod_spec, "nodetask-agent")]
+    assert snippet["serviceAccountName"] == pod_spec["serviceAccountName"]
+    assert snippet["automountServiceAccountToken"] is pod_spec["automountServiceAccountToken"] is False
+    assert snippet["securityContext"] == pod_spec["securityContext"]
+    assert all(volume in pod_spec["volumes"] for volume in snippet["volumes"])
+    assert {volume["name"] for volume in snippet["volumes"]} == {"agent-tmp", "kube-api-access"}
