@@ -23,6 +23,7 @@ from .conftest import (
     render_chart,
     run_helm,
     status_patch,
+    unique_namespace,
 )
 
 pytestmark = pytest.mark.kube
@@ -377,3 +378,21 @@ def test_example_node_pod_meets_the_restricted_pod_security_standard(
 
     assert result.returncode == 0, result.stderr
     assert "PodSecurity" not in result.stderr
+
+
+def test_helm_upgrade_applies_new_values_and_uninstall_keeps_the_crd(kube_cluster: KubeCluster) -> None:
+    namespace = unique_namespace("lifecycle")
+    kube_cluster.kubectl("create", "namespace", namespace, check=False)
+    common = [f"--namespace={namespace}", "--wait=false"]
+    policy = f"agents-nodetask-agent-{namespace}"
+    run_helm("install", "agents", ".", *common, kubeconfig=kube_cluster.kubeconfig)
+
+    run_helm("upgrade", "agents", ".", *common, "--set=admissionPolicy.validationActions={Warn,Audit}",
+             kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
+    upgraded = kube_cluster.get_json("validatingadmissionpolicybinding", policy)
+    run_helm("uninstall", "agents", f"--namespace={namespace}", kubeconfig=kube_cluster.kubeconfig)
+
+    assert upgraded["spec"]["validationActions"] == ["Warn", "Audit"]
+    gone = kube_cluster.kubectl("get", "validatingadmissionpolicy", policy, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    assert kube_cluster.get_json("crd", "nodetasks.sei.io")["metadata"]["name"] == "nodetasks.sei.io"
