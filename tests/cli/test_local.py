@@ -48,7 +48,9 @@ def test_quickstart_examples_run_and_a_second_run_reports_them_done(
     count = len(list((REPO / "examples" / "quickstart").glob("*.yaml")))
     assert f"{count} of {count} task(s) succeeded" in out
     assert (home / "config" / "node_key.json").exists()
-    assert "persistent-peers" in (home / "config" / "config.toml").read_text()
+    config = (home / "config" / "config.toml").read_text()
+    assert "persistent-peers" in config and "max-num-inbound-peers = 60" in config
+    assert (home / "config" / "app.toml").exists()
 
     before = {path: path.read_bytes() for path in (home / "config").rglob("*") if path.is_file()}
     code, again, _ = run_cli(capsys, str(REPO / "examples" / "quickstart"), "--home", str(home))
