@@ -40,6 +40,7 @@ import errno
 import gzip
 import io
 import os
+import queue
 import stat
 import tarfile
 import threading
@@ -55,6 +56,7 @@ import zstandard
 
 from agent.models import TaskError
 
+from .files import fsync_dir
 from .s3 import check_cancel
 
 ARCHIVE_UNSAFE = "ArchiveUnsafe"
@@ -423,6 +425,50 @@ def _sane_mode(mode: int, directory: bool) -> int:
     return (mode & 0o755) | owner
 
 
+class _Flusher:
+    """fsyncs extracted files on a background thread while extraction goes on, so making the tree durable overlaps
+    the download instead of following it (and, unlike `os.sync()`, flushes only this tree)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Path | None] = queue.Queue(maxsize=4096)
+        self._stopping = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="extract-fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (path := self._queue.get()) is not None:
+            if self._stopping or self._error is not None:
+                continue
+            try:
+                descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+            except OSError as error:
+                self._error = error
+
+    def add(self, path: Path) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(path)
+
+    def finish(self, directories: list[Path]) -> None:
+        """Wait until every queued file is on disk, then flush the directories holding their names."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        for directory in directories:
+            fsync_dir(directory)
+
+    def abort(self) -> None:
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join()
+
+
 class _Extractor:
     def __init__(
         self,
@@ -432,8 +478,10 @@ class _Extractor:
         max_total_bytes: int | None,
         skip_names: frozenset[str],
         cancel: threading.Event | None,
+        flusher: _Flusher | None,
     ):
         self.destination = destination
+        self.flusher = flusher
         self.summary = summary
         self.max_total_bytes = max_total_bytes
         self.skip_names = skip_names
@@ -548,6 +596,8 @@ class _Extractor:
                 pass  # an absurd mtime is not worth failing a restore for
         finally:
             os.close(descriptor)
+        if self.flusher is not None:
+            self.flusher.add(path)
         self.regular_files.add(parts)
         self.summary.files += 1
         self.summary.file_bytes += written
@@ -560,11 +610,13 @@ def extract_stream(
     max_total_bytes: int | None = None,
     skip_names: frozenset[str] = frozenset(),
     cancel: threading.Event | None = None,
+    durable: bool = True,
 ) -> ExtractSummary:
     """Extract the (compressed) tar stream `source` into the empty directory `destination`, safely.
 
-    Blocking: run it in a worker thread. Reads `source` to its end (so a hashing source sees every byte). On any
-    failure `destination` may hold part of the archive: the caller removes the staging directory.
+    Blocking: run it in a worker thread. Reads `source` to its end (so a hashing source sees every byte). With
+    `durable`, every file and directory written is on disk (fsync) when this returns. On any failure `destination`
+    may hold part of the archive: the caller removes the staging directory.
     """
     if any(destination.iterdir()):
         raise ValueError(f"extraction needs an empty staging directory, {destination} is not empty")
@@ -577,7 +629,10 @@ def extract_stream(
             hint="snapshots must be .tar.gz, .tar.lz4, .tar.zst or .tar",
         )
     summary = ExtractSummary(compression)
-    extractor = _Extractor(destination, summary, max_total_bytes=max_total_bytes, skip_names=skip_names, cancel=cancel)
+    flusher = _Flusher() if durable else None
+    extractor = _Extractor(
+        destination, summary, max_total_bytes=max_total_bytes, skip_names=skip_names, cancel=cancel, flusher=flusher
+    )
     decompressed = _CountingReader(_decompressing(peek, compression))
     try:
         with tarfile.open(fileobj=decompressed, mode="r|", tarinfo=_BoundedTarInfo, bufsize=CHUNK) as tar:
@@ -593,6 +648,10 @@ def extract_stream(
             raise tarfile.ReadError("the tar stream ends without its end-of-archive blocks (truncated)")
         while peek.read(CHUNK):
             check_cancel(cancel)
+        if flusher is not None:
+            pending: _Flusher = flusher
+            flusher = None  # finished below: nothing left to abort
+            pending.finish([extractor.path(parts) for parts in sorted(extractor.directories, key=len, reverse=True)])
     except _Unsafe as error:
         raise TaskError(
             f"refusing the archive: {error}",
@@ -615,6 +674,9 @@ def extract_stream(
         if "LZ4F" not in str(error):
             raise
         raise _corrupt(error) from error
+    finally:
+        if flusher is not None:
+            flusher.abort()
     return summary
 
 

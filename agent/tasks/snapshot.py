@@ -13,7 +13,8 @@ restore as they are.
 snapshot-restore: picks the height (`targetHeight`, else `latest.txt`, else the highest archive listed), checks free
 space (archive size x `diskSafetyFactor`), streams the object from S3 through the decompressor into a staging
 directory `data/.snapshot-restore-staging` (no archive on disk), verifies the SHA-256 (the `sha256` param, else the
-published `.sha256` object when there is one), flushes everything to disk, then swaps the staging directory in as
+published `.sha256` object when there is one), with every file fsynced as it is written (on a background thread, so
+durability overlaps the download), then swaps the staging directory in as
 `data/snapshots` (a previous `data/snapshots` is replaced as a whole, because its `metadata.db` indexes only its own
 snapshots). Then the height file `.sei-sidecar-snapshot-height` (decimal, no newline) and last the marker
 `.sei-sidecar-snapshot-done`. Any failure removes the staging directory and leaves `data/` as it was.
@@ -190,8 +191,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
-    """Make the staged tree durable, then move it to `target`, replacing what was there as a whole."""
-    os.sync()  # one flush for every extracted file, before any of it becomes visible
+    """Move the (already durable) staged tree to `target`, replacing what was there as a whole."""
     replaced = target.parent / REPLACED
     if target.exists() or target.is_symlink():
         target.rename(replaced)
