@@ -3,6 +3,7 @@ policy, every value is documented, and the alerts watch metrics the agent really
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 from typing import Any
@@ -225,8 +226,9 @@ def value_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
     paths = []
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        # A map of labels (keys such as `sei.io/nodetask-agent`) is one value, not more settings.
-        if isinstance(value, dict) and value and not any("/" in name or "." in name for name in value):
+        # A map of labels, annotations or a selector is one value, not more settings.
+        is_map_value = key.endswith(("abels", "nnotations", "Selector"))
+        if isinstance(value, dict) and value and not is_map_value:
             paths.extend(value_paths(value, path + "."))
         else:
             paths.append(path)
@@ -278,3 +280,28 @@ def test_extra_rules_are_appended_to_the_role() -> None:
     rules = only(docs, "Role")["rules"]
     assert len(rules) == 4
     assert rules[-1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]}
+
+
+def test_grafana_dashboard_is_valid_json_over_exported_metrics() -> None:
+    docs = documents(render_chart("ns", values=["metrics.grafanaDashboard.enabled=true"]))
+    config_map = only(docs, "ConfigMap")
+    dashboard = json.loads(config_map["data"]["nodetask-agent.json"])
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+    used = {name for expr in expressions for name in re.findall(r"\bnodetask_[a-z_]+\b", expr)}
+
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert used <= exported_metric_names(), f"not exported by the agent: {sorted(used - exported_metric_names())}"
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+    assert all('namespace="$namespace"' in expr for expr in expressions)
+    # Every family the agent exports is on the dashboard.
+    families = {family.name for family in AgentMetrics().registry.collect()}
+    assert {name.removesuffix("_total").removesuffix("_bucket") for name in used} == families
+
+
+def test_grafana_dashboard_can_live_in_grafanas_namespace() -> None:
+    docs = documents(
+        render_chart("ns", values=["metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=obs"])
+    )
+
+    assert only(docs, "ConfigMap")["metadata"]["namespace"] == "obs"

@@ -66,7 +66,11 @@ def test_chart_with_monitoring_passes_server_side_dry_run_against_the_monitoring
     rendered = render_chart(
         kube_namespace.name,
         "agents",
-        values=["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
+        values=[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
     )
 
     result = kube_namespace.kubectl(
@@ -75,7 +79,8 @@ def test_chart_with_monitoring_passes_server_side_dry_run_against_the_monitoring
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(documents(rendered))
-    for applied in ("service/agents", "servicemonitor.monitoring.coreos.com/", "prometheusrule.monitoring.coreos.com/"):
+    for applied in ("service/agents", "servicemonitor.monitoring.coreos.com/", "prometheusrule.monitoring.coreos.com/",
+                    "configmap/agents-nodetask-agent-dashboard"):  # fmt: skip
         assert applied in result.stdout
 
 
