@@ -59,7 +59,14 @@ from agent.models.status import AgentIdentity
 from agent.server import AgentMetrics
 
 from .kubeapi import ApiError, KubeApi
-from .status import essentials, is_terminal, render_cancelled_before_start, render_rejection, render_status
+from .status import (
+    Rendering,
+    essentials,
+    is_terminal,
+    render_cancelled_before_start,
+    render_rejection,
+    render_status,
+)
 from .writer import EventRecorder, StatusWriter, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -189,15 +196,11 @@ class NodeTaskAgent:
             return f"{row.reason}: {row.error}"
         return str(status.get("message", ""))
 
+    def _rendering(self, ref: ResourceRef) -> Rendering:
+        return Rendering(self.identity.agent, ref.generation, utcnow(), self._conditions.get(ref.uid, ()))
+
     def _publish(self, ref: ResourceRef, row: TaskResult, kind: EventKind | None, *, urgent: bool) -> dict[str, Any]:
-        status = render_status(
-            row,
-            kind=kind,
-            agent=self.identity.agent,
-            generation=ref.generation,
-            now=utcnow(),
-            previous_conditions=self._conditions.get(ref.uid, ()),
-        )
+        status = render_status(row, kind, self._rendering(ref))
         self._conditions[ref.uid] = status["conditions"]
         self.writer.update(ref, status, urgent=urgent)
         return status
@@ -256,13 +259,7 @@ class NodeTaskAgent:
 
         if spec.cancel:
             if row is None:
-                desired = render_cancelled_before_start(
-                    task_id=task_id,
-                    agent=self.identity.agent,
-                    generation=ref.generation,
-                    now=utcnow(),
-                    previous_conditions=self._conditions.get(ref.uid, ()),
-                )
+                desired = render_cancelled_before_start(task_id, self._rendering(ref))
                 if self._write_if_changed(ref, desired, observed_status):
                     self.events.record(ref, "Cancelled", "cancelled before it started")
             elif not row.terminal:
@@ -304,28 +301,14 @@ class NodeTaskAgent:
             self.events.record(ref, "Cancelled", "NodeTask deleted while running: handler stopped, task forgotten")
 
     def _reject(self, ref: ResourceRef, error: TaskError, task_id: str | None, observed: dict[str, Any]) -> None:
-        desired = render_rejection(
-            error,
-            task_id=task_id,
-            agent=self.identity.agent,
-            generation=ref.generation,
-            now=utcnow(),
-            previous_conditions=self._conditions.get(ref.uid, ()),
-        )
+        desired = render_rejection(error, task_id, self._rendering(ref))
         if self._write_if_changed(ref, desired, observed):
             self.metrics.rejections.labels(error.reason).inc()
             self.events.record(ref, "Failed", f"{error.reason}: {error.message}", warning=True)
 
     def _ensure(self, ref: ResourceRef, row: TaskResult, observed: dict[str, Any]) -> None:
         """Re-patch the status from the store when the resource tells a different story."""
-        desired = render_status(
-            row,
-            kind=None,
-            agent=self.identity.agent,
-            generation=ref.generation,
-            now=utcnow(),
-            previous_conditions=self._conditions.get(ref.uid, ()),
-        )
+        desired = render_status(row, None, self._rendering(ref))
         self._write_if_changed(ref, desired, observed)
 
     def _write_if_changed(self, ref: ResourceRef, desired: dict[str, Any], observed: dict[str, Any]) -> bool:

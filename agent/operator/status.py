@@ -14,6 +14,7 @@ wakes up. Both are False while a run is active, and a re-run (retry or new `retr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,18 @@ from agent.engine import EventKind
 from agent.models import Phase, Progress, Reason, TaskError, TaskResult, TaskStatus, format_timestamp
 from agent.models.status import AgentIdentity, ConditionStatus, ConditionType
 from agent.server import redact
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What every status rendering needs besides the outcome: who writes, which generation of the resource it
+    describes, the time, and the conditions written last (so that unchanged conditions keep lastTransitionTime)."""
+
+    agent: AgentIdentity
+    generation: int
+    now: datetime
+    previous_conditions: Sequence[dict[str, Any]] = ()
+
 
 MESSAGE_LIMIT = 1024
 ERROR_MESSAGE_LIMIT = 4096
@@ -118,16 +131,10 @@ def conditions_for(
     return conditions
 
 
-def render_status(
-    row: TaskResult,
-    *,
-    kind: EventKind | None,
-    agent: AgentIdentity,
-    generation: int,
-    now: datetime,
-    previous_conditions: Sequence[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    """The status (merge-patch body) that tells what the store knows about `row`."""
+def render_status(row: TaskResult, kind: EventKind | None, context: Rendering) -> dict[str, Any]:
+    """The status (merge-patch body) that tells what the store knows about `row` (`kind`: the engine event that
+    prompted it, if any)."""
+    agent, generation, now = context.agent, context.generation, context.now
     phase = phase_of(row, kind)
     reason, message = _reason_and_message(row, phase)
     status: dict[str, Any] = {
@@ -143,7 +150,7 @@ def render_status(
         "message": _clip(message, MESSAGE_LIMIT),
         "observedGeneration": generation,
         "conditions": conditions_for(
-            phase, reason, message, accepted=True, generation=generation, now=now, previous=previous_conditions
+            phase, reason, message, accepted=True, generation=generation, now=now, previous=context.previous_conditions
         ),
     }
     if phase in (Phase.RUNNING, Phase.PENDING):
@@ -172,76 +179,50 @@ def render_status(
     return status
 
 
-def render_rejection(
-    error: TaskError,
-    *,
-    task_id: str | None,
-    agent: AgentIdentity,
-    generation: int,
-    now: datetime,
-    previous_conditions: Sequence[dict[str, Any]] = (),
+def _never_ran(
+    phase: Phase, error: TaskError, *, accepted: bool, task_id: str | None, context: Rendering
 ) -> dict[str, Any]:
-    """Status of a task refused before anything was stored (InvalidTaskID, UnsupportedType, an unreadable spec):
-    Failed, not accepted, run 0 never started."""
-    stamp = format_timestamp(now)
+    """Status of a task that ended without a run (nothing in the store): no run, resumes, start or result."""
+    stamp = format_timestamp(context.now)
     message = _clip(error.message, MESSAGE_LIMIT)
     return {
-        "phase": Phase.FAILED.value,
+        "phase": phase.value,
         "taskId": task_id,
-        "agent": agent.model_dump(by_alias=True),
+        "agent": context.agent.model_dump(by_alias=True),
         "submittedAt": stamp,
         "completedAt": stamp,
         "reason": error.reason,
         "message": message,
-        "observedGeneration": generation,
+        "observedGeneration": context.generation,
         "error": {
             "reason": error.reason,
             "message": _clip(error.message, ERROR_MESSAGE_LIMIT),
             "hint": _clip(error.hint, MESSAGE_LIMIT),
             "retryable": False,
         },
+        "progress": {"summary": None},
         "conditions": conditions_for(
-            Phase.FAILED,
+            phase,
             error.reason,
             message,
-            accepted=False,
-            generation=generation,
-            now=now,
-            previous=previous_conditions,
+            accepted=accepted,
+            generation=context.generation,
+            now=context.now,
+            previous=context.previous_conditions,
         ),
     }
 
 
-def render_cancelled_before_start(
-    *,
-    task_id: str,
-    agent: AgentIdentity,
-    generation: int,
-    now: datetime,
-    previous_conditions: Sequence[dict[str, Any]] = (),
-) -> dict[str, Any]:
+def render_rejection(error: TaskError, task_id: str | None, context: Rendering) -> dict[str, Any]:
+    """Status of a task refused before anything was stored (InvalidTaskID, UnsupportedType, an unreadable spec):
+    Failed and not accepted."""
+    return _never_ran(Phase.FAILED, error, accepted=False, task_id=task_id, context=context)
+
+
+def render_cancelled_before_start(task_id: str, context: Rendering) -> dict[str, Any]:
     """Status of a task whose `spec.cancel` was already true when the agent first saw it: nothing ran."""
-    stamp = format_timestamp(now)
-    message = "cancelled before it started"
-    return {
-        "phase": Phase.CANCELLED.value,
-        "taskId": task_id,
-        "agent": agent.model_dump(by_alias=True),
-        "completedAt": stamp,
-        "reason": Reason.CANCELLED,
-        "message": message,
-        "observedGeneration": generation,
-        "error": {"reason": Reason.CANCELLED, "message": message, "hint": "", "retryable": False},
-        "conditions": conditions_for(
-            Phase.CANCELLED,
-            Reason.CANCELLED,
-            message,
-            accepted=True,
-            generation=generation,
-            now=now,
-            previous=previous_conditions,
-        ),
-    }
+    cancelled = TaskError("cancelled before it started", reason=Reason.CANCELLED)
+    return _never_ran(Phase.CANCELLED, cancelled, accepted=True, task_id=task_id, context=context)
 
 
 def essentials(status: dict[str, Any] | None) -> tuple[Any, ...]:

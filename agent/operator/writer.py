@@ -29,7 +29,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,14 @@ def backoff_delay(failures: int, *, initial: float = 0.5, cap: float = 30.0) -> 
     """Delay before retry number `failures` (1-based): exponential, capped, with +-20% jitter."""
     base = min(cap, initial * float(2 ** max(0, failures - 1)))
     return base * random.uniform(0.8, 1.2)  # jitter, not cryptography
+
+
+async def _done_within(waiting: Coroutine[Any, Any, Any], seconds: float | None) -> bool:
+    try:
+        await asyncio.wait_for(waiting, seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _ends_run(status: dict[str, Any] | None) -> tuple[int, bool]:
@@ -228,11 +236,7 @@ class StatusWriter:
 
     async def flush(self, within: float | None = None) -> bool:
         """Wait until nothing is pending or in flight (True), or `within` seconds have passed (False)."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), within)
-        except TimeoutError:
-            return False
-        return True
+        return await _done_within(self._idle.wait(), within)
 
 
 # --------------------------------------------------------------------------------------------------- events
@@ -339,8 +343,4 @@ class EventRecorder:
 
     async def flush(self, within: float | None = None) -> bool:
         """Wait until every queued Event was posted or given up (True), or `within` seconds have passed (False)."""
-        try:
-            await asyncio.wait_for(self._queue.join(), within)
-        except TimeoutError:
-            return False
-        return True
+        return await _done_within(self._queue.join(), within)

@@ -11,7 +11,7 @@ from agent.engine import EventKind
 from agent.models import InvalidTaskID, Progress, TaskResult, TaskStatus, UnsupportedType, utcnow
 from agent.models.status import AgentIdentity, NodeTaskStatus
 from agent.operator.kubeapi import ApiError
-from agent.operator.status import essentials, render_cancelled_before_start, render_rejection, render_status
+from agent.operator.status import Rendering, essentials, render_cancelled_before_start, render_rejection, render_status
 from agent.operator.writer import backoff_delay
 
 AGENT = AgentIdentity(pod="node-0", pod_uid="uid-0", session="s1")
@@ -28,7 +28,7 @@ def row(**fields: Any) -> TaskResult:
 def render(
     result: TaskResult, kind: EventKind | None = None, previous: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    return render_status(result, kind=kind, agent=AGENT, generation=3, now=NOW, previous_conditions=previous or ())
+    return render_status(result, kind, Rendering(AGENT, 3, NOW, previous or ()))
 
 
 def condition_states(status: dict[str, Any]) -> dict[str, str]:
@@ -104,16 +104,11 @@ def test_phase_reason_and_conditions_follow_the_row(
 def test_last_transition_time_is_kept_until_the_condition_flips() -> None:
     running = render(row(), EventKind.STARTED)
     later = NOW + timedelta(seconds=30)
-    heartbeat = render_status(
-        row(), kind=None, agent=AGENT, generation=3, now=later, previous_conditions=running["conditions"]
-    )
+    heartbeat = render_status(row(), None, Rendering(AGENT, 3, later, running["conditions"]))
     done = render_status(
         row(status=TaskStatus.COMPLETED, completed_at=later, reason="Succeeded"),
-        kind=EventKind.SUCCEEDED,
-        agent=AGENT,
-        generation=3,
-        now=later,
-        previous_conditions=heartbeat["conditions"],
+        EventKind.SUCCEEDED,
+        Rendering(AGENT, 3, later, heartbeat["conditions"]),
     )
 
     times = lambda s: {c["type"]: c["lastTransitionTime"] for c in s["conditions"]}  # noqa: E731
@@ -164,23 +159,21 @@ def test_long_error_messages_are_clipped() -> None:
     ids=["invalid-id", "unsupported-type"],
 )
 def test_rejections_are_failed_and_not_accepted(error: Exception, task_id: str | None) -> None:
-    status = render_rejection(error, task_id=task_id, agent=AGENT, generation=1, now=NOW)  # type: ignore[arg-type]
+    status = render_rejection(error, task_id, Rendering(AGENT, 1, NOW))  # type: ignore[arg-type]
     assert status["phase"] == "Failed" and status["reason"] == error.reason  # type: ignore[attr-defined]
     assert condition_states(status) == {"Accepted": "False", "Succeeded": "False", "Failed": "True"}
     assert "run" not in status and status["error"]["hint"]
 
 
 def test_cancelled_before_start_latches_failed_with_reason_cancelled() -> None:
-    status = render_cancelled_before_start(task_id=ID, agent=AGENT, generation=2, now=NOW)
+    status = render_cancelled_before_start(ID, Rendering(AGENT, 2, NOW))
     assert (status["phase"], status["reason"]) == ("Cancelled", "Cancelled")
     assert {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}["Failed"] == ("True", "Cancelled")
 
 
 def test_essentials_ignore_heartbeat_and_progress() -> None:
     a = render(row(), EventKind.STARTED)
-    b = render_status(
-        row(progress=Progress(current=1)), kind=None, agent=AGENT, generation=3, now=NOW + timedelta(minutes=1)
-    )
+    b = render_status(row(progress=Progress(current=1)), None, Rendering(AGENT, 3, NOW + timedelta(minutes=1)))
     assert essentials(a) == essentials(b)
     assert essentials(a) != essentials(render(row(resumes=1)))
 
