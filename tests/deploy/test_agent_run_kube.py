@@ -29,13 +29,8 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def agent_command() -> list[str]:
-    """`nodetask-agent run` when the CLI has the command, else the operator's own entry point (same `run_operator`)."""
-    probe = subprocess.run(
-        [str(VENV_BIN / "nodetask-agent"), "run", "--help"], capture_output=True, text=True, timeout=60
-    )
-    if probe.returncode == 0:
-        return [str(VENV_BIN / "nodetask-agent"), "run"]
-    return [sys.executable, "-m", "agent.operator", "run"]
+    """The console script the image's ENTRYPOINT runs, with the StatefulSet's args."""
+    return [str(VENV_BIN / "nodetask-agent"), "run"]
 
 
 def free_port() -> int:
