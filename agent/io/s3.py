@@ -4,7 +4,8 @@ Configuration follows the AWS tools people already know:
 
 - region: the `region` argument (a task param or `SEI_*_REGION`), else boto3's chain (`AWS_REGION`, profile);
 - endpoint: the `endpoint_url` argument, else `settings.s3_endpoint_url` (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`),
-  else AWS. S3-compatible stores (MinIO, Ceph, R2...) get path-style addressing, which all of them understand;
+  else AWS. S3-compatible stores (MinIO, Ceph, R2...) get path-style addressing, which all of them understand, and
+  checksums only where the API requires them (boto3's newer default CRC headers break several of them);
 - credentials: boto3's default chain (env, IRSA / Pod Identity web identity, instance profile); never passed in params;
 - retries: botocore's `standard` mode (SlowDown, throttling, 5xx, connection errors, with backoff), 8 attempts,
   unless `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` say otherwise (`adaptive` adds client-side rate limiting).
@@ -361,6 +362,10 @@ class S3Client:
             read_timeout=60,
             max_pool_connections=MAX_PARALLEL_PARTS * 2 + 4,
             s3={"addressing_style": "path" if endpoint_url else "auto"},
+            # boto3 >= 1.36 adds CRC checksums to every upload by default, which several S3-compatible stores reject
+            # or mishandle; for them, send checksums only where the API requires one (snapshots carry a .sha256).
+            request_checksum_calculation="when_required" if endpoint_url else "when_supported",
+            response_checksum_validation="when_required" if endpoint_url else "when_supported",
         )
         self._client: Any = None
 

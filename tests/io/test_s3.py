@@ -75,6 +75,11 @@ def test_client_from_settings_takes_the_agent_endpoint(settings: AgentSettings) 
     client = S3Client.from_settings(configured, region="eu-west-1")
     assert client.client.meta.endpoint_url == "http://minio.local:9000"
     assert client.client.meta.region_name == "eu-west-1"
+    assert client.client.meta.config.s3["addressing_style"] == "path"
+    assert client.client.meta.config.request_checksum_calculation == "when_required"
+    assert client.client.meta.config.retries["mode"] == "standard"
+    aws = S3Client(region="eu-west-1").client.meta.config
+    assert (aws.s3["addressing_style"], aws.request_checksum_calculation) == ("auto", "when_supported")
 
 
 async def test_get_json_of_invalid_json_names_the_object(s3: S3Client, s3_bucket: str) -> None:
