@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 if kube_dir=$(scripts/kube-tools.sh); then
-  export NODETASK_KUBE_BIN="$kube_dir"
+  export NODETASK_KUBE_CACHE="$kube_dir"
 elif [ "${CI:-}" = "true" ]; then
   echo "scripts/test.sh: building the kube-apiserver tier failed and CI=true requires it" >&2
   exit 1
