@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.models import TaskError, TaskType
+from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.common import HandlerRunner
 from tests.fixtures.s3 import S3FaultProxy, make_snapshots, tree_fingerprint
@@ -337,7 +337,5 @@ async def test_leftovers_of_a_crashed_restore_are_cleaned_up(
 async def test_bad_params_are_refused_before_anything_runs(
     s3_run_handler: HandlerRunner, params: dict[str, Any], field: str
 ) -> None:
-    from agent.models import ParamsInvalid
-
     with pytest.raises(ParamsInvalid, match=field.replace(".", r"\.")):
         await s3_run_handler(TaskType.SNAPSHOT_RESTORE, params)

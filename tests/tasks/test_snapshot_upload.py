@@ -132,6 +132,8 @@ async def test_key_follows_prefix_chain_and_compression(
         ({"prefix": "a/../b"}, "params.prefix"),
         ({"compression": "bz2"}, "params.compression"),
         ({"intervalSeconds": 0}, "params.intervalSeconds"),
+        ({"compression": "gz", "compressionLevel": 15}, "out of range for gz"),
+        ({"compression": "lz4", "compressionLevel": 3}, "lz4 has no compression levels"),
         ({"chainId": "bad chain"}, "params.chainId"),
         ({"bukket": "x"}, "params.bukket"),
     ],
@@ -157,7 +159,7 @@ async def test_failed_upload_publishes_nothing_and_keeps_the_state(
     s3_run_handler.settings = s3_settings.model_copy(update={"s3_endpoint_url": s3_faults.url})
 
     with pytest.raises(TaskError) as caught:
-        await s3_run_handler(TaskType.SNAPSHOT_UPLOAD, {"compression": "lz4", "compressionLevel": 0})
+        await s3_run_handler(TaskType.SNAPSHOT_UPLOAD, {"compression": "lz4"})
 
     assert caught.value.reason == "S3Unavailable"
     assert PREFIX + "200.tar.lz4" in caught.value.message

@@ -86,6 +86,7 @@ def _check_https_url(url: str) -> str:
     return url
 
 
+SnapshotCompression = Literal["gz", "lz4", "zst"]
 BucketName = Annotated[str, AfterValidator(check_bucket_name)]
 Region = Annotated[str, AfterValidator(_check_region)]
 ChainId = Annotated[str, AfterValidator(check_chain_id)]
@@ -141,11 +142,25 @@ class SnapshotRestoreParams(SnapshotLayoutParams):
 class SnapshotUploadParams(SnapshotLayoutParams):
     """`snapshot-upload`: the newest complete snapshot (second-highest height) to S3, once or every interval."""
 
-    compression: Literal["gz", "lz4", "zst"] = "zst"
-    compression_level: int | None = Field(default=None, ge=-7, le=22)
+    compression: SnapshotCompression = "zst"
+    compression_level: int | None = Field(default=None, description="zstd -7..22, gzip 0..9; lz4 has no levels.")
     interval_seconds: int | None = Field(
         default=None, ge=1, description="Keep running, uploading every N seconds (the seed's loop)."
     )
+
+    @model_validator(mode="after")
+    def _level_fits_the_codec(self) -> SnapshotUploadParams:
+        if self.compression_level is None:
+            return self
+        allowed = {"zst": range(-7, 23), "gz": range(10)}.get(self.compression)
+        if allowed is None:
+            raise ValueError("compressionLevel: lz4 has no compression levels here; leave it out")
+        if self.compression_level not in allowed:
+            raise ValueError(
+                f"compressionLevel {self.compression_level} is out of range for {self.compression} "
+                f"({allowed.start}..{allowed.stop - 1})"
+            )
+        return self
 
 
 class ConfigureGenesisParams(S3Params):
@@ -192,6 +207,3 @@ class SetGenesisPeersParams(S3Params):
     """`set-genesis-peers`: `s3://<bucket>/<chainId>/peers.json` into config.toml's persistent peers."""
 
     chain_id: ChainId = ""
-
-
-SnapshotCompression = Literal["gz", "lz4", "zst"]
