@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,27 +59,47 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class Watch:
-    """A raw watch on the namespace's NodeTasks; calls `on_event(type, object, monotonic time)` for each event."""
+    """Watches the namespace's NodeTasks and calls `on_event(type, object, monotonic time)` for each event.
+
+    Survives a cut stream (an API server under load may end it): it lists again, reports every listed object as
+    `LISTED`, and watches on from the list's resource version.
+    """
 
     def __init__(self, connection: Connection, namespace: str, on_event: Callable[[str, dict[str, Any], float], None]):
         self.connection, self.namespace, self.on_event = connection, namespace, on_event
         self.ready = asyncio.Event()
+        self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        headers = {"Authorization": self.connection.authorization() or ""}
+        headers = {"Authorization": self.connection.authorization() or "", "Accept": "application/json"}
         connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context())
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        url = self.connection.server + nodetasks_path(self.namespace)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            url = self.connection.server + nodetasks_path(self.namespace)
-            params = {"watch": "true", "allowWatchBookmarks": "false"}
-            async with session.get(url, params=params, headers=headers) as response:
-                response.raise_for_status()
-                self.ready.set()
-                async for line in response.content:
-                    if line.strip():
-                        event = json.loads(line)
-                        self.on_event(event["type"], event["object"], time.monotonic())
+            while True:
+                try:
+                    async with session.get(url, headers=headers) as listed:
+                        listed.raise_for_status()
+                        snapshot = await listed.json()
+                    now = time.monotonic()
+                    for item in snapshot.get("items", []):
+                        self.on_event("LISTED", item, now)
+                    params = {"watch": "true", "resourceVersion": snapshot["metadata"]["resourceVersion"]}
+                    async with session.get(url, params=params, headers=headers) as response:
+                        response.raise_for_status()
+                        self.ready.set()
+                        async for line in response.content:
+                            event = json.loads(line) if line.strip() else None
+                            if event is None:
+                                continue
+                            if event["type"] == "ERROR":
+                                raise RuntimeError(f"watch error: {event['object'].get('message')}")
+                            self.on_event(event["type"], event["object"], time.monotonic())
+                except (aiohttp.ClientError, RuntimeError, TimeoutError) as error:
+                    print(f"watch restarts after: {error!r}", file=sys.stderr)
+                self.reconnects += 1
+                await asyncio.sleep(0.2)
 
     async def __aenter__(self) -> Watch:
         self._task = asyncio.create_task(self._run())
@@ -150,7 +171,7 @@ async def throughput(
     done = asyncio.Event()
 
     def record(kind: str, obj: dict[str, Any], at: float) -> None:
-        if (obj.get("status") or {}).get("phase") == "Succeeded":
+        if kind != "DELETED" and (obj.get("status") or {}).get("phase") == "Succeeded":
             succeeded.setdefault(obj["metadata"]["name"], at)
             if len(succeeded) == tasks:
                 done.set()
@@ -173,13 +194,25 @@ async def throughput(
         await asyncio.wait_for(done.wait(), 900)
         wall = max(succeeded.values()) - started
         cpu = [cpu_seconds(pid) - cpu_before[pid] for pid in pids]
+    throttled = sum(patch_errors(agent, "429") for agent in agents)
     return {
         "create all (s)": created,
         "wall to all Succeeded (s)": wall,
         "CPU per agent mean (s)": statistics.mean(cpu),
         "CPU per agent max (s)": max(cpu),
         "CPU all agents (s)": sum(cpu),
+        "status patches refused 429, retried": throttled,
     }
+
+
+def patch_errors(agent: ProcessAgent, cause: str) -> float:
+    """The agent's `nodetask_status_patch_errors_total{cause=...}` from its /metrics."""
+    _, text = agent.pod.http("/metrics")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "nodetask_status_patch_errors_total" and sample.labels.get("cause") == cause:
+                return float(sample.value)
+    return 0.0
 
 
 def start_agents(factory: AgentFactory, count: int, extra_env: dict[str, str]) -> list[ProcessAgent]:
@@ -253,7 +286,11 @@ def main() -> None:
         print("| watch | " + " | ".join(keys) + " |")
         print("|---|" + "---:|" * len(keys))
         for label, values in rows:
-            print(f"| {label} | " + " | ".join(f"{values[key]:.1f}" for key in keys) + " |")
+            print(
+                f"| {label} | "
+                + " | ".join(f"{values[key]:.1f}" if key.endswith(")") else f"{values[key]:.0f}" for key in keys)
+                + " |"
+            )
     finally:
         cluster.stop()
 

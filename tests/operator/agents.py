@@ -254,6 +254,10 @@ class AgentFactory:
         return agent.start()
 
     def stop_all(self) -> None:
+        """SIGTERM every process agent first (they shut down in parallel), then stop thread agents and reap."""
+        for agent in self.started:
+            if isinstance(agent, ProcessAgent) and agent.process is not None and agent.process.poll() is None:
+                agent.process.send_signal(signal.SIGTERM)
         for agent in reversed(self.started):
             agent.stop()
 
