@@ -18,7 +18,7 @@ import zstandard
 from agent.io.archive import Compression, detect_compression, extract_stream, tar_chunks, tree_size
 from agent.io.s3 import OperationCancelled
 from agent.models import TaskError
-from tests.fixtures.s3 import make_tree, tree_fingerprint
+from tests.fixtures.s3 import Member, make_tree, tar_of, tree_fingerprint
 
 COMPRESSIONS = [Compression.GZIP, Compression.LZ4, Compression.ZSTD, Compression.NONE]
 COMPRESSORS: dict[Compression, Callable[[bytes], bytes]] = {
@@ -38,15 +38,8 @@ def extract(data: bytes, destination: Path, **options: object) -> object:
     return extract_stream(io.BytesIO(data), destination, **options)  # type: ignore[arg-type]
 
 
-def crafted(members: list[tuple[tarfile.TarInfo, bytes | None]], compression: Compression = Compression.GZIP) -> bytes:
-    """A tar built member by member with Python's tarfile, the way an attacker would write one."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return COMPRESSORS[compression](buffer.getvalue())
+def crafted(members: list[Member], compression: Compression = Compression.GZIP) -> bytes:
+    return COMPRESSORS[compression](tar_of(members))
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, *, link: str = "", mode: int = 0o644) -> tarfile.TarInfo:
@@ -149,7 +142,7 @@ def test_skipped_names_are_never_written_anywhere(tmp_path: Path) -> None:
     assert summary.skipped == ["priv_validator_state.json", "data/priv_validator_state.json"]  # type: ignore[attr-defined]
 
 
-HOSTILE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes | None]], str]] = {
+HOSTILE: dict[str, tuple[list[Member], str]] = {
     "traversal": ([(member("../escaped"), b"x")], "'..'"),
     "nested-traversal": ([(member("a/../../escaped"), b"x")], "'..'"),
     "absolute": ([(member("/tmp/escaped-absolute"), b"x")], "absolute"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import io
 import os
 import tarfile
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import pytest
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.common import HandlerRunner
-from tests.fixtures.s3 import S3FaultProxy, make_snapshots, tree_fingerprint
+from tests.fixtures.s3 import Member, S3FaultProxy, make_snapshots, tar_of, tree_fingerprint
 
 PREFIX = "test-chain/state-sync/"
 VALIDATOR_STATE = '{"height":"12345","round":0,"step":3}'
@@ -57,14 +56,8 @@ def prepare_existing_node(home: Path) -> dict[str, Any]:
     return tree_fingerprint(home)
 
 
-def put_archive(s3_admin: Any, bucket: str, key: str, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    s3_admin.put_object(Bucket=bucket, Key=key, Body=gzip.compress(buffer.getvalue()))
+def put_archive(s3_admin: Any, bucket: str, key: str, members: list[Member]) -> None:
+    s3_admin.put_object(Bucket=bucket, Key=key, Body=gzip.compress(tar_of(members)))
 
 
 @pytest.mark.parametrize("compression", ["gz", "lz4", "zst"])
