@@ -324,3 +324,43 @@ def test_part_schedule_stays_within_s3_limits_and_covers_multi_terabyte_objects(
 def test_part_size_below_the_s3_minimum_is_refused() -> None:
     with pytest.raises(ValueError, match="at least"):
         S3Client(min_part_size=MiB)
+
+
+async def test_upload_from_an_async_iterable_round_trips(s3: S3Client, s3_bucket: str, s3_admin: Any) -> None:
+    data = payload(11 * MiB)
+
+    async def produce() -> Any:
+        for piece in chunked(data, odd_sizes()):
+            await asyncio.sleep(0)
+            yield piece
+
+    result = await s3.upload_stream(s3_bucket, "async.bin", produce())
+
+    assert (result.parts, result.size) == (3, len(data))
+    assert s3_admin.get_object(Bucket=s3_bucket, Key="async.bin")["Body"].read() == data
+
+
+async def test_cancelling_an_async_iterable_upload_aborts_it_and_closes_the_source(
+    s3: S3Client, s3_bucket: str, s3_admin: Any
+) -> None:
+    first_part_sent = asyncio.Event()
+    closed: list[bool] = []
+
+    async def produce() -> Any:
+        try:
+            yield payload(6 * MiB)
+            first_part_sent.set()
+            await asyncio.Event().wait()  # a source that stalls (an RPC that never answers)
+            yield b"never"
+        finally:
+            closed.append(True)
+
+    upload = asyncio.create_task(s3.upload_stream(s3_bucket, "stalled.bin", produce()))
+    await asyncio.wait_for(first_part_sent.wait(), 30)
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+
+    assert closed == [True]
+    assert s3_admin.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert "Contents" not in s3_admin.list_objects_v2(Bucket=s3_bucket)
