@@ -280,7 +280,8 @@ async def snapshot_restore(params: SnapshotRestoreParams, ctx: TaskContext) -> d
                     reason=CHECKSUM_MISMATCH,
                     hint="the archive is not the one that was pinned or published; nothing was moved into place",
                 )
-            await asyncio.to_thread(_swap_into_place, staging, data_dir / "snapshots")
+            # run_blocking, not to_thread: a cancel must wait for the renames to finish before cleanup starts
+            await run_blocking(lambda _: _swap_into_place(staging, data_dir / "snapshots"))
         finally:
             await asyncio.to_thread(_remove_tree, staging)
     atomic_write(ctx.home / HEIGHT_FILE, str(snapshot.height))
