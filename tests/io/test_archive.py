@@ -18,7 +18,7 @@ import zstandard
 from agent.io.archive import Compression, detect_compression, extract_stream, tar_chunks, tree_size
 from agent.io.s3 import OperationCancelled
 from agent.models import TaskError
-from tests.fixtures.s3 import Member, make_tree, tar_of, tree_fingerprint
+from tests.fixtures.s3 import HOSTILE, Member, make_tree, member, raw_header, tar_of, tree_fingerprint
 
 COMPRESSIONS = [Compression.GZIP, Compression.LZ4, Compression.ZSTD, Compression.NONE]
 COMPRESSORS: dict[Compression, Callable[[bytes], bytes]] = {
@@ -40,14 +40,6 @@ def extract(data: bytes, destination: Path, **options: object) -> object:
 
 def crafted(members: list[Member], compression: Compression = Compression.GZIP) -> bytes:
     return COMPRESSORS[compression](tar_of(members))
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, *, link: str = "", mode: int = 0o644) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = link
-    info.mode = mode
-    return info
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
@@ -142,34 +134,6 @@ def test_skipped_names_are_never_written_anywhere(tmp_path: Path) -> None:
     assert summary.skipped == ["priv_validator_state.json", "data/priv_validator_state.json"]  # type: ignore[attr-defined]
 
 
-HOSTILE: dict[str, tuple[list[Member], str]] = {
-    "traversal": ([(member("../escaped"), b"x")], "'..'"),
-    "nested-traversal": ([(member("a/../../escaped"), b"x")], "'..'"),
-    "absolute": ([(member("/tmp/escaped-absolute"), b"x")], "absolute"),
-    "symlink-escape": ([(member("link", tarfile.SYMTYPE, link="../../outside"), None)], "outside"),
-    "absolute-symlink": ([(member("link", tarfile.SYMTYPE, link="/etc"), None)], "absolute"),
-    "symlink-dotdot-after-name": (
-        [(member("q", tarfile.SYMTYPE, link="."), None), (member("x", tarfile.SYMTYPE, link="q/../y"), None)],
-        "after a directory name",
-    ),
-    "write-through-symlink": (
-        [
-            (member("sub", tarfile.DIRTYPE), None),
-            (member("link", tarfile.SYMTYPE, link="sub"), None),
-            (member("link/file"), b"x"),
-        ],
-        "through the symlink",
-    ),
-    "hardlink-escape": ([(member("h", tarfile.LNKTYPE, link="../outside/secret"), None)], "'..'"),
-    "hardlink-absolute": ([(member("h", tarfile.LNKTYPE, link="/etc/passwd"), None)], "absolute"),
-    "hardlink-to-unextracted": ([(member("h", tarfile.LNKTYPE, link="never-there"), None)], "does not point"),
-    "char-device": ([(member("dev", tarfile.CHRTYPE), None)], "device"),
-    "block-device": ([(member("dev", tarfile.BLKTYPE), None)], "device"),
-    "fifo": ([(member("pipe", tarfile.FIFOTYPE), None)], "fifo"),
-    "type-change": ([(member("a", tarfile.DIRTYPE), None), (member("a"), b"x")], "different types"),
-}
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archives_are_refused_and_nothing_escapes(tmp_path: Path, case: str) -> None:
     members, expected = HOSTILE[case]
@@ -186,14 +150,6 @@ def test_hostile_archives_are_refused_and_nothing_escapes(tmp_path: Path, case: 
     after = {path: value for path, value in tree_fingerprint(tmp_path).items() if not path.startswith("stage")}
     assert after == before
     assert not Path("/tmp/escaped-absolute").exists()
-
-
-def raw_header(name: str, kind: bytes, size: int) -> bytes:
-    """A single GNU-format header block declaring `size` bytes (base-256 for sizes over 8 GiB)."""
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.size = size
-    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
 @pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.XGLTYPE])
