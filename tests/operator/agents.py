@@ -36,8 +36,8 @@ SERVICE_ACCOUNT = "nodetask-agent"
 
 AGENT_RULES = [
     {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch", "update"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 
 # Short intervals so that throttling, heartbeats and resyncs show up within a test's time.
