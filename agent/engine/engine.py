@@ -226,6 +226,8 @@ class Engine:
         except Exception as error:  # a handler bug must fail its task, never the agent
             log.exception("handler for %s task %s crashed", row.type, row.id)
             return _crash(error)
+        if deadline.expired():  # the handler swallowed the cancellation and finished late: still past its deadline
+            return _deadline_error(row)
         return _checked_result(result)
 
     def _on_progress(self, run: _Run, progress: Progress) -> None:
@@ -402,6 +404,11 @@ class Engine:
 
     def running(self) -> list[str]:
         return list(self._runs)
+
+    def overdue(self) -> list[str]:
+        """Running tasks past their deadline: the timeout fired but the handler has not stopped (a handler that
+        ignores cancellation, or a blocked event loop). Normally empty; exported as a gauge so an alert can see it."""
+        return [run.task_id for run in self._runs.values() if (left := _remaining(run.row)) is not None and left < 0]
 
     async def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:  # noqa: ASYNC109
         """Wait until the task's current run ends, then return its row (LookupError if it is not stored).

@@ -179,7 +179,7 @@ async def run_operator(
 
     engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace)
     metrics = AgentMetrics()
-    metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz)
+    metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
     engine.add_listener(metrics.observe)
     api = await KubeApi(connection).open()
     writer = StatusWriter(

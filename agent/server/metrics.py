@@ -61,6 +61,11 @@ class AgentMetrics:
             registry=self.registry,
         )
         self.running = Gauge("nodetask_running_tasks", "Tasks executing now.", registry=self.registry)
+        self.overdue = Gauge(
+            "nodetask_overdue_tasks",
+            "Running tasks past their spec.timeoutSeconds whose handler has not stopped (should always be 0).",
+            registry=self.registry,
+        )
         self.ready = Gauge("nodetask_ready", "1 when the readiness gate is open (mark-ready).", registry=self.registry)
         self.status_patches = Counter(
             "nodetask_status_patches", "Successful status patches on NodeTask resources.", registry=self.registry
@@ -80,9 +85,12 @@ class AgentMetrics:
             registry=self.registry,
         )
 
-    def bind(self, running: Callable[[], int], ready: Callable[[], bool]) -> None:
-        """Read the running count and readiness from the engine at scrape time (always current, no bookkeeping)."""
+    def bind(
+        self, running: Callable[[], int], ready: Callable[[], bool], overdue: Callable[[], int] = lambda: 0
+    ) -> None:
+        """Read the running and overdue counts and readiness from the engine at scrape time (no bookkeeping)."""
         self.running.set_function(running)
+        self.overdue.set_function(overdue)
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)
 
     def observe(self, event: TaskEvent) -> None:

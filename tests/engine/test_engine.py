@@ -344,6 +344,18 @@ async def test_timeout_ends_the_run_with_deadline_exceeded(engine: Engine, work:
     assert work.cancelled == [ID]
 
 
+async def test_a_handler_that_ignores_its_deadline_is_reported_overdue(engine: Engine, work: Work) -> None:
+    await engine.submit(task(params={"ignoreCancel": True}, timeout_seconds=1))
+    await work.entered.wait()
+    assert engine.overdue() == []
+    await asyncio.sleep(1.3)
+    assert engine.overdue() == [ID]  # the timeout fired, the handler did not stop
+    work.release.set()
+    result = await engine.wait(ID, timeout=10)
+    assert (result.status, result.reason) == (TaskStatus.FAILED, Reason.DEADLINE_EXCEEDED)
+    assert engine.overdue() == []
+
+
 async def test_handler_raising_its_own_timeout_is_a_crash_not_a_deadline(harness: Harness) -> None:
     async def times_out(params: WorkParams, ctx: TaskContext) -> Any:
         raise TimeoutError("upstream took too long")

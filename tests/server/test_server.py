@@ -70,7 +70,7 @@ async def agent(tmp_path: Path, settings: AgentSettings) -> AsyncIterator[Agent]
     store = SqliteStore(tmp_path / "agent.db")
     engine = Engine(registry, store, settings, progress_interval=0.0)
     metrics = AgentMetrics()
-    metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz)
+    metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
     engine.add_listener(metrics.observe)
     server = AgentServer(engine, metrics, host="127.0.0.1", port=0, identity={"pod": "node-0", "namespace": "ns"})
     await server.start()
