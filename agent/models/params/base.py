@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
+
+CHAIN_ID_MAX_LENGTH = 50
+"""CometBFT's `MaxChainIDLen`: a longer chain ID is refused by the node when it loads genesis."""
+_CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class TaskParams(BaseModel):
@@ -14,6 +21,24 @@ class TaskParams(BaseModel):
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def check_chain_id(value: str) -> str:
+    """The one chain-ID rule of every params model. `""` passes: where a chain ID is optional it means the agent's
+    default (`SEI_CHAIN_ID`); a model whose chain ID is required checks emptiness itself."""
+    if not value:
+        return value
+    if len(value) > CHAIN_ID_MAX_LENGTH:
+        raise ValueError(f"{value!r} is {len(value)} characters, at most {CHAIN_ID_MAX_LENGTH} allowed")
+    if not _CHAIN_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} may contain only letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )
+    return value
+
+
+ChainId = Annotated[str, AfterValidator(check_chain_id)]
+"""A chain ID, or `""` for the agent's default chain."""
 
 
 def format_validation_error(error: ValidationError, prefix: str = "params") -> str:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from .base import TaskParams
+from .base import CHAIN_ID_MAX_LENGTH, ChainId, TaskParams
 
-CHAIN_ID_MAX_LENGTH = 50
-"""CometBFT's `MaxChainIDLen`: a longer chain ID is refused by the node when it loads genesis."""
 MONIKER_MAX_LENGTH = 70
 """The Cosmos SDK's `MaxMonikerLength` for a validator description; a longer moniker cannot go into a gentx."""
-_CHAIN_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class ConfigPatchParams(TaskParams):
@@ -47,18 +43,14 @@ class ConfigPatchParams(TaskParams):
 class GenerateIdentityParams(TaskParams):
     """`generate-identity`: the chain this node's minimal genesis is for, and the node's moniker."""
 
-    chain_id: str = Field(description="Chain ID: 1-50 characters of A-Z a-z 0-9 _ . -")
+    chain_id: ChainId = Field(description=f"Chain ID: 1-{CHAIN_ID_MAX_LENGTH} characters of A-Z a-z 0-9 _ . -")
     moniker: str = Field(description="Human-readable node name written to config.toml (1-70 printable characters).")
 
     @field_validator("chain_id")
     @classmethod
-    def _chain_id_charset(cls, value: str) -> str:
+    def _chain_id_required(cls, value: str) -> str:
         if not value:
             raise ValueError("must not be empty")
-        if len(value) > CHAIN_ID_MAX_LENGTH:
-            raise ValueError(f"{value!r} is {len(value)} characters, at most {CHAIN_ID_MAX_LENGTH} allowed")
-        if not _CHAIN_ID.fullmatch(value):
-            raise ValueError(f"{value!r} may contain only letters, digits, '_', '.' and '-'")
         return value
 
     @field_validator("moniker")

@@ -18,12 +18,11 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, model_validator
 
 from ..errors import ParamsInvalid
-from .base import TaskParams
+from .base import ChainId, TaskParams
 from .node import RpcAddress
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
-_CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -47,12 +46,6 @@ def _check_region(region: str) -> str:
     if region and not _REGION.match(region):
         raise ValueError(f"{region!r} is not a region name such as 'us-east-1'")
     return region
-
-
-def check_chain_id(value: str) -> str:
-    if value and not _CHAIN_ID.match(value):
-        raise ValueError(f"{value!r} is not a chain ID (letters, digits, '.', '_' or '-', at most 50 characters)")
-    return value
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -89,7 +82,6 @@ def _check_https_url(url: str) -> str:
 SnapshotCompression = Literal["gz", "lz4", "zst"]
 BucketName = Annotated[str, AfterValidator(check_bucket_name)]
 Region = Annotated[str, AfterValidator(_check_region)]
-ChainId = Annotated[str, AfterValidator(check_chain_id)]
 KeyPrefix = Annotated[str, AfterValidator(normalize_prefix)]
 Sha256Hex = Annotated[str, AfterValidator(_check_sha256)]
 HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]

@@ -19,14 +19,13 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from .base import TaskParams
+from .base import TaskParams, check_chain_id
 
 DENOM_PATTERN = r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}"
 """The Cosmos SDK's denom rule: a letter, then 2 to 127 letters, digits or `/:._-`."""
 _COIN = re.compile(rf"^(?P<amount>[0-9]+)(?P<denom>{DENOM_PATTERN})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-_CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 DEFAULT_P2P_PORT = 26656
 
 
@@ -99,12 +98,6 @@ Rate = Annotated[Decimal, BeforeValidator(_parse_decimal)]
 PositiveInt = Annotated[int, BeforeValidator(_parse_positive_int)]
 
 
-def _check_chain_id(value: str) -> str:
-    if value and not _CHAIN_ID.match(value):
-        raise ValueError(f"{value!r} is not a chain ID (letters, digits, '.', '_' or '-', at most 50 characters)")
-    return value
-
-
 class GenesisBucketParams(TaskParams):
     """Where the ceremony's artifacts live: `s3://<s3Bucket>/<chainId>/...` (defaults from the agent's settings)."""
 
@@ -112,7 +105,7 @@ class GenesisBucketParams(TaskParams):
     s3_bucket: str = ""
     s3_region: str = ""
 
-    _chain_id = field_validator("chain_id")(_check_chain_id)
+    _chain_id = field_validator("chain_id")(check_chain_id)
 
 
 class GenerateGentxParams(TaskParams):
@@ -133,7 +126,7 @@ class GenerateGentxParams(TaskParams):
     commission_max_change_rate: Rate = Decimal("0.01")
     min_self_delegation: PositiveInt = 1
 
-    _chain_id = field_validator("chain_id")(_check_chain_id)
+    _chain_id = field_validator("chain_id")(check_chain_id)
 
     @field_validator("host")
     @classmethod
@@ -214,7 +207,7 @@ class AssembleGenesisForkParams(AssembleGenesisParams):
     genesis_time: datetime | None = Field(default=None, description="Default: now (kept across re-runs).")
     initial_height: PositiveInt | None = Field(default=None, description="Default: the export's initial_height.")
 
-    _source_chain_id = field_validator("source_chain_id")(_check_chain_id)
+    _source_chain_id = field_validator("source_chain_id")(check_chain_id)
 
     @model_validator(mode="after")
     def _new_chain(self) -> AssembleGenesisForkParams:
