@@ -222,6 +222,7 @@ async def run_plan(
     failed = 0
     succeeded = 0
     try:
+        engine.prune()  # the retention period applies to local stores too
         resumed = await engine.recover()
         if resumed:
             reporter.print(f"resuming {len(resumed)} task(s) left running by an interrupted run")

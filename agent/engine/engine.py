@@ -440,6 +440,18 @@ class Engine:
         """Delete terminal rows older than the retention period (readiness history is kept by the store)."""
         return self._store.prune((now or utcnow()) - self._settings.retention)
 
+    async def prune_forever(self, interval: float = 3600.0) -> None:
+        """Apply the retention period now and then every `interval` seconds, until cancelled.
+
+        A failing prune is logged and tried again next time: retention must never take the agent down.
+        """
+        while True:
+            try:
+                self.prune()
+            except Exception:
+                log.exception("pruning finished tasks older than %s failed; will try again", self._settings.retention)
+            await asyncio.sleep(interval)
+
     # ------------------------------------------------------------------ listeners
 
     def add_listener(self, listener: Listener) -> None:

@@ -226,6 +226,7 @@ async def run_operator(
         background += [
             asyncio.create_task(writer.run(), name="status-writer"),
             asyncio.create_task(events.run(), name="event-recorder"),
+            asyncio.create_task(engine.prune_forever(), name="retention"),
         ]
         field_selector = await agent.choose_selector(options.selector)
         if await agent.start(stop):

@@ -655,6 +655,24 @@ async def test_prune_removes_old_terminal_rows(harness: Harness, work: Work) -> 
     await engine.shutdown()
 
 
+async def test_retention_loop_prunes_at_once_and_survives_a_failing_store(
+    registry: HandlerRegistry, db_path: Path, home: Path, work: Work
+) -> None:
+    settings = AgentSettings(home=home, retention=timedelta(0))
+    store = SqliteStore(db_path)
+    engine = Engine(registry, store, settings)
+    work.release.set()
+    await engine.wait(await engine.submit(task()))
+    loop = asyncio.create_task(engine.prune_forever(interval=0.05))
+    await asyncio.sleep(0.1)
+    assert engine.get(ID) is None  # pruned by the first pass
+    store.close()  # every later pass fails: the loop logs and keeps going
+    await asyncio.sleep(0.15)
+    assert not loop.done()
+    loop.cancel()
+    await engine.shutdown()
+
+
 # ------------------------------------------------------------------------ threads
 
 
