@@ -138,18 +138,16 @@ class Engine:
                 row = _rerun_row(existing, task)
                 self._store.save(row)
             self._emit(EventKind.ACCEPTED, row)
-            self._begin(row, spec, task.params)
+            self._start(row, spec, EventKind.STARTED)
         return task_id
 
-    def _begin(self, row: TaskResult, spec: HandlerSpec[Any], raw_params: dict[str, Any] | None) -> None:
+    def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
+        """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task."""
         try:
-            params = _validate_params(spec, raw_params)
+            params = _validate_params(spec, row.params)
         except ParamsInvalid as error:
             self._finish_failed(row, error)
             return
-        self._start(row, spec, params, EventKind.STARTED)
-
-    def _start(self, row: TaskResult, spec: HandlerSpec[Any], params: TaskParams, kind: EventKind) -> None:
         run = _Run(row.id, row)
         self._runs[row.id] = run
         run.task = asyncio.create_task(self._execute(run, spec, params, kind), name=f"task-{row.type}-{row.id}")
@@ -368,12 +366,7 @@ class Engine:
     def _resume(self, row: TaskResult, spec: HandlerSpec[Any]) -> None:
         row = row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
         self._store.save(row)
-        try:
-            params = _validate_params(spec, row.params)
-        except ParamsInvalid as error:
-            self._finish_failed(row, error)
-            return
-        self._start(row, spec, params, EventKind.RESUMED)
+        self._start(row, spec, EventKind.RESUMED)
 
     # ------------------------------------------------------------------ read side
 
@@ -384,10 +377,7 @@ class Engine:
         except TaskError:
             return None
         row = self._store.get(task_id)
-        run = self._runs.get(task_id)
-        if row is not None and run is not None and run.progress is not None and not row.terminal:
-            return row.model_copy(update={"progress": run.progress})
-        return row
+        return None if row is None else self._with_progress(row)
 
     def recent(self, limit: int = 100) -> list[TaskResult]:
         rows = self._store.list(limit)
