@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,22 +25,33 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
-    """Yield a binary file that replaces `path` only if the block exits without an exception."""
+def _sealed_temp_beside(path: Path, mode: int) -> Iterator[tuple[IO[bytes], Path, Callable[[], None]]]:
+    """A temp file in `path`'s directory: (handle, temp path, seal). `seal()` flushes, fsyncs and sets `mode`, after
+    which the caller renames or links it into place; whatever is left of the temp file is removed on exit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temp = Path(temp_name)
+
+    def seal() -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+        temp.chmod(mode)
+
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.chmod(mode)
-        temp.replace(path)
-        fsync_dir(path.parent)
-    except BaseException:
+            yield handle, temp, seal
+    finally:
         temp.unlink(missing_ok=True)
-        raise
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces `path` only if the block exits without an exception."""
+    with _sealed_temp_beside(path, mode) as (handle, temp, seal):
+        yield handle
+        seal()
+        temp.replace(path)
+    fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -57,23 +68,15 @@ def write_once(path: Path, data: bytes | str, mode: int = 0o600) -> bool:
     """
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.chmod(mode)
+    with _sealed_temp_beside(path, mode) as (handle, temp, seal):
+        handle.write(data.encode() if isinstance(data, str) else data)
+        seal()
         try:
             os.link(temp, path)
         except FileExistsError:
             return False
-        fsync_dir(path.parent)
-        return True
-    finally:
-        temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
 
 
 def contained_path(base: Path, relative: str, *, field: str) -> Path:
