@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need, then runs every check and every test tier this machine can
-# run. With CI=true the real kube-apiserver tier is required: a failed build fails the run instead of skipping it.
+# run. With CI=true the real kube-apiserver and real chain (cometbft, simd) tiers are required: a failed build fails the
+# run instead of skipping it.
 # Extra arguments go to pytest (for example: scripts/test.sh tests/engine -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,14 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 else
   echo "scripts/test.sh: kube-apiserver tier unavailable on this machine; its tests will be skipped" >&2
+fi
+if chain_dir=$(scripts/chain-tools.sh); then
+  export NODETASK_CHAIN_CACHE="$chain_dir"
+elif [ "${CI:-}" = "true" ]; then
+  echo "scripts/test.sh: building the real chain tier (cometbft, simd) failed and CI=true requires it" >&2
+  exit 1
+else
+  echo "scripts/test.sh: real chain tier unavailable on this machine; its tests will be skipped" >&2
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
