@@ -18,8 +18,9 @@ SNAPSHOT_INTERVAL = 5
 
 
 def serve_snapshots(node: SimdNode) -> None:
-    # SDK 0.45 wants the interval to be a multiple of pruning's keep-every (100 by default): keep every height. Every snapshot is kept
-    # (keep-recent 0): with a block every 250 ms, keeping two would prune the one B found before it fetched it.
+    # SDK 0.45 wants the interval to be a multiple of pruning's keep-every (100 by default): keep every height.
+    # Every snapshot is kept (keep-recent 0): with a block every 250 ms, keeping two would prune the one B found
+    # before it fetched it.
     node.edit_app(
         {"state-sync.snapshot-interval": SNAPSHOT_INTERVAL, "state-sync.snapshot-keep-recent": 0, "pruning": "nothing"}
     )
