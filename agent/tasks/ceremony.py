@@ -40,7 +40,14 @@ from agent.chain.cosmos import artifacts
 from agent.chain.cosmos import genesis as genesis_doc
 from agent.chain.cosmos.address import ChainIdentity, consensus_address_bytes
 from agent.chain.cosmos.coins import coin_map, format_coins
-from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
+from agent.chain.cosmos.gentx import (
+    GENTX_INVALID,
+    GentxProblem,
+    VerifiedGentx,
+    check_signature,
+    parse_gentx_bytes,
+    verify_gentx,
+)
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
 from agent.io.files import atomic_write, has_marker, write_marker
@@ -66,6 +73,11 @@ GENTX_MISSING = "GentxMissing"
 IDENTITY_INVALID = "IdentityInvalid"
 MAX_ARTIFACT_BYTES = 1024 * 1024
 FORK_TIME_FILE = ".nodetask-fork-genesis-time.json"
+MIN_SEI_NETWORK_NODES = 3
+FEW_NODES_WARNING = (
+    "{count} validator(s): Sei's node does not leave block sync with fewer than two peers, so this network neither "
+    "starts nor survives a validator restart unless it has at least 3 nodes (add full nodes peered with the validators)"
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,8 @@ def _local_artifacts(
             f"{path}: no gentx for this node", reason=GENTX_MISSING, hint="run generate-gentx first"
         ) from None
     try:
-        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes)
+        account_number = None if chain.defers_gentx_signatures else 0  # the assembler checks a deferred one
+        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"{path}: {problem.detail}", reason=problem.reason, hint="re-run generate-gentx") from None
     if verified.node_id != node_id:
@@ -183,7 +196,8 @@ async def _collect(bucket: Bucket, node_names: list[str], ctx: TaskContext) -> l
 
 def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str, chain: ChainIdentity) -> Validator:
     try:
-        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes)
+        account_number = None if chain.defers_gentx_signatures else 0  # deferred: checked in _assemble
+        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"validator {name!r}: gentx {problem.detail}", reason=problem.reason) from None
     validator = Validator(name, verified)
@@ -257,11 +271,27 @@ def _assemble(
                 f"account {gentx.delegator_address} holds {format_coins(balance)}, which does not cover the "
                 f"self-delegation {stake}",
             )
+    if chain.defers_gentx_signatures:
+        _check_deferred_signatures(document, validators, chain)
     genesis_doc.set_gen_txs(document, [validator.gentx.to_json() for validator in validators])
     document["validators"] = [
         genesis_doc.validator_entry(v.gentx.consensus_public_key, v.gentx.self_delegation.amount, v.gentx.moniker)
         for v in validators
     ]
+
+
+def _check_deferred_signatures(
+    document: genesis_doc.Document, validators: list[Validator], chain: ChainIdentity
+) -> None:
+    """Stock SDK rule: above height 1 a gentx is verified with its account's position in genesis (auth renumbers)."""
+    initial_height = genesis_doc.initial_height(document)
+    positions = genesis_doc.account_positions(document)
+    for validator in validators:
+        number = chain.gentx_account_number(initial_height, positions[validator.gentx.delegator_address])
+        try:
+            check_signature(validator.gentx, str(document.get("chain_id")), number)
+        except GentxProblem as problem:
+            raise validator.problem(problem.reason, f"gentx {problem.detail}") from None
 
 
 async def _publish(
@@ -278,12 +308,15 @@ async def _publish(
             content_type="application/json",
             size_hint=written.size,
         )
-    return {
+    result: dict[str, Any] = {
         "genesisHash": written.sha256,
         "genesisKey": artifacts.genesis_key(bucket.chain_id),
         "peersKey": artifacts.peers_key(bucket.chain_id),
         "validators": len(validators),
     }
+    if len(validators) < MIN_SEI_NETWORK_NODES:
+        result["warning"] = FEW_NODES_WARNING.format(count=len(validators))
+    return result
 
 
 def _already_assembled(home: Path) -> dict[str, Any]:
@@ -348,8 +381,14 @@ def _fork_genesis_time(home: Path, chain_id: str, requested: datetime | None) ->
 
 
 def _rewrite_for_fork(
-    document: genesis_doc.Document, params: AssembleGenesisForkParams, chain_id: str, genesis_time: str
-) -> None:
+    document: genesis_doc.Document,
+    params: AssembleGenesisForkParams,
+    chain_id: str,
+    genesis_time: str,
+    chain: ChainIdentity,
+) -> dict[str, str]:
+    """New chain ID, time and height; the old validator set stripped and its stake settled (see
+    `genesis.settle_stripped_stake`). Returns what was settled, as coin strings, for the result."""
     if params.initial_height is not None:
         document["initial_height"] = str(params.initial_height)
     else:
@@ -364,6 +403,11 @@ def _rewrite_for_fork(
     document["genesis_time"] = genesis_time
     document["validators"] = []
     genesis_doc.strip_validator_state(document)
+    settled = genesis_doc.settle_stripped_stake(document, chain.prefixes.account)
+    return {
+        "movedToCommunityPool": format_coins(settled["moved"]),
+        "burned": format_coins(settled["burned"]),
+    }
 
 
 @handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
@@ -389,22 +433,28 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
         genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
         balance = coin_map(params.account_balance)
 
-        def build() -> genesis_doc.WrittenFile:
+        def build() -> tuple[genesis_doc.WrittenFile, dict[str, str]]:
             # One parsed copy of the export in memory; the serialized form streams to disk while being hashed.
             document = load_genesis(export_path)
             export_path.unlink()
-            _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
+            settled = _rewrite_for_fork(document, params, bucket.chain_id, genesis_time, bucket.identity)
             _assemble(document, validators, balance, bucket.identity)
-            return genesis_doc.write_genesis(config / "genesis.json", document)
+            return genesis_doc.write_genesis(config / "genesis.json", document), settled
 
         ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")
-        written = await asyncio.to_thread(build)
+        written, settled = await asyncio.to_thread(build)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(export_path)  # noqa: PTH108 - a cheap unlink in cleanup, also on cancellation
     result = await _publish(bucket, config / "genesis.json", written, validators)
     write_marker(ctx.home, FORK_MARKER)
-    return {**result, "sourceChainId": params.source_chain_id, "exportKey": export_key, "exportBytes": info.size}
+    return {
+        **result,
+        "sourceChainId": params.source_chain_id,
+        "exportKey": export_key,
+        "exportBytes": info.size,
+        **settled,
+    }
 
 
 HANDLERS = [upload_genesis_artifacts, assemble_and_upload_genesis, assemble_genesis_fork]
