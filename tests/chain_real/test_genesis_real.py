@@ -281,3 +281,76 @@ async def test_gentxs_made_by_simd_direct_and_amino_json_join_an_agent_ceremony(
     await chain.start_and_reach(4)
 
     assert chain.signers(3) == consensus_addresses(chain)
+
+
+# --- export and fork -----------------------------------------------------------------------------------------------
+
+
+def query(node: SimdNode, *args: str) -> Any:
+    """`simd query <args>` against the running node, as JSON."""
+    return json.loads(node.simd("query", *args, "--node", f"tcp://127.0.0.1:{node.rpc_port}", "--output", "json"))
+
+
+def module_address(name: str) -> str:
+    return bech32.encode(COSMOS.account, hashlib.sha256(name.encode()).digest()[:20])
+
+
+async def test_fork_of_a_real_export_starts_with_new_validators_and_consistent_state(
+    simd_chain: SimdChain, chain_agent: Any, ceremony: Any, s3_settings: Any, s3_admin: Any, s3_bucket: str
+) -> None:
+    # The source chain: a single simd validator, run for a few blocks (rewards, community pool), then stopped.
+    source = simd_chain.validator("src", chain_id="src-1").start(wait_height=5)
+    await asyncio.to_thread(source.stop)
+    exporter = chain_agent(
+        source.home,
+        chain_id="src-1",
+        seid_binary=str(source.tools.simd),  # export-state runs `<SEI_BINARY> export --home <home>`
+        s3_endpoint_url=s3_settings.s3_endpoint_url,
+        genesis_bucket=s3_bucket,
+        genesis_region=REGION,
+        **SIMD_IDENTITY,
+    )
+    exported = await done(exporter, TaskType.EXPORT_STATE)
+    export = json.loads(s3_admin.get_object(Bucket=s3_bucket, Key=exported["s3Key"])["Body"].read())
+    accounts = len(export["app_state"]["auth"]["accounts"])
+    initial_height = int(export["initial_height"])
+    old_balance = query_balance_from(export, source.key_address)
+
+    # Stock SDK rule: above height 1, gentxs are verified with the accounts' real numbers (appended in node order).
+    chain = ceremony("fork-1", gentx_account_numbers="initial-height")
+    new_accounts = []
+    for index, name in enumerate(("new-0", "new-1", "new-2")):
+        node, agent = await chain.add(name)
+        gentx = await chain.agent_gentx(node, agent, accountNumber=accounts + index)
+        new_accounts.append(gentx["accountAddress"])
+    await chain.publish_all()
+    fork = await done(
+        chain.agents[0],
+        TaskType.ASSEMBLE_GENESIS_FORK,
+        {"sourceChainId": "src-1", "accountBalance": BALANCE, "nodes": chain.node_list},
+    )
+    assert fork["movedToCommunityPool"] != "nothing"  # the old validator's stake and unclaimed rewards
+    await chain.distribute()
+    await asyncio.to_thread(chain.nodes[0].simd, "validate-genesis")
+
+    # simd's crisis module asserts every invariant (supply, pools, distribution) at InitGenesis: a start proves them.
+    await chain.start_and_reach(initial_height + 3)
+
+    assert chain.signers(initial_height + 1) == consensus_addresses(chain)
+    first = chain.nodes[0]
+    for index, address in enumerate(new_accounts):
+        account = await asyncio.to_thread(query, first, "auth", "account", address)
+        assert int(account["account_number"]) == accounts + index
+    kept = await asyncio.to_thread(query, first, "bank", "balances", source.key_address)
+    assert kept["balances"] == old_balance
+    bonded = (await asyncio.to_thread(query, first, "bank", "balances", module_address("bonded_tokens_pool")))[
+        "balances"
+    ]
+    assert bonded == [{"denom": "stake", "amount": str(3 * 100_000_000)}]  # only the new validators' stake
+
+
+def query_balance_from(genesis: dict[str, Any], address: str) -> list[dict[str, str]]:
+    for entry in genesis["app_state"]["bank"]["balances"]:
+        if entry["address"] == address:
+            return entry["coins"]  # type: ignore[no-any-return]
+    raise AssertionError(f"{address} has no balance in the export")
