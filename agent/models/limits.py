@@ -17,12 +17,25 @@ value is validated, stored or served.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 MAX_PARAMS_DEPTH = 32
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_RESULT_BYTES = 64 * 1024
+RECURSION_LIMIT = 30_000
+"""The interpreter's recursion limit in the agent process (Python's default is 1,000). The Kubernetes API server
+accepts JSON nested up to 10,000 levels; kopf decodes every watch event with `json.loads`, which recurses once per
+level, so with the default limit one deep NodeTask killed the watch (and the agent, at every restart). 30,000 lets
+any object the API server serves be decoded (measured: 20,000 levels decode and encode within the default 8 MiB
+main-thread stack), after which the engine refuses it by the bounds above."""
+
+
+def allow_deep_json() -> None:
+    """Raise the recursion limit to `RECURSION_LIMIT` (never lower it); called at the start of `run` and `local`."""
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
 
 
 def json_depth_exceeds(value: Any, max_depth: int) -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 import kopf
 
 from agent.engine import Engine
+from agent.models.limits import allow_deep_json
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
 from agent.models.settings import AgentSettings
 from agent.server import AgentMetrics, AgentServer
@@ -158,6 +159,7 @@ async def run_operator(
     Async: `asyncio.run(run_operator(settings, kubeconfig=...))`. `registry` defaults to every shipped handler.
     """
     options = options or OperatorOptions.from_env()
+    allow_deep_json()  # kopf must be able to decode any object the API server serves; the engine then refuses it
     # kopf logs every handler call at INFO ("Handler ... succeeded"): one line per watch event, noise at any scale.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if not settings.pod_name or not settings.pod_namespace:

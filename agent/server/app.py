@@ -24,6 +24,7 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
+from agent.models.limits import MAX_PARAMS_DEPTH, json_depth_exceeds
 from agent.models.redaction import redact, redact_text
 
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
@@ -34,6 +35,7 @@ MAX_LIMIT = 1000
 def public_task(result: TaskResult) -> dict[str, Any]:
     """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked
     (`agent.models.redaction.redact`: secret-looking keys, URL userinfo, presigned signatures, tokens...)."""
+    result = _servable(result)
     body = result.model_dump(mode="json", by_alias=True)
     body["phase"] = str(result.phase)
     body["params"] = redact(body.get("params"))
@@ -45,6 +47,18 @@ def public_task(result: TaskResult) -> dict[str, Any]:
         body["progress"]["percent"] = result.progress.percent
         body["progress"]["summary"] = redact_text(result.progress.describe())
     return body
+
+
+def _servable(result: TaskResult) -> TaskResult:
+    """`result` with params or a result nested too deep to serialize replaced by a marker. Such rows cannot be made
+    any more (the engine stores a marker instead), but a store written by an older agent may hold one, and one row
+    must never turn the whole list into a 500."""
+    update = {}
+    for name in ("params", "result"):
+        value = getattr(result, name)
+        if value is not None and json_depth_exceeds(value, MAX_PARAMS_DEPTH):
+            update[name] = {"$omitted": f"{name}: nested more than {MAX_PARAMS_DEPTH} levels deep"}
+    return result.model_copy(update=update) if update else result
 
 
 @dataclass

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import ijson
+import ijson  # type: ignore[import-untyped]
 
 from agent.chain.cosmos import artifacts
 from agent.io.s3 import READ_CHUNK
@@ -173,7 +173,7 @@ class ExportVerifier:
             stripped = self._prelude.lstrip()
             if not stripped:
                 return None
-            if stripped[:1] in (b"{", b"["):
+            if bytes(stripped[:1]) in (b"{", b"["):
                 start = len(self._prelude) - len(stripped)
                 end = self._prelude.find(b"\n", start)
                 if end < 0:
@@ -217,7 +217,7 @@ class ExportVerifier:
         self._events.clear()
 
     def finish(self) -> None:
-        if not self._started and self._prelude.lstrip()[:1] in (b"{", b"["):
+        if not self._started and bytes(self._prelude.lstrip()[:1]) in (b"{", b"["):
             self._started = True  # a last line without a newline: the export, or the parser says what is wrong
             data, self._prelude = bytes(self._prelude), bytearray()
             self._parse(data)
