@@ -36,6 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.engine import Engine, EventKind, TaskEvent, check_task, task_id_conflict
+from agent.io.files import remove_stale_temp_files
 from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
 from agent.models.limits import RECURSION_LIMIT, allow_deep_json
 from agent.models.params import format_validation_error
@@ -218,6 +219,8 @@ async def run_plan(
     """Run a checked plan; returns the process exit code."""
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(settings.store_path)
+    for leftover in remove_stale_temp_files(settings.home):
+        print(f"removed {leftover}, left by an interrupted write", file=out)
     engine = Engine(registry, store, settings)
     reporter = Reporter(out, len(plan))
     engine.add_listener(reporter.on_event)

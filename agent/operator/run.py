@@ -34,6 +34,7 @@ from typing import Any
 import kopf
 
 from agent.engine import Engine
+from agent.io.files import remove_stale_temp_files
 from agent.models.limits import allow_deep_json
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
 from agent.models.settings import AgentSettings
@@ -179,6 +180,8 @@ async def run_operator(
         log.error("%s", error)
         return 1
 
+    for leftover in remove_stale_temp_files(settings.home):
+        log.info("removed %s, left by an atomic write a killed process never finished", leftover)
     engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace)
     metrics = AgentMetrics()
     metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
