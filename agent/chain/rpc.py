@@ -241,6 +241,9 @@ class NetInfo:
 # --- client --------------------------------------------------------------------------------------------------------
 
 
+_CREDENTIAL_STATUS = frozenset({401, 403, 407})
+
+
 def _unwrap(body: Any) -> dict[str, Any]:
     """The result object of a flat or enveloped body; raises ValueError (malformed) or returns the error dict."""
     if not isinstance(body, dict):
@@ -327,7 +330,13 @@ class RpcClient:
         except (ValueError, UnicodeDecodeError):
             parsed = None
         # A JSON-RPC error object wins over the HTTP status: it says what actually went wrong.
-        if isinstance(parsed, dict) and parsed.get("error") not in (None, "") and "result" not in parsed:
+        # Not for credential failures: whatever a 401/403 says stays out of the message (any host may be named).
+        if (
+            status not in _CREDENTIAL_STATUS
+            and isinstance(parsed, dict)
+            and parsed.get("error") not in (None, "")
+            and "result" not in parsed
+        ):
             raise self._error(shown, "rpc", _rpc_error_text(parsed["error"]) + f" (HTTP {status})")
         if status != 200:
             # Never the body: any host may be named as an endpoint, and what it answers (a 401 with a credentials-
