@@ -12,6 +12,9 @@ Decisions (also in the README):
   earlier is reported as failed and not run again unless `--retry-failed` (the local form of a new `retryNonce`).
 - The store lives in the home (`<home>/nodetask-agent.db`) unless `--db` says otherwise. Work left running by an
   interrupted invocation (Ctrl-C, kill) is resumed first, as the agent does after a restart.
+- A task ID already in the store for another type or other params (a copied manifest with the same `spec.taskId`)
+  fails that task with `TaskIdConflict` (exit 1); it is never reported as the stored task's success.
+- Params nested deeper than 32 levels or larger than 64 KiB are a plan problem naming the file (exit 2).
 - `spec.targetPod` is required by the schema (manifests stay valid for a cluster) but not interpreted locally.
 """
 
@@ -32,8 +35,10 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from agent.engine import Engine, EventKind, TaskEvent, check_task
+from agent.engine import Engine, EventKind, TaskEvent, check_task, task_id_conflict
+from agent.io.files import remove_stale_temp_files
 from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
+from agent.models.limits import RECURSION_LIMIT, allow_deep_json
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskManifest
 from agent.models.settings import AgentSettings
@@ -73,6 +78,9 @@ def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedT
             documents = [doc for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")) if doc is not None]
         except yaml.YAMLError as error:
             problems.append(f"{file}: malformed YAML: {_yaml_problem(error)}")
+            continue
+        except RecursionError:
+            problems.append(f"{file}: nested too deeply to read (more than {RECURSION_LIMIT} levels)")
             continue
         except (OSError, UnicodeDecodeError) as error:
             problems.append(f"{file}: cannot read: {error}")
@@ -211,6 +219,8 @@ async def run_plan(
     """Run a checked plan; returns the process exit code."""
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(settings.store_path)
+    for leftover in remove_stale_temp_files(settings.home):
+        print(f"removed {leftover}, left by an interrupted write", file=out)
     engine = Engine(registry, store, settings)
     reporter = Reporter(out, len(plan))
     engine.add_listener(reporter.on_event)
@@ -230,6 +240,13 @@ async def run_plan(
             label = reporter.label(index, planned)
             assert planned.task.id is not None
             existing = store.get(planned.task.id)
+            conflict = None if existing is None else task_id_conflict(existing, planned.task)
+            if conflict is not None:
+                reporter.print(f"{label}: failed ({conflict.reason}): {conflict.message}")
+                failed += 1
+                if not keep_going:
+                    break
+                continue
             if existing is not None and existing.status is TaskStatus.COMPLETED:
                 reporter.outcome(label, existing, None, previously=True)
                 succeeded += 1
@@ -288,6 +305,7 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     registry = default_registry()
+    allow_deep_json()  # a deep manifest must be reported (exit 2, naming the file), not crash the reader
     try:
         plan = load_plan(paths, registry)
     except PlanInvalid as invalid:

@@ -9,7 +9,13 @@ Rules (DESIGN.md section 3), each covered by `tests/engine/`:
   loop plus an INSERT that refuses an existing row, so even two engines on one file cannot both start a task). A
   running row is resumed only by `recover()`, never by a submit: another process sharing the store may be running it.
 - Params are validated with the handler's pydantic model before anything runs; a validation error stores a failed
-  row with reason `ParamsInvalid` and a message naming the field.
+  row with reason `ParamsInvalid` and a message naming the field. Before that, params nested deeper than 32 levels or
+  larger than 64 KiB as JSON (`agent.models.limits`) fail `ParamsInvalid` naming the bound, and are stored as a small
+  marker, never as given (nothing recursive may ever touch them).
+- An ID is an idempotency key for the same work only: a submission whose ID is stored with another type or other
+  params is refused with `TaskIdConflict` (nothing stored, nothing run, the stored task untouched).
+- A handler result larger than 64 KiB as JSON fails the task `ResultTooLarge` (it would be copied into the NodeTask's
+  status, which etcd caps at 1.5 MiB for the whole object); it is not retried.
 - A handler's `TaskError` fails the task with its reason; any other exception fails it with `HandlerCrashed` and the
   exception text, and the process carries on. `timeout_seconds` bounds each run from its start (a resumed run keeps its
   original start, so a restart does not extend the deadline) and ends it with `DeadlineExceeded`.
@@ -50,6 +56,7 @@ from agent.models import (
     Reason,
     Task,
     TaskError,
+    TaskIdConflict,
     TaskResult,
     TaskStatus,
     TaskType,
@@ -57,6 +64,7 @@ from agent.models import (
     normalize_task_id,
     utcnow,
 )
+from agent.models.limits import MAX_RESULT_BYTES, json_bounds_problem
 from agent.models.params import TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
 from agent.store import Store
@@ -69,7 +77,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
 
 # Failures that running again cannot fix: the retry policy never repeats them.
-_NOT_RETRIED = frozenset({Reason.PARAMS_INVALID, Reason.SUPERSEDED})
+_NOT_RETRIED = frozenset({Reason.PARAMS_INVALID, Reason.SUPERSEDED, Reason.RESULT_TOO_LARGE})
 
 
 class _Stop(Enum):
@@ -127,10 +135,16 @@ class Engine:
             raise EngineClosed("the engine is shutting down")
         spec = _spec_for(self._registry, task.type)
         task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
+        params, problem = storable_params(task.params)
+        task = task.model_copy(update={"params": params})
         async with self._submit_lock:
             row = _new_row(task_id, task)
             if not self._store.insert(row):  # the common case, a new ID, costs one statement
                 existing = self._store.get(task_id)
+                if existing is not None:
+                    conflict = task_id_conflict(existing, task)
+                    if conflict is not None:
+                        raise conflict
                 if existing is None or existing.status is not TaskStatus.FAILED:
                     return task_id  # running, completed or cancelled (or removed this instant): a no-op
                 if not (retry or _new_nonce(task, existing)):
@@ -138,7 +152,10 @@ class Engine:
                 row = _rerun_row(existing, task)
                 self._store.save(row)
             self._emit(EventKind.ACCEPTED, row)
-            self._start(row, spec, EventKind.STARTED)
+            if problem is not None:  # too deep or too large: failed without being validated, stored or served
+                self._finish_failed(row, ParamsInvalid(problem))
+            else:
+                self._start(row, spec, EventKind.STARTED)
         return task_id
 
     def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
@@ -478,6 +495,34 @@ def check_task(registry: HandlerRegistry, task: Task) -> tuple[str, HandlerSpec[
     return task_id, spec, _validate_params(spec, task.params)
 
 
+OMITTED_PARAMS_KEY = "$omitted"
+"""Params that break the bounds are stored as `{"$omitted": "<which bound>"}`: never the value itself."""
+
+
+def storable_params(params: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the params to store, the bound they break or None). Params nested deeper or larger than
+    `agent.models.limits` allows are replaced by a small marker naming the bound, so that nothing recursive (the
+    store's JSON, pydantic's serializer, `/v0/tasks`) ever handles them."""
+    if params is None:
+        return None, None
+    problem = json_bounds_problem(params)
+    if problem is None:
+        return params, None
+    return {OMITTED_PARAMS_KEY: problem}, problem
+
+
+def task_id_conflict(existing: TaskResult, task: Task) -> TaskIdConflict | None:
+    """Why `task` is not the work already stored under its ID (another type, other params), or None when it is the
+    same work (then the submission is the idempotent no-op it always was). `task.params` as `storable_params` made
+    them; `None` and `{}` are the same params."""
+    differences = []
+    if existing.type != task.type:
+        differences.append(f"stored type {existing.type!r}, submitted {task.type!r}")
+    if (existing.params or {}) != (storable_params(task.params)[0] or {}):
+        differences.append(f"the params differ from the stored {existing.type} task's")
+    return TaskIdConflict(existing.id, differences) if differences else None
+
+
 def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
     spec = registry.get(task_type)
     if spec is None:
@@ -486,6 +531,11 @@ def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
 
 
 def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> TaskParams:
+    if raw is not None:
+        problem = raw.get(OMITTED_PARAMS_KEY) if len(raw) == 1 else None
+        problem = problem if isinstance(problem, str) else json_bounds_problem(raw)
+        if problem is not None:
+            raise ParamsInvalid(problem, hint="params are limited in depth and size; see docs/reliability.md")
     try:
         params: TaskParams = spec.params_model.model_validate(raw or {})
     except ValidationError as error:
@@ -591,6 +641,17 @@ def _checked_result(result: object) -> dict[str, Any] | TaskError | None:
         return None
     if not isinstance(result, dict):
         return _crash(TypeError(f"handler returned {type(result).__name__}, not a JSON object"))
+    problem = json_bounds_problem(result, what="result", max_bytes=MAX_RESULT_BYTES)
+    if problem is not None and "not serializable" in problem:
+        return _crash(TypeError(problem))
+    if problem is not None:
+        # The result is copied into the NodeTask's status: etcd refuses objects over 1.5 MiB, and a status patch
+        # that can never succeed would leave the resource Running forever.
+        return TaskError(
+            f"the handler's {problem}",
+            reason=Reason.RESULT_TOO_LARGE,
+            hint="this is a bug in the agent (results must stay small); report it with the agent's log",
+        )
     try:
         json.dumps(result)
     except (TypeError, ValueError) as error:

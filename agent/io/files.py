@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,6 +99,36 @@ def contained_path(base: Path, relative: str, *, field: str) -> Path:
     if resolved != resolved_base and resolved_base not in resolved.parents:
         raise ParamsInvalid(f"{field}: {relative!r} resolves outside {base.name}/ (through a symlink)")
     return base / candidate
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+"""What `_sealed_temp_beside` names its temp files: `.<target name>.<8 random characters>.tmp`."""
+
+
+def remove_stale_temp_files(home: Path) -> list[Path]:
+    """Delete temp files the atomic writer left behind when the process was killed mid-write (kill -9, OOM): a
+    `config/.config.toml.ab12cd34.tmp` is never renamed into place and nothing else would remove it.
+
+    Called once at start (agent and local mode), when no write of this home can be in flight: one agent owns a home.
+    Looks where the agent writes: `<home>`, every directory under `<home>/config` (small), the top of `<home>/data`
+    (never its databases' trees) and `<home>/keyring-*`. Returns what was removed; unreadable directories are skipped.
+    """
+    directories = [home, home / "data", *home.glob("keyring-*")]
+    config = home / "config"
+    if config.is_dir():
+        directories += [config, *(path for path in config.rglob("*") if path.is_dir() and not path.is_symlink())]
+    removed = []
+    for directory in directories:
+        try:
+            entries = list(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if _TEMP_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
 
 
 def marker_path(home: Path, name: str) -> Path:

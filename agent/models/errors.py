@@ -56,3 +56,17 @@ class UnsupportedType(TaskRejected):
             hint="this agent supports: " + ", ".join(sorted(known)),
         )
         self.task_type = task_type
+
+
+class TaskIdConflict(TaskRejected):
+    """A task ID already names *other* work (another type or other params): an ID is an idempotency key for the same
+    work only, so the submission is refused instead of being answered with the stored task's outcome."""
+
+    def __init__(self, task_id: str, differences: list[str]):
+        super().__init__(
+            f"task ID {task_id} is already used by a different task ({'; '.join(differences)})",
+            reason=Reason.TASK_ID_CONFLICT,
+            hint="give this task its own spec.taskId (or leave it unset to use the resource's UID)",
+        )
+        self.task_id = task_id
+        self.differences = differences

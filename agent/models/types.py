@@ -87,3 +87,5 @@ class Reason(StrEnum):
     HANDLER_CRASHED = "HandlerCrashed"
     AGENT_RESTARTED = "AgentRestarted"
     SUPERSEDED = "Superseded"
+    TASK_ID_CONFLICT = "TaskIdConflict"
+    RESULT_TOO_LARGE = "ResultTooLarge"

@@ -12,6 +12,7 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | new task                     | nothing                     | `engine.submit`                                      |
 | status terminal, same taskId | nothing (pruned, lost)      | nothing: a finished task never runs again            |
 | new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
+| another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
 The store is the source of truth for outcomes, the resource for what was asked. A type the agent does not know, or a
@@ -40,7 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.engine import Engine, EngineClosed, EventKind, TaskEvent
+from agent.engine import Engine, EngineClosed, EventKind, TaskEvent, task_id_conflict
 from agent.models import (
     Reason,
     ResourceRef,
@@ -251,11 +252,20 @@ class NodeTaskAgent:
                 self._reject(ref, error, None, observed_status)
             return
 
+        row = self.engine.get(task_id)
+        conflict = None if row is None else task_id_conflict(row, self._task(ref, spec, task_id))
+        if conflict is not None:
+            # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
+            # may touch the stored task.
+            if deleted:
+                self._forget(None, ref)
+            else:
+                self._reject(ref, conflict, task_id, observed_status)
+            return
         if deleted:
             await self._deleted(task_id, ref)
             return
         self._remember(task_id, ref)
-        row = self.engine.get(task_id)
 
         if spec.cancel:
             if row is None:
@@ -277,8 +287,9 @@ class NodeTaskAgent:
         else:
             self._ensure(ref, row, observed_status)
 
-    async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
-        task = Task(
+    @staticmethod
+    def _task(ref: ResourceRef, spec: NodeTaskSpec, task_id: str) -> Task:
+        return Task(
             id=task_id,
             type=spec.type,
             params=dict(spec.params),
@@ -287,6 +298,9 @@ class NodeTaskAgent:
             retry_nonce=spec.retry_nonce,
             source=ref,
         )
+
+    async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
+        task = self._task(ref, spec, task_id)
         try:
             await self.engine.submit(task)
         except TaskRejected as error:

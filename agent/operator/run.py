@@ -34,6 +34,8 @@ from typing import Any
 import kopf
 
 from agent.engine import Engine
+from agent.io.files import remove_stale_temp_files
+from agent.models.limits import allow_deep_json
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
 from agent.models.settings import AgentSettings
 from agent.server import AgentMetrics, AgentServer
@@ -158,6 +160,7 @@ async def run_operator(
     Async: `asyncio.run(run_operator(settings, kubeconfig=...))`. `registry` defaults to every shipped handler.
     """
     options = options or OperatorOptions.from_env()
+    allow_deep_json()  # kopf must be able to decode any object the API server serves; the engine then refuses it
     # kopf logs every handler call at INFO ("Handler ... succeeded"): one line per watch event, noise at any scale.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if not settings.pod_name or not settings.pod_namespace:
@@ -177,6 +180,8 @@ async def run_operator(
         log.error("%s", error)
         return 1
 
+    for leftover in remove_stale_temp_files(settings.home):
+        log.info("removed %s, left by an atomic write a killed process never finished", leftover)
     engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace)
     metrics = AgentMetrics()
     metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))

@@ -20,8 +20,8 @@ from typing import Any
 
 from agent.engine import EventKind
 from agent.models import Phase, Progress, Reason, TaskError, TaskResult, TaskStatus, format_timestamp
+from agent.models.redaction import redact, redact_text
 from agent.models.status import AgentIdentity, ConditionStatus, ConditionType
-from agent.server import redact
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ ESSENTIAL_FIELDS = ("phase", "run", "resumes", "taskId", "reason")
 
 
 def _clip(text: str, limit: int) -> str:
+    """`text` with secret-shaped parts masked (defence in depth, see `agent.models.redaction`), at most `limit`
+    characters."""
+    text = redact_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

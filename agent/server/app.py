@@ -10,13 +10,12 @@
 
 Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
 authentication, as in the seed's probe paths; nothing served is secret (handlers never return secrets, and values
-under secret-looking keys are masked anyway, see `public_task`).
+under secret-looking keys, and secret-shaped text such as URL passwords and presigned signatures, are masked anyway,
+see `public_task`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,34 +24,41 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
+from agent.models.limits import MAX_PARAMS_DEPTH, json_depth_exceeds
+from agent.models.redaction import redact, redact_text
 
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
 
 MAX_LIMIT = 1000
-_SECRET_KEY = re.compile(r"mnemonic|priv(ate)?[_-]?key|secret|passphrase|password", re.IGNORECASE)
-REDACTED = "[redacted]"
-
-
-def redact(value: Any) -> Any:
-    """`value` with every entry under a secret-looking key masked, at any depth (defence in depth: handlers and
-    controllers must not put secrets there in the first place)."""
-    if isinstance(value, Mapping):
-        return {key: REDACTED if _SECRET_KEY.search(str(key)) else redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
 
 
 def public_task(result: TaskResult) -> dict[str, Any]:
-    """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked."""
+    """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked
+    (`agent.models.redaction.redact`: secret-looking keys, URL userinfo, presigned signatures, tokens...)."""
+    result = _servable(result)
     body = result.model_dump(mode="json", by_alias=True)
     body["phase"] = str(result.phase)
     body["params"] = redact(body.get("params"))
     body["result"] = redact(body.get("result"))
+    for text in ("error", "hint"):
+        body[text] = redact_text(body.get(text) or "")
     if result.progress is not None:
+        body["progress"]["message"] = redact_text(result.progress.message)
         body["progress"]["percent"] = result.progress.percent
-        body["progress"]["summary"] = result.progress.describe()
+        body["progress"]["summary"] = redact_text(result.progress.describe())
     return body
+
+
+def _servable(result: TaskResult) -> TaskResult:
+    """`result` with params or a result nested too deep to serialize replaced by a marker. Such rows cannot be made
+    any more (the engine stores a marker instead), but a store written by an older agent may hold one, and one row
+    must never turn the whole list into a 500."""
+    update = {}
+    for name in ("params", "result"):
+        value = getattr(result, name)
+        if value is not None and json_depth_exceeds(value, MAX_PARAMS_DEPTH):
+            update[name] = {"$omitted": f"{name}: nested more than {MAX_PARAMS_DEPTH} levels deep"}
+    return result.model_copy(update=update) if update else result
 
 
 @dataclass

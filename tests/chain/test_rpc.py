@@ -113,7 +113,7 @@ async def test_a_lying_witness_serves_a_different_well_formed_hash(cometbft_fact
     ("fault", "kind", "cause"),
     [
         (Fault.HANG, "timeout", "no answer within 0.3s"),
-        (Fault.HTTP_500, "http", "HTTP 500: internal server error"),
+        (Fault.HTTP_500, "http", "HTTP 500 Internal Server Error"),
         (Fault.DROP, "connect", "connection dropped"),
         (Fault.MALFORMED, "malformed", "body is not JSON"),
         (Fault.RPC_ERROR, "rpc", "JSON-RPC error -32603: Internal error: injected fault (HTTP 500)"),

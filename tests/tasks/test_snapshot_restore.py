@@ -21,6 +21,7 @@ from tests.fixtures.s3 import (
     HOSTILE,
     Member,
     S3FaultProxy,
+    as_extracted,
     make_snapshots,
     member,
     raw_header,
@@ -52,7 +53,7 @@ def expected_snapshots(source_home: Path, height: int) -> dict[str, Any]:
     snapshots = source_home / "data" / "snapshots"
     return {
         path: value
-        for path, value in tree_fingerprint(snapshots).items()
+        for path, value in as_extracted(tree_fingerprint(snapshots)).items()
         if path.split("/")[0] in (str(height), "metadata.db")
     }
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -230,7 +230,23 @@ class ExportStateParams(GenesisBucketParams):
 
     s3_key: str = Field(default="", description="Default: <chainId>/exported-state.json.")
     height: int = Field(default=0, ge=0, description="Height to export; 0 means the latest.")
-    seid_binary: str = Field(default="", description="Path or name of seid; default SEI_BINARY, else 'seid'.")
+    seid_binary: Any = Field(
+        default=None,
+        exclude=True,
+        description="Refused: the node binary is agent configuration (SEI_BINARY), never task input.",
+    )
+
+    @field_validator("seid_binary")
+    @classmethod
+    def _no_binary_from_params(cls, value: Any) -> None:
+        # A task param naming a program to execute let anyone who can create a NodeTask run a file of their choice
+        # (for example a script restored from a snapshot) inside the agent's container.
+        if value is not None:
+            raise ValueError(
+                "no longer accepted: the binary export-state runs is agent configuration now "
+                "(SEI_BINARY / AgentSettings.seid_binary), never a task param; remove seidBinary from the manifest"
+            )
+        return None
 
     @field_validator("s3_key")
     @classmethod
