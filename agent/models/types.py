@@ -87,3 +87,7 @@ class Reason(StrEnum):
     HANDLER_CRASHED = "HandlerCrashed"
     AGENT_RESTARTED = "AgentRestarted"
     SUPERSEDED = "Superseded"
+    AGENT_KILLED = "AgentKilled"
+    """The task was running each time the agent process died, `KILL_LIMIT` times in a row (likely OOM)."""
+    POD_REPLACED = "PodReplaced"
+    """The task is pinned (`targetPodUID`) to an earlier incarnation of this pod; a new pod does not resume it."""
