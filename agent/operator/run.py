@@ -294,7 +294,14 @@ class AgentProcess:
         """Start-up reconciliation, then the watch, heartbeats and resync until stopped; the exit code."""
         agent, stop = self.agent, self.stop_flag
         assert agent is not None, "start() first"
-        field_selector = await agent.choose_selector(self.options.selector)
+        selecting = asyncio.create_task(agent.choose_selector(self.options.selector), name="choose-selector")
+        stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+        await asyncio.wait({selecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not selecting.done():  # stopped while the API server does not answer
+            selecting.cancel()
+            return 0
+        field_selector = selecting.result()
         if not await agent.start(stop):
             return 0
         self._background += [
