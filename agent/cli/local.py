@@ -36,13 +36,13 @@ import yaml
 from pydantic import ValidationError
 
 from agent.engine import Engine, EventKind, TaskEvent, check_task, task_id_conflict
-from agent.io.files import remove_stale_temp_files
+from agent.io.files import clean_temporary_files
 from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
 from agent.models.limits import RECURSION_LIMIT, allow_deep_json
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskManifest
 from agent.models.settings import AgentSettings
-from agent.store import SqliteStore
+from agent.store import SqliteStore, StoreError
 from agent.tasks import HandlerRegistry, default_registry
 
 # Local task IDs: uuid5 over "<namespace>/<name>" in this namespace (an arbitrary, fixed UUID).
@@ -218,8 +218,13 @@ async def run_plan(
 ) -> int:
     """Run a checked plan; returns the process exit code."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.store_path)
-    for leftover in remove_stale_temp_files(settings.home):
+    try:
+        store = SqliteStore(settings.store_path, exclusive=True)  # one process per store: refuses a live agent's
+    except StoreError as error:
+        print(f"nodetask-agent local: {error}", file=out, flush=True)
+        return EXIT_FAILED
+    # Left by a killed run; safe: the store's exclusive lock is ours, so no other writer of this home runs.
+    for leftover in clean_temporary_files(settings.home):
         print(f"removed {leftover}, left by an interrupted write", file=out)
     engine = Engine(registry, store, settings)
     reporter = Reporter(out, len(plan))
@@ -232,14 +237,14 @@ async def run_plan(
     failed = 0
     succeeded = 0
     try:
-        engine.prune()  # the retention period applies to local stores too
+        await engine.prune()  # the retention period applies to local stores too
         resumed = await engine.recover()
         if resumed:
             reporter.print(f"resuming {len(resumed)} task(s) left running by an interrupted run")
         for index, planned in enumerate(plan, start=1):
             label = reporter.label(index, planned)
             assert planned.task.id is not None
-            existing = store.get(planned.task.id)
+            existing = await engine.get(planned.task.id)
             conflict = None if existing is None else task_id_conflict(existing, planned.task)
             if conflict is not None:
                 reporter.print(f"{label}: failed ({conflict.reason}): {conflict.message}")
@@ -285,7 +290,7 @@ async def run_plan(
                     break
     finally:
         await engine.shutdown()
-        store.close()
+        await engine.store.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)

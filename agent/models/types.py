@@ -89,3 +89,7 @@ class Reason(StrEnum):
     SUPERSEDED = "Superseded"
     TASK_ID_CONFLICT = "TaskIdConflict"
     RESULT_TOO_LARGE = "ResultTooLarge"
+    AGENT_KILLED = "AgentKilled"
+    """The task was running each time the agent process died, `KILL_LIMIT` times in a row (likely OOM)."""
+    POD_REPLACED = "PodReplaced"
+    """The task is pinned (`targetPodUID`) to an earlier incarnation of this pod; a new pod does not resume it."""

@@ -22,6 +22,14 @@ task ID that is not a UUID (possible when the CRD and the agent are at different
 Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
 is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
 
+Store failures: a reconcile that cannot read or write the store is dropped (the store logs the cause; /healthz is
+503); when the store recovers the agent resyncs at once, so the NodeTask that arrived meanwhile runs without a restart.
+
+A new pod incarnation (POD_UID differs from the one that last owned the store, see `SqliteStore`) resumes the rows of
+NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old incarnation is not resumed but
+failed `PodReplaced` (its status says so, so a controller can re-create it for the new pod); a row whose NodeTask is
+gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
+
 Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
 missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
 is gone is removed). A finalizer would only add the last "Cancelled" status of an object that is about to vanish,
@@ -42,6 +50,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.engine import Engine, EngineClosed, EventKind, TaskEvent, task_id_conflict
+from agent.io.loops import every
 from agent.models import (
     Reason,
     ResourceRef,
@@ -58,6 +67,7 @@ from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskSpec
 from agent.models.status import AgentIdentity
 from agent.server import AgentMetrics
+from agent.store import StoreError
 
 from .kubeapi import ApiError, KubeApi
 from .status import (
@@ -128,6 +138,7 @@ class NodeTaskAgent:
         *,
         heartbeat_interval: float = 30.0,
         resync_interval: float = 60.0,
+        new_incarnation: bool = False,
     ) -> None:
         self.engine = engine
         self.api = api
@@ -137,6 +148,10 @@ class NodeTaskAgent:
         self.identity = identity
         self.heartbeat_interval = heartbeat_interval
         self.resync_interval = resync_interval
+        self.new_incarnation = new_incarnation
+        """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
+        self.resync_now = asyncio.Event()
+        engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
@@ -218,6 +233,8 @@ class NodeTaskAgent:
                 await self._reconcile(body, deleted=deleted or bool(_meta(body).get("deletionTimestamp")))
             except EngineClosed:
                 pass  # shutting down: the next start reconciles again
+            except StoreError as error:  # the store logged it; its recovery triggers a resync that retries this
+                log.debug("NodeTask %s not reconciled: %s", _meta(body).get("name"), error)
         if deleted:
             self._locks.pop(uid, None)
 
@@ -252,7 +269,7 @@ class NodeTaskAgent:
                 self._reject(ref, error, None, observed_status)
             return
 
-        row = self.engine.get(task_id)
+        row = await self.engine.get(task_id)
         conflict = None if row is None else task_id_conflict(row, self._task(ref, spec, task_id))
         if conflict is not None:
             # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
@@ -349,8 +366,12 @@ class NodeTaskAgent:
 
     async def list_own(self) -> list[dict[str, Any]]:
         """This pod's NodeTasks (server-side field selector when available, else filtered here)."""
+        return [item for item in await self.list_addressed() if self.owns(item)]
+
+    async def list_addressed(self) -> list[dict[str, Any]]:
+        """NodeTasks naming this pod in `spec.targetPod`, whatever their `targetPodUID` pin."""
         items = await self.api.list_nodetasks(self.identity.namespace, field_selector=self.field_selector)
-        return [item for item in items if self.owns(item)]
+        return [item for item in items if _spec(item).get("targetPod") == self.identity.name]
 
     async def choose_selector(self, mode: str) -> str | None:
         """Use the server-side field selector on `spec.targetPod` unless the server cannot (no `selectableFields`,
@@ -379,15 +400,21 @@ class NodeTaskAgent:
 
         `recover` needs no API: a hold runs, and readiness is restored, even while the API server is unreachable.
         """
-        resumed = await self.engine.recover()
+        resumed: list[str] | None = None
+        while resumed is None and not stop.is_set():
+            try:
+                resumed = await self.engine.recover(defer=self._defer if self.new_incarnation else None)
+            except StoreError:  # logged by the store; probes keep answering meanwhile
+                await self.engine.store.pause(5.0)
         if resumed:
             log.info("resumed or finished %d task(s) left by the previous process: %s", len(resumed), resumed)
         failures = 0
         while not stop.is_set():
             try:
-                await self.resync()
+                listed = await self.resync()
+                await self._settle_deferred(listed)
                 return True
-            except ApiError as error:
+            except (ApiError, StoreError) as error:
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
                 log.warning("cannot list NodeTasks yet (%s); retrying in %.1fs", error, delay)
@@ -397,10 +424,45 @@ class NodeTaskAgent:
                     pass
         return False
 
-    async def resync(self) -> None:
-        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists."""
+    def _defer(self, row: TaskResult) -> bool:
+        """`recover`'s filter on a new pod incarnation: rows of this namespace's NodeTasks wait for the first list."""
+        source = row.source
+        return source is not None and source.namespace == self.identity.namespace and bool(source.uid)
+
+    async def _settle_deferred(self, listed: list[dict[str, Any]]) -> None:
+        """After the first list: resume, fail `PodReplaced` or remove each row `recover` deferred (module docstring)."""
+        by_task: dict[str, Mapping[str, Any]] = {}
+        for body in listed:
+            task_id = self._task_id_of(body)
+            if task_id:
+                by_task[task_id] = body
+        for row in self.engine.deferred():
+            found = by_task.get(row.id)
+            if found is None:
+                log.info("NodeTask of task %s left running by the previous pod no longer exists: forgetting it", row.id)
+                await self.engine.remove(row.id)
+            elif self.owns(found):
+                await self.engine.resume_deferred(row.id)
+            else:
+                pinned = _spec(found).get("targetPodUID")
+                await self.engine.fail_deferred(
+                    row.id,
+                    TaskError(
+                        f"pinned to pod UID {pinned}, an earlier incarnation of pod {self.identity.name}; this pod "
+                        f"(UID {self.identity.uid}) does not resume it",
+                        reason=Reason.POD_REPLACED,
+                        hint="create a new NodeTask for the current pod (or without targetPodUID) if the work is "
+                        "still wanted",
+                    ),
+                )
+
+    async def resync(self) -> list[dict[str, Any]]:
+        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists.
+
+        Returns every NodeTask addressed to this pod by name (whatever its UID pin)."""
         listed_at: datetime = utcnow()
-        items = await self.list_own()
+        addressed = await self.list_addressed()
+        items = [item for item in addressed if self.owns(item)]
         listed_ids: set[str] = set()
         for body in items:
             await self.reconcile(body)
@@ -408,7 +470,7 @@ class NodeTaskAgent:
             if task_id:
                 listed_ids.add(task_id)
         for task_id in self.engine.running():
-            row = self.engine.get(task_id)
+            row = await self.engine.get(task_id)
             if row is None or row.terminal or task_id in listed_ids:
                 continue
             source = row.source
@@ -423,6 +485,7 @@ class NodeTaskAgent:
             self._forget(task_id, source)
             await self.engine.remove(task_id)
             self.events.record(source, "Cancelled", "NodeTask no longer exists: handler stopped, task forgotten")
+        return addressed
 
     def _task_id_of(self, body: Mapping[str, Any]) -> str | None:
         raw = _spec(body).get("taskId") or _meta(body).get("uid")
@@ -431,21 +494,28 @@ class NodeTaskAgent:
         except TaskRejected:
             return None
 
+    async def _resync_once(self) -> None:
+        try:
+            await self.resync()
+        except (ApiError, StoreError) as error:  # expected outages: one line, no traceback
+            log.warning("periodic NodeTask resync failed (%s); next try in %.0fs", error, self.resync_interval)
+
     async def resync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.resync_interval)
-            try:
-                await self.resync()
-            except ApiError as error:
-                log.warning("periodic NodeTask resync failed (%s); next try in %.0fs", error, self.resync_interval)
+        """Resync every `resync_interval`, and at once when the store recovers; never dies (`every`)."""
+        await every("periodic NodeTask resync", self.resync_interval, self._resync_once, wake=self.resync_now)
+
+    def _heartbeat_once(self) -> None:
+        # From memory (no store read): a run waiting for a failed store keeps its heartbeat, with a message saying why.
+        for row in self.engine.running_rows():
+            if row.terminal:
+                continue
+            for ref in self._targets(row):
+                self._publish(ref, row, None, urgent=False)
 
     async def heartbeat_forever(self) -> None:
         """Renew `status.heartbeatAt` of every running task (throttled like progress, so it costs little)."""
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            for task_id in self.engine.running():
-                row = self.engine.get(task_id)
-                if row is None or row.terminal:
-                    continue
-                for ref in self._targets(row):
-                    self._publish(ref, row, None, urgent=False)
+
+        async def beat() -> None:
+            self._heartbeat_once()
+
+        await every("heartbeat", self.heartbeat_interval, beat)

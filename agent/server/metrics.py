@@ -67,6 +67,9 @@ class AgentMetrics:
             registry=self.registry,
         )
         self.ready = Gauge("nodetask_ready", "1 when the readiness gate is open (mark-ready).", registry=self.registry)
+        self.store_up = Gauge(
+            "nodetask_store_up", "1 while the task store can be written, 0 while it fails.", registry=self.registry
+        )
         self.status_patches = Counter(
             "nodetask_status_patches", "Successful status patches on NodeTask resources.", registry=self.registry
         )
@@ -86,9 +89,14 @@ class AgentMetrics:
         )
 
     def bind(
-        self, running: Callable[[], int], ready: Callable[[], bool], overdue: Callable[[], int] = lambda: 0
+        self,
+        running: Callable[[], int],
+        ready: Callable[[], bool],
+        overdue: Callable[[], int] = lambda: 0,
+        store_up: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Read the running and overdue counts and readiness from the engine at scrape time (no bookkeeping)."""
+        """Read the running and overdue counts, readiness and the store's health from the engine at scrape time."""
+        self.store_up.set_function(lambda: 1.0 if store_up() else 0.0)
         self.running.set_function(running)
         self.overdue.set_function(overdue)
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)

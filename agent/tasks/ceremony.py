@@ -50,7 +50,7 @@ from agent.chain.cosmos.gentx import (
 )
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
-from agent.io.files import atomic_write, has_marker, write_marker
+from agent.io.files import TEMP_SUFFIX, atomic_write, has_marker, write_marker
 from agent.io.s3 import S3_NOT_FOUND, S3Client
 from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
 from agent.models.params.genesis import (
@@ -420,7 +420,7 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
     export_key = params.export_key or artifacts.export_key(params.source_chain_id)
     config = ctx.home / "config"
     config.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".exported-state.", suffix=".json", dir=config)
+    fd, temp_name = tempfile.mkstemp(prefix=".exported-state.", suffix=f".json{TEMP_SUFFIX}", dir=config)
     export_path = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as sink:

@@ -31,7 +31,7 @@ from agent.chain.rpc import RpcClient, RpcError
 from agent.cli import local
 from agent.engine import Engine, check_task
 from agent.io.archive import extract_stream
-from agent.io.files import remove_stale_temp_files
+from agent.io.files import clean_temporary_files
 from agent.models import ParamsInvalid, Reason, RetryPolicy, Task, TaskError, TaskStatus, TaskType
 from agent.models.limits import MAX_PARAMS_DEPTH, allow_deep_json
 from agent.models.params import TaskParams
@@ -488,7 +488,7 @@ def test_stale_temp_files_of_the_atomic_writer_are_removed_at_start(tmp_path: Pa
     for path in keep[1:]:
         path.write_text("not ours")
 
-    assert remove_stale_temp_files(home) == leftovers
+    assert clean_temporary_files(home) == leftovers
     assert not leftovers[0].exists() and all(path.exists() for path in keep)
     assert (config / "config.toml").read_text() == "moniker = 'x'\n"
 

@@ -91,9 +91,9 @@ async def test_healthz_follows_the_readiness_gate(agent: Agent) -> None:
     assert (await agent.get("/healthz"))[0] == 503
 
 
-async def test_livez_pings_the_store_and_fails_once_it_is_closed(agent: Agent) -> None:
+async def test_livez_fails_once_the_store_is_closed(agent: Agent) -> None:
     assert (await agent.get("/livez"))[0] == 200
-    agent.store.close()
+    await agent.engine.store.close()
     assert (await agent.get("/livez")) == (503, {"status": "store unavailable"})
 
 
