@@ -20,7 +20,7 @@ TEMP_SUFFIX = ".nodetask-agent.tmp"
 """Every temporary file the agent writes in the node's home ends with this, so that start-up can remove the ones a
 killed process left behind (`clean_temporary_files`): an interrupted download of a multi-GB export must not stay."""
 TEMP_DIRS = ("", "config", "data")
-"""Where the agent's temporary files live, relative to the home (`data/`: top level only, it holds the chain's state)."""
+"""Where the agent's temporary files live, relative to the home (`data/`: top level only, it holds chain state)."""
 _LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\.exported-state\.[a-z0-9_]{8}\.json$")
 """Temporary names of earlier versions (`.<name>.<8 random>.tmp`, `.exported-state.<8 random>.json`)."""
 

@@ -559,7 +559,10 @@ async def test_recover_runs_holds_before_anything_else_and_supersedes_older_rele
 
     second = harness.engine()
     recovering = asyncio.create_task(second.recover())
-    await asyncio.sleep(0.2)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not order and asyncio.get_running_loop().time() < deadline:  # store calls hop to a thread: allow for load
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # time for anything wrongly started beside the hold to show
     assert order == [f"hold-start:{hold[:8]}"]  # nothing else started while the hold runs
     gate.set()
     handled = await recovering

@@ -304,7 +304,7 @@ async def test_a_reused_task_id_for_other_work_is_a_conflict(
         await engine.submit(Task(id=TASK_ID, type=second_type, params=second_params))
     assert caught.value.reason == Reason.TASK_ID_CONFLICT
     assert difference in caught.value.message and TASK_ID in caught.value.message
-    assert engine.get(TASK_ID) == first  # the stored task is untouched
+    assert await engine.get(TASK_ID) == first  # the stored task is untouched
     # The same work under the same ID stays an idempotent no-op.
     assert await engine.submit(Task(id=TASK_ID, type=TaskType.MARK_READY, params={})) == TASK_ID
     assert await engine.submit(Task(id=TASK_ID, type=TaskType.MARK_READY)) == TASK_ID
