@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from agent.models import TaskError, TaskType
 from agent.tasks.export_state import export_command
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.waiting import wait_until
 
 EXPORT = TaskType.EXPORT_STATE
 MiB = 1024 * 1024
@@ -153,9 +153,7 @@ async def test_cancellation_kills_seid_and_aborts_the_upload(
 ) -> None:
     pid_file = seid(size=12 * MiB, mode="hang")
     task = asyncio.ensure_future(s3_run_handler(EXPORT, {"chainId": "old-chain"}))
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_until(pid_file.exists, what="seid's pid file", timeout=60, unless_done=task)
     pid = int(pid_file.read_text())
     await asyncio.sleep(0.2)  # let it write its first chunk and block
 

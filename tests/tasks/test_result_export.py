@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +145,11 @@ async def test_nothing_new_is_a_no_op(
 
 
 async def test_an_unreachable_node_fails_retryably_instead_of_claiming_success(
-    s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, free_port: int
+    s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, refused_port: Callable[..., int]
 ) -> None:
     with pytest.raises(TaskError) as caught:
         await s3_run_handler(
-            TaskType.RESULT_EXPORT, {"bucket": s3_bucket, "rpcEndpoint": f"http://127.0.0.1:{free_port}"}
+            TaskType.RESULT_EXPORT, {"bucket": s3_bucket, "rpcEndpoint": f"http://127.0.0.1:{refused_port()}"}
         )
     assert caught.value.reason == "RpcError"
     assert caught.value.retryable

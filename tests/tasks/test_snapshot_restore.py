@@ -27,6 +27,7 @@ from tests.fixtures.s3 import (
     tar_of,
     tree_fingerprint,
 )
+from tests.fixtures.waiting import wait_until
 
 PREFIX = "test-chain/state-sync/"
 VALIDATOR_STATE = '{"height":"12345","round":0,"step":3}'
@@ -290,8 +291,8 @@ async def test_cancelled_restore_removes_its_staging_and_keeps_the_data(
     s3_faults.stall("GET", ".tar.zst", seconds=1.5)
     s3_run_handler.settings = s3_settings.model_copy(update={"s3_endpoint_url": s3_faults.url})
     restore = asyncio.create_task(s3_run_handler(TaskType.SNAPSHOT_RESTORE, {}))
-    while not (s3_settings.home / "data" / ".snapshot-restore-staging").exists():
-        await asyncio.sleep(0.02)
+    staging = s3_settings.home / "data" / ".snapshot-restore-staging"
+    await wait_until(staging.exists, what="the restore's staging directory", unless_done=restore)
 
     restore.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.common import HandlerRunner
 from tests.fixtures.s3 import S3FaultProxy, make_snapshots
+from tests.fixtures.waiting import wait_until
 
 PREFIX = "test-chain/state-sync/"
 
@@ -177,12 +178,11 @@ async def test_interval_mode_keeps_going_after_a_failed_iteration_and_stops_on_c
     loop = asyncio.create_task(s3_run_handler(TaskType.SNAPSHOT_UPLOAD, {"intervalSeconds": 1}))
 
     async def wait_for(text: str) -> None:
-        while not any(text in report.message for report in s3_run_handler.progress):
-            assert not loop.done(), loop
-            await asyncio.sleep(0.05)
+        reported = lambda: any(text in report.message for report in s3_run_handler.progress)  # noqa: E731
+        await wait_until(reported, what=f"progress {text!r}", unless_done=loop)
 
-    await asyncio.wait_for(wait_for("iteration 1 failed (S3AccessDenied)"), 30)
-    await asyncio.wait_for(wait_for("iteration 2 uploaded"), 30)
+    await wait_for("iteration 1 failed (S3AccessDenied)")
+    await wait_for("iteration 2 uploaded")
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop
