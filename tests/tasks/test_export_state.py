@@ -129,7 +129,7 @@ async def test_small_or_empty_failed_export_uploads_nothing(
 ) -> None:
     seid(size=size, mode=mode)
     with pytest.raises(TaskError) as caught:
-        await s3_run_handler(EXPORT, {"chainId": "old-chain", "s3Key": "exports/state.json"})
+        await s3_run_handler(EXPORT, {"chainId": "old-chain", "key": "exports/state.json"})
     assert caught.value.reason == "ExportFailed"
     assert stored(s3_admin, s3_bucket, "exports/state.json") is None
 
@@ -171,7 +171,9 @@ def test_export_command_adds_height_only_when_positive(tmp_path: Path) -> None:
     assert export_command("seid", tmp_path, 7)[-2:] == ["--height", "7"]
 
 
-@pytest.mark.parametrize(("params", "field"), [({"height": -1}, "height"), ({"s3Key": "/abs"}, "s3Key")])
+@pytest.mark.parametrize(
+    ("params", "field"), [({"height": -1}, "height"), ({"key": "/abs"}, "key"), ({"s3Key": "/abs"}, "key")]
+)
 async def test_bad_params_are_params_invalid(s3_run_handler: HandlerRunner, params: dict[str, Any], field: str) -> None:
     with pytest.raises(TaskError, match=f"params.{field}") as caught:
         await s3_run_handler(EXPORT, {"chainId": "old-chain", **params})
