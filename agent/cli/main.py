@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.models.settings import AgentSettings
+from agent.models.settings import AgentSettings, SettingsError
 
 from . import local
 from .logs import configure_logging
@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except SettingsError as error:  # a bad environment variable or flag: a usage error, named
+        print(f"nodetask-agent: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # a clear one-line message instead of a traceback for operator errors
         logging.getLogger("agent.cli").debug("command failed", exc_info=True)
         print(f"nodetask-agent: error: {error}", file=sys.stderr)
