@@ -26,4 +26,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
-echo "== pytest" && pytest "$@"
+# --durations: the 25 slowest tests, so that a test growing slow (and missing its `slow` mark) shows in every CI log.
+echo "== pytest" && pytest --durations=25 "$@"

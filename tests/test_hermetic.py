@@ -44,7 +44,9 @@ def _names(node: ast.AST) -> set[str]:
 
 def unbounded_poll_loops(source: str) -> list[int]:
     """Line numbers of `while` loops that sleep and refer to no deadline."""
-    lines = []
+    lines: list[int] = []
+    if "while" not in source:
+        return lines
     text = source.splitlines()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.While) and _sleeps(node) and "# no-deadline: " not in text[node.lineno - 1]:

@@ -185,6 +185,7 @@ def test_tasks_list_and_show_read_the_store(tmp_path: Path, capsys: pytest.Captu
     assert "no task with ID or name 'unready'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_state_and_the_next_run_resumes(tmp_path: Path, refused_port: Callable[..., int]) -> None:
     """Ctrl-C mid-task: the task stays running in the store and the next invocation resumes it.
 

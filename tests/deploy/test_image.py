@@ -163,6 +163,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else(stages:
         assert not dockerignore_allows(excluded), f"{excluded} would reach the build context"
 
 
+@pytest.mark.slow
 def test_build_context_builds_a_wheel_with_the_entrypoint(stages: list[Stage], tmp_path: Path) -> None:
     # The build stage's `pip wheel .` on exactly the files the Dockerfile copies (dependencies aside: no network).
     context = tmp_path / "context"

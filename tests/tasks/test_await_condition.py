@@ -185,6 +185,7 @@ async def run_in_namespace(prefix: list[str], home: Path, params: dict[str, Any]
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviour", "signal_sent", "exit_code"), [("graceful", "SIGTERM", 0), ("stubborn", "SIGKILL", -9)]
 )
@@ -198,6 +199,7 @@ async def test_sigterm_seid_stops_seid_once_the_height_is_reached(
     assert report["exitCode"] == exit_code
 
 
+@pytest.mark.slow
 async def test_sigterm_seid_without_seid_fails_after_the_condition_holds(
     in_pid_namespace: list[str], cometbft: FakeCometBFT, home: Path
 ) -> None:

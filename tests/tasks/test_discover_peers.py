@@ -71,6 +71,7 @@ async def test_static_peers_are_written_deduplicated_and_without_this_node(
     assert "  # filled in by the agent" in text
 
 
+@pytest.mark.slow
 async def test_ec2_instances_with_the_tags_are_queried_for_their_node_ids(
     sei_home: Path, run_handler: HandlerRunner, ec2: Ec2, cometbft_factory: CometBFTFactory
 ) -> None:

@@ -80,6 +80,7 @@ def open_uploads(s3_admin: Any, bucket: str) -> list[Any]:
     return s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("height", "args_tail"),
     [(42, ["--height", "42"]), (0, [])],

@@ -59,6 +59,7 @@ async def test_full_pages_are_exported_as_gzip_ndjson_and_the_state_follows(
     assert s3_run_handler.progress[-1].current == s3_run_handler.progress[-1].total == 100
 
 
+@pytest.mark.slow
 async def test_envelope_bodies_are_kept_as_the_node_sent_them(
     s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, cometbft_factory: CometBFTFactory
 ) -> None:
@@ -69,6 +70,7 @@ async def test_envelope_bodies_are_kept_as_the_node_sent_them(
     assert first["result"] == node.block_results_body(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("files", "first_key"),
     [
@@ -104,6 +106,7 @@ async def test_a_pruned_node_starts_at_its_earliest_block(
     assert result is not None and result["fromHeight"] == 101
 
 
+@pytest.mark.slow
 async def test_a_failure_mid_page_keeps_finished_pages_and_a_rerun_resumes(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, cometbft: FakeCometBFT
 ) -> None:

@@ -72,6 +72,7 @@ async def test_rerun_after_success_uploads_nothing(
     assert after == before
 
 
+@pytest.mark.slow
 async def test_a_newer_snapshot_is_uploaded_and_becomes_latest(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str
 ) -> None:
@@ -100,6 +101,7 @@ async def test_fewer_than_two_snapshots_uploads_nothing(
     assert keys(s3_admin, s3_bucket) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("params", "expected_key"),
     [
@@ -151,6 +153,7 @@ async def test_missing_bucket_everywhere_names_param_and_variable(run_handler: H
         await run_handler(TaskType.SNAPSHOT_UPLOAD, {})
 
 
+@pytest.mark.slow
 async def test_failed_upload_publishes_nothing_and_keeps_the_state(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, s3_faults: S3FaultProxy
 ) -> None:
