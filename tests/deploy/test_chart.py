@@ -67,7 +67,7 @@ def test_role_grants_nothing_cluster_wide_and_nothing_on_secrets() -> None:
 
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
     assert rules == [
-        {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch", "delete"]},
         {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
