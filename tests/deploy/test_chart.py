@@ -291,9 +291,11 @@ def test_grafana_dashboard_is_valid_json_over_exported_metrics() -> None:
     assert used <= exported_metric_names(), f"not exported by the agent: {sorted(used - exported_metric_names())}"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
     assert all('namespace="$namespace"' in expr for expr in expressions)
-    # Every family the agent exports is on the dashboard.
-    families = {family.name for family in AgentMetrics().registry.collect()}
+    # Every task family the agent exports is on the dashboard, and so are its memory, CPU and build.
+    families = {family.name for family in AgentMetrics().registry.collect() if family.name.startswith("nodetask_")}
     assert {name.removesuffix("_total").removesuffix("_bucket") for name in used} == families
+    process = {name for expr in expressions for name in re.findall(r"\bprocess_[a-z_]+\b", expr)}
+    assert process == {"process_resident_memory_bytes", "process_cpu_seconds_total"}
 
 
 def test_grafana_dashboard_can_live_in_grafanas_namespace() -> None:
