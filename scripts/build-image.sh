@@ -22,6 +22,7 @@ mode=${NODETASK_IMAGE_BASE:-auto}
 if [ "$mode" != local ] && podman image exists "$pinned" 2>/dev/null; then
   base=$pinned
 elif [ "$mode" != local ] && timeout 120 podman pull --quiet "docker.io/library/${pinned}" >/dev/null 2>&1; then
+  # pulled: the pinned digest itself
   base=$pinned
 elif [ "$mode" = registry ]; then
   log "cannot pull $pinned and NODETASK_IMAGE_BASE=registry forbids the local base"; exit 1
@@ -43,7 +44,9 @@ version=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","r
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 source_url=$(git remote get-url origin 2>/dev/null || echo unknown)
 log "building $tag on $base (version $version, revision $revision)"
-buildah build --quiet --layers --network host \
+# chroot isolation: RUN steps need no OCI runtime, cgroups or network namespace, so the build also works inside a
+# nested sandbox or a CI container (it runs as root there; the image itself still runs as uid 65532).
+buildah build --quiet --layers --isolation chroot \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
   --build-arg "SOURCE=$source_url" -t "$tag" . >&2
 echo "$tag"

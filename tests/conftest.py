@@ -23,5 +23,5 @@ pytest_plugins = [
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("kube") or item.get_closest_marker("chain"):
+        if any(item.get_closest_marker(tier) for tier in ("kube", "chain", "image")):
             item.add_marker(pytest.mark.slow)
