@@ -5,8 +5,12 @@ Decisions (also in the README):
   wrong types, a task type this agent does not know, a taskId that is not a UUID, params that do not fit the type,
   and two manifests that are the same task. Any problem is reported (file, document, field) and nothing is written,
   not even the store.
-- Tasks run one at a time in file order (files sorted by name when a directory is given, documents in file order), as a
-  controller sequences them. The first failure stops the plan unless `--keep-going`.
+- Tasks run one at a time in file order, as a controller sequences them. A directory is searched recursively for
+  `.yaml`/`.yml` files (hidden files and directories skipped), which run in the order of their paths relative to it,
+  compared component by component (`a/02.yaml` before `b/01.yaml`; number your files and directories to order
+  them); documents run in file order. The first failure stops the plan unless `--keep-going`.
+- `--check` runs the plan checker alone (exit 0 valid, 2 invalid), writing nothing and needing no home: for CI.
+- The node home (`--home`) must exist: a typo must not create a second, empty home and store beside the real one.
 - A manifest without `spec.taskId` gets a stable ID derived from its namespace and name, so running the same files
   again recognises finished work: succeeded tasks are reported as already done and not run again. A task that failed
   earlier is reported as failed and not run again unless `--retry-failed` (the local form of a new `retryNonce`).
@@ -107,9 +111,18 @@ def _manifest_files(paths: Iterable[Path], problems: list[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            found = sorted(
+                (
+                    candidate
+                    for candidate in path.rglob("*")
+                    if candidate.suffix in (".yaml", ".yml")
+                    and candidate.is_file()
+                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                ),
+                key=lambda candidate: candidate.relative_to(path).parts,
+            )
             if not found:
-                problems.append(f"{path}: no .yaml/.yml files in the directory")
+                problems.append(f"{path}: no .yaml/.yml files in the directory or below it")
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -130,10 +143,14 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a NodeTask object, got {type(document).__name__}")
         return None
+    if document.get("kind") not in (None, "NodeTask"):
+        problems.append(f"{where}: a {document['kind']}, not a NodeTask (local mode runs NodeTask manifests only)")
+        return None
     try:
         manifest = NodeTaskManifest.model_validate(document)
     except ValidationError as error:
-        problems.append(f"{where}: {format_validation_error(error, prefix='').lstrip('.')}")
+        described = format_validation_error(error, prefix="", model=NodeTaskManifest)
+        problems.append(f"{where}: {described}")
         return None
     spec = manifest.spec
     namespace = manifest.metadata.namespace or "default"
@@ -216,8 +233,7 @@ async def run_plan(
     retry_failed: bool = False,
     out: TextIO,
 ) -> int:
-    """Run a checked plan; returns the process exit code."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """Run a checked plan; returns the process exit code. The home must exist (the CLI checks it)."""
     try:
         store = SqliteStore(settings.store_path, exclusive=True)  # one process per store: refuses a live agent's
     except StoreError as error:
@@ -298,6 +314,28 @@ async def run_plan(
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def check(paths: list[Path], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`local --check`: the plan checker alone. Exit 0 and a summary when every manifest would run, else 2 and every
+    problem; nothing is run or written."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        plan = load_plan(paths, default_registry())
+    except PlanInvalid as invalid:
+        _print_problems(invalid, err, "nothing was run")
+        return EXIT_INVALID
+    print(f"nodetask-agent local --check: {len(plan)} task(s) valid", file=out)
+    for planned in plan:
+        print(f"  {planned.source}: {planned.name} ({planned.task.type})", file=out)
+    return EXIT_OK
+
+
+def _print_problems(invalid: PlanInvalid, err: TextIO, outcome: str) -> None:
+    print(f"nodetask-agent local: {len(invalid.problems)} problem(s); {outcome}:", file=err)
+    for problem in invalid.problems:
+        print(f"  {problem}", file=err)
+
+
 def main(
     paths: list[Path],
     settings: AgentSettings,
@@ -314,9 +352,7 @@ def main(
     try:
         plan = load_plan(paths, registry)
     except PlanInvalid as invalid:
-        print(f"nodetask-agent local: {len(invalid.problems)} problem(s); nothing was run:", file=err)
-        for problem in invalid.problems:
-            print(f"  {problem}", file=err)
+        _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID
     print(
         f"nodetask-agent local: {len(plan)} task(s), home {settings.home}, store {settings.store_path}",

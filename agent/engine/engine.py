@@ -614,7 +614,7 @@ def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> Task
     try:
         params: TaskParams = spec.params_model.model_validate(raw or {})
     except ValidationError as error:
-        raise ParamsInvalid(format_validation_error(error)) from None
+        raise ParamsInvalid(format_validation_error(error, model=spec.params_model)) from None
     return params
 
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from .types import Reason
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest candidate, compared case-insensitively; `""` when none is close."""
+    by_folded = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(word.lower(), list(by_folded), n=1, cutoff=0.75)
+    return f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
 
 
 class TaskError(Exception):
@@ -51,7 +61,7 @@ class UnsupportedType(TaskRejected):
 
     def __init__(self, task_type: str, known: list[str]):
         super().__init__(
-            f"unknown task type: {task_type!r}",
+            f"unknown task type: {task_type!r}{did_you_mean(task_type, known)}",
             reason=Reason.UNSUPPORTED_TYPE,
             hint="this agent supports: " + ", ".join(sorted(known)),
         )

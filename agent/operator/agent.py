@@ -30,6 +30,13 @@ NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old
 failed `PodReplaced` (its status says so, so a controller can re-create it for the new pod); a row whose NodeTask is
 gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
 
+`spec.ttlSecondsAfterFinished` (as on a Job): once the resource's status says the task finished (Succeeded, Failed or
+Cancelled; so controllers and `kubectl wait` saw the outcome first), the agent deletes the NodeTask that many seconds
+after `status.completedAt`, with a UID precondition. The deletion is timed in the process and re-checked on every
+reconcile (start-up and periodic resync included), so an agent restart delays it at most by one resync. Its Role
+has `delete` on nodetasks for this, and the admission policy lets a pod's agent delete only finished NodeTasks of
+its own pod that ask for a TTL. The store row stays (history) until the retention period prunes it.
+
 Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
 missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
 is gone is removed). A finalizer would only add the last "Cancelled" status of an object that is about to vanish,
@@ -61,6 +68,7 @@ from agent.models import (
     TaskResult,
     TaskStatus,
     normalize_task_id,
+    parse_timestamp,
     utcnow,
 )
 from agent.models.params import format_validation_error
@@ -156,6 +164,7 @@ class NodeTaskAgent:
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
+        self._expiries: dict[str, asyncio.Task[None]] = {}  # object UID -> its pending TTL deletion
 
     # ------------------------------------------------------------------------------------------ addressing
 
@@ -280,8 +289,10 @@ class NodeTaskAgent:
                 self._reject(ref, conflict, task_id, observed_status)
             return
         if deleted:
+            self._cancel_expiry(ref.uid)
             await self._deleted(task_id, ref)
             return
+        self._schedule_expiry(ref, spec, observed_status)
         self._remember(task_id, ref)
 
         if spec.cancel:
@@ -322,6 +333,50 @@ class NodeTaskAgent:
             await self.engine.submit(task)
         except TaskRejected as error:
             self._reject(ref, error, task_id, observed)
+
+    # ------------------------------------------------------------------------- ttlSecondsAfterFinished
+
+    def _schedule_expiry(self, ref: ResourceRef, spec: NodeTaskSpec, observed: dict[str, Any]) -> None:
+        """Time the deletion of a finished NodeTask that asks for it (see the module docstring)."""
+        ttl = spec.ttl_seconds_after_finished
+        if ttl is None or not is_terminal(observed) or ref.uid in self._expiries:
+            return
+        try:
+            finished_at = parse_timestamp(str(observed.get("completedAt") or ""))
+        except ValueError:
+            finished_at = utcnow()  # no (readable) completion time: count from now, never delete early
+        delay = max(0.0, (finished_at - utcnow()).total_seconds() + ttl)
+        expiry = asyncio.create_task(self._expire(ref, delay), name=f"ttl-{ref.name}")
+        self._expiries[ref.uid] = expiry
+
+        def _done(_: asyncio.Task[None]) -> None:
+            if self._expiries.get(ref.uid) is expiry:
+                del self._expiries[ref.uid]
+
+        expiry.add_done_callback(_done)
+
+    def _cancel_expiry(self, uid: str) -> None:
+        expiry = self._expiries.pop(uid, None)
+        if expiry is not None and expiry is not asyncio.current_task():
+            expiry.cancel()
+
+    async def _expire(self, ref: ResourceRef, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            deleted = await self.api.delete_nodetask(ref.namespace, ref.name, ref.uid)
+        except ApiError as error:
+            # Not fatal: the next reconcile (watch event or resync) times it again.
+            log.warning(
+                "deleting finished NodeTask %s/%s (ttlSecondsAfterFinished) failed: %s", ref.namespace, ref.name, error
+            )
+            return
+        if deleted:
+            log.info("deleted finished NodeTask %s/%s: its ttlSecondsAfterFinished passed", ref.namespace, ref.name)
+
+    def cancel_expiries(self) -> None:
+        """Stop every pending TTL deletion (shutdown); the next start times them again from completedAt."""
+        for uid in list(self._expiries):
+            self._cancel_expiry(uid)
 
     async def _deleted(self, task_id: str, ref: ResourceRef) -> None:
         self._forget(task_id, ref)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 import uuid
@@ -73,33 +72,14 @@ class OperatorOptions:
     selector: str = "auto"
     """auto: field selector on spec.targetPod if the server supports it; none: filter here.  [NODETASK_SELECTOR]"""
 
-    _ENV = {
-        "http_host": "NODETASK_HTTP_HOST",
-        "progress_interval": "NODETASK_PROGRESS_SECONDS",
-        "heartbeat_interval": "NODETASK_HEARTBEAT_SECONDS",
-        "resync_interval": "NODETASK_RESYNC_SECONDS",
-        "shutdown_grace": "NODETASK_SHUTDOWN_GRACE_SECONDS",
-        "status_concurrency": "NODETASK_STATUS_CONCURRENCY",
-        "selector": "NODETASK_SELECTOR",
-    }
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorOptions:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            variable = cls._ENV.get(item.name)
-            raw = env.get(variable, "").strip() if variable else ""
-            if not raw:
-                continue
-            try:
-                values[item.name] = type(getattr(cls, item.name))(raw)
-            except ValueError:
-                raise ValueError(f"{variable}={raw!r}: not a valid {type(getattr(cls, item.name)).__name__}") from None
-        options = cls(**values)
-        if options.selector not in ("auto", "none"):
-            raise ValueError(f"NODETASK_SELECTOR={options.selector!r}: must be 'auto' or 'none'")
-        return options
+        """The options from the environment, read and validated by the one settings model (`AgentSettings`)."""
+        return cls.from_settings(AgentSettings.from_env(env))
+
+    @classmethod
+    def from_settings(cls, settings: AgentSettings) -> OperatorOptions:
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 
 class _ForeverBackoff:

@@ -9,6 +9,8 @@ rows map one to one (`completed` -> `Succeeded`, ...). Conditions (see `agent.mo
 the agent took the task; `Succeeded` True when the latest run succeeded; `Failed` True when the task ended without
 success, *including* cancellation (reason `Cancelled`), so that a controller waiting on either condition always
 wakes up. Both are False while a run is active, and a re-run (retry or new `retryNonce`) turns them False again.
+`Finished` is True on every terminal phase; kstatus' `Reconciling` / `Stalled` / `Ready` are True while active /
+after a failure or cancellation / after success, exactly one at a time.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def conditions_for(
     now: datetime,
     previous: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """The three conditions, keeping `lastTransitionTime` of each whose status did not change."""
+    """Every condition (see `agent.models.status`), keeping `lastTransitionTime` of each whose status did not change."""
     stamp = format_timestamp(now)
     before = {condition.get("type"): condition for condition in previous}
     short = _clip(message, MESSAGE_LIMIT)
@@ -104,6 +106,8 @@ def conditions_for(
         accepted_state = (ConditionStatus.FALSE, reason, short)
     succeeded = phase is Phase.SUCCEEDED
     failed = phase in (Phase.FAILED, Phase.CANCELLED)
+    active = not (succeeded or failed)
+    outcome_reason = reason if not active else phase.value
     states = {
         ConditionType.ACCEPTED: accepted_state,
         ConditionType.SUCCEEDED: (
@@ -114,6 +118,22 @@ def conditions_for(
         ConditionType.FAILED: (
             ConditionStatus.TRUE if failed else ConditionStatus.FALSE,
             reason if succeeded or failed else phase.value,
+            short if failed else "",
+        ),
+        ConditionType.FINISHED: (
+            ConditionStatus.FALSE if active else ConditionStatus.TRUE,
+            outcome_reason,
+            "" if active else f"{phase.value}: {short}",
+        ),
+        ConditionType.READY: (ConditionStatus.TRUE if succeeded else ConditionStatus.FALSE, outcome_reason, short),
+        ConditionType.RECONCILING: (
+            ConditionStatus.TRUE if active else ConditionStatus.FALSE,
+            reason if active else phase.value,
+            short if active else "",
+        ),
+        ConditionType.STALLED: (
+            ConditionStatus.TRUE if failed else ConditionStatus.FALSE,
+            outcome_reason,
             short if failed else "",
         ),
     }

@@ -2,15 +2,31 @@
 
 Each `AgentMetrics` owns its own `CollectorRegistry`, so several agents (or tests) in one process never collide on
 the global registry. The operator's status writer reports its patch outcomes here too.
+
+Besides the task metrics, the registry carries what every Prometheus client exports on its default registry and
+dashboards expect: the process (`process_resident_memory_bytes`, `process_cpu_seconds_total`, open fds, start time),
+the Python platform and the garbage collector (`python_gc_*`), and `nodetask_agent_build_info` (constant 1, labelled
+with the agent's version and Python's) so that a rollout can be watched version by version.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from agent import __version__
 from agent.engine import EventKind, TaskEvent
 
 __all__ = ["CONTENT_TYPE_LATEST", "AgentMetrics"]
@@ -29,6 +45,16 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.build_info = Gauge(
+            "nodetask_agent_build_info",
+            "Always 1; the labels say which agent build runs (version) on which Python.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.submissions = Counter(
             "nodetask_submissions",
             "Task runs accepted by the engine (new tasks and re-runs).",

@@ -91,10 +91,10 @@ class Bucket:
 def genesis_bucket(params: GenesisBucketParams, ctx: TaskContext) -> Bucket:
     """Chain ID, bucket and client from params, falling back to SEI_CHAIN_ID / SEI_GENESIS_BUCKET / _REGION."""
     chain_id = resolve_chain_id(params.chain_id, ctx.settings)
-    bucket = params.s3_bucket or ctx.settings.genesis_bucket
+    bucket = params.bucket or ctx.settings.genesis_bucket
     if not bucket:
-        raise ParamsInvalid("params.s3Bucket: not given, and SEI_GENESIS_BUCKET is not set")
-    region = params.s3_region or ctx.settings.genesis_region
+        raise ParamsInvalid("params.bucket: not given, and SEI_GENESIS_BUCKET is not set")
+    region = params.region or ctx.settings.genesis_region
     s3 = S3Client.from_settings(ctx.settings, region=region)
     return Bucket(chain_id, bucket, s3, ChainIdentity.from_settings(ctx.settings))
 

@@ -313,7 +313,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 async def export_state(params: ExportStateParams, ctx: TaskContext) -> dict[str, Any]:
     """Run `seid export`, verify its JSON and stream it to S3 (default key `<chainId>/exported-state.json`)."""
     bucket = genesis_bucket(params, ctx)
-    key = params.s3_key or artifacts.export_key(bucket.chain_id)
+    key = params.key or artifacts.export_key(bucket.chain_id)
     binary = ctx.settings.seid_binary
     resolved = shutil.which(binary)
     if resolved is None:

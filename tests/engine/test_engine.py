@@ -661,7 +661,7 @@ async def test_prune_removes_old_terminal_rows(harness: Harness, work: Work) -> 
 async def test_retention_loop_prunes_at_once_and_survives_a_failing_store(
     registry: HandlerRegistry, db_path: Path, home: Path, work: Work
 ) -> None:
-    settings = AgentSettings(home=home, retention=timedelta(0))
+    settings = AgentSettings(home=home, retention=timedelta(microseconds=1))
     store = SqliteStore(db_path)
     engine = Engine(registry, store, settings)
     work.release.set()

@@ -26,6 +26,7 @@ def files(home: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return read_toml(home / "config" / "config.toml"), read_toml(home / "config" / "app.toml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "tendermint_mode", "pruning", "evm_http"),
     [

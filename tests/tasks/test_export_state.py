@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from agent.models import TaskError, TaskType
 from agent.tasks.export_state import export_command
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.waiting import wait_until
 
 EXPORT = TaskType.EXPORT_STATE
 MiB = 1024 * 1024
@@ -110,6 +110,7 @@ def open_uploads(s3_admin: Any, bucket: str) -> list[Any]:
     return s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("height", "args_tail"),
     [(42, ["--height", "42"]), (0, [])],
@@ -160,7 +161,7 @@ async def test_small_or_empty_failed_export_uploads_nothing(
 ) -> None:
     seid(size=size, mode=mode)
     with pytest.raises(TaskError) as caught:
-        await s3_run_handler(EXPORT, {"chainId": "old-chain", "s3Key": "exports/state.json"})
+        await s3_run_handler(EXPORT, {"chainId": "old-chain", "key": "exports/state.json"})
     assert caught.value.reason == "ExportFailed"
     assert stored(s3_admin, s3_bucket, "exports/state.json") is None
 
@@ -240,9 +241,7 @@ async def test_cancellation_kills_seid_and_aborts_the_upload(
 ) -> None:
     pid_file = seid(size=12 * MiB, mode="hang")
     task = asyncio.ensure_future(s3_run_handler(EXPORT, {"chainId": "old-chain"}))
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_until(pid_file.exists, what="seid's pid file", timeout=60, unless_done=task)
     pid = int(pid_file.read_text())
     await asyncio.sleep(0.2)  # let it write its first chunk and block
 
@@ -261,7 +260,9 @@ def test_export_command_adds_height_only_when_positive(tmp_path: Path) -> None:
     assert export_command("seid", tmp_path, 7, "c-1")[4:] == ["--chain-id", "c-1", "--height", "7"]
 
 
-@pytest.mark.parametrize(("params", "field"), [({"height": -1}, "height"), ({"s3Key": "/abs"}, "s3Key")])
+@pytest.mark.parametrize(
+    ("params", "field"), [({"height": -1}, "height"), ({"key": "/abs"}, "key"), ({"s3Key": "/abs"}, "key")]
+)
 async def test_bad_params_are_params_invalid(s3_run_handler: HandlerRunner, params: dict[str, Any], field: str) -> None:
     with pytest.raises(TaskError, match=f"params.{field}") as caught:
         await s3_run_handler(EXPORT, {"chainId": "old-chain", **params})

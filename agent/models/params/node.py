@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
@@ -280,6 +280,8 @@ PeerSource = Annotated[StaticSource | Ec2TagsSource | DnsSource | KubernetesSour
 
 class DiscoverPeersParams(TaskParams):
     """`discover-peers`: find peers from several sources, learn each one's node ID, write `persistent-peers`."""
+
+    deprecated_names: ClassVar[dict[str, str]] = {"p2PPort": "p2pPort"}  # the wire name before wire_name() existed
 
     sources: list[PeerSource] = Field(min_length=1)
     rpc_port: int = Field(default=26657, ge=1, le=65535, description="Candidates' RPC port (node ID from /status).")
