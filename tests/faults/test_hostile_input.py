@@ -320,6 +320,7 @@ def test_a_reused_task_id_in_local_mode_fails_instead_of_succeeded_earlier(tmp_p
         return path
 
     settings = AgentSettings(home=tmp_path / "home")
+    settings.home.mkdir()  # local mode requires an existing home (a typo'd --home must not create one)
     first = io.StringIO()
     assert local.main([manifest("ready", "mark-ready")], settings, out=first, err=io.StringIO()) == local.EXIT_OK
     out = io.StringIO()

@@ -84,7 +84,7 @@ async def close_node(node: Node) -> None:
 
 async def wait_until(predicate: Any, what: str, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # no-deadline: bounded by the enclosing asyncio.timeout(timeout)
             await asyncio.sleep(0.05)
 
 

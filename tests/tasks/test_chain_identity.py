@@ -14,7 +14,7 @@ from agent.chain.cosmos.gentx import GentxProblem, verify_gentx
 from agent.chain.cosmos.keystore import keystore_path, load_account_key
 from agent.chain.keys import load_node_key, node_key_path
 from agent.models import ParamsInvalid, TaskType
-from agent.models.settings import AgentSettings
+from agent.models.settings import AgentSettings, SettingsError
 from tests.fixtures.ceremony import CHAIN_ID, new_pod, seid_init_genesis
 
 COSMOS = {"bech32_prefix": "cosmos", "bond_denom": "stake"}
@@ -58,9 +58,11 @@ def test_environment_sets_the_identity() -> None:
         ("SEI_COIN_TYPE", "-1", "coin_type"),
     ],
 )
-def test_a_bad_identity_setting_names_the_field(variable: str, value: str, field: str) -> None:
-    with pytest.raises(ValidationError, match=field):
+def test_a_bad_identity_setting_names_the_variable(variable: str, value: str, field: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable}={value!r}"):
         AgentSettings.from_env({variable: value})
+    with pytest.raises(ValidationError, match=field):  # built from arguments, the field is named instead
+        AgentSettings(**{field: value})
 
 
 async def test_generate_gentx_writes_the_configured_prefixes(tmp_path: Path, settings: AgentSettings) -> None:
