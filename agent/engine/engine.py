@@ -593,7 +593,7 @@ def task_id_conflict(existing: TaskResult, task: Task) -> TaskIdConflict | None:
     differences = []
     if existing.type != task.type:
         differences.append(f"stored type {existing.type!r}, submitted {task.type!r}")
-    if (existing.params or {}) != (storable_params(task.params)[0] or {}):
+    if (storable_params(existing.params)[0] or {}) != (storable_params(task.params)[0] or {}):
         differences.append(f"the params differ from the stored {existing.type} task's")
     return TaskIdConflict(existing.id, differences) if differences else None
 

@@ -82,26 +82,22 @@ def secret_key(name: object) -> bool:
 
 # --- text patterns ---------------------------------------------------------------------------------------------------
 
+# A key name (at a token boundary, at most 64 characters) that contains a secret-looking word.
 _SECRET_NAME = (
-    r"(?:[A-Za-z0-9_.-]*?(?:priv(?:ate)?[_-]?key|api[_-]?key|access[_-]?key|secret[_-]?key|signing[_-]?key)"
-    r"|[A-Za-z0-9_.-]*?(?:mnemonic|secret|passw(?:or)?d|passphrase|token|credential|signature|authorization|cookie))"
-    r"[A-Za-z0-9_-]*"
+    r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{0,40}?"
+    r"(?:priv(?:ate)?[_.-]?key|api[_.-]?key|access[_.-]?key|secret|signing[_.-]?key|mnemonic|passw(?:or)?d"
+    r"|passphrase|token|credential|signature|authorization|cookie)[A-Za-z0-9_.-]{0,40}"
 )
 _PEM = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----.*?(?:-----END \1-----|\Z)",
+    r"-----BEGIN ([A-Z0-9 ]{1,40})-----.*?(?:-----END \1-----|\Z)",
     re.DOTALL,
 )
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]+@")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,30}://)[^/\s@?#]{1,256}@")
 # `X-Amz-Signature=...`, `Signature=...`, `?token=...`, `&password=...` in URLs and query strings.
-_QUERY_SECRET = re.compile(
-    r"(?P<name>(?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|"
-    + _SECRET_NAME
-    + r"))=(?P<value>[^&\s\"'#]+)",
-    re.IGNORECASE,
-)
+_QUERY_SECRET = re.compile(r"(?P<name>" + _SECRET_NAME + r")=(?P<value>[^&\s\"'#]+)", re.IGNORECASE)
 # `"priv_key": {...}` / `"password": "..."` / `token = "..."` / `secret: xyz` (JSON, TOML, YAML, logfmt).
 _ASSIGNMENT = re.compile(
-    r"(?P<name>[\"']?" + _SECRET_NAME + r"[\"']?\s*(?::|=)\s*)"
+    r"(?P<name>[\"']?" + _SECRET_NAME + r"[\"']?[ \t]*(?::|=)[ \t]*)"
     r"(?!\[redacted)(?P<value>\{[^{}]*\}|\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;}\]]+)",
     re.IGNORECASE,
 )

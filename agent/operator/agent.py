@@ -279,7 +279,9 @@ class NodeTaskAgent:
             return
 
         row = await self.engine.get(task_id)
-        conflict = None if row is None else task_id_conflict(row, self._task(ref, spec, task_id))
+        conflict = None
+        if row is not None and not (row.source is not None and row.source.uid == ref.uid):
+            conflict = task_id_conflict(row, self._task(ref, spec, task_id))  # another resource reusing the ID
         if conflict is not None:
             # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
             # may touch the stored task.

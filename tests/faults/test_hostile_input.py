@@ -35,7 +35,7 @@ from agent.io.files import clean_temporary_files
 from agent.models import ParamsInvalid, Reason, RetryPolicy, Task, TaskError, TaskStatus, TaskType
 from agent.models.limits import MAX_PARAMS_DEPTH, allow_deep_json
 from agent.models.params import TaskParams
-from agent.models.redaction import redact, scrub_output
+from agent.models.redaction import redact, redact_text, scrub_output
 from agent.models.settings import AgentSettings
 from agent.server import AgentMetrics, AgentServer, public_task
 from agent.store import SqliteStore
@@ -536,3 +536,13 @@ async def test_a_result_too_large_for_the_status_fails_the_task(tmp_path: Path) 
 def test_check_task_applies_the_same_bounds_as_submit() -> None:
     with pytest.raises(ParamsInvalid, match="nested more than 32 levels"):
         check_task(default_registry(), Task(id=TASK_ID, type=TaskType.MARK_READY, params=nested(40)))
+
+
+@pytest.mark.timeout(120)  # a hang guard, not a speed target: a quadratic pattern takes many minutes here
+@pytest.mark.parametrize(
+    "text", ["a" * 65536, "a=b " * 16384, "token=x " * 8192, '"' * 65536, "{" * 65536, "x" * 65536 + "://"]
+)
+def test_redaction_stays_linear_on_pathological_text(text: str) -> None:
+    """Masking runs on every served string: no pattern may backtrack quadratically on a long token."""
+    assert redact_text(text).startswith(text[:4]) or "[redacted]" in redact_text(text)
+    assert len(scrub_output(text, len(text))) <= len(text)
