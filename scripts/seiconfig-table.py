@@ -366,9 +366,11 @@ def build_table(checkout: Path, files_dir: Path | None, commit: str | None = Non
     for entry in full["keys"]:
         key = entry["key"]
         placement = _placement(base, full["placed"][key])
-        machine = any(full["defaults"][m][key] != pinned["defaults"][m][key] for m in MODES) or any(
-            full["defaults"][m][key] == full["hostname"] for m in MODES
-        )
+        machine = [
+            m
+            for m in MODES
+            if full["defaults"][m][key] != pinned["defaults"][m][key] or full["defaults"][m][key] == full["hostname"]
+        ]
         rows.append(
             {
                 "key": key,
@@ -383,7 +385,7 @@ def build_table(checkout: Path, files_dir: Path | None, commit: str | None = Non
                 "unit": entry["unit"],
                 "files": placement,
                 "defaults": {mode: full["defaults"][mode][key] for mode in MODES},
-                "machine_dependent": machine,
+                "machine_dependent_modes": machine,
             }
         )
     attributed = {(item["file"], item["toml"]) for row in rows for item in row["files"]}

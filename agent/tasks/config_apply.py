@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from agent.chain.seiconfig import (
+    CURRENT_VERSION,
     Diagnostic,
     Mode,
     SeiConfig,
     ValidationReport,
+    deprecated_keys,
     load_config,
     lookup,
+    migrate,
     parse_overrides,
     render_patches,
     validate,
-    with_overrides,
     write_patches,
 )
 from agent.models import ParamsInvalid, TaskError, TaskType
@@ -57,24 +59,35 @@ def _still_relevant(diagnostics: list[Diagnostic], replaced: set[str]) -> list[D
 
 def _apply(home: Path, params: ConfigApplyParams) -> dict[str, Any]:
     typed = parse_overrides(params.overrides, field="overrides")
+    target = params.target_version or CURRENT_VERSION
     mode = Mode(params.mode) if params.mode else None
-    keys: set[str] | None = None  # every modelled key
+    if "mode" in typed:
+        mode = Mode(typed.pop("mode"))
+    version = typed.pop("version", None)
+    keys: set[str] | None = None  # every key
+    migrations: list[str] = []
     if params.incremental:
         loaded = load_config(home, mode=mode)
-        config = with_overrides(loaded.config, typed, mode=mode)
+        config, migrations = migrate(loaded.config, target)
+        config = config.replace(typed, mode=mode, version=version)
         findings = _still_relevant(loaded.diagnostics, set(typed) | ({"mode"} if mode else set()))
         keys = loaded.present | set(typed)  # a key absent from the files stays absent (seid's own default)
     else:
         assert mode is not None  # the params model requires a mode unless incremental
-        config, findings = with_overrides(SeiConfig.for_mode(mode), typed), []
-    report = validate(config, extra=findings)
+        config = SeiConfig.for_mode(mode).replace(typed, version=target if version is None else version)
+        findings = []
+    report = validate(config, extra=findings, max_version=target)
     _refuse_invalid(report)
-    written = write_patches(home, render_patches(config, home, keys=keys, include_mode=mode is not None))
+    # [sei] mode/version are written with the whole config, or when the mode or the version changes.
+    include_meta = not params.incremental or mode is not None or version is not None or bool(migrations)
+    written = write_patches(home, render_patches(config, home, keys=keys, include_meta=include_meta))
     return {
         "mode": str(config.mode),
         "version": config.version,
         "incremental": params.incremental,
-        "overrides": sorted(typed),
+        "overrides": sorted(params.overrides),
+        "deprecatedKeys": deprecated_keys(params.overrides),
+        "migrations": migrations,
         "changed": written,
         "diagnostics": [item.model_dump() for item in report.diagnostics],
     }
@@ -99,6 +112,12 @@ async def config_validate(params: ConfigValidateParams, ctx: TaskContext) -> dic
     return await asyncio.to_thread(_validate, ctx.home)
 
 
+RESTART_REQUIRED = (
+    "seid reads config.toml and app.toml only at start (it has no config-file watcher and no reload signal or RPC "
+    "for these keys); the new values take effect when seid restarts"
+)
+
+
 def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
     entries = {key: lookup(key, label=f"fields[{key!r}]") for key in params.fields}
     needs_restart = sorted(key for key, entry in entries.items() if not entry.hot)
@@ -109,21 +128,26 @@ def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
         )
     typed = parse_overrides(params.fields, field="fields")
     loaded = load_config(home)
-    config = with_overrides(loaded.config, typed)
+    config = loaded.config.replace(typed)
     report = validate(config, extra=_still_relevant(loaded.diagnostics, set(typed)))
     _refuse_invalid(report)
-    written = write_patches(home, render_patches(config, home, keys=list(typed), include_mode=False))
+    written = write_patches(home, render_patches(config, home, keys=list(typed), include_meta=False))
     return {
         "fields": sorted(typed),
+        "deprecatedKeys": deprecated_keys(params.fields),
         "changed": written,
-        "restartRequired": False,
+        # Never claim a reload seid did not take: nothing tells a running seid to re-read these keys.
+        "restartRequired": True,
+        "appliedLive": [],
+        "note": RESTART_REQUIRED,
         "diagnostics": [item.model_dump() for item in report.diagnostics],
     }
 
 
 @handler(TaskType.CONFIG_RELOAD, ConfigReloadParams)
 async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[str, Any]:
-    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name."""
+    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name. The result says
+    whether seid must restart for the change to take effect (see docs/tasks/config-reload.md)."""
     return await asyncio.to_thread(_reload, ctx.home, params)
 
 
