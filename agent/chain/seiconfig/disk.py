@@ -174,7 +174,9 @@ def _patches_for(values: Mapping[str, Any], documents: Mapping[str, Mapping[str,
             continue
         for placement in entry.placements:
             existing = _find(documents.get(placement.file, {}), placement.toml)[1]
-            encoded = _encode(value, entry.spec.comma, existing)
+            # A list given for a string key (persistent peers, peer IDs) is sei-config's comma-separated string.
+            comma = entry.spec.comma or (entry.spec.type == "string" and isinstance(value, list))
+            encoded = _encode(value, comma, existing)
             _set_patch(patches, documents, placement.file, placement.toml, encoded)
     return patches
 
