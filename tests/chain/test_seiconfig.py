@@ -326,4 +326,6 @@ def test_every_key_is_documented_with_its_file_and_toml_key() -> None:
 def test_config_reload_docs_list_exactly_the_hot_keys() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "tasks" / "config-reload.md").read_text()
     listed = text.split("Hot-reloadable keys:", 1)[1].split("(the", 1)[0]
-    assert sorted(re.findall(r"`([a-z0-9_.]+)`", listed)) == sorted(key for key, entry in registry().items() if entry.hot)
+    assert sorted(re.findall(r"`([a-z0-9_.]+)`", listed)) == sorted(
+        key for key, entry in registry().items() if entry.hot
+    )

@@ -25,7 +25,7 @@ from agent.chain.seiconfig import (
     validate,
     write_patches,
 )
-from agent.chain.seiconfig.model import MACHINE_DEPENDENT_UNDETECTED, META_KEYS
+from agent.chain.seiconfig.model import LATER_VERSION_KEYS, MACHINE_DEPENDENT_UNDETECTED, META_KEYS
 from agent.io.toml import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,8 @@ ROWS = {row["key"]: row for row in table()["keys"]}
 
 
 def machine_dependent(key: str, mode: Mode) -> bool:
-    return mode.value in ROWS[key]["machine_dependent_modes"] or (key, mode) in MACHINE_DEPENDENT_UNDETECTED
+    modes = ROWS.get(key, {}).get("machine_dependent_modes", [])
+    return mode.value in modes or (key, mode) in MACHINE_DEPENDENT_UNDETECTED
 
 
 def test_the_table_names_its_source_and_has_every_key() -> None:
@@ -43,7 +44,33 @@ def test_the_table_names_its_source_and_has_every_key() -> None:
     assert (source["version"], source["commit"]) == ("v0.0.21", "3fd5c81fe8c2b307e0e757e52f62d1eb0ee372e4")
     assert source["current_schema_version"] == CURRENT_VERSION == 2
     assert len(ROWS) == 224
-    assert set(registry()) == set(ROWS)
+    assert set(registry()) == set(ROWS) | set(LATER_VERSION_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(LATER_VERSION_KEYS))
+def test_later_version_keys_are_accepted_written_when_set_and_never_defaulted(tmp_path: Path, key: str) -> None:
+    spec = key_specs()[key]
+    assert key not in ROWS
+    assert (spec.hot, set(spec.defaults.values())) == (False, {None})
+    assert f"`{key}`" in DOC
+    home = tmp_path / "home"
+    value = True if spec.type == "bool" else 7
+    write_patches(home, render_patches(SeiConfig.for_mode(Mode.FULL).replace({key: value}), home, keys=[key]))
+    placement = spec.placements[0]
+    assert written_values(home).get((placement.file, placement.toml)) == value
+
+
+@pytest.mark.parametrize(
+    ("values", "valid"),
+    [
+        ({"chain.freeze_height": 100}, True),
+        ({"chain.freeze_height": 100, "chain.halt_height": 200}, False),
+        ({"chain.freeze_height": 100, "chain.halt_time": 200}, False),
+        ({"chain.freeze_height": 2**63}, False),
+    ],
+)
+def test_freeze_height_follows_seids_rules(values: dict[str, Any], valid: bool) -> None:
+    assert validate(SeiConfig.for_mode(Mode.FULL).replace(values)).valid is valid
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))

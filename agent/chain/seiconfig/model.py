@@ -176,10 +176,45 @@ def _spec(row: dict[str, Any]) -> KeySpec:
     )
 
 
+LATER_VERSION_KEYS: dict[str, dict[str, Any]] = {
+    "chain.freeze_height": {
+        "type": "uint",
+        "file": APP_TOML,
+        "toml": "freeze-height",
+        "seen": "sei-config after v0.0.21 (freeze_test.go @ fc2d1efb); seid reads app.toml `freeze-height`",
+    },
+    "storage.state_store.evm_ss_split": {
+        "type": "bool",
+        "file": APP_TOML,
+        "toml": "state-store.evm-ss-split",
+        "seen": "sei-config after v0.0.21 (true in full mode only); seid reads `[state-store] evm-ss-split`",
+    },
+}
+"""Keys of sei-config versions after the table's (v0.0.25+, pinned by seictl HEAD), known from public sources but not
+from a checkout: accepted and written when set, never defaulted (see docs/config-model.md)."""
+
+
+def _later_spec(key: str, info: dict[str, Any]) -> KeySpec:
+    return KeySpec(
+        key=key,
+        type=info["type"],
+        env="SEI_" + key.upper().replace(".", "_"),
+        hot=False,
+        placements=(Placement(info["file"], info["toml"]),),
+        defaults=dict.fromkeys(Mode),
+        comma=False,
+        description=info["seen"],
+        upstream_defaults=dict.fromkeys(Mode),
+    )
+
+
 @cache
 def key_specs() -> dict[str, KeySpec]:
-    """Every registry key of the table (including `mode` and `version`), in the table's (sorted) order."""
-    return {row["key"]: _spec(row) for row in table()["keys"]}
+    """Every registry key of the table (including `mode` and `version`), in the table's (sorted) order, then the
+    later-version keys."""
+    specs = {row["key"]: _spec(row) for row in table()["keys"]}
+    specs.update({key: _later_spec(key, info) for key, info in LATER_VERSION_KEYS.items() if key not in specs})
+    return specs
 
 
 def canonical_key(key: str) -> str:

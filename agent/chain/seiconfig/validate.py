@@ -50,6 +50,7 @@ EXTRA_RULES = {
     "network.rpc.unsafe": "unsafe RPC commands on a validator (WARNING)",
     "network.p2p.pex": "a seed node without peer exchange (WARNING)",
     "chain.chain_id": "a chain ID override is written to neither file (WARNING)",
+    "chain.freeze_height": "freeze together with halt-height or halt-time, or above 2^63-1 (ERROR; seid refuses both)",
 }
 """Checks of the project's own that sei-config does not make: field -> what is checked."""
 
@@ -295,6 +296,11 @@ def _ours(config: SeiConfig) -> Iterator[Diagnostic]:
         yield _warning("network.rpc.unsafe", "unsafe RPC commands on a validator let anyone dial or drop peers")
     if config.mode == Mode.SEED and config.get("network.p2p.pex") is False:
         yield _warning("network.p2p.pex", "a seed node exists to exchange peers: enable pex")
+    freeze = config.get("chain.freeze_height") or 0
+    if freeze and (config.get("chain.halt_height") or config.get("chain.halt_time")):
+        yield _error("chain.freeze_height", "cannot be combined with chain.halt_height or chain.halt_time")
+    if freeze > 2**63 - 1:
+        yield _error("chain.freeze_height", "must be <= 9223372036854775807")
     if config.get("chain.chain_id"):
         yield _warning(
             "chain.chain_id",
