@@ -25,7 +25,12 @@ from agent.chain.seiconfig import (
     validate,
     write_patches,
 )
-from agent.chain.seiconfig.model import LATER_VERSION_KEYS, MACHINE_DEPENDENT_UNDETECTED, META_KEYS
+from agent.chain.seiconfig.model import (
+    LATER_VERSION_KEYS,
+    MACHINE_DEPENDENT_UNDETECTED,
+    META_KEYS,
+    UNMANAGED_DECISIONS,
+)
 from agent.io.toml import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +40,9 @@ ROWS = {row["key"]: row for row in table()["keys"]}
 
 
 def machine_dependent(key: str, mode: Mode) -> bool:
+    """Machine-dependent upstream default, or a key the project decided not to default (both: not written)."""
     modes = ROWS.get(key, {}).get("machine_dependent_modes", [])
-    return mode.value in modes or (key, mode) in MACHINE_DEPENDENT_UNDETECTED
+    return mode.value in modes or (key, mode) in MACHINE_DEPENDENT_UNDETECTED or key in UNMANAGED_DECISIONS
 
 
 def test_the_table_names_its_source_and_has_every_key() -> None:
@@ -103,7 +109,7 @@ def test_the_hot_set_is_exactly_sei_configs() -> None:
 def test_every_decision_and_alias_is_documented() -> None:
     for key, _mode in DEFAULT_DECISIONS:
         assert f"`{key}`" in DOC
-    for key in [*EXTRA_RULES, *(key for key, _ in MACHINE_DEPENDENT_UNDETECTED)]:
+    for key in [*EXTRA_RULES, *UNMANAGED_DECISIONS, *(key for key, _ in MACHINE_DEPENDENT_UNDETECTED)]:
         assert f"`{key}`" in DOC
     for old, new in DEPRECATED_ALIASES.items():
         assert f"`{old}` | `{new}`" in DOC

@@ -72,6 +72,20 @@ UNMANAGED_REASONS = {
 }
 """Why a machine-dependent sei-config default is not written (in the modes where it depends on the machine)."""
 
+_WRITE_MODES_UNMANAGED = (
+    "sei-config v0.0.21 writes the v1 name `cosmos_only` under schema version 2 (its own 1 -> 2 migration renames it "
+    "to `memiavl_only`, which seid init writes) and v0.0.25+ no longer renders it: left to seid's default"
+)
+UNMANAGED_DECISIONS = {
+    "consensus.wal_path": "the consensus WAL's location is seid's (`seid init` writes data/tendermint/cs.wal/wal); "
+    "sei-config's data/cs.wal/wal is an older sei-tendermint default, and moving it under a running node loses its WAL",
+    "storage.state_commit.write_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_commit.read_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_store.write_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_store.read_mode": _WRITE_MODES_UNMANAGED,
+}
+"""sei-config keys the project does not default in any mode (written only when set), and why."""
+
 MACHINE_DEPENDENT_UNDETECTED = frozenset(
     {("chain.concurrency_workers", Mode.VALIDATOR), ("chain.concurrency_workers", Mode.SEED)}
 )
@@ -160,7 +174,11 @@ def _spec(row: dict[str, Any]) -> KeySpec:
     for mode in Mode:
         if (key, mode) in DEFAULT_DECISIONS:
             defaults[mode] = DEFAULT_DECISIONS[(key, mode)]
-        if mode.value in row["machine_dependent_modes"] or (key, mode) in MACHINE_DEPENDENT_UNDETECTED:
+        if (
+            mode.value in row["machine_dependent_modes"]
+            or (key, mode) in MACHINE_DEPENDENT_UNDETECTED
+            or key in UNMANAGED_DECISIONS
+        ):
             defaults[mode] = None
     return KeySpec(
         key=key,
