@@ -22,6 +22,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from agent.chain.admin import AdminError, admin_address, set_log_level
 from agent.chain.seiconfig import (
     CURRENT_VERSION,
     Diagnostic,
@@ -116,9 +117,13 @@ RESTART_REQUIRED = (
     "seid reads config.toml and app.toml only at start (it has no config-file watcher and no reload signal or RPC "
     "for these keys); the new values take effect when seid restarts"
 )
+ADMIN_OFF = (
+    "logging.level is applied live only through seid's admin gRPC server, which this node does not run (it needs "
+    "app.toml [admin_server] admin_enabled = true, and [api] enable or [grpc] enable)"
+)
 
 
-def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
+def _reload(home: Path, params: ConfigReloadParams) -> tuple[dict[str, Any], dict[str, Any]]:
     entries = {key: lookup(key, label=f"fields[{key!r}]") for key in params.fields}
     needs_restart = sorted(key for key, entry in entries.items() if not entry.hot)
     if needs_restart:
@@ -136,19 +141,42 @@ def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
         "fields": sorted(typed),
         "deprecatedKeys": deprecated_keys(params.fields),
         "changed": written,
-        # Never claim a reload seid did not take: nothing tells a running seid to re-read these keys.
-        "restartRequired": True,
-        "appliedLive": [],
-        "note": RESTART_REQUIRED,
         "diagnostics": [item.model_dump() for item in report.diagnostics],
-    }
+    }, typed
+
+
+async def _apply_live(home: Path, typed: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Make the running seid take what it can without a restart: only `logging.level`, through the admin gRPC
+    server when app.toml enables it. Returns (keys applied live, notes)."""
+    if "logging.level" not in typed:
+        return [], []
+    address = await asyncio.to_thread(admin_address, home)
+    if address is None:
+        return [], [ADMIN_OFF]
+    try:
+        await set_log_level(address, str(typed["logging.level"]))
+    except AdminError as error:
+        return [], [f"logging.level was not applied live: {error}"]
+    return ["logging.level"], []
 
 
 @handler(TaskType.CONFIG_RELOAD, ConfigReloadParams)
 async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[str, Any]:
-    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name. The result says
-    whether seid must restart for the change to take effect (see docs/tasks/config-reload.md)."""
-    return await asyncio.to_thread(_reload, ctx.home, params)
+    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name. `logging.level` is
+    applied to the running seid through its admin gRPC server when that is enabled; the result says which keys still
+    need a restart (see docs/tasks/config-reload.md). It never reports a reload seid did not take."""
+    result, typed = await asyncio.to_thread(_reload, ctx.home, params)
+    applied, notes = await _apply_live(ctx.home, typed)
+    pending = sorted(set(typed) - set(applied))
+    if pending:
+        notes.append(RESTART_REQUIRED)
+    return {
+        **result,
+        "appliedLive": applied,
+        "restartRequired": bool(pending),
+        "pendingRestart": pending,
+        "notes": notes,
+    }
 
 
 HANDLERS = [config_apply, config_validate, config_reload]
