@@ -83,6 +83,22 @@ UNMANAGED_DECISIONS = {
     "storage.state_commit.read_mode": _WRITE_MODES_UNMANAGED,
     "storage.state_store.write_mode": _WRITE_MODES_UNMANAGED,
     "storage.state_store.read_mode": _WRITE_MODES_UNMANAGED,
+    **dict.fromkeys(
+        ("network.p2p.persistent_peers",),
+        "owned by discover-peers / set-genesis-peers: a config-apply must not wipe the peers they wrote",
+    ),
+    **dict.fromkeys(
+        (
+            "state_sync.enable",
+            "state_sync.rpc_servers",
+            "state_sync.trust_height",
+            "state_sync.trust_hash",
+            "state_sync.trust_period",
+            "state_sync.use_local_snapshot",
+            "state_sync.backfill_blocks",
+        ),
+        "owned by configure-state-sync: a config-apply must not wipe the trust point it wrote",
+    ),
 }
 """sei-config keys the project does not default in any mode (written only when set), and why."""
 

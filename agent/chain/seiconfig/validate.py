@@ -187,7 +187,8 @@ def _state_sync(config: SeiConfig) -> Iterator[Diagnostic]:
         return
     if not get("state_sync.use_p2p") and len(get("state_sync.rpc_servers") or []) < 2:
         yield _error("state_sync.rpc_servers", "at least two RPC servers are required when not using P2P")
-    if go_duration_ns(get("state_sync.trust_period")) <= 0:
+    period = get("state_sync.trust_period")  # None: not written, seid's own default (168h) applies
+    if period is not None and go_duration_ns(period) <= 0:
         yield _error("state_sync.trust_period", "must be > 0 when state sync is enabled")
     if (get("state_sync.trust_height") or 0) <= 0:
         yield _error("state_sync.trust_height", "must be > 0 when state sync is enabled")
