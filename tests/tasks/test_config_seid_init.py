@@ -108,3 +108,30 @@ async def test_config_apply_with_no_overrides_changes_only_what_sei_configs_defa
     assert all(line in app_text for line in comments)
     again = await run_handler(TaskType.CONFIG_APPLY, {"mode": mode.value})
     assert again is not None and not any(again["changed"].values())
+
+
+SEI_CONFIG_V009 = Path(__file__).resolve().parents[1] / "fixtures" / "sei-config" / "v0.0.9"
+
+
+@pytest.mark.parametrize("mode", ["validator", "full", "seed", "archive"])
+async def test_files_of_the_go_sidecars_sei_config_v0_0_9_read_as_their_mode_and_validate(
+    home: Path, run_handler: HandlerRunner, mode: str
+) -> None:
+    for name in ("config.toml", "app.toml"):
+        shutil.copy(SEI_CONFIG_V009 / mode / "config" / name, home / "config" / name)
+    result = await run_handler(TaskType.CONFIG_VALIDATE)
+    assert result is not None
+    assert (result["valid"], result["mode"], result["version"], result["diagnostics"]) == (True, mode, 1, [])
+    reload = await run_handler(TaskType.CONFIG_RELOAD, {"fields": {"mempool.size": 6000}})
+    assert reload is not None and reload["changed"] == {"config.toml": True}
+
+
+async def test_an_incremental_apply_migrates_a_version_1_home_to_2(home: Path, run_handler: HandlerRunner) -> None:
+    for name in ("config.toml", "app.toml"):
+        shutil.copy(SEI_CONFIG_V009 / "full" / "config" / name, home / "config" / name)
+    result = await run_handler(TaskType.CONFIG_APPLY, {"incremental": True})
+    assert result is not None
+    assert (result["version"], len(result["migrations"])) == (2, 1)
+    app = read_toml(home / "config" / "app.toml")
+    assert app["sei"] == {"mode": "full", "version": 2}
+    assert app["state-commit"]["sc-write-mode"] == app["state-store"]["ss-write-mode"] == "memiavl_only"
