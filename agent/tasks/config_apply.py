@@ -69,7 +69,9 @@ def _apply(home: Path, params: ConfigApplyParams) -> dict[str, Any]:
     migrations: list[str] = []
     if params.incremental:
         loaded = load_config(home, mode=mode)
-        config, migrations = migrate(loaded.config, target)
+        config = loaded.config
+        if params.target_version:  # as sei-config, the files' version stays unless a migration is asked for
+            config, migrations = migrate(config, target)
         config = config.replace(typed, mode=mode, version=version)
         findings = _still_relevant(loaded.diagnostics, set(typed) | ({"mode"} if mode else set()))
         keys = loaded.present | set(typed)  # a key absent from the files stays absent (seid's own default)

@@ -126,10 +126,15 @@ async def test_files_of_the_go_sidecars_sei_config_v0_0_9_read_as_their_mode_and
     assert reload is not None and reload["changed"] == {"config.toml": True}
 
 
-async def test_an_incremental_apply_migrates_a_version_1_home_to_2(home: Path, run_handler: HandlerRunner) -> None:
+async def test_an_incremental_apply_keeps_version_1_unless_a_migration_is_asked_for(
+    home: Path, run_handler: HandlerRunner
+) -> None:
     for name in ("config.toml", "app.toml"):
         shutil.copy(SEI_CONFIG_V009 / "full" / "config" / name, home / "config" / name)
-    result = await run_handler(TaskType.CONFIG_APPLY, {"incremental": True})
+    kept = await run_handler(TaskType.CONFIG_APPLY, {"incremental": True, "overrides": {"mempool.size": 6000}})
+    assert kept is not None and (kept["version"], kept["migrations"]) == (1, [])
+    assert read_toml(home / "config" / "app.toml")["sei"] == {"mode": "full", "version": 1}
+    result = await run_handler(TaskType.CONFIG_APPLY, {"incremental": True, "targetVersion": 2})
     assert result is not None
     assert (result["version"], len(result["migrations"])) == (2, 1)
     app = read_toml(home / "config" / "app.toml")
