@@ -180,12 +180,26 @@ type request struct {
 	Probes    map[string][]any          `json:"probes"`
 	Contexts  []map[string]any          `json:"contexts"`
 	FilesDir  string                    `json:"files_dir"`
+	CheckDirs []string                  `json:"check_dirs"`
 }
 
 func main() {
 	var req request
 	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		panic(err)
+	}
+	checked := map[string]any{}
+	for _, dir := range req.CheckDirs {
+		cfg, err := sc.ReadConfigFromDir(dir)
+		if err != nil {
+			checked[dir] = map[string]any{"error": err.Error()}
+			continue
+		}
+		checked[dir] = map[string]any{"mode": cfg.Mode, "version": cfg.Version, "diagnostics": validate(cfg)}
+	}
+	if len(req.CheckDirs) > 0 {
+		json.NewEncoder(os.Stdout).Encode(map[string]any{"checked": checked})
+		return
 	}
 	reg := sc.BuildRegistry()
 	unknown := reg.EnrichAll(sc.DefaultEnrichments())
@@ -444,13 +458,35 @@ def _commit(checkout: Path) -> str:
         return "unknown"
 
 
+def check_homes(checkout: Path, homes: list[Path]) -> dict[str, Any]:
+    """What sei-config's `ReadConfigFromDir` + `Validate` say about each home (mode, version, diagnostics)."""
+    request = {
+        "sentinels": {},
+        "probes": {},
+        "contexts": [],
+        "files_dir": "",
+        "check_dirs": [str(h.resolve()) for h in homes],
+    }
+    checked = run_program(checkout, request, pin_cpu=False)["checked"]
+    return {home.name: checked[str(home.resolve())] for home in homes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", type=Path, help="a sei-config source tree (with go.mod)")
     parser.add_argument("--out", type=Path, default=Path("agent/chain/seiconfig/sei-config-table.json"))
     parser.add_argument("--files", type=Path, help="also write the files sei-config renders per mode here")
     parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree (e.g. a git archive)")
+    parser.add_argument(
+        "--check",
+        type=Path,
+        nargs="+",
+        help="instead of the table: read these homes with sei-config and print its verdict",
+    )
     arguments = parser.parse_args()
+    if arguments.check:
+        print(json.dumps(check_homes(arguments.checkout, arguments.check), indent=1, sort_keys=True))
+        return
     table = build_table(arguments.checkout, arguments.files, arguments.commit)
     arguments.out.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
     print(f"{len(table['keys'])} keys, {len(table['rules'])} observed rules -> {arguments.out}")

@@ -241,3 +241,17 @@ def test_files_we_write_hold_what_sei_config_writes(tmp_path: Path, mode: Mode) 
         for placement in spec.placements
         if (key, mode) in DEFAULT_DECISIONS
     }
+
+
+OURS = SEI_CONFIG_FILES / "ours"
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_sei_config_reads_what_we_write_as_its_mode_with_no_diagnostics(tmp_path: Path, mode: Mode) -> None:
+    verdict = json.loads((SEI_CONFIG_FILES / "ours-read-by-sei-config.json").read_text())[mode.value]
+    assert (verdict["mode"], verdict["version"], verdict["diagnostics"]) == (mode.value, 2, [])
+    # The verdict holds for what we write today only if we still write exactly these files.
+    home = tmp_path / "home"
+    write_patches(home, render_patches(SeiConfig.for_mode(mode), home))
+    for name in ("config.toml", "app.toml"):
+        assert (home / "config" / name).read_bytes() == (OURS / mode.value / "config" / name).read_bytes(), name
