@@ -317,7 +317,9 @@ class ConfigApplyParams(TaskParams):
         description="false: the mode's defaults plus overrides are written over every modelled key. true: the "
         "files on disk are the base; only the overrides (and a changed mode) are written.",
     )
-    target_version: int = Field(default=0, ge=0, le=1, description="Config schema version; 0 means current (1).")
+    target_version: int = Field(
+        default=0, ge=0, le=2, description="Config schema version (app.toml [sei] version); 0 means current (2)."
+    )
 
     @field_validator("overrides")
     @classmethod
