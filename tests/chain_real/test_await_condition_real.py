@@ -49,7 +49,7 @@ async def test_node_stopped_mid_wait_and_restarted_is_waited_for(simd_chain: Sim
     )
     await asyncio.to_thread(node.stop)
     await asyncio.sleep(1.5)  # several polls against a closed port
-    row = agent.engine.get(task_id)
+    row = await agent.engine.get(task_id)
     assert row is not None and row.status is TaskStatus.RUNNING
 
     await asyncio.to_thread(node.start, wait_height=None)
