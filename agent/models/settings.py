@@ -6,9 +6,11 @@ Read from the environment by `AgentSettings.from_env`; the CLI overrides individ
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +38,13 @@ class AgentSettings(BaseModel):
     """The local node's CometBFT RPC (`SEI_RPC_ENDPOINT`)."""
     seid_binary: str = "seid"
     """The node binary used by export-state (`SEI_BINARY`)."""
+    seictl_api: bool = False
+    """Serve the Go sidecar's HTTP task API (`NODETASK_SEICTL_API`; always on under `seictl serve`)."""
+    authn_mode: Literal["unauthenticated", "trusted-header"] = "unauthenticated"
+    """`SEI_SIDECAR_AUTHN_MODE`, as the Go sidecar reads it: `trusted-header` binds loopback and requires exactly one
+    non-empty `X-Remote-User` on every path but the probes and metrics."""
+    snapshot_upload_interval_seconds: int = Field(default=168 * 3600, gt=0)
+    """`SEI_SNAPSHOT_UPLOAD_INTERVAL` (a Go duration): the loop period of the Go sidecar's `snapshot-upload`."""
     retention: timedelta = Field(default=timedelta(days=30))
     """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`)."""
 
@@ -69,7 +78,35 @@ class AgentSettings(BaseModel):
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
         if endpoint:
             values["s3_endpoint_url"] = endpoint
+        if env.get("NODETASK_SEICTL_API", "").strip():
+            values["seictl_api"] = env["NODETASK_SEICTL_API"].strip().lower() in ("1", "true", "yes", "on")
+        mode = env.get("SEI_SIDECAR_AUTHN_MODE", "").strip().lower()
+        if mode not in ("", "unauthenticated", "trusted-header"):
+            raise ValueError(
+                f'SEI_SIDECAR_AUTHN_MODE="{env["SEI_SIDECAR_AUTHN_MODE"]}" is not recognized '
+                '(allowed: "", "unauthenticated", "trusted-header")'
+            )
+        if mode:
+            values["authn_mode"] = mode
+        if env.get("SEI_SNAPSHOT_UPLOAD_INTERVAL", "").strip():
+            values["snapshot_upload_interval_seconds"] = _go_duration_seconds(
+                "SEI_SNAPSHOT_UPLOAD_INTERVAL", env["SEI_SNAPSHOT_UPLOAD_INTERVAL"].strip()
+            )
         if env.get("NODETASK_RETENTION_HOURS"):
             values["retention"] = timedelta(hours=float(env["NODETASK_RETENTION_HOURS"]))
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration_seconds(variable: str, text: str) -> int:
+    """Whole seconds of a Go duration string (`168h`, `1h30m`); a ValueError naming `variable` otherwise."""
+    if not text or _GO_DURATION.sub("", text) != "":
+        raise ValueError(f"{variable}={text!r} is not a Go duration such as '168h' or '1h30m'")
+    seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in _GO_DURATION.findall(text))
+    if seconds < 1:
+        raise ValueError(f"{variable}={text!r} must be at least one second")
+    return int(seconds)

@@ -208,6 +208,8 @@ async def run_operator(
             "podUID": identity.uid,
             "session": identity.session,
         },
+        seictl_settings=settings if settings.seictl_api else None,
+        authn_mode=settings.authn_mode,
     )
     background: list[asyncio.Task[None]] = []
     kopf_stop = asyncio.Event()

@@ -15,8 +15,6 @@ under secret-looking keys are masked anyway, see `public_task`).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,22 +23,14 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
+from agent.models.settings import AgentSettings
 
+from .auth import trusted_header_middleware
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
+from .redaction import redact
+from .seictl import SeictlApi
 
 MAX_LIMIT = 1000
-_SECRET_KEY = re.compile(r"mnemonic|priv(ate)?[_-]?key|secret|passphrase|password", re.IGNORECASE)
-REDACTED = "[redacted]"
-
-
-def redact(value: Any) -> Any:
-    """`value` with every entry under a secret-looking key masked, at any depth (defence in depth: handlers and
-    controllers must not put secrets there in the first place)."""
-    if isinstance(value, Mapping):
-        return {key: REDACTED if _SECRET_KEY.search(str(key)) else redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
 
 
 def public_task(result: TaskResult) -> dict[str, Any]:
@@ -122,16 +112,36 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(public_task(result))
 
 
-def create_app(engine: Engine, metrics: AgentMetrics, identity: dict[str, str] | None = None) -> web.Application:
-    """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`)."""
-    app = web.Application()
+def create_app(
+    engine: Engine,
+    metrics: AgentMetrics,
+    identity: dict[str, str] | None = None,
+    *,
+    seictl_settings: AgentSettings | None = None,
+    authn_mode: str = "unauthenticated",
+) -> web.Application:
+    """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`).
+
+    With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
+    over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
+    `/nodetask/v0/tasks[/{id}]`. With
+    `authn_mode="trusted-header"` every request but the probes and metrics needs one `X-Remote-User` (`auth`).
+    """
+    middlewares = [trusted_header_middleware(metrics)] if authn_mode == "trusted-header" else []
+    app = web.Application(middlewares=middlewares)
     app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/v0/status", status)
-    app.router.add_get("/v0/tasks", list_tasks)
-    app.router.add_get("/v0/tasks/{task_id}", get_task)
+    if seictl_settings is None:
+        app.router.add_get("/v0/status", status)
+        app.router.add_get("/v0/tasks", list_tasks)
+        app.router.add_get("/v0/tasks/{task_id}", get_task)
+    else:
+        app.router.add_get("/nodetask/v0/status", status)
+        app.router.add_get("/nodetask/v0/tasks", list_tasks)
+        app.router.add_get("/nodetask/v0/tasks/{task_id}", get_task)
+        SeictlApi(engine, seictl_settings, lambda: (metrics.exposition(), CONTENT_TYPE_LATEST)).add_routes(app.router)
     return app
 
 
@@ -146,9 +156,12 @@ class AgentServer:
         host: str = "0.0.0.0",  # probes come from the kubelet, on the pod IP
         port: int = 7777,
         identity: dict[str, str] | None = None,
+        seictl_settings: AgentSettings | None = None,
+        authn_mode: str = "unauthenticated",
     ) -> None:
-        self.app = create_app(engine, metrics, identity)
-        self.host = host
+        self.app = create_app(engine, metrics, identity, seictl_settings=seictl_settings, authn_mode=authn_mode)
+        # Behind kube-rbac-proxy the proxy is the only client allowed in: loopback only, as the original binds.
+        self.host = "127.0.0.1" if authn_mode == "trusted-header" else host
         self.port = port
         self._runner: web.AppRunner | None = None
 
