@@ -7,21 +7,29 @@
 # wheel); `install` puts them into a virtualenv with no network and no compiler; the final stage copies that
 # virtualenv onto the bare Python base: no compiler, no pip, no apt lists, no source tree.
 #
-# The base is pinned to an exact Python/Debian release. Pin its digest too when you build (for example
-# `docker buildx imagetools inspect python:3.11.13-slim-bookworm`): this repository was written on a machine without
-# a container engine or registry access, so no digest could be resolved and none is invented here.
-FROM python:3.11.13-slim-bookworm AS python-base
+# The base is pinned to an exact Python/Debian release *and* its digest (the multi-platform index), so a rebuild gets
+# the same bytes. The digest is the one the Docker official images publish for the tag in docker-library/repo-info
+# (repos/python/remote/3.11.15-slim-bookworm.md). To refresh it: `skopeo inspect --raw
+# docker://python:3.11.15-slim-bookworm | sha256sum` or `crane digest python:3.11.15-slim-bookworm` (or read that
+# file again), put tag and digest here, rebuild and run tests/deploy/test_image.py.
+#
+# BASE may name another image with a Python 3.11 at /usr/local or /usr (for example the local Debian bookworm base
+# that scripts/build-image.sh makes with mmdebstrap when the registry cannot be reached):
+#   buildah build --build-arg BASE=localhost/nodetask-base:bookworm -t nodetask-agent:dev .
+ARG BASE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
+FROM ${BASE} AS python-base
 
 FROM python-base AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
+ && (command -v pip >/dev/null || apt-get install -y --no-install-recommends python3-pip) \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY agent ./agent
-RUN pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --wheel-dir /wheels .
 
 FROM python-base AS install
 ENV PIP_NO_CACHE_DIR=1 \
@@ -35,9 +43,12 @@ RUN python -m venv /opt/nodetask-agent \
 FROM python-base AS runtime
 # No installer or build backend in the final image: the base's own pip, setuptools and wheel go too (the agent's
 # virtualenv does not see the base's site-packages, and no runtime dependency imports pkg_resources).
-RUN cd /usr/local/lib/python3.11/site-packages \
- && rm -rf pip pip-* setuptools setuptools-* wheel wheel-* pkg_resources _distutils_hack distutils-precedence.pth \
- && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 /usr/local/bin/wheel
+RUN for packages in /usr/local/lib/python3.11/site-packages /usr/lib/python3/dist-packages; do \
+      [ -d "$packages" ] || continue; \
+      cd "$packages" \
+      && rm -rf pip pip-* setuptools setuptools-* wheel wheel-* pkg_resources _distutils_hack distutils-precedence.pth; \
+    done \
+ && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 /usr/local/bin/wheel /usr/bin/pip /usr/bin/pip3
 COPY --from=install /opt/nodetask-agent /opt/nodetask-agent
 # Bytecode was compiled at build time and nothing is written at run time outside the mounted volumes: the node's
 # home (SEI_HOME, holding the SQLite store) and /tmp (an emptyDir, also HOME).
@@ -47,9 +58,17 @@ ENV PATH=/opt/nodetask-agent/bin:$PATH \
     HOME=/tmp \
     SEI_HOME=/sei \
     NODETASK_HTTP_PORT=7777
+# Provenance (scripts/build-image.sh passes them): VERSION from pyproject.toml, REVISION the git commit, SOURCE the
+# repository URL (git remote `origin`).
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="nodetask-agent" \
       org.opencontainers.image.description="Sidecar that runs NodeTask resources next to a Sei node" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 # The distroless "nonroot" user and group; the pod's securityContext uses the same IDs (fsGroup 65532).
 USER 65532:65532
 EXPOSE 7777

@@ -62,11 +62,22 @@ if [ ! -x "$CACHE/etcd" ]; then
   log "etcd built in $(( $(date +%s) - start ))s"
 fi
 
-if [ "${NODETASK_SKIP_HELM:-}" != 1 ] && [ ! -x "$CACHE/helm" ]; then
+# helm is built the way helm's own Makefile builds its releases: its default Kubernetes version (what `helm template`
+# assumes without --kube-version or a cluster) is set from the client-go it is built with. A plain `go install` leaves
+# it at v1.20, below the chart's kubeVersion (>= 1.32), and `helm template .` would fail. The stamp file marks a helm
+# built this way; an older cached helm (plain `go install`) is rebuilt.
+HELM_STAMP="$CACHE/helm.built-with-kube-version"
+if [ "${NODETASK_SKIP_HELM:-}" != 1 ] && { [ ! -x "$CACHE/helm" ] || [ ! -f "$HELM_STAMP" ]; }; then
   log "building helm v$HELM_VERSION"
   start=$(date +%s)
-  GOBIN="$CACHE" CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  log "helm built in $(( $(date +%s) - start ))s"
+  helm_gomod=$(go mod download -json "helm.sh/helm/v3@v$HELM_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+  client_go=$(awk '$1=="k8s.io/client-go" {print $2}' "$helm_gomod")  # v0.<minor>.<patch> is Kubernetes 1.<minor>
+  kube_minor=$(echo "$client_go" | cut -d. -f2)
+  helm_flags="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kube_minor"
+  helm_flags="$helm_flags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kube_minor"
+  GOBIN="$CACHE" CGO_ENABLED=0 go install -trimpath -ldflags "$helm_flags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  echo "1.$kube_minor" > "$HELM_STAMP"
+  log "helm built in $(( $(date +%s) - start ))s (default kube version 1.$kube_minor)"
 fi
 
 echo "$CACHE"

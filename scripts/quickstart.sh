@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 home=${1:-$(mktemp -d /tmp/nodetask-quickstart.XXXXXX)}
+mkdir -p "$home"  # local mode refuses a home that does not exist (a typo must not create a new one)
 .venv/bin/nodetask-agent local examples/quickstart --home "$home"
 echo
 echo "node home: $home   (see $home/config; run '$0 $home' again, or '.venv/bin/nodetask-agent tasks list --home $home')"

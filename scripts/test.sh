@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need, then runs every check and every test tier this machine can
-# run. With CI=true the real kube-apiserver and real chain (cometbft, simd) tiers are required: a failed build fails the
-# run instead of skipping it.
+# run. With CI=true the real kube-apiserver, real chain (cometbft, simd) and image (buildah, podman) tiers are
+# required: a failed build or install fails the run instead of skipping it.
 # Extra arguments go to pytest (for example: scripts/test.sh tests/engine -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,16 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "scripts/test.sh: real chain tier unavailable on this machine; its tests will be skipped" >&2
 fi
+if ! scripts/image-tools.sh; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "scripts/test.sh: the image tier (buildah, podman, mmdebstrap) is unavailable and CI=true requires it" >&2
+    exit 1
+  fi
+  echo "scripts/test.sh: image tier unavailable on this machine; its tests will be skipped" >&2
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
-echo "== pytest" && pytest "$@"
+# --durations: the 25 slowest tests, so that a test growing slow (and missing its `slow` mark) shows in every CI log.
+echo "== pytest" && pytest --durations=25 "$@"

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agent.models import TaskError
+from agent.models.redaction import scrub_output
 
 __all__ = [
     "DEFAULT_RPC_PORT",
@@ -240,6 +241,9 @@ class NetInfo:
 # --- client --------------------------------------------------------------------------------------------------------
 
 
+_CREDENTIAL_STATUS = frozenset({401, 403, 407})
+
+
 def _unwrap(body: Any) -> dict[str, Any]:
     """The result object of a flat or enveloped body; raises ValueError (malformed) or returns the error dict."""
     if not isinstance(body, dict):
@@ -258,10 +262,11 @@ def _shown(path: str, params: dict[str, str]) -> str:
 
 
 def _rpc_error_text(error: Any) -> str:
+    """The node's JSON-RPC error, bounded and scrubbed (it is the remote's text, see `scrub_output`)."""
     if isinstance(error, dict):
         parts = [str(error.get(key)) for key in ("code", "message", "data") if error.get(key) not in (None, "")]
-        return "JSON-RPC error " + ": ".join(parts)
-    return f"JSON-RPC error {error!r}"
+        return "JSON-RPC error " + scrub_output(": ".join(parts), 300, keep="head")
+    return "JSON-RPC error " + scrub_output(repr(error), 300, keep="head")
 
 
 class RpcClient:
@@ -305,6 +310,7 @@ class RpcClient:
                 async with self._client_session().get(self.endpoint + path, params=params) as response:
                     body = await response.content.read(self.max_body_bytes + 1)
                     status = response.status
+                    phrase = response.reason or ""
         except TimeoutError:
             raise self._error(shown, "timeout", f"no answer within {seconds:g}s") from None
         except aiohttp.ClientConnectorError as error:
@@ -324,11 +330,19 @@ class RpcClient:
         except (ValueError, UnicodeDecodeError):
             parsed = None
         # A JSON-RPC error object wins over the HTTP status: it says what actually went wrong.
-        if isinstance(parsed, dict) and parsed.get("error") not in (None, "") and "result" not in parsed:
+        # Not for credential failures: whatever a 401/403 says stays out of the message (any host may be named).
+        if (
+            status not in _CREDENTIAL_STATUS
+            and isinstance(parsed, dict)
+            and parsed.get("error") not in (None, "")
+            and "result" not in parsed
+        ):
             raise self._error(shown, "rpc", _rpc_error_text(parsed["error"]) + f" (HTTP {status})")
         if status != 200:
-            snippet = body[:200].decode("utf-8", "replace").strip()
-            raise self._error(shown, "http", f"HTTP {status}" + (f": {snippet}" if snippet else ""))
+            # Never the body: any host may be named as an endpoint, and what it answers (a 401 with a credentials-
+            # shaped page, say) would land in the task's status, readable by every pod's agent.
+            reason = scrub_output(phrase, 60, keep="head")
+            raise self._error(shown, "http", f"HTTP {status}" + (f" {reason}" if reason else ""))
         if parsed is None:
             raise self._error(shown, "malformed", "body is not JSON", retryable=False)
         return body, parsed

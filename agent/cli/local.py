@@ -5,13 +5,20 @@ Decisions (also in the README):
   wrong types, a task type this agent does not know, a taskId that is not a UUID, params that do not fit the type,
   and two manifests that are the same task. Any problem is reported (file, document, field) and nothing is written,
   not even the store.
-- Tasks run one at a time in file order (files sorted by name when a directory is given, documents in file order), as a
-  controller sequences them. The first failure stops the plan unless `--keep-going`.
+- Tasks run one at a time in file order, as a controller sequences them. A directory is searched recursively for
+  `.yaml`/`.yml` files (hidden files and directories skipped), which run in the order of their paths relative to it,
+  compared component by component (`a/02.yaml` before `b/01.yaml`; number your files and directories to order
+  them); documents run in file order. The first failure stops the plan unless `--keep-going`.
+- `--check` runs the plan checker alone (exit 0 valid, 2 invalid), writing nothing and needing no home: for CI.
+- The node home (`--home`) must exist: a typo must not create a second, empty home and store beside the real one.
 - A manifest without `spec.taskId` gets a stable ID derived from its namespace and name, so running the same files
   again recognises finished work: succeeded tasks are reported as already done and not run again. A task that failed
   earlier is reported as failed and not run again unless `--retry-failed` (the local form of a new `retryNonce`).
 - The store lives in the home (`<home>/nodetask-agent.db`) unless `--db` says otherwise. Work left running by an
   interrupted invocation (Ctrl-C, kill) is resumed first, as the agent does after a restart.
+- A task ID already in the store for another type or other params (a copied manifest with the same `spec.taskId`)
+  fails that task with `TaskIdConflict` (exit 1); it is never reported as the stored task's success.
+- Params nested deeper than 32 levels or larger than 64 KiB are a plan problem naming the file (exit 2).
 - `spec.targetPod` is required by the schema (manifests stay valid for a cluster) but not interpreted locally.
 """
 
@@ -32,12 +39,14 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from agent.engine import Engine, EventKind, TaskEvent, check_task
+from agent.engine import Engine, EventKind, TaskEvent, check_task, task_id_conflict
+from agent.io.files import clean_temporary_files
 from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
+from agent.models.limits import RECURSION_LIMIT, allow_deep_json
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskManifest
 from agent.models.settings import AgentSettings
-from agent.store import SqliteStore
+from agent.store import SqliteStore, StoreError
 from agent.tasks import HandlerRegistry, default_registry
 
 # Local task IDs: uuid5 over "<namespace>/<name>" in this namespace (an arbitrary, fixed UUID).
@@ -74,6 +83,9 @@ def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedT
         except yaml.YAMLError as error:
             problems.append(f"{file}: malformed YAML: {_yaml_problem(error)}")
             continue
+        except RecursionError:
+            problems.append(f"{file}: nested too deeply to read (more than {RECURSION_LIMIT} levels)")
+            continue
         except (OSError, UnicodeDecodeError) as error:
             problems.append(f"{file}: cannot read: {error}")
             continue
@@ -99,9 +111,18 @@ def _manifest_files(paths: Iterable[Path], problems: list[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            found = sorted(
+                (
+                    candidate
+                    for candidate in path.rglob("*")
+                    if candidate.suffix in (".yaml", ".yml")
+                    and candidate.is_file()
+                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                ),
+                key=lambda candidate: candidate.relative_to(path).parts,
+            )
             if not found:
-                problems.append(f"{path}: no .yaml/.yml files in the directory")
+                problems.append(f"{path}: no .yaml/.yml files in the directory or below it")
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -122,10 +143,14 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a NodeTask object, got {type(document).__name__}")
         return None
+    if document.get("kind") not in (None, "NodeTask"):
+        problems.append(f"{where}: a {document['kind']}, not a NodeTask (local mode runs NodeTask manifests only)")
+        return None
     try:
         manifest = NodeTaskManifest.model_validate(document)
     except ValidationError as error:
-        problems.append(f"{where}: {format_validation_error(error, prefix='').lstrip('.')}")
+        described = format_validation_error(error, prefix="", model=NodeTaskManifest)
+        problems.append(f"{where}: {described}")
         return None
     spec = manifest.spec
     namespace = manifest.metadata.namespace or "default"
@@ -208,9 +233,15 @@ async def run_plan(
     retry_failed: bool = False,
     out: TextIO,
 ) -> int:
-    """Run a checked plan; returns the process exit code."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.store_path)
+    """Run a checked plan; returns the process exit code. The home must exist (the CLI checks it)."""
+    try:
+        store = SqliteStore(settings.store_path, exclusive=True)  # one process per store: refuses a live agent's
+    except StoreError as error:
+        print(f"nodetask-agent local: {error}", file=out, flush=True)
+        return EXIT_FAILED
+    # Left by a killed run; safe: the store's exclusive lock is ours, so no other writer of this home runs.
+    for leftover in clean_temporary_files(settings.home):
+        print(f"removed {leftover}, left by an interrupted write", file=out)
     engine = Engine(registry, store, settings)
     reporter = Reporter(out, len(plan))
     engine.add_listener(reporter.on_event)
@@ -222,14 +253,21 @@ async def run_plan(
     failed = 0
     succeeded = 0
     try:
-        engine.prune()  # the retention period applies to local stores too
+        await engine.prune()  # the retention period applies to local stores too
         resumed = await engine.recover()
         if resumed:
             reporter.print(f"resuming {len(resumed)} task(s) left running by an interrupted run")
         for index, planned in enumerate(plan, start=1):
             label = reporter.label(index, planned)
             assert planned.task.id is not None
-            existing = store.get(planned.task.id)
+            existing = await engine.get(planned.task.id)
+            conflict = None if existing is None else task_id_conflict(existing, planned.task)
+            if conflict is not None:
+                reporter.print(f"{label}: failed ({conflict.reason}): {conflict.message}")
+                failed += 1
+                if not keep_going:
+                    break
+                continue
             if existing is not None and existing.status is TaskStatus.COMPLETED:
                 reporter.outcome(label, existing, None, previously=True)
                 succeeded += 1
@@ -268,12 +306,34 @@ async def run_plan(
                     break
     finally:
         await engine.shutdown()
-        store.close()
+        await engine.store.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
     reporter.print(f"{succeeded} of {len(plan)} task(s) succeeded" + (f", {failed} failed" if failed else ""))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def check(paths: list[Path], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`local --check`: the plan checker alone. Exit 0 and a summary when every manifest would run, else 2 and every
+    problem; nothing is run or written."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        plan = load_plan(paths, default_registry())
+    except PlanInvalid as invalid:
+        _print_problems(invalid, err, "nothing was run")
+        return EXIT_INVALID
+    print(f"nodetask-agent local --check: {len(plan)} task(s) valid", file=out)
+    for planned in plan:
+        print(f"  {planned.source}: {planned.name} ({planned.task.type})", file=out)
+    return EXIT_OK
+
+
+def _print_problems(invalid: PlanInvalid, err: TextIO, outcome: str) -> None:
+    print(f"nodetask-agent local: {len(invalid.problems)} problem(s); {outcome}:", file=err)
+    for problem in invalid.problems:
+        print(f"  {problem}", file=err)
 
 
 def main(
@@ -288,12 +348,11 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     registry = default_registry()
+    allow_deep_json()  # a deep manifest must be reported (exit 2, naming the file), not crash the reader
     try:
         plan = load_plan(paths, registry)
     except PlanInvalid as invalid:
-        print(f"nodetask-agent local: {len(invalid.problems)} problem(s); nothing was run:", file=err)
-        for problem in invalid.problems:
-            print(f"  {problem}", file=err)
+        _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID
     print(
         f"nodetask-agent local: {len(plan)} task(s), home {settings.home}, store {settings.store_path}",

@@ -3,29 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
-from agent.models.settings import AgentSettings
+from agent.models import TaskError, TaskResult
+from agent.models.settings import AgentSettings, SettingsError
+from agent.models.task import normalize_task_id
 
 from . import local
 from .logs import configure_logging
 
+if TYPE_CHECKING:
+    from agent.store import SqliteStore
 
-def _settings(args: argparse.Namespace) -> AgentSettings:
-    return AgentSettings.from_env(
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a Unix filter reports when its reader goes away (`nodetask-agent tasks list | head`)."""
+
+
+class UsageError(Exception):
+    """A command line that cannot be acted on (exit code 2), with the message to print."""
+
+
+def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> AgentSettings:
+    settings = AgentSettings.from_env(
         home=getattr(args, "home", None),
         db_path=getattr(args, "db", None),
         http_port=getattr(args, "port", None),
     )
+    if home_must_exist and not settings.home.is_dir():
+        # A typo in --home must not silently create a new, empty node home and store beside the real one.
+        where = "--home" if getattr(args, "home", None) is not None else "SEI_HOME (or the default /sei)"
+        raise UsageError(
+            f"{where}: {settings.home} is not an existing directory; the node's home must exist "
+            "(seid init creates it; for a new local home: mkdir -p it first)"
+        )
+    return settings
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
+    if args.check:
+        return local.check(args.paths)
+    if args.home is None:
+        raise UsageError("local: --home is required (only --check runs without a node home)")
     return local.main(args.paths, _settings(args), keep_going=args.keep_going, retry_failed=args.retry_failed)
 
 
@@ -42,7 +69,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from agent.server.standalone import serve
 
-    return asyncio.run(serve(_settings(args), host=args.host))
+    settings = _settings(args)
+    return asyncio.run(serve(settings, host=args.host or settings.http_host))
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
@@ -82,6 +110,30 @@ def _cmd_tasks_types(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_of(row: TaskResult) -> str:
+    return row.source.name if row.source is not None else "-"
+
+
+def _shown(row: TaskResult) -> dict[str, Any]:
+    """A task as `tasks show` prints it: the resource's name and the phase names of `kubectl get nodetasks`."""
+    payload = row.model_dump(mode="json", by_alias=True, exclude_none=True)
+    payload.pop("status", None)  # the store's vocabulary (`completed`); users see phases everywhere else
+    return {"name": _name_of(row), "phase": row.phase.value, **payload}
+
+
+def _find(store: SqliteStore, wanted: str) -> list[TaskResult]:
+    """The task whose ID is `wanted`, else every task whose resource is named `wanted` (metadata.name)."""
+    with contextlib.suppress(TaskError):
+        row = store.get(normalize_task_id(wanted))
+        if row is not None:
+            return [row]
+    return [row for row in store.list(SEARCH_LIMIT) if row.source is not None and row.source.name == wanted]
+
+
+SEARCH_LIMIT = 100_000
+"""Rows `tasks show NAME` searches (newest first); retention keeps a store far smaller."""
+
+
 def _cmd_tasks_list(args: argparse.Namespace) -> int:
     from agent.store import SqliteStore
 
@@ -91,36 +143,72 @@ def _cmd_tasks_list(args: argparse.Namespace) -> int:
         return 1
     store = SqliteStore(settings.store_path)
     try:
-        rows = [store.get(args.id)] if getattr(args, "id", None) else store.list(args.limit)
+        wanted = getattr(args, "id", None)
+        rows = _find(store, wanted) if wanted else store.list(args.limit)
     finally:
         store.close()
-    if any(row is None for row in rows):
-        print(f"task {args.id} not found in {settings.store_path}", file=sys.stderr)
-        return 1
-    present = [row for row in rows if row is not None]
-    if args.output == "json" or getattr(args, "id", None):
-        payload: Any = [row.model_dump(mode="json", by_alias=True, exclude_none=True) for row in present]
-        print(json.dumps(payload[0] if getattr(args, "id", None) else payload, indent=2))
+    if wanted:
+        if not rows:
+            print(f"no task with ID or name {wanted!r} in {settings.store_path}", file=sys.stderr)
+            return 1
+        if len(rows) > 1:
+            choices = ", ".join(f"{row.source.namespace}/{_name_of(row)} {row.id}" for row in rows if row.source)
+            print(f"{len(rows)} tasks are named {wanted!r}; show one by ID: {choices}", file=sys.stderr)
+            return 1
+        print(json.dumps(_shown(rows[0]), indent=2))
         return 0
-    print(f"{'ID':<36}  {'TYPE':<28}  {'PHASE':<9}  {'RUN':>3}  {'REASON':<16}  SUBMITTED")
-    for row in present:
+    if args.output == "json":
+        print(json.dumps([_shown(row) for row in rows], indent=2))
+        return 0
+    width = max([len("NAME"), *(len(_name_of(row)) for row in rows)])
+    print(f"{'NAME':<{width}}  {'ID':<36}  {'TYPE':<28}  {'PHASE':<9}  {'RUN':>3}  {'REASON':<16}  SUBMITTED")
+    for row in rows:
         submitted = row.submitted_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{row.id:<36}  {row.type:<28}  {row.phase.value:<9}  {row.run:>3}  {row.reason:<16}  {submitted}")
+        print(
+            f"{_name_of(row):<{width}}  {row.id:<36}  {row.type:<28}  {row.phase.value:<9}  {row.run:>3}  "
+            f"{row.reason:<16}  {submitted}"
+        )
     return 0
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level; choose from {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _global_options(*, top: bool) -> argparse.ArgumentParser:
+    """--log-level and --log-format, accepted before and after the command (`nodetask-agent local ... --log-level
+    DEBUG`). Below the top level they default to SUPPRESS, so a subcommand never erases a value given before it."""
+    options = argparse.ArgumentParser(add_help=False)
+    default: Any = None if top else argparse.SUPPRESS
+    options.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=default,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default: INFO; local: WARNING)",
+    )
+    options.add_argument(
+        "--log-format", choices=["text", "json"], default="text" if top else argparse.SUPPRESS, help="default: text"
+    )
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nodetask-agent",
         description="Runs NodeTask resources next to a Sei node (in a cluster) or from YAML files (local mode).",
+        parents=[_global_options(top=True)],
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO; local: WARNING)")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    inherited = [_global_options(top=False)]
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def home_options(command: argparse.ArgumentParser, *, required: bool) -> None:
+    def home_options(command: argparse.ArgumentParser, *, required_help: str = "") -> None:
         command.add_argument(
-            "--home", type=Path, required=required, help="the node's home directory (default: $SEI_HOME or /sei)"
+            "--home",
+            type=Path,
+            help=required_help or "the node's home directory, which must exist (default: $SEI_HOME, else /sei)",
         )
         command.add_argument("--db", type=Path, help="the SQLite store (default: <home>/nodetask-agent.db)")
 
@@ -128,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the agent in a cluster (identity from POD_NAME, POD_NAMESPACE, POD_UID)",
         description="Watch this pod's NodeTasks and run them; serves /healthz /livez /metrics /v0/... on the port.",
+        parents=inherited,
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster ServiceAccount, else ~/.kube/config)")
-    home_options(run, required=False)
+    home_options(run)
     run.add_argument("--port", type=int, help="HTTP port for probes, metrics and the task API (default: 7777)")
     run.set_defaults(func=_cmd_run)
 
@@ -139,13 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the agent without Kubernetes, driven over the Go sidecar's HTTP task API",
         description="Serve the Go sidecar's task API (POST/GET/DELETE /v0/tasks, /v0/healthz, ...) over the same "
         "engine and store, with no NodeTask watch. SEI_SIDECAR_AUTHN_MODE=trusted-header binds loopback only.",
+        parents=inherited,
     )
-    home_options(serve, required=False)
+    home_options(serve)
     serve.add_argument("--port", type=int, help="HTTP port (default: $NODETASK_HTTP_PORT or 7777)")
-    serve.add_argument("--host", default="0.0.0.0", help="bind address (trusted-header mode forces 127.0.0.1)")
+    serve.add_argument(
+        "--host", help="bind address (default: $NODETASK_HTTP_HOST, else 0.0.0.0; trusted-header mode forces 127.0.0.1)"
+    )
     serve.set_defaults(func=_cmd_serve)
 
-    crd = commands.add_parser("crd", help="print the NodeTask CustomResourceDefinition (generated from the models)")
+    crd = commands.add_parser(
+        "crd", help="print the NodeTask CustomResourceDefinition (generated from the models)", parents=inherited
+    )
     crd.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     crd.set_defaults(func=_cmd_crd)
 
@@ -154,29 +248,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="run NodeTask manifests from YAML files, with no cluster",
         description=local.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=inherited,
     )
     run_local.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    home_options(run_local, required=True)
+    home_options(
+        run_local,
+        required_help="the node's home directory; required (no default), and it must already exist",
+    )
+    run_local.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the plan (YAML, fields, types, params, duplicates) and exit: 0 valid, 2 invalid; "
+        "runs nothing and needs no --home",
+    )
     run_local.add_argument("--keep-going", action="store_true", help="run later tasks even after one fails")
     run_local.add_argument("--retry-failed", action="store_true", help="run tasks that failed earlier once more")
     run_local.set_defaults(func=_cmd_local, default_log_level="WARNING")
 
-    tasks = commands.add_parser("tasks", help="describe task types, or list tasks in a store")
+    tasks = commands.add_parser("tasks", help="describe task types, or list tasks in a store", parents=inherited)
     tasks_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="SUBCOMMAND")
-    types = tasks_commands.add_parser("types", help="every task type with its params")
+    types = tasks_commands.add_parser("types", help="every task type with its params", parents=inherited)
     types.add_argument("-o", "--output", choices=["text", "json"], default="text")
     types.set_defaults(func=_cmd_tasks_types)
-    listing = tasks_commands.add_parser("list", help="the newest tasks in a store")
-    home_options(listing, required=False)
+    listing = tasks_commands.add_parser("list", help="the newest tasks in a store", parents=inherited)
+    home_options(listing)
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("-o", "--output", choices=["text", "json"], default="text")
     listing.set_defaults(func=_cmd_tasks_list)
-    show = tasks_commands.add_parser("show", help="one task from a store, as JSON")
-    show.add_argument("id")
-    home_options(show, required=False)
+    show = tasks_commands.add_parser(
+        "show", help="one task from a store, as JSON, by task ID or by its NodeTask's name", parents=inherited
+    )
+    show.add_argument("id", metavar="ID_OR_NAME")
+    home_options(show)
     show.set_defaults(func=_cmd_tasks_list, output="json", limit=1)
 
-    version = commands.add_parser("version", help="print the version")
+    version = commands.add_parser("version", help="print the version", parents=inherited)
     version.set_defaults(func=_cmd_version)
     return parser
 
@@ -189,6 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep the interpreter's final flush from complaining.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (SettingsError, UsageError) as error:  # a bad environment variable, flag or path: a usage error, named
+        print(f"nodetask-agent: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # a clear one-line message instead of a traceback for operator errors
         logging.getLogger("agent.cli").debug("command failed", exc_info=True)
         print(f"nodetask-agent: error: {error}", file=sys.stderr)
@@ -220,7 +334,8 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
         base = AgentSettings.from_env(home=args.home, pod_name=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))
         port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
         settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
-    except ValueError as error:
+        settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
+    except (ValueError, OSError) as error:
         print(f"seictl: error: {error}", file=sys.stderr)
         return 2
     return asyncio.run(serve_api(settings))

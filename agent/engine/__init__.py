@@ -1,6 +1,6 @@
 """The task executor (DESIGN.md section 3). Knows nothing of Kubernetes or HTTP."""
 
-from .engine import Engine, EngineClosed, check_task
+from .engine import Engine, EngineClosed, check_task, storable_params, task_id_conflict
 from .events import EventKind, TaskEvent
 
-__all__ = ["Engine", "EngineClosed", "EventKind", "TaskEvent", "check_task"]
+__all__ = ["Engine", "EngineClosed", "EventKind", "TaskEvent", "check_task", "storable_params", "task_id_conflict"]

@@ -9,7 +9,13 @@ Rules (DESIGN.md section 3), each covered by `tests/engine/`:
   loop plus an INSERT that refuses an existing row, so even two engines on one file cannot both start a task). A
   running row is resumed only by `recover()`, never by a submit: another process sharing the store may be running it.
 - Params are validated with the handler's pydantic model before anything runs; a validation error stores a failed
-  row with reason `ParamsInvalid` and a message naming the field.
+  row with reason `ParamsInvalid` and a message naming the field. Before that, params nested deeper than 32 levels or
+  larger than 64 KiB as JSON (`agent.models.limits`) fail `ParamsInvalid` naming the bound, and are stored as a small
+  marker, never as given (nothing recursive may ever touch them).
+- An ID is an idempotency key for the same work only: a submission whose ID is stored with another type or other
+  params is refused with `TaskIdConflict` (nothing stored, nothing run, the stored task untouched).
+- A handler result larger than 64 KiB as JSON fails the task `ResultTooLarge` (it would be copied into the NodeTask's
+  status, which etcd caps at 1.5 MiB for the whole object); it is not retried.
 - A handler's `TaskError` fails the task with its reason; any other exception fails it with `HandlerCrashed` and the
   exception text, and the process carries on. `timeout_seconds` bounds each run from its start (a resumed run keeps its
   original start, so a restart does not extend the deadline) and ends it with `DeadlineExceeded`.
@@ -25,8 +31,12 @@ Rules (DESIGN.md section 3), each covered by `tests/engine/`:
 - Handlers report progress through their `TaskContext`; listeners get at most one progress event per task per
   `progress_interval`, and `get` always shows the latest report.
 
-The engine calls the store synchronously on the event loop: a row write is tens of microseconds (WAL, no fsync per
-commit with synchronous=NORMAL), cheaper than a thread hop, and it keeps check-and-insert free of awaits.
+- Store failures (docs/reliability.md): every store call runs on the store's own thread (`GuardedStore`), never on
+  the event loop. A run whose outcome (or retry row) cannot be stored keeps it in memory and retries until the store
+  takes it (sooner when the store recovers), its status staying Running with a message saying why; only then is the
+  outcome published. A submit that cannot be stored raises `StoreError` and nothing starts (the caller tries again).
+- Crash loops: a running row is resumed at most `KILL_LIMIT` times across consecutive unclean process stops (the
+  store's `unclean_stops`); after that it fails `AgentKilled` instead of killing the agent again at every start.
 """
 
 from __future__ import annotations
@@ -44,12 +54,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.io.loops import every
 from agent.models import (
     ParamsInvalid,
     Progress,
     Reason,
     Task,
     TaskError,
+    TaskIdConflict,
     TaskResult,
     TaskStatus,
     TaskType,
@@ -57,9 +69,10 @@ from agent.models import (
     normalize_task_id,
     utcnow,
 )
+from agent.models.limits import MAX_RESULT_BYTES, json_bounds_problem
 from agent.models.params import TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
-from agent.store import Store
+from agent.store import GuardedStore, Store, StoreError, StoreHealth
 from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
 
 from .events import EventKind, TaskEvent
@@ -69,7 +82,12 @@ log = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
 
 # Failures that running again cannot fix: the retry policy never repeats them.
-_NOT_RETRIED = frozenset({Reason.PARAMS_INVALID, Reason.SUPERSEDED})
+_NOT_RETRIED = frozenset({Reason.PARAMS_INVALID, Reason.SUPERSEDED, Reason.RESULT_TOO_LARGE})
+
+KILL_LIMIT = 3
+"""A task still running after this many resumes, each ended by an unclean process stop, fails `AgentKilled`."""
+PERSIST_RETRY_CAP = 10.0
+"""A run waiting for the store to take its outcome tries again at least this often (and at once on recovery)."""
 
 
 class _Stop(Enum):
@@ -109,7 +127,9 @@ class Engine:
         stop_grace: float = 10.0,
     ) -> None:
         self._registry = registry
-        self._store = store
+        self._db = store if isinstance(store, GuardedStore) else GuardedStore(store)
+        self._store = self._db.store
+        self._deferred: dict[str, TaskResult] = {}
         self._settings = settings
         self._progress_interval = progress_interval
         self._stop_grace = stop_grace
@@ -127,18 +147,27 @@ class Engine:
             raise EngineClosed("the engine is shutting down")
         spec = _spec_for(self._registry, task.type)
         task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
+        params, problem = storable_params(task.params)
+        task = task.model_copy(update={"params": params})
         async with self._submit_lock:
             row = _new_row(task_id, task)
-            if not self._store.insert(row):  # the common case, a new ID, costs one statement
-                existing = self._store.get(task_id)
+            if not await self._db.insert(row):  # the common case, a new ID, costs one statement
+                existing = await self._db.get(task_id)
+                if existing is not None:
+                    conflict = task_id_conflict(existing, task)
+                    if conflict is not None:
+                        raise conflict
                 if existing is None or existing.status is not TaskStatus.FAILED:
                     return task_id  # running, completed or cancelled (or removed this instant): a no-op
                 if not (retry or _new_nonce(task, existing)):
                     return task_id
                 row = _rerun_row(existing, task)
-                self._store.save(row)
+                await self._db.save(row)
             self._emit(EventKind.ACCEPTED, row)
-            self._start(row, spec, EventKind.STARTED)
+            if problem is not None:  # too deep or too large: failed without being validated, stored or served
+                await self._finish_failed(row, ParamsInvalid(problem))
+            else:
+                await self._start(row, spec, EventKind.STARTED)
         return task_id
 
     def check(self, task: Task) -> str:
@@ -148,12 +177,12 @@ class Engine:
         task_id, _, _ = check_task(self._registry, task)
         return task_id
 
-    def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
+    async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
         """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task."""
         try:
             params = _validate_params(spec, row.params)
         except ParamsInvalid as error:
-            self._finish_failed(row, error)
+            await self._finish_failed(row, error)
             return
         run = _Run(row.id, row)
         self._runs[row.id] = run
@@ -171,10 +200,10 @@ class Engine:
                 if run.stop is not None:
                     return  # cancel/remove/shutdown owns the row now
                 if not isinstance(outcome, TaskError):
-                    self._finish(run, row.model_copy(update=_completed(outcome)))
+                    await self._finish(run, row.model_copy(update=_completed(outcome)))
                     return
                 if outcome.reason in _NOT_RETRIED or row.run > row.retry.limit:
-                    self._finish(run, row.model_copy(update=_failed(outcome)))
+                    await self._finish(run, row.model_copy(update=_failed(outcome)))
                     return
                 delay = row.retry.delay_before(row.run + 1)
                 row = row.model_copy(
@@ -186,12 +215,12 @@ class Engine:
                     }
                 )
                 run.row = row
-                self._store.save(row)
+                await self._persist(row, run)
                 self._emit(EventKind.RETRYING, row)
                 await asyncio.sleep(delay)
                 row = row.model_copy(update={"started_at": utcnow()})
                 run.row = row
-                self._store.save(row)
+                await self._persist(row, run)
                 kind = EventKind.STARTED
         except asyncio.CancelledError:
             # cancel(), remove() and shutdown() record the outcome themselves; an unexplained cancellation (the loop
@@ -224,7 +253,7 @@ class Engine:
             return error
         except TimeoutError as error:
             if deadline.expired():
-                return _deadline_error(row)
+                return _deadline_error(row, context.deadline_cause)
             return _crash(error)
         except asyncio.CancelledError:
             raise
@@ -232,7 +261,7 @@ class Engine:
             log.exception("handler for %s task %s crashed", row.type, row.id)
             return _crash(error)
         if deadline.expired():  # the handler swallowed the cancellation and finished late: still past its deadline
-            return _deadline_error(row)
+            return _deadline_error(row, context.deadline_cause)
         return _checked_result(result)
 
     def _on_progress(self, run: _Run, progress: Progress) -> None:
@@ -242,18 +271,36 @@ class Engine:
             run.progress_emitted_at = now
             self._emit(EventKind.PROGRESS, run.row.model_copy(update={"progress": progress}))
 
-    def _finish(self, run: _Run, row: TaskResult) -> None:
+    async def _finish(self, run: _Run, row: TaskResult) -> None:
         """Store a terminal row, unless the run was stopped (then its stopper owns the row)."""
         if run.stop is not None:
             return
-        self._record_terminal(row)
+        await self._record_terminal(row, run)
         run.final = row
 
-    def _finish_failed(self, row: TaskResult, error: TaskError) -> None:
-        self._record_terminal(row.model_copy(update=_failed(error)))
+    async def _finish_failed(self, row: TaskResult, error: TaskError) -> None:
+        await self._record_terminal(row.model_copy(update=_failed(error)))
 
-    def _record_terminal(self, row: TaskResult) -> None:
-        self._store.save(row)
+    async def _persist(self, row: TaskResult, run: _Run | None = None) -> None:
+        """Save `row`, retrying until the store takes it (see the module rules); cancellation ends the wait (the row
+        then stays as last stored: running, so the next start resumes it)."""
+        failures = 0
+        while True:
+            try:
+                await self._db.save(row)
+            except StoreError as error:
+                failures += 1
+                if run is not None:
+                    message = f"waiting for the task store to record this run's state ({error})"
+                    run.progress = Progress(message=message[:500])
+                await self._db.pause(min(PERSIST_RETRY_CAP, 0.5 * 2 ** min(failures, 5)))
+                continue
+            if run is not None and failures:
+                run.progress = None
+            return
+
+    async def _record_terminal(self, row: TaskResult, run: _Run | None = None) -> None:
+        await self._persist(row, run)
         if row.status is TaskStatus.COMPLETED:
             if row.type == TaskType.MARK_READY:
                 self._ready = True
@@ -278,7 +325,7 @@ class Engine:
             await self._await_stop(run)
             row = run.row
         else:
-            row = self._store.get(task_id)
+            row = await self._db.get(task_id)
         if row is None or row.terminal:
             return row
         cancelled = row.model_copy(
@@ -291,7 +338,7 @@ class Engine:
                 "retryable": False,
             }
         )
-        self._record_terminal(cancelled)
+        await self._record_terminal(cancelled)
         return cancelled
 
     async def remove(self, task_id: str) -> bool:
@@ -300,8 +347,9 @@ class Engine:
         run = self._runs.get(task_id)
         if run is not None:
             self._signal(run, _Stop.REMOVE)  # before the delete: nothing this run does afterwards reaches the store
-        row = self._store.get(task_id)
-        deleted = self._store.delete(task_id)
+        self._deferred.pop(task_id, None)
+        row = await self._db.get(task_id)
+        deleted = await self._db.delete(task_id)
         if run is not None:
             await self._await_stop(run)
         if deleted and row is not None:
@@ -334,30 +382,37 @@ class Engine:
         if runs:
             await asyncio.wait([run.task for run in runs], timeout=self._stop_grace if grace is None else grace)
 
-    async def recover(self) -> list[str]:
+    async def recover(self, defer: Callable[[TaskResult], bool] | None = None) -> list[str]:
         """Resume the work a previous process left running; returns the IDs resumed or finished here.
 
+        A row resumed `KILL_LIMIT` times, each time ended by an unclean stop of the process, fails `AgentKilled`.
         Holds first: every stale `mark-not-ready` runs to completion before anything else starts. Then a stale
         `mark-ready` older than the newest completed hold is failed as `Superseded`; a row whose type this agent does
-        not know is failed as `UnsupportedType`; every other row runs again with `resumes + 1`.
+        not know is failed as `UnsupportedType`; a row for which `defer(row)` is true is kept aside (see `deferred`,
+        `resume_deferred`, `fail_deferred`); every other row runs again with `resumes + 1`.
         """
         handled: list[str] = []
-        stale = [row for row in self._store.list_stale() if row.id not in self._runs]
+        stale = [row for row in await self._db.list_stale() if row.id not in self._runs]
+        unclean_stops = int(getattr(self._store, "unclean_stops", 0))
+        for row in [row for row in stale if unclean_stops >= KILL_LIMIT and row.resumes >= KILL_LIMIT]:
+            await self._finish_failed(row, _killed_error(row, unclean_stops))
+            stale.remove(row)
+            handled.append(row.id)
         for hold in (row for row in stale if row.type == TaskType.MARK_NOT_READY):
             spec = self._registry.get(hold.type)
             assert spec is not None, "mark-not-ready is always registered"
-            self._resume(hold, spec)
+            await self._resume(hold, spec)
             await self.wait(hold.id)
             handled.append(hold.id)
-        newest_hold = self._store.latest_by_type(TaskType.MARK_NOT_READY, status=TaskStatus.COMPLETED)
+        newest_hold = await self._db.latest_by_type(TaskType.MARK_NOT_READY, status=TaskStatus.COMPLETED)
         for row in stale:
             if row.type == TaskType.MARK_NOT_READY:
                 continue
             spec = self._registry.get(row.type)
             if spec is None:
-                self._finish_failed(row, UnsupportedType(row.type, [str(t) for t in self._registry.types()]))
+                await self._finish_failed(row, UnsupportedType(row.type, [str(t) for t in self._registry.types()]))
             elif row.type == TaskType.MARK_READY and newest_hold and row.submitted_at < newest_hold.submitted_at:
-                self._finish_failed(
+                await self._finish_failed(
                     row,
                     TaskError(
                         f"superseded by hold {newest_hold.id} (mark-not-ready submitted later)",
@@ -365,30 +420,60 @@ class Engine:
                         hint="submit a new mark-ready once the hold's work is done",
                     ),
                 )
+            elif defer is not None and defer(row):
+                self._deferred[row.id] = row
+                continue
             else:
-                self._resume(row, spec)
+                await self._resume(row, spec)
             handled.append(row.id)
         return handled
 
-    def _resume(self, row: TaskResult, spec: HandlerSpec[Any]) -> None:
+    def deferred(self) -> list[TaskResult]:
+        """Rows `recover` kept aside (neither resumed nor failed yet)."""
+        return list(self._deferred.values())
+
+    async def resume_deferred(self, task_id: str) -> None:
+        """Resume a deferred row (no-op when it is not deferred)."""
+        row = self._deferred.pop(task_id, None)
+        spec = None if row is None else self._registry.get(row.type)
+        if row is not None and spec is not None:
+            await self._resume(row, spec)
+
+    async def fail_deferred(self, task_id: str, error: TaskError) -> TaskResult | None:
+        """Fail a deferred row with `error`; the failed row (None when it was not deferred)."""
+        row = self._deferred.pop(task_id, None)
+        if row is None:
+            return None
+        failed = row.model_copy(update=_failed(error))
+        await self._record_terminal(failed)
+        return failed
+
+    async def _resume(self, row: TaskResult, spec: HandlerSpec[Any]) -> None:
         row = row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
-        self._store.save(row)
-        self._start(row, spec, EventKind.RESUMED)
+        await self._persist(row)
+        await self._start(row, spec, EventKind.RESUMED)
 
     # ------------------------------------------------------------------ read side
 
-    def get(self, task_id: str) -> TaskResult | None:
+    async def get(self, task_id: str) -> TaskResult | None:
         """The stored row, with the latest progress report while it runs (None when unknown)."""
         try:
             task_id = normalize_task_id(task_id)
         except TaskError:
             return None
-        row = self._store.get(task_id)
+        row = await self._db.get(task_id)
         return None if row is None else self._with_progress(row)
 
-    def recent(self, limit: int = 100) -> list[TaskResult]:
-        rows = self._store.list(limit)
+    async def recent(self, limit: int = 100) -> list[TaskResult]:
+        rows = await self._db.list(limit)
         return [self._with_progress(row) for row in rows]
+
+    def running_rows(self) -> list[TaskResult]:
+        """The rows of the executing runs, from memory (no store access), with their latest progress."""
+        return [
+            run.row.model_copy(update={"progress": run.progress}) if run.progress is not None else run.row
+            for run in self._runs.values()
+        ]
 
     def _with_progress(self, row: TaskResult) -> TaskResult:
         run = self._runs.get(row.id)
@@ -418,36 +503,43 @@ class Engine:
             await asyncio.wait_for(asyncio.shield(run.task), timeout)
             if run.final is not None:
                 return run.final
-        row = self._store.get(task_id)
+        row = await self._db.get(task_id)
         if row is None:
             raise LookupError(f"task {task_id} is not stored")
         return row
 
     def healthz(self) -> bool:
-        """Ready: the newest successful readiness task was a mark-ready."""
+        """Ready: the newest successful readiness task was a mark-ready (see `store_health` for the store's part)."""
         return self._ready
 
     def livez(self) -> bool:
-        return self._store.ping()
+        """Alive while the engine's store is open: a failing store is reported by `store_health`, not here (a
+        restart cures neither a full volume nor another process's lock)."""
+        return not self._db.closed
+
+    def store_health(self) -> StoreHealth:
+        """Whether the store can be written now (and if not, since when and why)."""
+        return self._db.health
+
+    @property
+    def store(self) -> GuardedStore:
+        """The store as the loop uses it (its recovery probe and listeners)."""
+        return self._db
 
     def status(self) -> dict[str, Any]:
         return {"status": "Ready" if self._ready else "Initializing", "running": len(self._runs)}
 
-    def prune(self, now: datetime | None = None) -> int:
+    async def prune(self, now: datetime | None = None) -> int:
         """Delete terminal rows older than the retention period (readiness history is kept by the store)."""
-        return self._store.prune((now or utcnow()) - self._settings.retention)
+        return await self._db.prune((now or utcnow()) - self._settings.retention)
 
     async def prune_forever(self, interval: float = 3600.0) -> None:
         """Apply the retention period now and then every `interval` seconds, until cancelled.
 
-        A failing prune is logged and tried again next time: retention must never take the agent down.
+        A failing prune is logged (throttled) and tried again: retention must never take the agent down.
         """
-        while True:
-            try:
-                self.prune()
-            except Exception:
-                log.exception("pruning finished tasks older than %s failed; will try again", self._settings.retention)
-            await asyncio.sleep(interval)
+        name = f"pruning finished tasks older than {self._settings.retention}"
+        await every(name, interval, self.prune, first_delay=0)
 
     # ------------------------------------------------------------------ listeners
 
@@ -485,6 +577,34 @@ def check_task(registry: HandlerRegistry, task: Task) -> tuple[str, HandlerSpec[
     return task_id, spec, _validate_params(spec, task.params)
 
 
+OMITTED_PARAMS_KEY = "$omitted"
+"""Params that break the bounds are stored as `{"$omitted": "<which bound>"}`: never the value itself."""
+
+
+def storable_params(params: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the params to store, the bound they break or None). Params nested deeper or larger than
+    `agent.models.limits` allows are replaced by a small marker naming the bound, so that nothing recursive (the
+    store's JSON, pydantic's serializer, `/v0/tasks`) ever handles them."""
+    if params is None:
+        return None, None
+    problem = json_bounds_problem(params)
+    if problem is None:
+        return params, None
+    return {OMITTED_PARAMS_KEY: problem}, problem
+
+
+def task_id_conflict(existing: TaskResult, task: Task) -> TaskIdConflict | None:
+    """Why `task` is not the work already stored under its ID (another type, other params), or None when it is the
+    same work (then the submission is the idempotent no-op it always was). `task.params` as `storable_params` made
+    them; `None` and `{}` are the same params."""
+    differences = []
+    if existing.type != task.type:
+        differences.append(f"stored type {existing.type!r}, submitted {task.type!r}")
+    if (storable_params(existing.params)[0] or {}) != (storable_params(task.params)[0] or {}):
+        differences.append(f"the params differ from the stored {existing.type} task's")
+    return TaskIdConflict(existing.id, differences) if differences else None
+
+
 def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
     spec = registry.get(task_type)
     if spec is None:
@@ -493,10 +613,15 @@ def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
 
 
 def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> TaskParams:
+    if raw is not None:
+        problem = raw.get(OMITTED_PARAMS_KEY) if len(raw) == 1 else None
+        problem = problem if isinstance(problem, str) else json_bounds_problem(raw)
+        if problem is not None:
+            raise ParamsInvalid(problem, hint="params are limited in depth and size; see docs/reliability.md")
     try:
         params: TaskParams = spec.params_model.model_validate(raw or {})
     except ValidationError as error:
-        raise ParamsInvalid(format_validation_error(error)) from None
+        raise ParamsInvalid(format_validation_error(error, model=spec.params_model)) from None
     return params
 
 
@@ -568,12 +693,30 @@ def _remaining(row: TaskResult) -> float | None:
     return row.timeout_seconds - (utcnow() - started).total_seconds()
 
 
-def _deadline_error(row: TaskResult) -> TaskError:
+def _deadline_error(row: TaskResult, cause: TaskError | None = None) -> TaskError:
+    if cause is not None:  # the handler said what the wait was really stuck on (TaskContext.explain_deadline)
+        return TaskError(
+            f"run {row.run} exceeded its timeout of {row.timeout_seconds}s: {cause.message}",
+            reason=cause.reason,
+            hint=cause.hint,
+            retryable=cause.retryable,
+        )
     return TaskError(
         f"run {row.run} exceeded its timeout of {row.timeout_seconds}s",
         reason=Reason.DEADLINE_EXCEEDED,
         hint="raise spec.timeoutSeconds if the work legitimately takes longer",
         retryable=True,
+    )
+
+
+def _killed_error(row: TaskResult, unclean_stops: int) -> TaskError:
+    return TaskError(
+        f"the agent process died {unclean_stops} times in a row while this task was running (resumed "
+        f"{row.resumes} times without an outcome): it keeps killing the agent, likely by exhausting its memory "
+        "(OOM); not resumed again",
+        reason=Reason.AGENT_KILLED,
+        hint="check the pod's last state (kubectl describe pod: OOMKilled), raise the agent container's memory "
+        "limit, then submit the task again (a new retryNonce)",
     )
 
 
@@ -591,6 +734,17 @@ def _checked_result(result: object) -> dict[str, Any] | TaskError | None:
         return None
     if not isinstance(result, dict):
         return _crash(TypeError(f"handler returned {type(result).__name__}, not a JSON object"))
+    problem = json_bounds_problem(result, what="result", max_bytes=MAX_RESULT_BYTES)
+    if problem is not None and "not serializable" in problem:
+        return _crash(TypeError(problem))
+    if problem is not None:
+        # The result is copied into the NodeTask's status: etcd refuses objects over 1.5 MiB, and a status patch
+        # that can never succeed would leave the resource Running forever.
+        return TaskError(
+            f"the handler's {problem}",
+            reason=Reason.RESULT_TOO_LARGE,
+            hint="this is a bug in the agent (results must stay small); report it with the agent's log",
+        )
     try:
         json.dumps(result)
     except (TypeError, ValueError) as error:

@@ -22,8 +22,13 @@ extraction with `ArchiveUnsafe` naming the member:
 - hard links must point at a regular file this archive already extracted (they are created as hard links);
 - devices, fifos and unknown member types are refused;
 - a member may replace an earlier regular file of the same name (tar semantics), any other name clash is refused;
-- modes are sanitised: no setuid/setgid/sticky bits, no group/other write; owners always read and write (files)
-  or read, write and enter (directories). Ownership is not restored; mtimes of files are;
+- modes are sanitised: regular files never get an execute bit (a snapshot is data; an executable restored from a
+  bucket would be a foothold for running code), no setuid/setgid/sticky bits, no group/other write; owners always
+  read and write (files) or read, write and enter (directories, which keep r-x for group/other so that seid, often
+  another user in another container, can enter them). Ownership is not restored; mtimes of files are;
+- at most `max_members` members (default `DEFAULT_MAX_MEMBERS`), and once `SMALL_MEMBER_GRACE` members were read
+  their average size must be at least `MIN_AVERAGE_MEMBER_BYTES`: an archive of tens of thousands of empty files
+  (75 KB compressed, half a minute of metadata churn) is refused early as `ArchiveUnsafe`;
 - pax and GNU long-name headers larger than `MAX_HEADER_BYTES` are refused before they are read into memory
   ("huge header" attacks), and declared sizes are checked against `max_total_bytes` before any byte is written
   (an absurd member size fails with `InsufficientDisk` instead of filling the disk);
@@ -67,6 +72,13 @@ INSUFFICIENT_DISK = "InsufficientDisk"
 CHUNK = 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
 """Largest pax / GNU long-name header accepted; real ones are a few hundred bytes."""
+DEFAULT_MAX_MEMBERS = 2_000_000
+"""Members one extraction accepts. A multi-TB node's data directory (LevelDB/PebbleDB tables of 2-64 MiB, wasm
+code, snapshots) has tens to a few hundred thousand files; two million leaves ample room."""
+SMALL_MEMBER_GRACE = 10_000
+MIN_AVERAGE_MEMBER_BYTES = 512
+"""After `SMALL_MEMBER_GRACE` members, an archive whose members average less than this many bytes is refused: real
+node data is dominated by MiB-sized tables, a flood of empty or tiny files is an attack on the extractor."""
 _BLOCK = tarfile.BLOCKSIZE
 _END_OF_ARCHIVE = 2 * _BLOCK
 
@@ -421,8 +433,12 @@ def _check_symlink_target(parts: tuple[str, ...], target: str) -> None:
 
 
 def _sane_mode(mode: int, directory: bool) -> int:
-    owner = 0o700 if directory else 0o600
-    return (mode & 0o755) | owner
+    """Directories keep r-x for group/other (needed to enter them) and get rwx for the owner; regular files never get
+    an execute bit (a snapshot holds data, and an executable file from a bucket is a foothold: issue 13), only
+    rw for the owner and r for group/other when the archive had it. No setuid/setgid/sticky, no group/other write."""
+    if directory:
+        return (mode & 0o755) | 0o700
+    return (mode & 0o644) | 0o600
 
 
 class _Flusher:
@@ -479,6 +495,7 @@ class _Extractor:
         skip_names: frozenset[str],
         cancel: threading.Event | None,
         flusher: _Flusher | None,
+        max_members: int = DEFAULT_MAX_MEMBERS,
     ):
         self.destination = destination
         self.flusher = flusher
@@ -489,6 +506,19 @@ class _Extractor:
         self.directories: set[tuple[str, ...]] = {()}
         self.regular_files: set[tuple[str, ...]] = set()
         self.declared = 0
+        self.members = 0
+        self.max_members = max_members
+
+    def count(self, member: tarfile.TarInfo) -> None:
+        """Apply the member-count and tiny-member bounds (see the module docstring)."""
+        self.members += 1
+        if self.members > self.max_members:
+            raise _Unsafe(f"the archive has more than {self.max_members} members")
+        if self.members >= SMALL_MEMBER_GRACE and self.declared + member.size < MIN_AVERAGE_MEMBER_BYTES * self.members:
+            raise _Unsafe(
+                f"the first {self.members} members hold {self.declared + member.size} bytes in all (under "
+                f"{MIN_AVERAGE_MEMBER_BYTES} bytes on average): a flood of empty or tiny files is not node data"
+            )
 
     def path(self, parts: tuple[str, ...]) -> Path:
         return self.destination.joinpath(*parts)
@@ -528,6 +558,7 @@ class _Extractor:
         raise _Unsafe(f"member {'/'.join(parts)!r} appears twice with different types")
 
     def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self.count(member)
         parts = _safe_parts(member.name)
         if not parts:
             return
@@ -611,6 +642,7 @@ def extract_stream(
     skip_names: frozenset[str] = frozenset(),
     cancel: threading.Event | None = None,
     durable: bool = True,
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> ExtractSummary:
     """Extract the (compressed) tar stream `source` into the empty directory `destination`, safely.
 
@@ -631,7 +663,13 @@ def extract_stream(
     summary = ExtractSummary(compression)
     flusher = _Flusher() if durable else None
     extractor = _Extractor(
-        destination, summary, max_total_bytes=max_total_bytes, skip_names=skip_names, cancel=cancel, flusher=flusher
+        destination,
+        summary,
+        max_total_bytes=max_total_bytes,
+        skip_names=skip_names,
+        cancel=cancel,
+        flusher=flusher,
+        max_members=max_members,
     )
     decompressed = _CountingReader(_decompressing(peek, compression))
     try:

@@ -8,12 +8,52 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 from agent.models import ParamsInvalid
+
+TEMP_SUFFIX = ".nodetask-agent.tmp"
+"""Every temporary file the agent writes in the node's home ends with this, so that start-up can remove the ones a
+killed process left behind (`clean_temporary_files`): an interrupted download of a multi-GB export must not stay."""
+TEMP_DIRS = ("", "config", "data")
+"""Where the agent's temporary files live, relative to the home (`data/`: top level only, it holds chain state)."""
+_LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\.exported-state\.[a-z0-9_]{8}\.json$")
+"""Temporary names of earlier versions (`.<name>.<8 random>.tmp`, `.exported-state.<8 random>.json`)."""
+
+
+def clean_temporary_files(home: Path) -> list[Path]:
+    """Remove the temporary files a killed process left in `home` (kill -9, OOM mid-write or mid-download); returns
+    what was removed. A `config/.config.toml.<random>.nodetask-agent.tmp` is never renamed into place and nothing else
+    would remove it; an interrupted download of a multi-GB export must not stay either.
+
+    Call only while no handler runs (at start, with the store's exclusive lock held). Looks where the agent writes:
+    `<home>`, every directory under `<home>/config` (small), the top of `<home>/data` (never the chain's databases'
+    trees) and `<home>/keyring-*`. Unreadable directories are skipped.
+    """
+    directories = [home / relative for relative in TEMP_DIRS] + sorted(home.glob("keyring-*"))
+    config = home / "config"
+    if config.is_dir():
+        directories += [path for path in config.rglob("*") if path.is_dir() and not path.is_symlink()]
+    removed: list[Path] = []
+    for directory in directories:
+        try:
+            entries = list(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.name.endswith(TEMP_SUFFIX) or _LEGACY_TEMP.match(entry.name)):
+                continue
+            try:
+                if entry.is_file() and not entry.is_symlink():
+                    entry.unlink()
+                    removed.append(entry)
+            except OSError:
+                continue
+    return removed
 
 
 def fsync_dir(directory: Path) -> None:
@@ -29,7 +69,7 @@ def _sealed_temp_beside(path: Path, mode: int) -> Iterator[tuple[IO[bytes], Path
     """A temp file in `path`'s directory: (handle, temp path, seal). `seal()` flushes, fsyncs and sets `mode`, after
     which the caller renames or links it into place; whatever is left of the temp file is removed on exit."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     temp = Path(temp_name)
 
     def seal() -> None:
@@ -98,6 +138,9 @@ def contained_path(base: Path, relative: str, *, field: str) -> Path:
     if resolved != resolved_base and resolved_base not in resolved.parents:
         raise ParamsInvalid(f"{field}: {relative!r} resolves outside {base.name}/ (through a symlink)")
     return base / candidate
+
+
+"""What `_sealed_temp_beside` names its temp files: `.<target name>.<8 random characters>.tmp`."""
 
 
 def marker_path(home: Path, name: str) -> Path:

@@ -1,6 +1,6 @@
 """Pydantic models and enumerations shared by every layer (the bottom layer: it imports nothing of the agent)."""
 
-from .errors import InvalidTaskID, ParamsInvalid, TaskError, TaskRejected, UnsupportedType
+from .errors import InvalidTaskID, ParamsInvalid, TaskError, TaskIdConflict, TaskRejected, UnsupportedType
 from .task import (
     CamelModel,
     Progress,
@@ -26,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "Task",
     "TaskError",
+    "TaskIdConflict",
     "TaskRejected",
     "TaskResult",
     "TaskStatus",

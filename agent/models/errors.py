@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from .types import Reason
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest candidate, compared case-insensitively; `""` when none is close."""
+    by_folded = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(word.lower(), list(by_folded), n=1, cutoff=0.75)
+    return f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
 
 
 class TaskError(Exception):
@@ -51,8 +61,22 @@ class UnsupportedType(TaskRejected):
 
     def __init__(self, task_type: str, known: list[str]):
         super().__init__(
-            f"unknown task type: {task_type!r}",
+            f"unknown task type: {task_type!r}{did_you_mean(task_type, known)}",
             reason=Reason.UNSUPPORTED_TYPE,
             hint="this agent supports: " + ", ".join(sorted(known)),
         )
         self.task_type = task_type
+
+
+class TaskIdConflict(TaskRejected):
+    """A task ID already names *other* work (another type or other params): an ID is an idempotency key for the same
+    work only, so the submission is refused instead of being answered with the stored task's outcome."""
+
+    def __init__(self, task_id: str, differences: list[str]):
+        super().__init__(
+            f"task ID {task_id} is already used by a different task ({'; '.join(differences)})",
+            reason=Reason.TASK_ID_CONFLICT,
+            hint="give this task its own spec.taskId (or leave it unset to use the resource's UID)",
+        )
+        self.task_id = task_id
+        self.differences = differences

@@ -36,6 +36,12 @@ class NodeTaskSpec(CamelModel):
     retry: RetryPolicy | None = Field(default=None, description="Automatic retries of a failed run.")
     cancel: bool = Field(default=False, description="Set to true to cancel the task.")
     retry_nonce: str | None = Field(default=None, description="Change it to run a Failed task again (run+1).")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description="Like a Job's: the agent deletes this NodeTask this many seconds after it finished (Succeeded, "
+        "Failed or Cancelled, counted from status.completedAt). Unset: kept until deleted.",
+    )
 
 
 class ObjectMeta(BaseModel):

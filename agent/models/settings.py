@@ -1,6 +1,15 @@
-"""Agent settings: where the node's home is, who the agent is, and the defaults tasks fall back on.
+"""Agent settings: where the node's home is, who the agent is, the defaults tasks fall back on, and the agent
+process's tunables. One pydantic-settings model reads every environment variable the agent uses.
 
-Read from the environment by `AgentSettings.from_env`; the CLI overrides individual fields from flags.
+- `AgentSettings.from_env()` reads the process environment (or a given mapping); keyword overrides (the CLI's flags)
+  win over the environment. Every field is validated, and an invalid value raises `SettingsError` naming the
+  variable, the value and the reason (`NODETASK_RETENTION_HOURS='-5': must be greater than 0`).
+- `AgentSettings(home=..., ...)` builds settings from its arguments alone, never from the environment, so that tests
+  and embedders get exactly what they pass.
+- An empty variable counts as unset (a manifest's `value: ""` means the default); values are stripped.
+
+Each field's `validation_alias` is its variable; `AgentSettings.variables()` lists them all, and the README's
+Configuration table is checked against that list (`tests/models/test_settings.py`).
 """
 
 from __future__ import annotations
@@ -8,45 +17,213 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("nodetask_settings_environment", default=None)
+"""The environment `from_env` reads; None (the default) for plain construction, which reads no environment."""
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_BECH32_PREFIX = re.compile(r"[a-z0-9]{1,83}")
+_DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
 
 
-class AgentSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class SettingsError(ValueError):
+    """An environment variable (or flag) has a value the agent cannot use; the message names each one."""
 
-    home: Path = Path("/sei")
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (os.environ, or a test's or pod spec's env)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environment: Mapping[str, str]):
+        self._environment = environment
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name: value for name, value in self._environment.items() if value.strip()}
+
+
+class AgentSettings(BaseSettings):
+    """Every setting of the agent, each read from the environment variable named in its `validation_alias`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="ignore", case_sensitive=True, str_strip_whitespace=True
+    )
+
+    home: Path = Field(default=Path("/sei"), validation_alias=AliasChoices("SEI_HOME", "home"))
     """The node's home directory (`SEI_HOME`), shared with seid: `config/`, `data/`, markers."""
-    db_path: Path | None = None
+    db_path: Path | None = Field(default=None, validation_alias=AliasChoices("NODETASK_DB", "db_path"))
     """The SQLite store (`NODETASK_DB`); default `<home>/nodetask-agent.db`. Must be on block storage, not NFS."""
-    http_port: int = 7777
-    pod_name: str = ""
-    pod_namespace: str = ""
-    pod_uid: str = ""
-    chain_id: str = ""
+    http_port: int = Field(
+        default=7777, validation_alias=AliasChoices("NODETASK_HTTP_PORT", "http_port"), ge=0, le=65535
+    )
+    """Probes, metrics and the read-only task API (`NODETASK_HTTP_PORT`); 0 picks a free port (tests)."""
+    pod_name: str = Field(default="", validation_alias=AliasChoices("POD_NAME", "pod_name"))
+    pod_namespace: str = Field(default="", validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
+    pod_uid: str = Field(default="", validation_alias=AliasChoices("POD_UID", "pod_uid"))
+    chain_id: str = Field(default="", validation_alias=AliasChoices("SEI_CHAIN_ID", "chain_id"))
     """Default chain ID for tasks that need one and are not given it in params (`SEI_CHAIN_ID`)."""
-    genesis_bucket: str = ""
-    genesis_region: str = ""
-    snapshot_bucket: str = ""
-    snapshot_region: str = ""
-    s3_endpoint_url: str = ""
+    genesis_bucket: str = Field(default="", validation_alias=AliasChoices("SEI_GENESIS_BUCKET", "genesis_bucket"))
+    genesis_region: str = Field(default="", validation_alias=AliasChoices("SEI_GENESIS_REGION", "genesis_region"))
+    snapshot_bucket: str = Field(default="", validation_alias=AliasChoices("SEI_SNAPSHOT_BUCKET", "snapshot_bucket"))
+    snapshot_region: str = Field(default="", validation_alias=AliasChoices("SEI_SNAPSHOT_REGION", "snapshot_region"))
+    s3_endpoint_url: str = Field(
+        default="", validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "s3_endpoint_url")
+    )
     """S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`); empty means AWS."""
-    rpc_endpoint: str = "http://localhost:26657"
+    rpc_endpoint: str = Field(
+        default="http://localhost:26657", validation_alias=AliasChoices("SEI_RPC_ENDPOINT", "rpc_endpoint")
+    )
     """The local node's CometBFT RPC (`SEI_RPC_ENDPOINT`)."""
-    seid_binary: str = "seid"
+    seid_binary: str = Field(default="seid", validation_alias=AliasChoices("SEI_BINARY", "seid_binary"))
     """The node binary used by export-state (`SEI_BINARY`)."""
-    seictl_api: bool = False
-    """Serve the Go sidecar's HTTP task API (`NODETASK_SEICTL_API`; always on under `seictl serve`)."""
-    authn_mode: Literal["unauthenticated", "trusted-header"] = "unauthenticated"
-    """`SEI_SIDECAR_AUTHN_MODE`, as the Go sidecar reads it: `trusted-header` binds loopback and requires exactly one
-    non-empty `X-Remote-User` on every path but the probes and metrics."""
-    snapshot_upload_interval_seconds: int = Field(default=168 * 3600, gt=0)
-    """`SEI_SNAPSHOT_UPLOAD_INTERVAL` (a Go duration): the loop period of the Go sidecar's `snapshot-upload`."""
-    retention: timedelta = Field(default=timedelta(days=30))
-    """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`)."""
+    retention: timedelta = Field(
+        default=timedelta(days=30), validation_alias=AliasChoices("NODETASK_RETENTION_HOURS", "retention")
+    )
+    """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`, in hours, > 0)."""
+
+    # --- the Go sidecar's HTTP task API (agent.server.seictl, docs/migrating-from-seictl.md) ------------------------
+    seictl_api: bool = Field(default=False, validation_alias=AliasChoices("NODETASK_SEICTL_API", "seictl_api"))
+    """Serve the Go sidecar's HTTP task API too (`NODETASK_SEICTL_API`; always on under `serve` / `seictl serve`)."""
+    authn_mode: Literal["unauthenticated", "trusted-header"] = Field(
+        default="unauthenticated", validation_alias=AliasChoices("SEI_SIDECAR_AUTHN_MODE", "authn_mode")
+    )
+    """`SEI_SIDECAR_AUTHN_MODE`, read as the Go sidecar reads it (trimmed, any case): `trusted-header` binds loopback
+    and requires exactly one non-empty `X-Remote-User` on every path but the probes and metrics."""
+    snapshot_upload_interval_seconds: int = Field(
+        default=168 * 3600,
+        gt=0,
+        validation_alias=AliasChoices("SEI_SNAPSHOT_UPLOAD_INTERVAL", "snapshot_upload_interval_seconds"),
+    )
+    """Loop period of the Go sidecar's `snapshot-upload` submitted over HTTP (`SEI_SNAPSHOT_UPLOAD_INTERVAL`, a Go
+    duration such as `168h`; whole seconds when given as a number)."""
+
+    # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
+    # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
+    bech32_prefix: str = Field(default="sei", validation_alias=AliasChoices("SEI_BECH32_PREFIX", "bech32_prefix"))
+    """Account address prefix (`SEI_BECH32_PREFIX`); the SDK derives `<p>pub`, `<p>valoper`, `<p>valcons`..."""
+    bech32_validator_prefix: str = Field(
+        default="", validation_alias=AliasChoices("SEI_BECH32_VALIDATOR_PREFIX", "bech32_validator_prefix")
+    )
+    """Operator address prefix (`SEI_BECH32_VALIDATOR_PREFIX`); empty means `<bech32_prefix>valoper`."""
+    bech32_consensus_prefix: str = Field(
+        default="", validation_alias=AliasChoices("SEI_BECH32_CONSENSUS_PREFIX", "bech32_consensus_prefix")
+    )
+    """Consensus address prefix (`SEI_BECH32_CONSENSUS_PREFIX`); empty means `<bech32_prefix>valcons`."""
+    bond_denom: str = Field(default="usei", validation_alias=AliasChoices("SEI_BOND_DENOM", "bond_denom"))
+    """Staking denom when genesis has no `staking.params.bond_denom` (`SEI_BOND_DENOM`); genesis's wins."""
+    coin_type: int = Field(default=118, ge=0, lt=2**31, validation_alias=AliasChoices("SEI_COIN_TYPE", "coin_type"))
+    """BIP44 coin type of new account keys, `m/44'/<coin_type>'/0'/0/0` (`SEI_COIN_TYPE`)."""
+    gentx_account_numbers: Literal["zero", "initial-height"] = Field(
+        default="zero", validation_alias=AliasChoices("SEI_GENTX_ACCOUNT_NUMBERS", "gentx_account_numbers")
+    )
+    """Account number genesis transactions are signed with (`SEI_GENTX_ACCOUNT_NUMBERS`): `zero` always (Sei's node
+    treats genesis by context), or `initial-height` (stock Cosmos SDK: 0 when the chain starts at height 1, the
+    account's own number when genesis's `initial_height` is above 1, as in a fork)."""
+
+    # --- the agent process (`nodetask-agent run`); read by agent.operator.OperatorOptions -------------------------
+    http_host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("NODETASK_HTTP_HOST", "http_host"))
+    """Address the HTTP server binds; the kubelet probes the pod IP (`NODETASK_HTTP_HOST`)."""
+    progress_interval: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("NODETASK_PROGRESS_SECONDS", "progress_interval")
+    )
+    """At most one progress patch per task this often; transitions are immediate (`NODETASK_PROGRESS_SECONDS`)."""
+    heartbeat_interval: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("NODETASK_HEARTBEAT_SECONDS", "heartbeat_interval")
+    )
+    """`status.heartbeatAt` renewal while Running (`NODETASK_HEARTBEAT_SECONDS`)."""
+    resync_interval: float = Field(
+        default=60.0, gt=0, validation_alias=AliasChoices("NODETASK_RESYNC_SECONDS", "resync_interval")
+    )
+    """Full list-and-reconcile, catching anything a watch gap missed (`NODETASK_RESYNC_SECONDS`)."""
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, validation_alias=AliasChoices("NODETASK_SHUTDOWN_GRACE_SECONDS", "shutdown_grace")
+    )
+    """How long cancelled handlers get to stop on shutdown (`NODETASK_SHUTDOWN_GRACE_SECONDS`)."""
+    status_concurrency: int = Field(
+        default=8, ge=1, le=256, validation_alias=AliasChoices("NODETASK_STATUS_CONCURRENCY", "status_concurrency")
+    )
+    """Status patches in flight at once, one per object at most (`NODETASK_STATUS_CONCURRENCY`)."""
+    selector: Literal["auto", "none"] = Field(
+        default="auto", validation_alias=AliasChoices("NODETASK_SELECTOR", "selector")
+    )
+    """auto: a field selector on spec.targetPod if the server supports it; none: filter here (`NODETASK_SELECTOR`)."""
+
+    @field_validator("bech32_prefix", "bech32_validator_prefix", "bech32_consensus_prefix")
+    @classmethod
+    def _bech32_prefix(cls, value: str, info: ValidationInfo) -> str:
+        if value and not _BECH32_PREFIX.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Bech32 prefix (1-83 of a-z and 0-9)")
+        if info.field_name == "bech32_prefix" and not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("bond_denom")
+    @classmethod
+    def _denom(cls, value: str) -> str:
+        if not _DENOM.fullmatch(value):
+            raise ValueError(f"{value!r} is not a denom (a letter, then 2-127 of a-z A-Z 0-9 /:._-)")
+        return value
+
+    @field_validator("authn_mode", mode="before")
+    @classmethod
+    def _authn_mode(cls, value: Any) -> Any:
+        mode = str(value).strip().lower()
+        if mode not in ("", "unauthenticated", "trusted-header"):
+            raise ValueError('is not recognized (allowed: "", "unauthenticated", "trusted-header")')
+        return mode or "unauthenticated"
+
+    @field_validator("snapshot_upload_interval_seconds", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value.strip().isdigit():
+            return value
+        text = value.strip()
+        if _GO_DURATION.sub("", text) != "" or not text:
+            raise ValueError("is not a Go duration such as '168h' or '1h30m'")
+        seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in _GO_DURATION.findall(text))
+        if seconds < 1:
+            raise ValueError("must be at least one second")
+        return int(seconds)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _hours(cls, value: Any) -> Any:
+        """A number (or a string of one) is hours, as `NODETASK_RETENTION_HOURS` gives it; a timedelta is as is."""
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return timedelta(hours=float(value))
+        except (TypeError, ValueError):
+            raise ValueError("must be a number of hours, such as 720") from None
+
+    @field_validator("retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        # Zero or negative would make every finished task "expired" at once, and local mode would run tasks that had
+        # already succeeded again.
+        if value <= timedelta(0):
+            raise ValueError("must be greater than 0")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environment = _ENVIRONMENT.get()
+        if environment is None:
+            return (init_settings,)
+        return (init_settings, _MappingEnvSource(settings_cls, environment))
 
     @property
     def store_path(self) -> Path:
@@ -54,59 +231,37 @@ class AgentSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> AgentSettings:
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        mapping = {
-            "home": "SEI_HOME",
-            "db_path": "NODETASK_DB",
-            "http_port": "NODETASK_HTTP_PORT",
-            "pod_name": "POD_NAME",
-            "pod_namespace": "POD_NAMESPACE",
-            "pod_uid": "POD_UID",
-            "chain_id": "SEI_CHAIN_ID",
-            "genesis_bucket": "SEI_GENESIS_BUCKET",
-            "genesis_region": "SEI_GENESIS_REGION",
-            "snapshot_bucket": "SEI_SNAPSHOT_BUCKET",
-            "snapshot_region": "SEI_SNAPSHOT_REGION",
-            "rpc_endpoint": "SEI_RPC_ENDPOINT",
-            "seid_binary": "SEI_BINARY",
-        }
-        for field, variable in mapping.items():
-            value = env.get(variable, "").strip()
-            if value:
-                values[field] = value
-        endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            values["s3_endpoint_url"] = endpoint
-        if env.get("NODETASK_SEICTL_API", "").strip():
-            values["seictl_api"] = env["NODETASK_SEICTL_API"].strip().lower() in ("1", "true", "yes", "on")
-        mode = env.get("SEI_SIDECAR_AUTHN_MODE", "").strip().lower()
-        if mode not in ("", "unauthenticated", "trusted-header"):
-            raise ValueError(
-                f'SEI_SIDECAR_AUTHN_MODE="{env["SEI_SIDECAR_AUTHN_MODE"]}" is not recognized '
-                '(allowed: "", "unauthenticated", "trusted-header")'
-            )
-        if mode:
-            values["authn_mode"] = mode
-        if env.get("SEI_SNAPSHOT_UPLOAD_INTERVAL", "").strip():
-            values["snapshot_upload_interval_seconds"] = _go_duration_seconds(
-                "SEI_SNAPSHOT_UPLOAD_INTERVAL", env["SEI_SNAPSHOT_UPLOAD_INTERVAL"].strip()
-            )
-        if env.get("NODETASK_RETENTION_HOURS"):
-            values["retention"] = timedelta(hours=float(env["NODETASK_RETENTION_HOURS"]))
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls.model_validate(values)
+        """Settings from `env` (default: the process environment); non-None `overrides` (flags) win.
+
+        Raises `SettingsError` naming every invalid variable with its value and the reason.
+        """
+        given = {name: value for name, value in overrides.items() if value is not None}
+        environment = os.environ if env is None else env
+        token = _ENVIRONMENT.set(environment)
+        try:
+            return cls(**given)  # type: ignore[arg-type]  # flags by field name; pydantic validates them
+        except ValidationError as error:
+            raise SettingsError(_describe(error, environment)) from None
+        finally:
+            _ENVIRONMENT.reset(token)
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable the agent reads, in field order."""
+        names = []
+        for field in cls.model_fields.values():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names += [choice for choice in alias.choices if isinstance(choice, str) and choice.isupper()]
+        return names
 
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _go_duration_seconds(variable: str, text: str) -> int:
-    """Whole seconds of a Go duration string (`168h`, `1h30m`); a ValueError naming `variable` otherwise."""
-    if not text or _GO_DURATION.sub("", text) != "":
-        raise ValueError(f"{variable}={text!r} is not a Go duration such as '168h' or '1h30m'")
-    seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in _GO_DURATION.findall(text))
-    if seconds < 1:
-        raise ValueError(f"{variable}={text!r} must be at least one second")
-    return int(seconds)
+def _describe(error: ValidationError, environment: Mapping[str, str]) -> str:
+    """`VARIABLE='value': reason` per problem; a flag's problem is named by its field."""
+    problems = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        value = environment.get(name, problem.get("input"))
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}={value!r}: {message}")
+    return "invalid settings: " + "; ".join(problems)

@@ -6,6 +6,14 @@ top-level so that printer columns can show them; `error` carries the full failur
 Conditions follow the Kubernetes convention (`metav1.Condition`): `Accepted`, `Succeeded` and `Failed` are written
 False as soon as the agent takes a task and turn True on the matching terminal state, so that
 `kubectl wait --for=condition=Succeeded` (or `Failed`) works; every condition carries the generation it describes.
+
+Two more families serve tools that know nothing about NodeTasks:
+- `Finished` is True once the task ended, whatever the outcome (Succeeded, Failed, Cancelled), like a Job's
+  terminal conditions together: `kubectl wait --for=condition=Finished` returns for success and failure alike, and
+  the reason says which.
+- kstatus (sigs.k8s.io/cli-utils; Flux, `kubectl` plugins and GitOps health checks use it): `Reconciling` True while
+  the task is pending or running (the resource is "in progress"), `Stalled` True when it ended without success (the
+  resource "failed"), `Ready` True when it succeeded ("current"). Exactly one of the three is True at any time.
 """
 
 from __future__ import annotations
@@ -26,6 +34,14 @@ class ConditionType(StrEnum):
     """The task's latest run succeeded."""
     FAILED = "Failed"
     """The task's latest run failed for good (no automatic retry left)."""
+    FINISHED = "Finished"
+    """The task ended, successfully or not (True for Succeeded, Failed and Cancelled alike)."""
+    READY = "Ready"
+    """kstatus: the task succeeded."""
+    RECONCILING = "Reconciling"
+    """kstatus: the task is pending or running (in progress)."""
+    STALLED = "Stalled"
+    """kstatus: the task ended without success (Failed or Cancelled) and will not progress on its own."""
 
 
 class ConditionStatus(StrEnum):

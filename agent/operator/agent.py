@@ -12,6 +12,7 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | new task                     | nothing                     | `engine.submit`                                      |
 | status terminal, same taskId | nothing (pruned, lost)      | nothing: a finished task never runs again            |
 | new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
+| another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
 The store is the source of truth for outcomes, the resource for what was asked. A type the agent does not know, or a
@@ -20,6 +21,21 @@ task ID that is not a UUID (possible when the CRD and the agent are at different
 
 Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
 is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
+
+Store failures: a reconcile that cannot read or write the store is dropped (the store logs the cause; /healthz is
+503); when the store recovers the agent resyncs at once, so the NodeTask that arrived meanwhile runs without a restart.
+
+A new pod incarnation (POD_UID differs from the one that last owned the store, see `SqliteStore`) resumes the rows of
+NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old incarnation is not resumed but
+failed `PodReplaced` (its status says so, so a controller can re-create it for the new pod); a row whose NodeTask is
+gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
+
+`spec.ttlSecondsAfterFinished` (as on a Job): once the resource's status says the task finished (Succeeded, Failed or
+Cancelled; so controllers and `kubectl wait` saw the outcome first), the agent deletes the NodeTask that many seconds
+after `status.completedAt`, with a UID precondition. The deletion is timed in the process and re-checked on every
+reconcile (start-up and periodic resync included), so an agent restart delays it at most by one resync. Its Role
+has `delete` on nodetasks for this, and the admission policy lets a pod's agent delete only finished NodeTasks of
+its own pod that ask for a TTL. The store row stays (history) until the retention period prunes it.
 
 Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
 missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
@@ -40,7 +56,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.engine import Engine, EngineClosed, EventKind, TaskEvent
+from agent.engine import Engine, EngineClosed, EventKind, TaskEvent, task_id_conflict
+from agent.io.loops import every
 from agent.models import (
     Reason,
     ResourceRef,
@@ -51,12 +68,14 @@ from agent.models import (
     TaskResult,
     TaskStatus,
     normalize_task_id,
+    parse_timestamp,
     utcnow,
 )
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskSpec
 from agent.models.status import AgentIdentity
 from agent.server import AgentMetrics
+from agent.store import StoreError
 
 from .kubeapi import ApiError, KubeApi
 from .status import (
@@ -127,6 +146,7 @@ class NodeTaskAgent:
         *,
         heartbeat_interval: float = 30.0,
         resync_interval: float = 60.0,
+        new_incarnation: bool = False,
     ) -> None:
         self.engine = engine
         self.api = api
@@ -136,10 +156,15 @@ class NodeTaskAgent:
         self.identity = identity
         self.heartbeat_interval = heartbeat_interval
         self.resync_interval = resync_interval
+        self.new_incarnation = new_incarnation
+        """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
+        self.resync_now = asyncio.Event()
+        engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
+        self._expiries: dict[str, asyncio.Task[None]] = {}  # object UID -> its pending TTL deletion
 
     # ------------------------------------------------------------------------------------------ addressing
 
@@ -217,6 +242,8 @@ class NodeTaskAgent:
                 await self._reconcile(body, deleted=deleted or bool(_meta(body).get("deletionTimestamp")))
             except EngineClosed:
                 pass  # shutting down: the next start reconciles again
+            except StoreError as error:  # the store logged it; its recovery triggers a resync that retries this
+                log.debug("NodeTask %s not reconciled: %s", _meta(body).get("name"), error)
         if deleted:
             self._locks.pop(uid, None)
 
@@ -251,11 +278,24 @@ class NodeTaskAgent:
                 self._reject(ref, error, None, observed_status)
             return
 
+        row = await self.engine.get(task_id)
+        conflict = None
+        if row is not None and not (row.source is not None and row.source.uid == ref.uid):
+            conflict = task_id_conflict(row, self._task(ref, spec, task_id))  # another resource reusing the ID
+        if conflict is not None:
+            # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
+            # may touch the stored task.
+            if deleted:
+                self._forget(None, ref)
+            else:
+                self._reject(ref, conflict, task_id, observed_status)
+            return
         if deleted:
+            self._cancel_expiry(ref.uid)
             await self._deleted(task_id, ref)
             return
+        self._schedule_expiry(ref, spec, observed_status)
         self._remember(task_id, ref)
-        row = self.engine.get(task_id)
 
         if spec.cancel:
             if row is None:
@@ -277,8 +317,9 @@ class NodeTaskAgent:
         else:
             self._ensure(ref, row, observed_status)
 
-    async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
-        task = Task(
+    @staticmethod
+    def _task(ref: ResourceRef, spec: NodeTaskSpec, task_id: str) -> Task:
+        return Task(
             id=task_id,
             type=spec.type,
             params=dict(spec.params),
@@ -287,10 +328,57 @@ class NodeTaskAgent:
             retry_nonce=spec.retry_nonce,
             source=ref,
         )
+
+    async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
+        task = self._task(ref, spec, task_id)
         try:
             await self.engine.submit(task)
         except TaskRejected as error:
             self._reject(ref, error, task_id, observed)
+
+    # ------------------------------------------------------------------------- ttlSecondsAfterFinished
+
+    def _schedule_expiry(self, ref: ResourceRef, spec: NodeTaskSpec, observed: dict[str, Any]) -> None:
+        """Time the deletion of a finished NodeTask that asks for it (see the module docstring)."""
+        ttl = spec.ttl_seconds_after_finished
+        if ttl is None or not is_terminal(observed) or ref.uid in self._expiries:
+            return
+        try:
+            finished_at = parse_timestamp(str(observed.get("completedAt") or ""))
+        except ValueError:
+            finished_at = utcnow()  # no (readable) completion time: count from now, never delete early
+        delay = max(0.0, (finished_at - utcnow()).total_seconds() + ttl)
+        expiry = asyncio.create_task(self._expire(ref, delay), name=f"ttl-{ref.name}")
+        self._expiries[ref.uid] = expiry
+
+        def _done(_: asyncio.Task[None]) -> None:
+            if self._expiries.get(ref.uid) is expiry:
+                del self._expiries[ref.uid]
+
+        expiry.add_done_callback(_done)
+
+    def _cancel_expiry(self, uid: str) -> None:
+        expiry = self._expiries.pop(uid, None)
+        if expiry is not None and expiry is not asyncio.current_task():
+            expiry.cancel()
+
+    async def _expire(self, ref: ResourceRef, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            deleted = await self.api.delete_nodetask(ref.namespace, ref.name, ref.uid)
+        except ApiError as error:
+            # Not fatal: the next reconcile (watch event or resync) times it again.
+            log.warning(
+                "deleting finished NodeTask %s/%s (ttlSecondsAfterFinished) failed: %s", ref.namespace, ref.name, error
+            )
+            return
+        if deleted:
+            log.info("deleted finished NodeTask %s/%s: its ttlSecondsAfterFinished passed", ref.namespace, ref.name)
+
+    def cancel_expiries(self) -> None:
+        """Stop every pending TTL deletion (shutdown); the next start times them again from completedAt."""
+        for uid in list(self._expiries):
+            self._cancel_expiry(uid)
 
     async def _deleted(self, task_id: str, ref: ResourceRef) -> None:
         self._forget(task_id, ref)
@@ -335,8 +423,12 @@ class NodeTaskAgent:
 
     async def list_own(self) -> list[dict[str, Any]]:
         """This pod's NodeTasks (server-side field selector when available, else filtered here)."""
+        return [item for item in await self.list_addressed() if self.owns(item)]
+
+    async def list_addressed(self) -> list[dict[str, Any]]:
+        """NodeTasks naming this pod in `spec.targetPod`, whatever their `targetPodUID` pin."""
         items = await self.api.list_nodetasks(self.identity.namespace, field_selector=self.field_selector)
-        return [item for item in items if self.owns(item)]
+        return [item for item in items if _spec(item).get("targetPod") == self.identity.name]
 
     async def choose_selector(self, mode: str) -> str | None:
         """Use the server-side field selector on `spec.targetPod` unless the server cannot (no `selectableFields`,
@@ -365,15 +457,21 @@ class NodeTaskAgent:
 
         `recover` needs no API: a hold runs, and readiness is restored, even while the API server is unreachable.
         """
-        resumed = await self.engine.recover()
+        resumed: list[str] | None = None
+        while resumed is None and not stop.is_set():
+            try:
+                resumed = await self.engine.recover(defer=self._defer if self.new_incarnation else None)
+            except StoreError:  # logged by the store; probes keep answering meanwhile
+                await self.engine.store.pause(5.0)
         if resumed:
             log.info("resumed or finished %d task(s) left by the previous process: %s", len(resumed), resumed)
         failures = 0
         while not stop.is_set():
             try:
-                await self.resync()
+                listed = await self.resync()
+                await self._settle_deferred(listed)
                 return True
-            except ApiError as error:
+            except (ApiError, StoreError) as error:
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
                 log.warning("cannot list NodeTasks yet (%s); retrying in %.1fs", error, delay)
@@ -383,10 +481,45 @@ class NodeTaskAgent:
                     pass
         return False
 
-    async def resync(self) -> None:
-        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists."""
+    def _defer(self, row: TaskResult) -> bool:
+        """`recover`'s filter on a new pod incarnation: rows of this namespace's NodeTasks wait for the first list."""
+        source = row.source
+        return source is not None and source.namespace == self.identity.namespace and bool(source.uid)
+
+    async def _settle_deferred(self, listed: list[dict[str, Any]]) -> None:
+        """After the first list: resume, fail `PodReplaced` or remove each row `recover` deferred (module docstring)."""
+        by_task: dict[str, Mapping[str, Any]] = {}
+        for body in listed:
+            task_id = self._task_id_of(body)
+            if task_id:
+                by_task[task_id] = body
+        for row in self.engine.deferred():
+            found = by_task.get(row.id)
+            if found is None:
+                log.info("NodeTask of task %s left running by the previous pod no longer exists: forgetting it", row.id)
+                await self.engine.remove(row.id)
+            elif self.owns(found):
+                await self.engine.resume_deferred(row.id)
+            else:
+                pinned = _spec(found).get("targetPodUID")
+                await self.engine.fail_deferred(
+                    row.id,
+                    TaskError(
+                        f"pinned to pod UID {pinned}, an earlier incarnation of pod {self.identity.name}; this pod "
+                        f"(UID {self.identity.uid}) does not resume it",
+                        reason=Reason.POD_REPLACED,
+                        hint="create a new NodeTask for the current pod (or without targetPodUID) if the work is "
+                        "still wanted",
+                    ),
+                )
+
+    async def resync(self) -> list[dict[str, Any]]:
+        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists.
+
+        Returns every NodeTask addressed to this pod by name (whatever its UID pin)."""
         listed_at: datetime = utcnow()
-        items = await self.list_own()
+        addressed = await self.list_addressed()
+        items = [item for item in addressed if self.owns(item)]
         listed_ids: set[str] = set()
         for body in items:
             await self.reconcile(body)
@@ -394,7 +527,7 @@ class NodeTaskAgent:
             if task_id:
                 listed_ids.add(task_id)
         for task_id in self.engine.running():
-            row = self.engine.get(task_id)
+            row = await self.engine.get(task_id)
             if row is None or row.terminal or task_id in listed_ids:
                 continue
             source = row.source
@@ -409,6 +542,7 @@ class NodeTaskAgent:
             self._forget(task_id, source)
             await self.engine.remove(task_id)
             self.events.record(source, "Cancelled", "NodeTask no longer exists: handler stopped, task forgotten")
+        return addressed
 
     def _task_id_of(self, body: Mapping[str, Any]) -> str | None:
         raw = _spec(body).get("taskId") or _meta(body).get("uid")
@@ -417,21 +551,28 @@ class NodeTaskAgent:
         except TaskRejected:
             return None
 
+    async def _resync_once(self) -> None:
+        try:
+            await self.resync()
+        except (ApiError, StoreError) as error:  # expected outages: one line, no traceback
+            log.warning("periodic NodeTask resync failed (%s); next try in %.0fs", error, self.resync_interval)
+
     async def resync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.resync_interval)
-            try:
-                await self.resync()
-            except ApiError as error:
-                log.warning("periodic NodeTask resync failed (%s); next try in %.0fs", error, self.resync_interval)
+        """Resync every `resync_interval`, and at once when the store recovers; never dies (`every`)."""
+        await every("periodic NodeTask resync", self.resync_interval, self._resync_once, wake=self.resync_now)
+
+    def _heartbeat_once(self) -> None:
+        # From memory (no store read): a run waiting for a failed store keeps its heartbeat, with a message saying why.
+        for row in self.engine.running_rows():
+            if row.terminal:
+                continue
+            for ref in self._targets(row):
+                self._publish(ref, row, None, urgent=False)
 
     async def heartbeat_forever(self) -> None:
         """Renew `status.heartbeatAt` of every running task (throttled like progress, so it costs little)."""
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            for task_id in self.engine.running():
-                row = self.engine.get(task_id)
-                if row is None or row.terminal:
-                    continue
-                for ref in self._targets(row):
-                    self._publish(ref, row, None, urgent=False)
+
+        async def beat() -> None:
+            self._heartbeat_once()
+
+        await every("heartbeat", self.heartbeat_interval, beat)

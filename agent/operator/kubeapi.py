@@ -192,6 +192,18 @@ class KubeApi:
         )
         return answer
 
+    async def delete_nodetask(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete one NodeTask, only if it is still the object with `uid` (a precondition: a new object of the same
+        name is never deleted by mistake). False when it is already gone or was replaced."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        try:
+            await self.request("DELETE", nodetasks_path(namespace, name), body=body)
+        except ApiError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=event)
 

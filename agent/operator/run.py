@@ -12,10 +12,13 @@ survived; the watch resumes from its last resource version). The watch carries `
 (the CRD declares it selectable), so each agent receives only its own tasks; on servers without `selectableFields`
 the agent falls back to watching the namespace and filtering client-side.
 
-Lifecycle: the store is opened (and migrated) first; the HTTP server starts at once (probes answer during start-up,
-and /healthz reflects readiness restored from the store); then start-up reconciliation (`NodeTaskAgent.start`); then
-the watch, heartbeats and a periodic resync. On SIGTERM/SIGINT: handlers are cancelled with their rows left running
-(the next start resumes them), pending statuses and Events get a few seconds to flush, then everything stops.
+Lifecycle (`AgentProcess`): the store is opened (and migrated) first, exclusively (one process per store), and the
+agent's temporary files left by a killed process are removed; the HTTP server starts at once (probes answer during
+start-up, and /healthz reflects readiness restored from the store); then start-up reconciliation
+(`NodeTaskAgent.start`); then the watch, heartbeats and a periodic resync. On SIGTERM/SIGINT: handlers are cancelled
+with their rows left running (the next start resumes them), pending statuses and Events get a few seconds to flush,
+then everything stops in `SHUTDOWN_ORDER`. Every background loop runs under `agent.io.loops.supervise`: none can die
+of an exception.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 import uuid
@@ -34,6 +36,9 @@ from typing import Any
 import kopf
 
 from agent.engine import Engine
+from agent.io.files import clean_temporary_files
+from agent.io.loops import supervise
+from agent.models.limits import allow_deep_json
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
 from agent.models.settings import AgentSettings
 from agent.server import AgentMetrics, AgentServer
@@ -67,33 +72,14 @@ class OperatorOptions:
     selector: str = "auto"
     """auto: field selector on spec.targetPod if the server supports it; none: filter here.  [NODETASK_SELECTOR]"""
 
-    _ENV = {
-        "http_host": "NODETASK_HTTP_HOST",
-        "progress_interval": "NODETASK_PROGRESS_SECONDS",
-        "heartbeat_interval": "NODETASK_HEARTBEAT_SECONDS",
-        "resync_interval": "NODETASK_RESYNC_SECONDS",
-        "shutdown_grace": "NODETASK_SHUTDOWN_GRACE_SECONDS",
-        "status_concurrency": "NODETASK_STATUS_CONCURRENCY",
-        "selector": "NODETASK_SELECTOR",
-    }
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorOptions:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            variable = cls._ENV.get(item.name)
-            raw = env.get(variable, "").strip() if variable else ""
-            if not raw:
-                continue
-            try:
-                values[item.name] = type(getattr(cls, item.name))(raw)
-            except ValueError:
-                raise ValueError(f"{variable}={raw!r}: not a valid {type(getattr(cls, item.name)).__name__}") from None
-        options = cls(**values)
-        if options.selector not in ("auto", "none"):
-            raise ValueError(f"NODETASK_SELECTOR={options.selector!r}: must be 'auto' or 'none'")
-        return options
+        """The options from the environment, read and validated by the one settings model (`AgentSettings`)."""
+        return cls.from_settings(AgentSettings.from_env(env))
+
+    @classmethod
+    def from_settings(cls, settings: AgentSettings) -> OperatorOptions:
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 
 class _ForeverBackoff:
@@ -145,6 +131,214 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, stop.set)
 
 
+SHUTDOWN_ORDER = (
+    "engine",
+    "status-writer",
+    "event-recorder",
+    "kopf",
+    "background",
+    "http-server",
+    "api-client",
+    "store",
+)
+"""`AgentProcess.stop`'s steps, in order: handlers stop first (their rows stay running for the next start, and
+nothing they do afterwards reaches the store); the statuses and Events they produced are flushed while the API client
+is open; the watch and background loops end; probes answer until everything that writes has stopped; the store is
+closed last, which records the clean stop (a missing record is how the next start counts a kill)."""
+
+
+class AgentProcess:
+    """The agent process's parts (store, engine, HTTP server, status writer, Event recorder, kopf watch, background
+    loops) with an explicit `start`, `serve` and `stop`, so that the order of both is visible and testable.
+
+    `steps` lists the shutdown steps taken so far (names from `SHUTDOWN_ORDER`).
+    """
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        kubeconfig: str | None = None,
+        registry: HandlerRegistry | None = None,
+        options: OperatorOptions | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kubeconfig = kubeconfig
+        self.registry = registry
+        self.options = options or OperatorOptions.from_env()
+        self.stop_flag = stop or asyncio.Event()
+        self.identity = PodIdentity(settings.pod_name, settings.pod_namespace, settings.pod_uid, uuid.uuid4().hex[:12])
+        self.steps: list[str] = []
+        self.store: SqliteStore | None = None
+        self.engine: Engine | None = None
+        self.server: AgentServer | None = None
+        self.writer: StatusWriter | None = None
+        self.events: EventRecorder | None = None
+        self.agent: NodeTaskAgent | None = None
+        self.api: KubeApi | None = None
+        self._connection: Any = None
+        self._background: list[asyncio.Task[None]] = []
+        self._kopf_stop = asyncio.Event()
+        self._kopf_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int | None:
+        """Open the store, build the parts and start serving HTTP; an exit code if the process cannot run."""
+        allow_deep_json()  # kopf must be able to decode any object the API server serves; the engine then refuses it
+        # kopf logs every handler call at INFO ("Handler ... succeeded"): one line per watch event, noise at any scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        settings, options, identity = self.settings, self.options, self.identity
+        if not settings.pod_name or not settings.pod_namespace:
+            log.error("POD_NAME and POD_NAMESPACE must be set (downward API): the agent runs only its own pod's tasks")
+            return 2
+        _install_signal_handlers(self.stop_flag)
+        try:
+            self._connection = load_connection(self.kubeconfig, namespace=identity.namespace)
+        except Exception as error:  # the kubernetes library raises several types for unusable configs
+            log.error(
+                "no usable Kubernetes credentials (kubeconfig %s): %s", self.kubeconfig or "default/in-cluster", error
+            )
+            return 2
+        try:  # one process per store; the lock file also tells how the previous owner stopped, and which pod it was
+            store = SqliteStore(settings.store_path, exclusive=True, owner={"podUID": identity.uid})
+        except StoreError as error:
+            log.error("%s", error)
+            return 1
+        self.store = store
+        previous_uid = str(store.previous_owner.get("podUID") or "")
+        if store.unclean_stops:
+            log.warning(
+                "the previous agent process did not stop cleanly (%d time(s) in a row): killed, OOM-killed or crashed",
+                store.unclean_stops,
+            )
+        removed = clean_temporary_files(settings.home)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(removed), removed)
+
+        engine = self.engine = Engine(
+            self.registry or default_registry(), store, settings, stop_grace=options.shutdown_grace
+        )
+        metrics = AgentMetrics()
+        metrics.bind(
+            running=lambda: len(engine.running()),
+            ready=engine.healthz,
+            overdue=lambda: len(engine.overdue()),
+            store_up=lambda: engine.store_health().ok,
+        )
+        engine.add_listener(metrics.observe)
+        api = self.api = await KubeApi(self._connection).open()
+        writer = self.writer = StatusWriter(
+            api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
+        )
+        events = self.events = EventRecorder(api, metrics, pod=identity.name)
+        agent = self.agent = NodeTaskAgent(
+            engine,
+            api,
+            writer,
+            events,
+            metrics,
+            identity,
+            heartbeat_interval=options.heartbeat_interval,
+            resync_interval=options.resync_interval,
+            new_incarnation=bool(previous_uid and identity.uid and previous_uid != identity.uid),
+        )
+        engine.add_listener(agent.on_engine_event)
+        server = self.server = AgentServer(
+            engine,
+            metrics,
+            host=options.http_host,
+            port=settings.http_port,
+            identity={
+                "pod": identity.name,
+                "namespace": identity.namespace,
+                "podUID": identity.uid,
+                "session": identity.session,
+            },
+            seictl_settings=settings if settings.seictl_api else None,
+            authn_mode=settings.authn_mode,
+        )
+        await server.start()
+        log.info(
+            "agent of pod %s/%s (session %s) serving HTTP on %s:%d",
+            identity.namespace,
+            identity.name,
+            identity.session,
+            options.http_host,
+            server.port,
+        )
+        self._background += [
+            asyncio.create_task(supervise("status writer", writer.run), name="status-writer"),
+            asyncio.create_task(supervise("event recorder", events.run), name="event-recorder"),
+            asyncio.create_task(supervise("retention", engine.prune_forever), name="retention"),
+            asyncio.create_task(supervise("store recovery probe", engine.store.watch), name="store-probe"),
+        ]
+        return None
+
+    async def serve(self) -> int:
+        """Start-up reconciliation, then the watch, heartbeats and resync until stopped; the exit code."""
+        agent, stop = self.agent, self.stop_flag
+        assert agent is not None, "start() first"
+        selecting = asyncio.create_task(agent.choose_selector(self.options.selector), name="choose-selector")
+        stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+        await asyncio.wait({selecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not selecting.done():  # stopped while the API server does not answer
+            selecting.cancel()
+            return 0
+        field_selector = selecting.result()
+        if not await agent.start(stop):
+            return 0
+        self._background += [
+            asyncio.create_task(supervise("heartbeat", agent.heartbeat_forever), name="heartbeat"),
+            asyncio.create_task(supervise("resync", agent.resync_forever), name="resync"),
+        ]
+        self._kopf_task = asyncio.create_task(
+            _run_kopf(agent, self._connection.kopf_login(), self.identity, field_selector, self._kopf_stop, stop),
+            name="kopf",
+        )
+        stopped = asyncio.create_task(stop.wait(), name="stop-wait")
+        done, _ = await asyncio.wait({self._kopf_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if self._kopf_task in done:
+            log.error("the kopf watch ended unexpectedly: %r", self._kopf_task.exception())
+            return 1
+        return 0
+
+    async def stop(self) -> None:
+        """Stop every part that was started, in `SHUTDOWN_ORDER` (see there for why)."""
+        log.info("stopping: handlers are cancelled and their tasks resume on the next start")
+        if self.engine is not None:
+            await self.engine.shutdown(grace=self.options.shutdown_grace)
+            self.steps.append("engine")
+        if self.writer is not None:
+            await self.writer.flush(within=5.0)
+            self.steps.append("status-writer")
+        if self.events is not None:
+            await self.events.flush(within=2.0)
+            self.steps.append("event-recorder")
+        self._kopf_stop.set()
+        if self._kopf_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._kopf_task, timeout=15.0)
+        self.steps.append("kopf")
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self.steps.append("background")
+        if self.server is not None:
+            await self.server.stop()
+            self.steps.append("http-server")
+        if self.api is not None:
+            await self.api.close()
+            self.steps.append("api-client")
+        if self.engine is not None:
+            await self.engine.store.close()
+            self.steps.append("store")
+        elif self.store is not None:
+            self.store.close()
+            self.steps.append("store")
+
+
 async def run_operator(
     settings: AgentSettings,
     *,
@@ -157,110 +351,14 @@ async def run_operator(
 
     Async: `asyncio.run(run_operator(settings, kubeconfig=...))`. `registry` defaults to every shipped handler.
     """
-    options = options or OperatorOptions.from_env()
-    # kopf logs every handler call at INFO ("Handler ... succeeded"): one line per watch event, noise at any scale.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    if not settings.pod_name or not settings.pod_namespace:
-        log.error("POD_NAME and POD_NAMESPACE must be set (downward API): the agent runs only its own pod's tasks")
-        return 2
-    identity = PodIdentity(settings.pod_name, settings.pod_namespace, settings.pod_uid, uuid.uuid4().hex[:12])
-    stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
+    process = AgentProcess(settings, kubeconfig=kubeconfig, registry=registry, options=options, stop=stop)
     try:
-        connection = load_connection(kubeconfig, namespace=identity.namespace)
-    except Exception as error:  # the kubernetes library raises several types for unusable configs
-        log.error("no usable Kubernetes credentials (kubeconfig %s): %s", kubeconfig or "default/in-cluster", error)
-        return 2
-    try:
-        store = SqliteStore(settings.store_path)
-    except StoreError as error:
-        log.error("%s", error)
-        return 1
-
-    engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace)
-    metrics = AgentMetrics()
-    metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
-    engine.add_listener(metrics.observe)
-    api = await KubeApi(connection).open()
-    writer = StatusWriter(
-        api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
-    )
-    events = EventRecorder(api, metrics, pod=identity.name)
-    agent = NodeTaskAgent(
-        engine,
-        api,
-        writer,
-        events,
-        metrics,
-        identity,
-        heartbeat_interval=options.heartbeat_interval,
-        resync_interval=options.resync_interval,
-    )
-    engine.add_listener(agent.on_engine_event)
-    server = AgentServer(
-        engine,
-        metrics,
-        host=options.http_host,
-        port=settings.http_port,
-        identity={
-            "pod": identity.name,
-            "namespace": identity.namespace,
-            "podUID": identity.uid,
-            "session": identity.session,
-        },
-        seictl_settings=settings if settings.seictl_api else None,
-        authn_mode=settings.authn_mode,
-    )
-    background: list[asyncio.Task[None]] = []
-    kopf_stop = asyncio.Event()
-    kopf_task: asyncio.Task[None] | None = None
-    exit_code = 0
-    try:
-        await server.start()
-        log.info(
-            "agent of pod %s/%s (session %s) serving HTTP on %s:%d",
-            identity.namespace,
-            identity.name,
-            identity.session,
-            options.http_host,
-            server.port,
-        )
-        background += [
-            asyncio.create_task(writer.run(), name="status-writer"),
-            asyncio.create_task(events.run(), name="event-recorder"),
-            asyncio.create_task(engine.prune_forever(), name="retention"),
-        ]
-        field_selector = await agent.choose_selector(options.selector)
-        if await agent.start(stop):
-            background += [
-                asyncio.create_task(agent.heartbeat_forever(), name="heartbeat"),
-                asyncio.create_task(agent.resync_forever(), name="resync"),
-            ]
-            kopf_task = asyncio.create_task(
-                _run_kopf(agent, connection.kopf_login(), identity, field_selector, kopf_stop, stop), name="kopf"
-            )
-            stopped = asyncio.create_task(stop.wait(), name="stop-wait")
-            done, _ = await asyncio.wait({kopf_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if kopf_task in done:
-                log.error("the kopf watch ended unexpectedly: %r", kopf_task.exception())
-                exit_code = 1
+        failed = await process.start()
+        if failed is not None:
+            return failed
+        return await process.serve()
     finally:
-        log.info("stopping: handlers are cancelled and their tasks resume on the next start")
-        await engine.shutdown(grace=options.shutdown_grace)
-        await writer.flush(within=5.0)
-        await events.flush(within=2.0)
-        kopf_stop.set()
-        if kopf_task is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(kopf_task, timeout=15.0)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await server.stop()
-        await api.close()
-        store.close()
-    return exit_code
+        await process.stop()
 
 
 async def _run_kopf(

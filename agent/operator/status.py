@@ -9,6 +9,8 @@ rows map one to one (`completed` -> `Succeeded`, ...). Conditions (see `agent.mo
 the agent took the task; `Succeeded` True when the latest run succeeded; `Failed` True when the task ended without
 success, *including* cancellation (reason `Cancelled`), so that a controller waiting on either condition always
 wakes up. Both are False while a run is active, and a re-run (retry or new `retryNonce`) turns them False again.
+`Finished` is True on every terminal phase; kstatus' `Reconciling` / `Stalled` / `Ready` are True while active /
+after a failure or cancellation / after success, exactly one at a time.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 from agent.engine import EventKind
 from agent.models import Phase, Progress, Reason, TaskError, TaskResult, TaskStatus, format_timestamp
+from agent.models.redaction import redact, redact_text
 from agent.models.status import AgentIdentity, ConditionStatus, ConditionType
-from agent.server import redact
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ ESSENTIAL_FIELDS = ("phase", "run", "resumes", "taskId", "reason")
 
 
 def _clip(text: str, limit: int) -> str:
+    """`text` with secret-shaped parts masked (defence in depth, see `agent.models.redaction`), at most `limit`
+    characters."""
+    text = redact_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -91,7 +96,7 @@ def conditions_for(
     now: datetime,
     previous: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """The three conditions, keeping `lastTransitionTime` of each whose status did not change."""
+    """Every condition (see `agent.models.status`), keeping `lastTransitionTime` of each whose status did not change."""
     stamp = format_timestamp(now)
     before = {condition.get("type"): condition for condition in previous}
     short = _clip(message, MESSAGE_LIMIT)
@@ -101,6 +106,8 @@ def conditions_for(
         accepted_state = (ConditionStatus.FALSE, reason, short)
     succeeded = phase is Phase.SUCCEEDED
     failed = phase in (Phase.FAILED, Phase.CANCELLED)
+    active = not (succeeded or failed)
+    outcome_reason = reason if not active else phase.value
     states = {
         ConditionType.ACCEPTED: accepted_state,
         ConditionType.SUCCEEDED: (
@@ -111,6 +118,22 @@ def conditions_for(
         ConditionType.FAILED: (
             ConditionStatus.TRUE if failed else ConditionStatus.FALSE,
             reason if succeeded or failed else phase.value,
+            short if failed else "",
+        ),
+        ConditionType.FINISHED: (
+            ConditionStatus.FALSE if active else ConditionStatus.TRUE,
+            outcome_reason,
+            "" if active else f"{phase.value}: {short}",
+        ),
+        ConditionType.READY: (ConditionStatus.TRUE if succeeded else ConditionStatus.FALSE, outcome_reason, short),
+        ConditionType.RECONCILING: (
+            ConditionStatus.TRUE if active else ConditionStatus.FALSE,
+            reason if active else phase.value,
+            short if active else "",
+        ),
+        ConditionType.STALLED: (
+            ConditionStatus.TRUE if failed else ConditionStatus.FALSE,
+            outcome_reason,
             short if failed else "",
         ),
     }

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.models import ResourceRef
+from agent.models.redaction import redact_text
 from agent.models.resource import API_GROUP, API_VERSION, KIND
 from agent.server import AgentMetrics
 
@@ -293,7 +294,7 @@ class EventRecorder:
                 "uid": ref.uid,
             },
             "reason": reason,
-            "message": message[:1024],
+            "message": redact_text(message)[:1024],
             "type": "Warning" if warning else "Normal",
             "source": {"component": "nodetask-agent", "host": self.pod},
             "reportingComponent": "sei.io/nodetask-agent",

@@ -1,7 +1,8 @@
 """The agent's small HTTP server: probes, Prometheus metrics and read-only task views (DESIGN.md section 5)."""
 
+from agent.models.redaction import redact
+
 from .app import AgentServer, create_app, public_task
 from .metrics import AgentMetrics
-from .redaction import redact
 
 __all__ = ["AgentMetrics", "AgentServer", "create_app", "public_task", "redact"]

@@ -1,8 +1,10 @@
 """The agent's HTTP server on :7777 (DESIGN.md section 5): probes, metrics and read-only views of the store.
 
-- `GET /healthz`: 200 once a `mark-ready` succeeded (and no later `mark-not-ready`), else 503: the readiness probe and
-  seid's start gate.
-- `GET /livez`: 200 while the store answers a trivial query, else 503.
+- `GET /healthz`: 200 once a `mark-ready` succeeded (and no later `mark-not-ready`) and the task store can be written,
+  else 503 with the reason: the readiness probe and seid's start gate. An agent that cannot record progress must not
+  claim to be ready (docs/reliability.md).
+- `GET /livez`: 200 while the process serves (the store open), else 503. A failing store does not fail liveness: a
+  restart cures neither a full volume nor another process's lock, and a restart loop only adds downtime.
 - `GET /metrics`: Prometheus text (`AgentMetrics`).
 - `GET /v0/status`: readiness, running count and the agent's identity.
 - `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 1000), newest first.
@@ -10,7 +12,8 @@
 
 Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
 authentication, as in the seed's probe paths; nothing served is secret (handlers never return secrets, and values
-under secret-looking keys are masked anyway, see `public_task`).
+under secret-looking keys, and secret-shaped text such as URL passwords and presigned signatures, are masked anyway,
+see `public_task`).
 """
 
 from __future__ import annotations
@@ -23,25 +26,31 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
+from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
 
 from .auth import trusted_header_middleware
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
-from .redaction import redact
+from .rows import servable
 from .seictl import SeictlApi
 
 MAX_LIMIT = 1000
 
 
 def public_task(result: TaskResult) -> dict[str, Any]:
-    """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked."""
+    """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked
+    (`agent.models.redaction.redact`: secret-looking keys, URL userinfo, presigned signatures, tokens...)."""
+    result = servable(result)
     body = result.model_dump(mode="json", by_alias=True)
     body["phase"] = str(result.phase)
     body["params"] = redact(body.get("params"))
     body["result"] = redact(body.get("result"))
+    for text in ("error", "hint"):
+        body[text] = redact_text(body.get(text) or "")
     if result.progress is not None:
+        body["progress"]["message"] = redact_text(result.progress.message)
         body["progress"]["percent"] = result.progress.percent
-        body["progress"]["summary"] = result.progress.describe()
+        body["progress"]["summary"] = redact_text(result.progress.describe())
     return body
 
 
@@ -61,6 +70,10 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     engine = request.app[_CONTEXT].engine
+    store = engine.store_health()
+    if not store.ok:
+        reason = f"task store {store.describe()}"
+        return web.json_response({"status": "not ready", "reason": reason}, status=503)
     if engine.healthz():
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "not ready", "reason": "no successful mark-ready yet, or held"}, status=503)
@@ -84,6 +97,8 @@ async def status(request: web.Request) -> web.Response:
     context = request.app[_CONTEXT]
     body: dict[str, Any] = dict(context.engine.status())
     body["ready"] = context.engine.healthz()
+    store = context.engine.store_health()
+    body["store"] = {"ok": store.ok, "error": store.cause, "since": store.since.isoformat() if store.since else None}
     body["agent"] = context.identity
     return web.json_response(body)
 
@@ -96,7 +111,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}, not {raw!r}")
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    tasks = [public_task(result) for result in request.app[_CONTEXT].engine.recent(limit)]
+    tasks = [public_task(result) for result in await request.app[_CONTEXT].engine.recent(limit)]
     return web.json_response({"tasks": tasks, "count": len(tasks)})
 
 
@@ -106,7 +121,7 @@ async def get_task(request: web.Request) -> web.Response:
         task_id = normalize_task_id(raw)
     except TaskError as error:
         return _error(400, error.message, reason=error.reason)
-    result = request.app[_CONTEXT].engine.get(task_id)
+    result = await request.app[_CONTEXT].engine.get(task_id)
     if result is None:
         return _error(404, f"task {task_id} not found", id=task_id)
     return web.json_response(public_task(result))

@@ -2,15 +2,31 @@
 
 Each `AgentMetrics` owns its own `CollectorRegistry`, so several agents (or tests) in one process never collide on
 the global registry. The operator's status writer reports its patch outcomes here too.
+
+Besides the task metrics, the registry carries what every Prometheus client exports on its default registry and
+dashboards expect: the process (`process_resident_memory_bytes`, `process_cpu_seconds_total`, open fds, start time),
+the Python platform and the garbage collector (`python_gc_*`), and `nodetask_agent_build_info` (constant 1, labelled
+with the agent's version and Python's) so that a rollout can be watched version by version.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from agent import __version__
 from agent.engine import EventKind, TaskEvent
 
 __all__ = ["CONTENT_TYPE_LATEST", "AgentMetrics"]
@@ -29,6 +45,16 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.build_info = Gauge(
+            "nodetask_agent_build_info",
+            "Always 1; the labels say which agent build runs (version) on which Python.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.submissions = Counter(
             "nodetask_submissions",
             "Task runs accepted by the engine (new tasks and re-runs).",
@@ -67,6 +93,9 @@ class AgentMetrics:
             registry=self.registry,
         )
         self.ready = Gauge("nodetask_ready", "1 when the readiness gate is open (mark-ready).", registry=self.registry)
+        self.store_up = Gauge(
+            "nodetask_store_up", "1 while the task store can be written, 0 while it fails.", registry=self.registry
+        )
         self.status_patches = Counter(
             "nodetask_status_patches", "Successful status patches on NodeTask resources.", registry=self.registry
         )
@@ -93,9 +122,14 @@ class AgentMetrics:
         )
 
     def bind(
-        self, running: Callable[[], int], ready: Callable[[], bool], overdue: Callable[[], int] = lambda: 0
+        self,
+        running: Callable[[], int],
+        ready: Callable[[], bool],
+        overdue: Callable[[], int] = lambda: 0,
+        store_up: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Read the running and overdue counts and readiness from the engine at scrape time (no bookkeeping)."""
+        """Read the running and overdue counts, readiness and the store's health from the engine at scrape time."""
+        self.store_up.set_function(lambda: 1.0 if store_up() else 0.0)
         self.running.set_function(running)
         self.overdue.set_function(overdue)
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)

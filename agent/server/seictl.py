@@ -38,12 +38,15 @@ from typing import Any
 from aiohttp import web
 
 from agent.chain.keys import node_id_from_file, node_key_path
-from agent.engine import Engine
+from agent.engine import Engine, EngineClosed
 from agent.models import Task, TaskResult, TaskStatus, normalize_task_id
 from agent.models.errors import TaskError
+from agent.models.limits import json_bounds_problem
+from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
+from agent.store import StoreError
 
-from .redaction import redact
+from .rows import servable
 
 MAX_BODY_BYTES = 1 << 20
 """Largest accepted `POST /v0/tasks` body (1 MiB: the largest real request, a genesis ceremony's node list with
@@ -122,6 +125,8 @@ def parse_task_request(body: bytes, settings: AgentSettings, engine: Engine) -> 
             task_id = normalize_task_id(task_id)
         except TaskError:
             raise RequestRefused(f"task ID must be a valid UUID: {json.dumps(task_id)}") from None
+    if params is not None and (problem := json_bounds_problem(params)) is not None:
+        raise RequestRefused(f"invalid params for {task_type}: {problem}")
     our_type, mapper = TYPE_MAPPINGS.get(task_type, (task_type, None))
     mapped = mapper(dict(params or {}), settings) if mapper else params
     task = Task(id=task_id or None, type=our_type, params=mapped or None)
@@ -136,16 +141,17 @@ def parse_task_request(body: bytes, settings: AgentSettings, engine: Engine) -> 
 
 def task_result(row: TaskResult) -> dict[str, Any]:
     """A row in the original's `TaskResult` shape: id, type, status, run, params?, result?, error?, timestamps."""
+    row = servable(row)
     body: dict[str, Any] = {"id": row.id, "type": row.type, "status": _STATUS[row.status], "run": row.run}
     if row.params:
         body["params"] = redact(row.params)
     if row.result is not None:
         body["result"] = redact(row.result)
     if row.status is TaskStatus.CANCELLED:
-        body["error"] = f"Cancelled: {row.error or 'cancelled on request'}"
+        body["error"] = redact_text(f"Cancelled: {row.error or 'cancelled on request'}")
     elif row.status is TaskStatus.FAILED:
         message = f"{row.reason}: {row.error}" if row.reason else row.error
-        body["error"] = f"{message} [hint: {row.hint}]" if row.hint else message
+        body["error"] = redact_text(f"{message} [hint: {row.hint}]" if row.hint else message)
     dumped = row.model_dump(mode="json", by_alias=True, include={"submitted_at", "completed_at"})
     body["submittedAt"] = dumped["submittedAt"]
     if dumped.get("completedAt"):
@@ -221,12 +227,14 @@ class SeictlApi:
             task_id = await self.engine.submit(task, retry=True)
         except RequestRefused as refused:
             return _error(400, refused.message)
-        except TaskError as error:
-            return _error(400, f"persist task: {error.message}")
+        except TaskError as error:  # TaskIdConflict: the ID names other work (another type or other params)
+            return _error(400, f"{error.reason}: {error.message}")
+        except (StoreError, EngineClosed) as error:
+            return _error(400, f"persist task: {error}")
         return _json({"id": task_id}, 201)
 
     async def list_tasks(self, request: web.Request) -> web.Response:
-        return _json([task_result(row) for row in self.engine.recent(LIST_LIMIT)])
+        return _json([task_result(row) for row in await self.engine.recent(LIST_LIMIT)])
 
     def _task_id(self, request: web.Request) -> str | None:
         try:
@@ -236,14 +244,14 @@ class SeictlApi:
 
     async def get_task(self, request: web.Request) -> web.Response:
         task_id = self._task_id(request)
-        row = self.engine.get(task_id) if task_id else None
+        row = await self.engine.get(task_id) if task_id else None
         if row is None:
             return _error(404, "task not found")
         return _json(task_result(row))
 
     async def delete_task(self, request: web.Request) -> web.Response:
         task_id = self._task_id(request)
-        row = self.engine.get(task_id) if task_id else None
+        row = await self.engine.get(task_id) if task_id else None
         if task_id is None or row is None:
             return _error(404, "task not found")
         if row.source is not None:

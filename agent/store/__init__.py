@@ -6,8 +6,18 @@ implement `Store`, the interface the engine is written against; every failure is
 and the Go sidecar's history in `agent.store.migrations`, the row encoding in `agent.store.schema`.
 """
 
-from .base import Store, StoreError
+from .base import Store, StoreError, StoreInUse
+from .guard import GuardedStore, StoreHealth
 from .migrations import LATEST_VERSION
 from .sqlite import SqliteStore, memory_store
 
-__all__ = ["LATEST_VERSION", "SqliteStore", "Store", "StoreError", "memory_store"]
+__all__ = [
+    "LATEST_VERSION",
+    "GuardedStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreHealth",
+    "StoreInUse",
+    "memory_store",
+]

@@ -18,6 +18,10 @@ class StoreError(Exception):
     """
 
 
+class StoreInUse(StoreError):
+    """Another process holds the store's exclusive lock (one process per store)."""
+
+
 class Store(Protocol):
     """Where the engine keeps every task's state (the seed's `ResultStore`). Every method is safe to call from any
     thread; every failure is a `StoreError`."""
@@ -49,6 +53,10 @@ class Store(Protocol):
     def prune(self, older_than: datetime) -> int:
         """Delete terminal rows completed before `older_than`, keeping the newest completed mark-ready and
         mark-not-ready (readiness is restored from them at start-up). Returns how many rows were deleted."""
+
+    def probe_write(self) -> None:
+        """Raise `StoreError` unless the store could take a write now: its write lock is free and its volume accepts
+        a small write (used to notice that a failed store has recovered)."""
 
     def ping(self) -> bool:
         """Whether the store answers a trivial query (liveness)."""

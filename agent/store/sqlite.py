@@ -28,6 +28,14 @@ Speed
     costs several times a raw row write. The other operations use peewee's query builder. Rows are never written
     through peewee's `execute`, which logs bound values at DEBUG level: params must not reach a log.
 
+One process per store (`exclusive=True`, used by `nodetask-agent run` and `local`)
+    The process that runs tasks holds an exclusive `flock` on `<db>.lock` beside the database for as long as the
+    store is open; a second runner on the same file (`nodetask-agent local` pointed at a live agent's home) is refused
+    with `StoreInUse` naming the holder's PID, instead of running the same task a second time, concurrently. Readers
+    (`nodetask-agent tasks`, tests) open without it. The lock file also records whether the previous runner stopped
+    cleanly: `unclean_stops` counts the consecutive runner processes that ended without closing the store (killed,
+    OOM-killed, crashed), which the engine uses to stop resuming a task that keeps killing the agent.
+
 Unreadable rows (bad JSON, timestamps or statuses written by another program)
     `list` and `list_stale` skip such a row and log a warning naming its ID and column (one bad row must not hide the
     others, nor stop recovery of the rest). `get` and `latest_by_type` raise `StoreError` naming the ID: the caller
@@ -40,6 +48,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -52,10 +62,11 @@ from typing import Any, Literal
 
 import peewee
 
+from agent.io.files import TEMP_SUFFIX
 from agent.models import TaskResult, TaskStatus, TaskType, format_timestamp
 
 from . import migrations
-from .base import OrderColumn, StoreError
+from .base import OrderColumn, StoreError, StoreInUse
 from .schema import (
     FIELDS,
     GET_SQL,
@@ -94,13 +105,29 @@ def _scrub(value: Any) -> Any:
 class SqliteStore:
     """The task store in one SQLite file (or `:memory:`); see the module docstring for the decisions behind it."""
 
-    def __init__(self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        exclusive: bool = False,
+        owner: dict[str, str] | None = None,
+    ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self.path = str(path)
         self.synchronous = synchronous
         self._lock = threading.Lock()
         self._closed = False
+        self._owner_fd: int | None = None
+        self.unclean_stops = 0
+        """Consecutive runner processes that ended without closing this store (0 unless `exclusive`)."""
+        self.owner = dict(owner or {})
+        """Recorded in the lock file for the next owner (e.g. the pod UID), beside the PID."""
+        self.previous_owner: dict[str, Any] = {}
+        """What the previous owner recorded (empty on the first exclusive open)."""
+        if exclusive and self.path != MEMORY:
+            self._take_ownership()
         self._db: PeeweeDatabase = peewee.SqliteDatabase(
             self.path,
             pragmas=[("busy_timeout", BUSY_TIMEOUT_MS), ("synchronous", synchronous)],
@@ -109,7 +136,11 @@ class SqliteStore:
             autoconnect=False,
             check_same_thread=False,
         )
-        self._conn: sqlite3.Connection = self._open()
+        try:
+            self._conn: sqlite3.Connection = self._open()
+        except BaseException:
+            self._release_ownership(clean=False)
+            raise
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r}, synchronous={self.synchronous!r})"
@@ -128,6 +159,53 @@ class SqliteStore:
             if not self._db.is_closed():
                 self._db.close()
             raise StoreError(f"cannot open task store {self.path}: {self._explain(error)}") from error
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(f"{self.path}.lock")
+
+    def _take_ownership(self) -> None:
+        """Take `<db>.lock` exclusively (refusing with `StoreInUse` if another process holds it) and read how the
+        previous owner stopped."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreError(f"cannot open task store lock {self.lock_path}: {error}") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_owner(fd).get("pid", "unknown")
+            os.close(fd)
+            raise StoreInUse(
+                f"task store {self.path} is in use by another process (pid {holder}, lock {self.lock_path}): only one "
+                "agent may run tasks from one store; stop it first, or use another home/--db"
+            ) from None
+        previous = _read_owner(fd)
+        if previous and previous.get("cleanStop") is not True:
+            self.unclean_stops = int(previous.get("uncleanStops") or 0) + 1
+        self.previous_owner = previous
+        self._owner_fd = fd
+        self._write_owner({"cleanStop": False, "uncleanStops": self.unclean_stops})
+
+    def _write_owner(self, state: dict[str, Any]) -> None:
+        # In place (never replaced: the flock belongs to this inode); a torn write reads as an unclean stop.
+        assert self._owner_fd is not None
+        data = json.dumps({**self.owner, "pid": os.getpid(), **state}).encode()
+        os.ftruncate(self._owner_fd, 0)
+        os.pwrite(self._owner_fd, data, 0)
+        os.fsync(self._owner_fd)
+
+    def _release_ownership(self, *, clean: bool) -> None:
+        if self._owner_fd is None:
+            return
+        try:
+            if clean:
+                self._write_owner({"cleanStop": True, "uncleanStops": 0})
+        except OSError as error:
+            log.warning("task store %s: cannot record the clean stop in %s: %s", self.path, self.lock_path, error)
+        finally:
+            os.close(self._owner_fd)  # closing the descriptor releases the flock
+            self._owner_fd = None
 
     def _use_wal(self) -> None:
         mode = str(self._db.pragma("journal_mode", "wal", permanent=True)).lower()
@@ -274,6 +352,27 @@ class SqliteStore:
             log.info("task store %s: pruned %d task(s) completed before %s", self.path, deleted, cutoff)
         return deleted
 
+    def probe_write(self) -> None:
+        """`StoreError` unless the write lock can be taken now and the volume accepts a 64 KiB file beside the
+        database (a full volume does not stop `BEGIN IMMEDIATE`, only the writes after it)."""
+        with self._access("take the write lock (probe)") as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if self.path != MEMORY:
+                    probe = Path(f"{self.path}.probe{TEMP_SUFFIX}")
+                    try:
+                        with probe.open("wb") as handle:
+                            handle.write(b"\0" * 65536)
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                    except OSError as error:
+                        problem = f"task store {self.path}: cannot write beside the database: {error}"
+                        raise StoreError(problem) from error
+                    finally:
+                        probe.unlink(missing_ok=True)
+            finally:
+                connection.execute("ROLLBACK")
+
     def ping(self) -> bool:
         """Whether `SELECT 1` answers: False once closed or when the database fails."""
         with self._lock:
@@ -294,7 +393,9 @@ class SqliteStore:
             try:
                 self._db.close()
             except _DB_ERRORS as error:
+                self._release_ownership(clean=False)
                 raise StoreError(f"task store {self.path}: close failed: {error}") from error
+            self._release_ownership(clean=True)
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -303,6 +404,16 @@ class SqliteStore:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    """The lock file's record of its last owner ({} when empty or unreadable)."""
+    try:
+        data = os.pread(fd, 4096, 0)
+        state = json.loads(data) if data.strip() else {}
+    except (OSError, ValueError):
+        return {"cleanStop": False}
+    return state if isinstance(state, dict) else {"cleanStop": False}
 
 
 def _latest_query(task_type: str, status: TaskStatus | None, order_by: OrderColumn) -> Any:

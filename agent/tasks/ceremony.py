@@ -38,12 +38,19 @@ from typing import Any
 
 from agent.chain.cosmos import artifacts
 from agent.chain.cosmos import genesis as genesis_doc
-from agent.chain.cosmos.address import SEI, consensus_address_bytes
+from agent.chain.cosmos.address import ChainIdentity, consensus_address_bytes
 from agent.chain.cosmos.coins import coin_map, format_coins
-from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
+from agent.chain.cosmos.gentx import (
+    GENTX_INVALID,
+    GentxProblem,
+    VerifiedGentx,
+    check_signature,
+    parse_gentx_bytes,
+    verify_gentx,
+)
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
-from agent.io.files import atomic_write, has_marker, write_marker
+from agent.io.files import TEMP_SUFFIX, atomic_write, has_marker, write_marker
 from agent.io.s3 import S3_NOT_FOUND, S3Client
 from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
 from agent.models.params.genesis import (
@@ -66,6 +73,11 @@ GENTX_MISSING = "GentxMissing"
 IDENTITY_INVALID = "IdentityInvalid"
 MAX_ARTIFACT_BYTES = 1024 * 1024
 FORK_TIME_FILE = ".nodetask-fork-genesis-time.json"
+MIN_SEI_NETWORK_NODES = 3
+FEW_NODES_WARNING = (
+    "{count} validator(s): Sei's node does not leave block sync with fewer than two peers, so this network neither "
+    "starts nor survives a validator restart unless it has at least 3 nodes (add full nodes peered with the validators)"
+)
 
 
 @dataclass(frozen=True)
@@ -73,22 +85,26 @@ class Bucket:
     chain_id: str
     name: str
     s3: S3Client
+    identity: ChainIdentity
 
 
 def genesis_bucket(params: GenesisBucketParams, ctx: TaskContext) -> Bucket:
     """Chain ID, bucket and client from params, falling back to SEI_CHAIN_ID / SEI_GENESIS_BUCKET / _REGION."""
     chain_id = resolve_chain_id(params.chain_id, ctx.settings)
-    bucket = params.s3_bucket or ctx.settings.genesis_bucket
+    bucket = params.bucket or ctx.settings.genesis_bucket
     if not bucket:
-        raise ParamsInvalid("params.s3Bucket: not given, and SEI_GENESIS_BUCKET is not set")
-    region = params.s3_region or ctx.settings.genesis_region
-    return Bucket(chain_id, bucket, S3Client.from_settings(ctx.settings, region=region))
+        raise ParamsInvalid("params.bucket: not given, and SEI_GENESIS_BUCKET is not set")
+    region = params.region or ctx.settings.genesis_region
+    s3 = S3Client.from_settings(ctx.settings, region=region)
+    return Bucket(chain_id, bucket, s3, ChainIdentity.from_settings(ctx.settings))
 
 
 # --- upload-genesis-artifacts --------------------------------------------------------------------------------------
 
 
-def _local_artifacts(home: Path, chain_id: str, node_name: str) -> tuple[bytes, artifacts.NodeIdentity]:
+def _local_artifacts(
+    home: Path, chain_id: str, node_name: str, chain: ChainIdentity
+) -> tuple[bytes, artifacts.NodeIdentity]:
     node_id = load_node_key(node_key_path(home)).node_id
     path = gentx_path(home, node_id)
     try:
@@ -98,7 +114,8 @@ def _local_artifacts(home: Path, chain_id: str, node_name: str) -> tuple[bytes, 
             f"{path}: no gentx for this node", reason=GENTX_MISSING, hint="run generate-gentx first"
         ) from None
     try:
-        verified = verify_gentx(parse_gentx_bytes(data), chain_id, SEI)
+        account_number = None if chain.defers_gentx_signatures else 0  # the assembler checks a deferred one
+        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"{path}: {problem.detail}", reason=problem.reason, hint="re-run generate-gentx") from None
     if verified.node_id != node_id:
@@ -129,7 +146,9 @@ async def upload_genesis_artifacts(params: UploadGenesisArtifactsParams, ctx: Ta
     }
     if has_marker(ctx.home, UPLOAD_MARKER):
         return {"alreadyDone": True, **keys}
-    gentx, identity = await asyncio.to_thread(_local_artifacts, ctx.home, bucket.chain_id, params.node_name)
+    gentx, identity = await asyncio.to_thread(
+        _local_artifacts, ctx.home, bucket.chain_id, params.node_name, bucket.identity
+    )
     await bucket.s3.put_bytes(bucket.name, keys["gentxKey"], gentx, content_type="application/json")
     await bucket.s3.put_json(bucket.name, keys["identityKey"], identity.to_json(), indent=2)
     write_marker(ctx.home, UPLOAD_MARKER)
@@ -169,15 +188,16 @@ async def _collect(bucket: Bucket, node_names: list[str], ctx: TaskContext) -> l
         ctx.progress(index, len(node_names), "validators", f"verifying {name}")
         gentx_data = await _fetch(bucket, artifacts.gentx_key(bucket.chain_id, name), name)
         identity_data = await _fetch(bucket, artifacts.identity_key(bucket.chain_id, name), name)
-        validators.append(_verify_node(name, gentx_data, identity_data, bucket.chain_id))
+        validators.append(_verify_node(name, gentx_data, identity_data, bucket.chain_id, bucket.identity))
     ctx.progress(len(node_names), len(node_names), "validators", "verified")
     _check_unique(validators)
     return validators
 
 
-def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str) -> Validator:
+def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str, chain: ChainIdentity) -> Validator:
     try:
-        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, SEI)
+        account_number = None if chain.defers_gentx_signatures else 0  # deferred: checked in _assemble
+        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"validator {name!r}: gentx {problem.detail}", reason=problem.reason) from None
     validator = Validator(name, verified)
@@ -217,9 +237,14 @@ def _check_unique(validators: list[Validator]) -> None:
             seen[value] = validator
 
 
-def _assemble(document: genesis_doc.Document, validators: list[Validator], account_balance: dict[str, int]) -> None:
+def _assemble(
+    document: genesis_doc.Document,
+    validators: list[Validator],
+    account_balance: dict[str, int],
+    chain: ChainIdentity,
+) -> None:
     """Accounts, balances, gen_txs and validators into `document` (in memory); raises before any write."""
-    bond_denom = genesis_doc.bond_denom(document)
+    bond_denom = genesis_doc.bond_denom(document) or chain.bond_denom
     limit = genesis_doc.max_validators(document)
     if limit is not None and len(validators) > limit:
         raise TaskError(
@@ -230,7 +255,7 @@ def _assemble(document: genesis_doc.Document, validators: list[Validator], accou
     for validator in validators:
         gentx = validator.gentx
         stake = gentx.self_delegation
-        if bond_denom and stake.denom != bond_denom:
+        if stake.denom != bond_denom:
             raise validator.problem(GENTX_INVALID, f"self-delegation {stake} is not in the bond denom {bond_denom!r}")
         if stake.amount < genesis_doc.POWER_REDUCTION:
             raise validator.problem(
@@ -246,11 +271,27 @@ def _assemble(document: genesis_doc.Document, validators: list[Validator], accou
                 f"account {gentx.delegator_address} holds {format_coins(balance)}, which does not cover the "
                 f"self-delegation {stake}",
             )
+    if chain.defers_gentx_signatures:
+        _check_deferred_signatures(document, validators, chain)
     genesis_doc.set_gen_txs(document, [validator.gentx.to_json() for validator in validators])
     document["validators"] = [
         genesis_doc.validator_entry(v.gentx.consensus_public_key, v.gentx.self_delegation.amount, v.gentx.moniker)
         for v in validators
     ]
+
+
+def _check_deferred_signatures(
+    document: genesis_doc.Document, validators: list[Validator], chain: ChainIdentity
+) -> None:
+    """Stock SDK rule: above height 1 a gentx is verified with its account's position in genesis (auth renumbers)."""
+    initial_height = genesis_doc.initial_height(document)
+    positions = genesis_doc.account_positions(document)
+    for validator in validators:
+        number = chain.gentx_account_number(initial_height, positions[validator.gentx.delegator_address])
+        try:
+            check_signature(validator.gentx, str(document.get("chain_id")), number)
+        except GentxProblem as problem:
+            raise validator.problem(problem.reason, f"gentx {problem.detail}") from None
 
 
 async def _publish(
@@ -267,12 +308,15 @@ async def _publish(
             content_type="application/json",
             size_hint=written.size,
         )
-    return {
+    result: dict[str, Any] = {
         "genesisHash": written.sha256,
         "genesisKey": artifacts.genesis_key(bucket.chain_id),
         "peersKey": artifacts.peers_key(bucket.chain_id),
         "validators": len(validators),
     }
+    if len(validators) < MIN_SEI_NETWORK_NODES:
+        result["warning"] = FEW_NODES_WARNING.format(count=len(validators))
+    return result
 
 
 def _already_assembled(home: Path) -> dict[str, Any]:
@@ -305,7 +349,7 @@ async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskCo
                 f"{genesis_path}: chain_id {document.get('chain_id')!r} is not {bucket.chain_id!r}",
                 reason=GENESIS_INVALID,
             )
-        _assemble(document, validators, balance)
+        _assemble(document, validators, balance, bucket.identity)
         return genesis_doc.write_genesis(genesis_path, document)
 
     written = await asyncio.to_thread(build)
@@ -337,8 +381,14 @@ def _fork_genesis_time(home: Path, chain_id: str, requested: datetime | None) ->
 
 
 def _rewrite_for_fork(
-    document: genesis_doc.Document, params: AssembleGenesisForkParams, chain_id: str, genesis_time: str
-) -> None:
+    document: genesis_doc.Document,
+    params: AssembleGenesisForkParams,
+    chain_id: str,
+    genesis_time: str,
+    chain: ChainIdentity,
+) -> dict[str, str]:
+    """New chain ID, time and height; the old validator set stripped and its stake settled (see
+    `genesis.settle_stripped_stake`). Returns what was settled, as coin strings, for the result."""
     if params.initial_height is not None:
         document["initial_height"] = str(params.initial_height)
     else:
@@ -353,6 +403,11 @@ def _rewrite_for_fork(
     document["genesis_time"] = genesis_time
     document["validators"] = []
     genesis_doc.strip_validator_state(document)
+    settled = genesis_doc.settle_stripped_stake(document, chain.prefixes.account)
+    return {
+        "movedToCommunityPool": format_coins(settled["moved"]),
+        "burned": format_coins(settled["burned"]),
+    }
 
 
 @handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
@@ -365,7 +420,7 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
     export_key = params.export_key or artifacts.export_key(params.source_chain_id)
     config = ctx.home / "config"
     config.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".exported-state.", suffix=".json", dir=config)
+    fd, temp_name = tempfile.mkstemp(prefix=".exported-state.", suffix=f".json{TEMP_SUFFIX}", dir=config)
     export_path = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as sink:
@@ -378,22 +433,28 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
         genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
         balance = coin_map(params.account_balance)
 
-        def build() -> genesis_doc.WrittenFile:
+        def build() -> tuple[genesis_doc.WrittenFile, dict[str, str]]:
             # One parsed copy of the export in memory; the serialized form streams to disk while being hashed.
             document = load_genesis(export_path)
             export_path.unlink()
-            _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
-            _assemble(document, validators, balance)
-            return genesis_doc.write_genesis(config / "genesis.json", document)
+            settled = _rewrite_for_fork(document, params, bucket.chain_id, genesis_time, bucket.identity)
+            _assemble(document, validators, balance, bucket.identity)
+            return genesis_doc.write_genesis(config / "genesis.json", document), settled
 
         ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")
-        written = await asyncio.to_thread(build)
+        written, settled = await asyncio.to_thread(build)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(export_path)  # noqa: PTH108 - a cheap unlink in cleanup, also on cancellation
     result = await _publish(bucket, config / "genesis.json", written, validators)
     write_marker(ctx.home, FORK_MARKER)
-    return {**result, "sourceChainId": params.source_chain_id, "exportKey": export_key, "exportBytes": info.size}
+    return {
+        **result,
+        "sourceChainId": params.source_chain_id,
+        "exportKey": export_key,
+        "exportBytes": info.size,
+        **settled,
+    }
 
 
 HANDLERS = [upload_genesis_artifacts, assemble_and_upload_genesis, assemble_genesis_fork]

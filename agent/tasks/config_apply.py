@@ -22,23 +22,29 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from agent.chain.admin import AdminError, admin_address, set_log_level
 from agent.chain.seiconfig import (
+    CURRENT_VERSION,
     Diagnostic,
     Mode,
     SeiConfig,
     ValidationReport,
+    deprecated_keys,
     load_config,
     lookup,
+    migrate,
     parse_overrides,
     render_patches,
     validate,
-    with_overrides,
     write_patches,
 )
+from agent.io.toml import load_toml_document, spelling_duplicates
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.node import ConfigApplyParams, ConfigReloadParams, ConfigValidateParams
 
 from .base import TaskContext, handler
+
+CONFIG_FILES = ("config.toml", "app.toml")
 
 
 def _refuse_invalid(report: ValidationReport) -> None:
@@ -57,24 +63,37 @@ def _still_relevant(diagnostics: list[Diagnostic], replaced: set[str]) -> list[D
 
 def _apply(home: Path, params: ConfigApplyParams) -> dict[str, Any]:
     typed = parse_overrides(params.overrides, field="overrides")
+    target = params.target_version or CURRENT_VERSION
     mode = Mode(params.mode) if params.mode else None
-    keys: set[str] | None = None  # every modelled key
+    if "mode" in typed:
+        mode = Mode(typed.pop("mode"))
+    version = typed.pop("version", None)
+    keys: set[str] | None = None  # every key
+    migrations: list[str] = []
     if params.incremental:
         loaded = load_config(home, mode=mode)
-        config = with_overrides(loaded.config, typed, mode=mode)
+        config = loaded.config
+        if params.target_version:  # as sei-config, the files' version stays unless a migration is asked for
+            config, migrations = migrate(config, target)
+        config = config.replace(typed, mode=mode, version=version)
         findings = _still_relevant(loaded.diagnostics, set(typed) | ({"mode"} if mode else set()))
         keys = loaded.present | set(typed)  # a key absent from the files stays absent (seid's own default)
     else:
         assert mode is not None  # the params model requires a mode unless incremental
-        config, findings = with_overrides(SeiConfig.for_mode(mode), typed), []
-    report = validate(config, extra=findings)
+        config = SeiConfig.for_mode(mode).replace(typed, version=target if version is None else version)
+        findings = []
+    report = validate(config, extra=findings, max_version=target)
     _refuse_invalid(report)
-    written = write_patches(home, render_patches(config, home, keys=keys, include_mode=mode is not None))
+    # [sei] mode/version are written with the whole config, or when the mode or the version changes.
+    include_meta = not params.incremental or mode is not None or version is not None or bool(migrations)
+    written = write_patches(home, render_patches(config, home, keys=keys, include_meta=include_meta))
     return {
         "mode": str(config.mode),
         "version": config.version,
         "incremental": params.incremental,
-        "overrides": sorted(typed),
+        "overrides": sorted(params.overrides),
+        "deprecatedKeys": deprecated_keys(params.overrides),
+        "migrations": migrations,
         "changed": written,
         "diagnostics": [item.model_dump() for item in report.diagnostics],
     }
@@ -86,9 +105,27 @@ async def config_apply(params: ConfigApplyParams, ctx: TaskContext) -> dict[str,
     return await asyncio.to_thread(_apply, ctx.home, params)
 
 
+def _spelling_duplicates(home: Path) -> list[Diagnostic]:
+    """An ERROR for every key present in both spellings (`max_num_inbound_peers` and `max-num-inbound-peers`) in
+    config.toml or app.toml: the node reads one and silently ignores the other, so the file says two things."""
+    found: list[Diagnostic] = []
+    for name in CONFIG_FILES:
+        document = load_toml_document(home / "config" / name)
+        for first, second in spelling_duplicates(document):
+            found.append(
+                Diagnostic(
+                    severity="ERROR",
+                    field=f"{name}:{second}",
+                    message=f"{name} has both {first} and {second}: the node reads one spelling and ignores the "
+                    "other; delete the one the node does not use",
+                )
+            )
+    return found
+
+
 def _validate(home: Path) -> dict[str, Any]:
     loaded = load_config(home)
-    report = validate(loaded.config, extra=loaded.diagnostics)
+    report = validate(loaded.config, extra=[*loaded.diagnostics, *_spelling_duplicates(home)])
     _refuse_invalid(report)
     return report.result()
 
@@ -99,7 +136,17 @@ async def config_validate(params: ConfigValidateParams, ctx: TaskContext) -> dic
     return await asyncio.to_thread(_validate, ctx.home)
 
 
-def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
+RESTART_REQUIRED = (
+    "seid reads config.toml and app.toml only at start (it has no config-file watcher and no reload signal or RPC "
+    "for these keys); the new values take effect when seid restarts"
+)
+ADMIN_OFF = (
+    "logging.level is applied live only through seid's admin gRPC server, which this node does not run (it needs "
+    "app.toml [admin_server] admin_enabled = true, and [api] enable or [grpc] enable)"
+)
+
+
+def _reload(home: Path, params: ConfigReloadParams) -> tuple[dict[str, Any], dict[str, Any]]:
     entries = {key: lookup(key, label=f"fields[{key!r}]") for key in params.fields}
     needs_restart = sorted(key for key, entry in entries.items() if not entry.hot)
     if needs_restart:
@@ -109,22 +156,50 @@ def _reload(home: Path, params: ConfigReloadParams) -> dict[str, Any]:
         )
     typed = parse_overrides(params.fields, field="fields")
     loaded = load_config(home)
-    config = with_overrides(loaded.config, typed)
+    config = loaded.config.replace(typed)
     report = validate(config, extra=_still_relevant(loaded.diagnostics, set(typed)))
     _refuse_invalid(report)
-    written = write_patches(home, render_patches(config, home, keys=list(typed), include_mode=False))
+    written = write_patches(home, render_patches(config, home, keys=list(typed), include_meta=False))
     return {
         "fields": sorted(typed),
+        "deprecatedKeys": deprecated_keys(params.fields),
         "changed": written,
-        "restartRequired": False,
         "diagnostics": [item.model_dump() for item in report.diagnostics],
-    }
+    }, typed
+
+
+async def _apply_live(home: Path, typed: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Make the running seid take what it can without a restart: only `logging.level`, through the admin gRPC
+    server when app.toml enables it. Returns (keys applied live, notes)."""
+    if "logging.level" not in typed:
+        return [], []
+    address = await asyncio.to_thread(admin_address, home)
+    if address is None:
+        return [], [ADMIN_OFF]
+    try:
+        await set_log_level(address, str(typed["logging.level"]))
+    except AdminError as error:
+        return [], [f"logging.level was not applied live: {error}"]
+    return ["logging.level"], []
 
 
 @handler(TaskType.CONFIG_RELOAD, ConfigReloadParams)
 async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[str, Any]:
-    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name."""
-    return await asyncio.to_thread(_reload, ctx.home, params)
+    """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name. `logging.level` is
+    applied to the running seid through its admin gRPC server when that is enabled; the result says which keys still
+    need a restart (see docs/tasks/config-reload.md). It never reports a reload seid did not take."""
+    result, typed = await asyncio.to_thread(_reload, ctx.home, params)
+    applied, notes = await _apply_live(ctx.home, typed)
+    pending = sorted(set(typed) - set(applied))
+    if pending:
+        notes.append(RESTART_REQUIRED)
+    return {
+        **result,
+        "appliedLive": applied,
+        "restartRequired": bool(pending),
+        "pendingRestart": pending,
+        "notes": notes,
+    }
 
 
 HANDLERS = [config_apply, config_validate, config_reload]

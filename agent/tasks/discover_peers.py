@@ -54,6 +54,7 @@ from agent.models.params.node import (
     StaticSource,
     parse_nameserver,
 )
+from agent.models.redaction import scrub_output
 from agent.models.settings import AgentSettings
 
 from .base import TaskContext, handler
@@ -189,8 +190,10 @@ async def _from_kubernetes(
                 async with session.get(url, params=query, ssl=tls, headers=headers) as response:
                     body = await response.read()
                     if response.status != 200:
+                        # The body only for errors that are not about credentials, bounded and scrubbed.
+                        detail = "" if response.status in (401, 403) else ": " + scrub_output(body, 300, keep="head")
                         raise TaskError(
-                            f"{where}: HTTP {response.status}: {body[:300].decode('utf-8', 'replace')}",
+                            f"{where}: HTTP {response.status}{detail}",
                             hint="the agent's Role needs list on pods" if response.status == 403 else "",
                             retryable=response.status >= 500 or response.status == 429,
                         )

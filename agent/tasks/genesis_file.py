@@ -29,6 +29,7 @@ from agent.io.files import atomic_writer, has_marker, write_marker
 from agent.io.s3 import READ_CHUNK, S3_NOT_FOUND, S3Client, S3Failure, check_cancel, run_blocking, s3_url
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.data import ConfigureGenesisParams
+from agent.models.redaction import scrub_output
 
 from .base import TaskContext, handler
 
@@ -60,7 +61,7 @@ def _https_chunks(url: str, cancel: threading.Event) -> Iterator[bytes]:
                 yield chunk
     except urllib.error.HTTPError as error:
         raise TaskError(
-            f"downloading {url}: HTTP {error.code} {error.reason}",
+            f"downloading {url}: HTTP {error.code} {scrub_output(str(error.reason), 60, keep='head')}",
             reason=DOWNLOAD_FAILED,
             hint="check the URL; the task can be retried if the server is temporarily failing",
             retryable=error.code >= 500 or error.code in (404, 408, 429),

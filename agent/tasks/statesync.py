@@ -49,7 +49,8 @@ class Witness:
 
 
 def _witnesses_from_peers(home: Path, rpc_port: int) -> list[str]:
-    peers = read_key(home, "network.p2p.persistent_peers") or []
+    listed = read_key(home, "network.p2p.persistent_peers") or ""  # sei-config's comma-separated string
+    peers = [peer.strip() for peer in listed.split(",") if peer.strip()]
     hosts = list(dict.fromkeys(peer.split("@", 1)[1].rsplit(":", 1)[0] for peer in peers))
     if len(hosts) < 2:
         raise TaskError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 
@@ -90,8 +91,7 @@ def test_the_fake_answers_synchronous_callers_too(cometbft: FakeCometBFT) -> Non
 
 
 def test_witnesses_may_share_a_port_on_different_loopback_addresses(cometbft_factory: CometBFTFactory) -> None:
-    first = cometbft_factory("a", host="127.0.0.2")
-    second = cometbft_factory("b", host="127.0.0.3", port=first.port)
+    first, second = cometbft_factory.on_one_port(["127.0.0.2", "127.0.0.3"], names=["a", "b"])
     assert first.port == second.port
     ids = set()
     for node in (first, second):
@@ -113,7 +113,7 @@ async def test_a_lying_witness_serves_a_different_well_formed_hash(cometbft_fact
     ("fault", "kind", "cause"),
     [
         (Fault.HANG, "timeout", "no answer within 0.3s"),
-        (Fault.HTTP_500, "http", "HTTP 500: internal server error"),
+        (Fault.HTTP_500, "http", "HTTP 500 Internal Server Error"),
         (Fault.DROP, "connect", "connection dropped"),
         (Fault.MALFORMED, "malformed", "body is not JSON"),
         (Fault.RPC_ERROR, "rpc", "JSON-RPC error -32603: Internal error: injected fault (HTTP 500)"),
@@ -133,8 +133,8 @@ async def test_each_failure_names_endpoint_path_and_cause(
     assert cause in error.message
 
 
-async def test_connection_refused_names_the_endpoint(free_port: int) -> None:
-    port = free_port
+async def test_connection_refused_names_the_endpoint(refused_port: Callable[..., int]) -> None:
+    port = refused_port()
     async with RpcClient(f"127.0.0.1:{port}") as rpc:
         with pytest.raises(RpcError) as caught:
             await rpc.status()

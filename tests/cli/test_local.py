@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,13 @@ def write_plan(directory: Path, *documents: str) -> Path:
     return directory
 
 
+def new_home(tmp_path: Path) -> Path:
+    """An existing, empty node home (local mode refuses a home that does not exist)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return home
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["local", *args])
     captured = capsys.readouterr()
@@ -42,14 +50,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_quickstart_examples_run_and_a_second_run_reports_them_done(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = tmp_path / "home"
+    home = new_home(tmp_path)
     code, out, _ = run_cli(capsys, str(REPO / "examples" / "quickstart"), "--home", str(home))
     assert code == 0, out
     count = len(list((REPO / "examples" / "quickstart").glob("*.yaml")))
     assert f"{count} of {count} task(s) succeeded" in out
     assert (home / "config" / "node_key.json").exists()
     config = (home / "config" / "config.toml").read_text()
-    assert "persistent-peers" in config and "max-num-inbound-peers = 60" in config
+    assert "persistent-peers" in config and "max-incoming-connection-attempts = 50" in config
     assert (home / "config" / "app.toml").exists()
 
     before = {path: path.read_bytes() for path in (home / "config").rglob("*") if path.is_file()}
@@ -68,10 +76,10 @@ def test_tasks_run_in_file_order_and_each_final_status_is_printed(
         manifest("first", "mark-not-ready"),
         manifest("second", "mark-ready"),
     )
-    code, out, _ = run_cli(capsys, str(plan), "--home", str(tmp_path / "home"))
+    code, out, _ = run_cli(capsys, str(plan), "--home", str(new_home(tmp_path)))
     assert code == 0
     assert out.index("[1/2] first (mark-not-ready): Succeeded") < out.index("[2/2] second (mark-ready): Succeeded")
-    store = SqliteStore(tmp_path / "home" / "nodetask-agent.db")
+    store = SqliteStore(new_home(tmp_path) / "nodetask-agent.db")
     try:
         assert [row.type for row in store.list()] == ["mark-ready", "mark-not-ready"]
     finally:
@@ -83,7 +91,7 @@ BAD_PLANS = {
     "not a mapping": ("- a\n- b\n", "expected a NodeTask object, got list"),
     "wrong kind": (
         manifest("x", "mark-ready").replace('"NodeTask"', '"Pod"'),
-        "kind: String should match pattern",
+        "a Pod, not a NodeTask",
     ),
     "unknown spec field": (
         manifest("x", "mark-ready", colour="red"),
@@ -113,23 +121,23 @@ def test_bad_input_names_the_problem_and_writes_nothing(
 ) -> None:
     document, expected = BAD_PLANS[case]
     plan = write_plan(tmp_path / "plan", manifest("good", "mark-ready"), document)
-    home = tmp_path / "home"
+    home = new_home(tmp_path)
     code, _, err = run_cli(capsys, str(plan), "--home", str(home))
     assert code == 2
     assert "nothing was run" in err
     assert expected in err
     assert "01.yaml" in err  # the file with the problem is named
-    assert not home.exists()  # not even the store was created
+    assert list(home.iterdir()) == []  # not even the store was created
 
 
 def test_duplicate_tasks_in_one_plan_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = write_plan(tmp_path / "plan", manifest("same", "mark-ready"), manifest("same", "mark-ready"))
-    code, _, err = run_cli(capsys, str(plan), "--home", str(tmp_path / "home"))
+    code, _, err = run_cli(capsys, str(plan), "--home", str(new_home(tmp_path)))
     assert code == 2 and "same task as" in err
 
 
 def test_missing_path_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, str(tmp_path / "nowhere"), "--home", str(tmp_path / "home"))
+    code, _, err = run_cli(capsys, str(tmp_path / "nowhere"), "--home", str(new_home(tmp_path)))
     assert code == 2 and "no such file or directory" in err
 
 
@@ -139,20 +147,20 @@ def test_a_failure_stops_the_plan_unless_keep_going(tmp_path: Path, capsys: pyte
         manifest("patch", "config-patch", {"files": {"../escape.toml": {"a": 1}}}),
         manifest("ready", "mark-ready"),
     )
-    code, out, _ = run_cli(capsys, str(plan), "--home", str(tmp_path / "home"))
+    code, out, _ = run_cli(capsys, str(plan), "--home", str(new_home(tmp_path)))
     assert code == 1
     assert "reason=ParamsInvalid" in out and "escape.toml" in out
     assert "ready (mark-ready)" not in out
     assert not (tmp_path / "escape.toml").exists()
 
-    code, out, _ = run_cli(capsys, str(plan), "--home", str(tmp_path / "home"), "--keep-going")
+    code, out, _ = run_cli(capsys, str(plan), "--home", str(new_home(tmp_path)), "--keep-going")
     assert code == 1
     assert "patch (config-patch): Failed earlier" in out and "--retry-failed" in out
     assert "ready (mark-ready): Succeeded" in out
 
 
 def test_retry_failed_runs_a_failed_task_once_more(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
+    home = new_home(tmp_path)
     plan = write_plan(tmp_path / "plan", manifest("patch", "config-patch", {"files": {"../x.toml": {"a": 1}}}))
     assert run_cli(capsys, str(plan), "--home", str(home))[0] == 1
     code, out, _ = run_cli(capsys, str(plan), "--home", str(home), "--retry-failed")
@@ -160,30 +168,37 @@ def test_retry_failed_runs_a_failed_task_once_more(tmp_path: Path, capsys: pytes
 
 
 def test_tasks_list_and_show_read_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
+    home = new_home(tmp_path)
     plan = write_plan(tmp_path / "plan", manifest("ready", "mark-ready", taskId="6ba7b810-9dad-11d1-80b4-00c04fd430c8"))
     assert run_cli(capsys, str(plan), "--home", str(home))[0] == 0
     assert main(["tasks", "list", "--home", str(home)]) == 0
     listing = capsys.readouterr().out
     assert "6ba7b810-9dad-11d1-80b4-00c04fd430c8" in listing and "Succeeded" in listing
-    assert main(["tasks", "show", "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "--home", str(home)]) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["status"] == "completed" and shown["result"] == {"ready": True}
+    assert "ready " in listing  # the name the user wrote (metadata.name)
+    for wanted in ("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "ready"):
+        assert main(["tasks", "show", wanted, "--home", str(home)]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["id"] == "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+        assert (shown["name"], shown["phase"], shown["result"]) == ("ready", "Succeeded", {"ready": True})
+        assert "status" not in shown  # the store's `completed` is not what users see anywhere else
+    assert main(["tasks", "show", "unready", "--home", str(home)]) == 1
+    assert "no task with ID or name 'unready'" in capsys.readouterr().err
 
 
-def test_interrupted_run_keeps_state_and_the_next_run_resumes(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_interrupted_run_keeps_state_and_the_next_run_resumes(tmp_path: Path, refused_port: Callable[..., int]) -> None:
     """Ctrl-C mid-task: the task stays running in the store and the next invocation resumes it.
 
     The task waits for a height no node will reach (the RPC endpoint refuses connections), bounded by a 4 s timeout
     that the resumed run inherits: the second invocation resumes it and ends it with DeadlineExceeded.
     """
-    home = tmp_path / "home"
+    home = new_home(tmp_path)
     plan = write_plan(
         tmp_path / "plan",
         manifest("wait", "await-condition", {"condition": "height", "targetHeight": 10**9}, timeoutSeconds=4),
     )
     command = [sys.executable, "-m", "agent", "local", str(plan), "--home", str(home)]
-    env = {**os.environ, "SEI_RPC_ENDPOINT": "http://127.0.0.1:9"}
+    env = {**os.environ, "SEI_RPC_ENDPOINT": f"http://127.0.0.1:{refused_port()}"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert process.stdout is not None
     lines = [process.stdout.readline(), process.stdout.readline()]
@@ -227,7 +242,10 @@ def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]
     assert json.loads(capsys.readouterr().out)["metadata"]["name"] == "nodetasks.sei.io"
 
 
-def test_run_without_pod_identity_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_without_pod_identity_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("POD_NAME", raising=False)
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
-    assert main(["run"]) == 2
+    assert main(["run", "--home", str(tmp_path)]) == 2
+    assert "POD_NAME" in capsys.readouterr().err

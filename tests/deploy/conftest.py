@@ -57,7 +57,7 @@ def run_helm(*args: str, kubeconfig: Path | None = None, check: bool = True) -> 
 
 
 def render_chart(namespace: str, release: str = "nodetask-agent", values: Sequence[str] = ()) -> str:
-    """`helm template` of the repository's chart (the kube version is given: this helm build defaults to 1.20)."""
+    """`helm template` of the repository's chart, for the Kubernetes version the kube tier runs."""
     argv = ["template", release, ".", f"--namespace={namespace}", f"--kube-version={K8S_VERSION}"]
     for value in values:
         argv.append(f"--set={value}")

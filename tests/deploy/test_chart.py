@@ -8,6 +8,7 @@ import re
 import tarfile
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -66,7 +67,7 @@ def test_role_grants_nothing_cluster_wide_and_nothing_on_secrets() -> None:
 
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
     assert rules == [
-        {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch", "delete"]},
         {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
@@ -255,7 +256,8 @@ def test_packaged_chart_holds_only_the_chart(tmp_path: Any) -> None:
         names = {name.split("/", 1)[1] for name in packed.getnames()}
 
     top_level = {name for name in names if "/" not in name}
-    assert top_level <= {".helmignore", "Chart.yaml", "values.yaml", "README.md", "LICENSE"}
+    assert top_level <= {".helmignore", "Chart.yaml", "values.yaml", "values.schema.json", "README.md", "LICENSE"}
+    assert "values.schema.json" in top_level
     assert {"Chart.yaml", "values.yaml", "crds/nodetasks.sei.io.yaml", "templates/NOTES.txt"} <= names
     assert {name.split("/")[0] for name in names - top_level} == {"crds", "templates"}
 
@@ -289,9 +291,11 @@ def test_grafana_dashboard_is_valid_json_over_exported_metrics() -> None:
     assert used <= exported_metric_names(), f"not exported by the agent: {sorted(used - exported_metric_names())}"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
     assert all('namespace="$namespace"' in expr for expr in expressions)
-    # Every family the agent exports is on the dashboard.
-    families = {family.name for family in AgentMetrics().registry.collect()}
+    # Every task family the agent exports is on the dashboard, and so are its memory, CPU and build.
+    families = {family.name for family in AgentMetrics().registry.collect() if family.name.startswith("nodetask_")}
     assert {name.removesuffix("_total").removesuffix("_bucket") for name in used} == families
+    process = {name for expr in expressions for name in re.findall(r"\bprocess_[a-z_]+\b", expr)}
+    assert process == {"process_resident_memory_bytes", "process_cpu_seconds_total"}
 
 
 def test_grafana_dashboard_can_live_in_grafanas_namespace() -> None:
@@ -300,6 +304,55 @@ def test_grafana_dashboard_can_live_in_grafanas_namespace() -> None:
     )
 
     assert only(docs, "ConfigMap")["metadata"]["namespace"] == "obs"
+
+
+# --- values.schema.json and the kube version -------------------------------------------------------------------------
+
+SCHEMA = json.loads((REPO_ROOT / "values.schema.json").read_text())
+
+
+def test_the_shipped_values_satisfy_the_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    jsonschema.validate(yaml.safe_load((REPO_ROOT / "values.yaml").read_text()), SCHEMA)
+
+
+def test_every_value_in_values_yaml_has_a_schema_entry_and_vice_versa() -> None:
+    def leaves(values: Any, schema: dict[str, Any], path: str) -> set[str]:
+        found = {path} if path else set()
+        properties = schema.get("properties")
+        if isinstance(values, dict) and properties is not None:
+            assert set(values) == set(properties), f"{path or 'values'}: values.yaml and the schema differ"
+            for key, value in values.items():
+                found |= leaves(value, properties[key], f"{path}.{key}".lstrip("."))
+        return found
+
+    assert leaves(yaml.safe_load((REPO_ROOT / "values.yaml").read_text()), SCHEMA, "")
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("admissionPolicy.failurePolicy=Maybe", "failurePolicy"),
+        ("admissionPolicy.validationActions={Block}", "validationActions"),
+        ("rbac.creat=false", "creat"),
+        ("metrics.servcie.enabled=true", "servcie"),
+        ("metrics.service.port=70000", "port"),
+        ("image.digest=latest", "digest"),
+        ("metrics.prometheusRule.taskFailures.severity=page", "severity"),
+    ],
+)
+def test_a_misspelt_key_or_a_bad_value_is_refused_by_helm_naming_it(setting: str, named: str) -> None:
+    refused = run_helm("template", "x", ".", f"--set={setting}", check=False)
+    assert refused.returncode != 0
+    assert "values don't meet the specifications of the schema" in refused.stderr
+    assert named in refused.stderr
+
+
+def test_helm_template_works_without_a_kube_version() -> None:
+    """`helm template .` as a newcomer types it: helm's default kube version (its client-go's, for helm builds made
+    the way helm's own Makefile makes them) satisfies the chart's kubeVersion constraint."""
+    rendered = run_helm("template", "x", ".").stdout
+    assert {doc["kind"] for doc in documents(rendered)} >= {"Role", "RoleBinding", "ServiceAccount"}
 
 
 def test_kube_rbac_proxy_support_renders_its_config_and_auth_delegation_only_when_enabled() -> None:

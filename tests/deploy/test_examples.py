@@ -271,6 +271,7 @@ def run_entrypoint(pod_spec: dict[str, Any], env: dict[str, str]) -> subprocess.
     return subprocess.Popen(["/bin/bash", "-c", script], env=env, text=True, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_seid_entrypoint_waits_for_the_gate_then_execs_seid_start(
     pod_spec: dict[str, Any], seid_entrypoint: tuple[Path, dict[str, str]], free_port: int
 ) -> None:

@@ -35,7 +35,8 @@ class Stage:
 
 
 def parse_dockerfile(text: str) -> list[Stage]:
-    """Stages with their instructions (continuation lines joined, comments dropped)."""
+    """Stages with their instructions (continuation lines joined, comments dropped; global `ARG`s before the first
+    FROM are substituted into FROM lines with their defaults)."""
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -48,10 +49,16 @@ def parse_dockerfile(text: str) -> list[Stage]:
         logical.append(pending + line)
         pending = ""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for line in logical:
         keyword, _, argument = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = argument.strip().partition("=")
+            global_args[name] = default
+            continue
         if keyword == "FROM":
+            argument = re.sub(r"\$\{(\w+)\}", lambda match: global_args[match.group(1)], argument)
             parts = argument.split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(parts[0], name))
@@ -87,8 +94,16 @@ def test_every_external_base_is_pinned(stages: list[Stage]) -> None:
 
     assert external, "no external base image"
     for base in external:
-        assert PINNED_DIGEST.match(base) or PINNED_TAG.match(base), f"{base} is not pinned to a digest or a release"
-        assert not base.endswith(":latest")
+        tag, _, _ = base.partition("@")
+        assert PINNED_DIGEST.match(base), f"{base} is not pinned to a digest"
+        assert PINNED_TAG.match(tag), f"{tag}: the digest's tag must name an exact release (readable, refreshable)"
+
+
+def test_the_image_says_where_it_comes_from(stages: list[Stage]) -> None:
+    labels = " ".join(stages[-1].of("LABEL"))
+    for key, argument in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
+        assert f'org.opencontainers.image.{key}="${{{argument}}}"' in labels
+        assert any(value.startswith(f"{argument}=") for value in stages[-1].of("ARG"))
 
 
 def test_final_stage_is_the_bare_base_with_no_build_tools(stages: list[Stage]) -> None:
@@ -163,6 +178,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else(stages:
         assert not dockerignore_allows(excluded), f"{excluded} would reach the build context"
 
 
+@pytest.mark.slow
 def test_build_context_builds_a_wheel_with_the_entrypoint(stages: list[Stage], tmp_path: Path) -> None:
     # The build stage's `pip wheel .` on exactly the files the Dockerfile copies (dependencies aside: no network).
     context = tmp_path / "context"

@@ -211,7 +211,7 @@ REFUSED = [
     pytest.param(["get", "serviceaccounts"], id="list-serviceaccounts"),
     pytest.param(["create", "token", "{sa}"], id="mint-service-account-tokens"),
     pytest.param(["create", "configmap", "smuggled", "--from-literal=k=v"], id="create-configmap"),
-    pytest.param(["delete", "nodetask", "victim"], id="delete-nodetask"),
+    pytest.param(["delete", "nodetask", "victim"], id="delete-unfinished-nodetask-without-ttl"),
     pytest.param(["label", "nodetask", "victim", "x=y"], id="patch-nodetask-itself"),
     pytest.param(["get", "nodetasks", "--namespace=default"], id="nodetasks-in-another-namespace"),
     pytest.param(["get", "events"], id="read-events"),
@@ -237,6 +237,7 @@ def test_agent_is_refused_what_it_must_not_do(installation: Installation, argv: 
     ("verb", "resource", "extra", "granted"),
     [
         ("watch", "nodetasks.sei.io", [], True),
+        ("delete", "nodetasks.sei.io", [], True),  # RBAC allows it; the admission policy narrows it to TTL expiry
         ("patch", "nodetasks.sei.io", ["--subresource=status"], True),
         ("create", "events", [], True),
         ("create", "nodetasks.sei.io", [], False),
@@ -270,6 +271,36 @@ def test_agent_cannot_patch_another_pods_task_status(installation: Installation)
     assert "the agent of pod node-a-0 may write only NodeTasks addressed to that pod" in result.stderr
     assert "spec.targetPod node-b-0" in result.stderr
     assert "status" not in installation.cluster.get_json("nodetask", "b-status", namespace=installation.namespace)
+
+
+@pytest.mark.parametrize(
+    ("owner", "ttl", "phase", "allowed", "refusal"),
+    [
+        ("node-a-0", 0, "Succeeded", True, ""),
+        ("node-a-0", 60, "Failed", True, ""),
+        ("node-a-0", None, "Succeeded", False, "may delete only finished NodeTasks that set"),
+        ("node-a-0", 0, "Running", False, "may delete only finished NodeTasks that set"),
+        ("node-b-0", 0, "Succeeded", False, "may write only NodeTasks addressed to that pod"),
+    ],
+    ids=["own-finished-ttl", "own-failed-ttl", "own-finished-no-ttl", "own-running-ttl", "other-pods"],
+)
+def test_agent_deletes_only_its_own_finished_tasks_that_ask_for_a_ttl(
+    installation: Installation, owner: str, ttl: int | None, phase: str, allowed: bool, refusal: str
+) -> None:
+    name = f"ttl-{owner}-{ttl}-{phase}".lower()
+    installation.nodetask(name, owner, **({} if ttl is None else {"ttlSecondsAfterFinished": ttl}))
+    installation.cluster.kubectl(
+        "patch", "nodetask", name, "--subresource=status", "--type=merge", "-p", status_patch(phase),
+        namespace=installation.namespace,
+    )  # fmt: skip
+
+    result = installation.as_agent("node-a-0", "delete", "nodetask", name, "--wait=false")
+
+    if allowed:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert POLICY_DENIED in result.stderr and refusal in result.stderr, result.stderr
+        assert installation.cluster.get_json("nodetask", name, namespace=installation.namespace)
 
 
 def test_other_pods_agent_can_patch_that_task(installation: Installation) -> None:

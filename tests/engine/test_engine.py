@@ -194,7 +194,7 @@ async def test_submit_of_a_completed_task_is_a_no_op(engine: Engine, work: Work)
     await engine.wait(await engine.submit(task()))
     assert await engine.submit(task(retry_nonce="new")) == ID
     assert work.started == [ID]
-    stored = engine.get(ID)
+    stored = await engine.get(ID)
     assert stored is not None and stored.run == 1 and stored.status is TaskStatus.COMPLETED
 
 
@@ -214,7 +214,7 @@ async def test_failed_task_reruns_only_when_asked(
 ) -> None:
     work.release.set()
     await engine.wait(await engine.submit(task(params={"failTimes": 1}, retry_nonce=first_nonce)))
-    failed = engine.get(ID)
+    failed = await engine.get(ID)
     assert failed is not None and failed.status is TaskStatus.FAILED and failed.reason == "Planned"
 
     await engine.submit(task(params={"failTimes": 1}, retry_nonce=second_nonce), retry=retry)
@@ -271,7 +271,7 @@ async def test_invalid_task_id_is_refused_and_nothing_is_stored(engine: Engine, 
     with pytest.raises(InvalidTaskID, match="valid UUID") as caught:
         await engine.submit(task(task_id=bad_id))
     assert caught.value.reason == Reason.INVALID_TASK_ID
-    assert engine.recent() == []
+    assert await engine.recent() == []
 
 
 async def test_unknown_type_is_refused_and_nothing_is_stored(engine: Engine) -> None:
@@ -279,7 +279,7 @@ async def test_unknown_type_is_refused_and_nothing_is_stored(engine: Engine) -> 
         await engine.submit(Task(id=ID, type="no-such-type"))
     assert caught.value.reason == Reason.UNSUPPORTED_TYPE
     assert "mark-ready" in caught.value.hint
-    assert engine.recent() == []
+    assert await engine.recent() == []
 
 
 async def test_submit_without_id_generates_a_fresh_one(engine: Engine, work: Work) -> None:
@@ -406,7 +406,7 @@ async def test_cancel_stops_the_handler_and_stores_cancelled(engine: Engine, wor
     cancelled = await engine.cancel(ID)
     assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
     assert work.cancelled == [ID]
-    stored = engine.get(ID)
+    stored = await engine.get(ID)
     assert stored is not None and (stored.status, stored.reason) == (TaskStatus.CANCELLED, Reason.CANCELLED)
     assert harness.kinds(ID)[-1] is EventKind.CANCELLED
     assert await engine.submit(task()) == ID  # a cancelled task stays cancelled
@@ -425,7 +425,7 @@ async def test_remove_stops_the_handler_and_deletes_the_row(engine: Engine, work
     await work.entered.wait()
     assert await engine.remove(ID) is True
     assert work.cancelled == [ID]
-    assert engine.get(ID) is None
+    assert await engine.get(ID) is None
     assert await engine.remove(ID) is False
     assert harness.kinds(ID)[-1] is EventKind.REMOVED
 
@@ -440,7 +440,7 @@ async def test_removed_task_is_never_resurrected_by_a_handler_that_ignores_cance
     for _ in range(20):
         await asyncio.sleep(0.05)
     assert work.finished == [ID]  # the stubborn handler did finish...
-    assert engine.get(ID) is None  # ...and its outcome was dropped
+    assert await engine.get(ID) is None  # ...and its outcome was dropped
     with pytest.raises(LookupError):
         await engine.wait(ID)
 
@@ -463,7 +463,7 @@ async def test_shutdown_leaves_rows_running_and_recover_resumes_them(harness: Ha
     await work.entered.wait()
     await first.shutdown()
     assert work.cancelled == [ID]
-    stale = first.get(ID)
+    stale = await first.get(ID)
     assert stale is not None and stale.status is TaskStatus.RUNNING
     with pytest.raises(EngineClosed):
         await first.submit(task(task_id=OTHER_ID))
@@ -502,7 +502,7 @@ async def test_recover_fails_rows_whose_type_this_agent_does_not_know(harness: H
     harness.registry = HandlerRegistry(READINESS_HANDLERS)
     second = harness.engine()
     await second.recover()
-    result = second.get(ID)
+    result = await second.get(ID)
     assert result is not None and (result.status, result.reason) == (TaskStatus.FAILED, Reason.UNSUPPORTED_TYPE)
 
 
@@ -559,14 +559,17 @@ async def test_recover_runs_holds_before_anything_else_and_supersedes_older_rele
 
     second = harness.engine()
     recovering = asyncio.create_task(second.recover())
-    await asyncio.sleep(0.2)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not order and asyncio.get_running_loop().time() < deadline:  # store calls hop to a thread: allow for load
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # time for anything wrongly started beside the hold to show
     assert order == [f"hold-start:{hold[:8]}"]  # nothing else started while the hold runs
     gate.set()
     handled = await recovering
     assert set(handled) == {old_ready, hold, new_ready, other}
     await second.wait(other)
     assert order[:2] == [f"hold-start:{hold[:8]}", "hold-end"]
-    superseded = second.get(old_ready)
+    superseded = await second.get(old_ready)
     assert superseded is not None and (superseded.status, superseded.reason) == (TaskStatus.FAILED, "Superseded")
     released = await second.wait(new_ready)
     assert released.status is TaskStatus.COMPLETED
@@ -606,7 +609,7 @@ async def test_failed_mark_ready_does_not_set_ready(engine: Engine) -> None:
 async def test_livez_reports_the_store(harness: Harness) -> None:
     engine = harness.engine()
     assert engine.livez() is True
-    harness.stores[-1].close()
+    await engine.store.close()
     assert engine.livez() is False
 
 
@@ -626,10 +629,10 @@ async def test_progress_is_throttled_for_listeners_and_latest_is_visible(harness
     engine = harness.engine(progress_interval=60)
     await engine.submit(task())
     await asyncio.sleep(0.05)
-    live = engine.get(ID)
+    live = await engine.get(ID)
     assert live is not None and live.progress is not None
     assert (live.progress.current, live.progress.total, live.progress.percent) == (100, 100, 100.0)
-    assert engine.recent()[0].progress == live.progress
+    assert (await engine.recent())[0].progress == live.progress
     assert harness.kinds(ID).count(EventKind.PROGRESS) == 1
     step.set()
     done = await engine.wait(ID)
@@ -650,22 +653,22 @@ async def test_prune_removes_old_terminal_rows(harness: Harness, work: Work) -> 
     engine = harness.engine()
     work.release.set()
     await engine.wait(await engine.submit(task()))
-    assert engine.prune(utcnow() + timedelta(days=365)) == 1
-    assert engine.get(ID) is None
+    assert await engine.prune(utcnow() + timedelta(days=365)) == 1
+    assert await engine.get(ID) is None
     await engine.shutdown()
 
 
 async def test_retention_loop_prunes_at_once_and_survives_a_failing_store(
     registry: HandlerRegistry, db_path: Path, home: Path, work: Work
 ) -> None:
-    settings = AgentSettings(home=home, retention=timedelta(0))
+    settings = AgentSettings(home=home, retention=timedelta(microseconds=1))
     store = SqliteStore(db_path)
     engine = Engine(registry, store, settings)
     work.release.set()
     await engine.wait(await engine.submit(task()))
     loop = asyncio.create_task(engine.prune_forever(interval=0.05))
     await asyncio.sleep(0.1)
-    assert engine.get(ID) is None  # pruned by the first pass
+    assert await engine.get(ID) is None  # pruned by the first pass
     store.close()  # every later pass fails: the loop logs and keeps going
     await asyncio.sleep(0.15)
     assert not loop.done()

@@ -45,6 +45,7 @@ def proxied(s3_faults: S3FaultProxy, **options: Any) -> S3Client:
     return S3Client(region=REGION, endpoint_url=s3_faults.url, min_part_size=S3_MIN_PART_SIZE, **options)
 
 
+@pytest.mark.slow
 async def test_small_objects_round_trip_as_bytes_and_json(s3: S3Client, s3_bucket: str) -> None:
     await s3.put_bytes(s3_bucket, "a/raw.bin", b"\x00\x01payload")
     await s3.put_json(s3_bucket, "a/doc.json", {"peers": ["x@1.2.3.4:26656"]})
@@ -124,6 +125,7 @@ async def test_missing_objects_and_buckets_are_s3_not_found_naming_the_url(
     assert re.search(expected.format(bucket=s3_bucket, missing=missing), caught.value.message), caught.value.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("status", "code", "reason", "retryable"),
     [
@@ -147,6 +149,7 @@ async def test_persistent_errors_map_to_a_reason_per_class(
     assert code in caught.value.message
 
 
+@pytest.mark.slow
 async def test_throttling_and_5xx_are_retried_by_botocore(
     s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
 ) -> None:
@@ -158,6 +161,7 @@ async def test_throttling_and_5xx_are_retried_by_botocore(
     assert [method for method, path, _ in s3_faults.requests if path.endswith("/obj")] == ["GET"] * 3
 
 
+@pytest.mark.slow
 async def test_unreachable_endpoint_is_s3_unavailable_naming_the_endpoint(s3_bucket: str) -> None:
     client = S3Client(region=REGION, endpoint_url="http://127.0.0.1:9", max_attempts=1)
     with pytest.raises(TaskError) as caught:
@@ -167,6 +171,7 @@ async def test_unreachable_endpoint_is_s3_unavailable_naming_the_endpoint(s3_buc
     assert f"s3://{s3_bucket}/k" in caught.value.message
 
 
+@pytest.mark.slow
 async def test_download_resumes_after_a_truncated_body_with_a_ranged_get(
     s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
 ) -> None:
@@ -188,6 +193,7 @@ async def test_download_resumes_after_a_truncated_body_with_a_ranged_get(
     assert reports[-1] == (len(data), len(data))
 
 
+@pytest.mark.slow
 async def test_download_gives_up_when_every_resume_breaks_and_says_where(
     s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
 ) -> None:
@@ -243,6 +249,7 @@ def odd_sizes() -> Iterator[int]:
         yield from (1, 4093, 700_001, 65_536, 3 * MiB + 5)
 
 
+@pytest.mark.slow
 async def test_streaming_upload_of_unknown_length_uses_multipart_and_round_trips(
     s3: S3Client, s3_bucket: str, s3_admin: Any
 ) -> None:
@@ -266,6 +273,7 @@ async def test_streaming_upload_that_fits_one_part_is_a_single_put(s3: S3Client,
     assert await s3.get_bytes(s3_bucket, "small") == b"hello"
 
 
+@pytest.mark.slow
 async def test_failed_multipart_upload_is_aborted_and_leaves_no_object(
     s3_faults: S3FaultProxy, s3_bucket: str, s3_admin: Any
 ) -> None:

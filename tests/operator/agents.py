@@ -35,7 +35,7 @@ from tests.operator.handlers import test_registry
 SERVICE_ACCOUNT = "nodetask-agent"
 
 AGENT_RULES = [
-    {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["sei.io"], "resources": ["nodetasks"], "verbs": ["get", "list", "watch", "delete"]},
     {"apiGroups": ["sei.io"], "resources": ["nodetasks/status"], "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]

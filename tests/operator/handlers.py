@@ -30,7 +30,7 @@ async def gate(params: GateParams, ctx: TaskContext) -> dict[str, Any]:
         sink.write(f"start {params.label} {ctx.task_id} run={ctx.run} resumes={ctx.resumes} pid={os.getpid()}\n")
     step = 0
     try:
-        while not (ctx.home / f"release-{params.label}").exists():
+        while not (ctx.home / f"release-{params.label}").exists():  # no-deadline: a task; cancel/timeout end it
             if (ctx.home / f"fail-{params.label}").exists():
                 raise TaskError(f"gate {params.label} told to fail", reason="GateFailed", retryable=True)
             step += 1

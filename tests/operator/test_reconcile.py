@@ -57,6 +57,10 @@ def test_mark_ready_succeeds_opens_healthz_and_reports_everything(node0: tuple[A
         "Accepted": ("True", "Accepted"),
         "Succeeded": ("True", "Succeeded"),
         "Failed": ("False", "Succeeded"),
+        "Finished": ("True", "Succeeded"),
+        "Ready": ("True", "Succeeded"),
+        "Reconciling": ("False", "Succeeded"),
+        "Stalled": ("False", "Succeeded"),
     }
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
     assert pod.http("/healthz") == (200, {"status": "ready"})

@@ -95,7 +95,21 @@ def test_phase_reason_and_conditions_follow_the_row(
     status = render(row(**fields), kind)
 
     assert (status["phase"], status["reason"]) == (phase, reason)
-    assert condition_states(status) == {"Accepted": accepted, "Succeeded": succeeded, "Failed": failed}
+    states = condition_states(status)
+    assert {name: states[name] for name in ("Accepted", "Succeeded", "Failed")} == {
+        "Accepted": accepted,
+        "Succeeded": succeeded,
+        "Failed": failed,
+    }
+    terminal = phase in ("Succeeded", "Failed", "Cancelled")
+    assert states["Finished"] == str(terminal)  # true for success and failure alike: one `kubectl wait` for both
+    # kstatus: exactly one of Reconciling (in progress), Stalled (failed), Ready (current) is True.
+    assert (states["Reconciling"], states["Stalled"], states["Ready"]) == (
+        str(not terminal),
+        failed if terminal else "False",
+        succeeded,
+    )
+    assert [states[name] for name in ("Reconciling", "Stalled", "Ready")].count("True") == 1
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     assert status["observedGeneration"] == 3 and status["taskId"] == ID
     NodeTaskStatus.model_validate({k: v for k, v in status.items() if v is not None and k != "progress"})
@@ -161,7 +175,12 @@ def test_long_error_messages_are_clipped() -> None:
 def test_rejections_are_failed_and_not_accepted(error: Exception, task_id: str | None) -> None:
     status = render_rejection(error, task_id, Rendering(AGENT, 1, NOW))  # type: ignore[arg-type]
     assert status["phase"] == "Failed" and status["reason"] == error.reason  # type: ignore[attr-defined]
-    assert condition_states(status) == {"Accepted": "False", "Succeeded": "False", "Failed": "True"}
+    states = condition_states(status)
+    assert {name: states[name] for name in ("Accepted", "Succeeded", "Failed")} == {
+        "Accepted": "False",
+        "Succeeded": "False",
+        "Failed": "True",
+    }
     assert "run" not in status and status["error"]["hint"]
 
 
@@ -200,3 +219,33 @@ def test_api_errors_are_classified_for_retries(status: int, retryable: bool, gon
 @pytest.mark.parametrize(("failures", "low", "high"), [(1, 0.4, 0.6), (3, 1.6, 2.4), (20, 8.0, 12.0)])
 def test_backoff_doubles_and_is_capped(failures: int, low: float, high: float) -> None:
     assert low <= backoff_delay(failures, cap=10.0) <= high
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"status": TaskStatus.COMPLETED, "completed_at": NOW, "reason": "Succeeded"}, "Succeeded"),
+        (
+            {"status": TaskStatus.FAILED, "completed_at": NOW, "reason": "ChecksumMismatch", "error": "x"},
+            "ChecksumMismatch",
+        ),
+        ({"status": TaskStatus.CANCELLED, "completed_at": NOW, "reason": "Cancelled", "error": "x"}, "Cancelled"),
+    ],
+)
+def test_finished_says_which_way_the_task_ended(fields: dict[str, Any], reason: str) -> None:
+    finished = next(c for c in render(row(**fields))["conditions"] if c["type"] == "Finished")
+    assert (finished["status"], finished["reason"]) == ("True", reason)
+
+
+def test_rejected_and_cancelled_before_start_are_finished_and_stalled() -> None:
+    for status in (
+        render_rejection(UnsupportedType("x", ["mark-ready"]), None, Rendering(AGENT, 1, NOW)),
+        render_cancelled_before_start(ID, Rendering(AGENT, 1, NOW)),
+    ):
+        states = condition_states(status)
+        assert (states["Finished"], states["Stalled"], states["Reconciling"], states["Ready"]) == (
+            "True",
+            "True",
+            "False",
+            "False",
+        )

@@ -575,6 +575,6 @@ def test_seictl_serve_refuses_an_unknown_authentication_mode(tmp_path: Path) -> 
         env={**os.environ, "SEI_SIDECAR_AUTHN_MODE": "mtls"},
     )
     assert done.returncode == 2
-    assert 'SEI_SIDECAR_AUTHN_MODE="mtls" is not recognized (allowed: "", "unauthenticated", "trusted-header")' in (
+    assert "SEI_SIDECAR_AUTHN_MODE='mtls': is not recognized (allowed: \"\", \"unauthenticated\", \"trusted-header\")" in (
         done.stderr
     )

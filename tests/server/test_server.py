@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent import __version__ as agent_version
 from agent.engine import Engine
 from agent.models import Task, TaskType
 from agent.models.params import TaskParams
@@ -91,9 +93,9 @@ async def test_healthz_follows_the_readiness_gate(agent: Agent) -> None:
     assert (await agent.get("/healthz"))[0] == 503
 
 
-async def test_livez_pings_the_store_and_fails_once_it_is_closed(agent: Agent) -> None:
+async def test_livez_fails_once_the_store_is_closed(agent: Agent) -> None:
     assert (await agent.get("/livez"))[0] == 200
-    agent.store.close()
+    await agent.engine.store.close()
     assert (await agent.get("/livez")) == (503, {"status": "store unavailable"})
 
 
@@ -186,6 +188,21 @@ async def test_metrics_count_submissions_failures_durations_and_running(agent: A
     assert values[("nodetask_duration_seconds_count", (("phase", "Succeeded"), ("type", "mark-ready")))] == 1
     assert values[("nodetask_running_tasks", ())] == 1
     assert values[("nodetask_ready", ())] == 1
+
+
+async def test_metrics_include_the_process_the_runtime_and_the_build(agent: Agent) -> None:
+    status, text = await agent.get("/metrics")
+    values = samples(text)
+
+    assert status == 200
+    assert values[("process_resident_memory_bytes", ())] > 1 << 20  # this very process: a Python with the agent loaded
+    assert values[("process_cpu_seconds_total", ())] > 0
+    assert values[("process_open_fds", ())] > 0
+    assert any(name == "python_gc_collections_total" for name, _ in values)
+    assert any(name == "python_info" for name, _ in values)
+    build = [labels for name, labels in values if name == "nodetask_agent_build_info"]
+    assert build == [(("python_version", platform.python_version()), ("version", agent_version))]
+    assert values[("nodetask_agent_build_info", build[0])] == 1
 
 
 @pytest.mark.parametrize(

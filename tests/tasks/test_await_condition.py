@@ -16,6 +16,7 @@ import pytest
 from agent.models import ParamsInvalid, TaskType
 from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, Fault
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"pollIntervalSeconds": 0.05, "requestTimeoutSeconds": 0.5}
@@ -50,8 +51,7 @@ async def test_catching_up_waits_until_the_node_reports_it_has_caught_up(
 ) -> None:
     node = cometbft_factory("local", catching_up=True)
     waiting = asyncio.create_task(run_handler(TaskType.AWAIT_CONDITION, params(node, condition="catchingUp")))
-    while len(node.requests) < 3:
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(node.requests) >= 3, what="three polls of the node", unless_done=waiting)
     assert not waiting.done()
     assert run_handler.progress[-1].message == "catching up"
     node.catching_up = False
@@ -66,8 +66,7 @@ async def test_catching_up_with_a_target_also_needs_the_height(
     waiting = asyncio.create_task(
         run_handler(TaskType.AWAIT_CONDITION, params(node, condition="catchingUp", targetHeight=105))
     )
-    while len(node.requests) < 3:
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(node.requests) >= 3, what="three polls of the node", unless_done=waiting)
     assert not waiting.done()
     node.advance(5)
     result = await waiting
@@ -93,8 +92,8 @@ async def test_a_node_that_is_down_at_first_is_waited_for(
     waiting = asyncio.create_task(
         run_handler(TaskType.AWAIT_CONDITION, params(node, condition="height", targetHeight=50))
     )
-    while not any("cannot connect" in report.message for report in run_handler.progress):
-        await asyncio.sleep(0.02)
+    refused = lambda: any("cannot connect" in report.message for report in run_handler.progress)  # noqa: E731
+    await wait_until(refused, what="a 'cannot connect' progress report", unless_done=waiting)
     restarted = cometbft_factory("local-again", height=50, port=port)
     result = await waiting
     assert result is not None and result["rpcErrors"] >= 1
@@ -113,8 +112,7 @@ async def test_the_wait_ends_on_cancel_even_while_a_request_hangs(
             params(cometbft, condition="height", targetHeight=10**9, requestTimeoutSeconds=60),
         )
     )
-    while not cometbft.requests:
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: cometbft.requests, what="the first request to the node", unless_done=waiting)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -187,6 +185,7 @@ async def run_in_namespace(prefix: list[str], home: Path, params: dict[str, Any]
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviour", "signal_sent", "exit_code"), [("graceful", "SIGTERM", 0), ("stubborn", "SIGKILL", -9)]
 )
@@ -200,6 +199,7 @@ async def test_sigterm_seid_stops_seid_once_the_height_is_reached(
     assert report["exitCode"] == exit_code
 
 
+@pytest.mark.slow
 async def test_sigterm_seid_without_seid_fails_after_the_condition_holds(
     in_pid_namespace: list[str], cometbft: FakeCometBFT, home: Path
 ) -> None:

@@ -22,6 +22,8 @@ from tests.fixtures.ceremony import CHAIN_ID, ValidatorPod, seid_init_genesis
 
 ASSEMBLE = TaskType.ASSEMBLE_AND_UPLOAD_GENESIS
 FORK = TaskType.ASSEMBLE_GENESIS_FORK
+pytestmark = pytest.mark.slow  # every test builds a multi-validator ceremony on moto first (5-8 s each)
+
 NAMES = ["val-a", "val-b", "val-c"]
 NEW_ACCOUNT_BALANCE = "50000000usei"
 

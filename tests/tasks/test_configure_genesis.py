@@ -79,6 +79,7 @@ async def test_a_pin_mismatch_keeps_the_old_genesis_and_names_both_digests(
     assert not (s3_settings.home / ".sei-sidecar-genesis-done").exists()
 
 
+@pytest.mark.slow
 async def test_missing_genesis_is_retryable_because_the_ceremony_may_not_have_uploaded_it(
     s3_run_handler: HandlerRunner, s3_bucket: str, old_genesis: Path
 ) -> None:
@@ -90,6 +91,7 @@ async def test_missing_genesis_is_retryable_because_the_ceremony_may_not_have_up
     assert old_genesis.read_bytes() == OLD_GENESIS
 
 
+@pytest.mark.slow
 async def test_a_download_that_keeps_breaking_keeps_the_old_genesis(
     s3_run_handler: HandlerRunner,
     s3_settings: AgentSettings,

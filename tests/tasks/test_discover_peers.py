@@ -4,7 +4,7 @@ HTTPS) sources, each candidate identified by an in-test CometBFT node's /status.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,9 +31,13 @@ def sei_home(home: Path) -> Path:
 
 
 @pytest.fixture
-def nodes(cometbft_factory: CometBFTFactory, free_port: int) -> list[FakeCometBFT]:
-    """Three nodes on 127.0.0.2-4, all on one RPC port."""
-    return [cometbft_factory(f"peer{i}", host=f"127.0.0.{i + 2}", port=free_port) for i in range(3)]
+def nodes(cometbft_factory: CometBFTFactory) -> list[FakeCometBFT]:
+    """Three nodes on 127.0.0.2-4, all on one RPC port (`rpc_port(nodes)`)."""
+    return cometbft_factory.on_one_port([f"127.0.0.{i + 2}" for i in range(3)])
+
+
+def rpc_port(nodes: list[FakeCometBFT]) -> int:
+    return nodes[0].port
 
 
 def persistent_peers(home: Path) -> str:
@@ -67,21 +71,24 @@ async def test_static_peers_are_written_deduplicated_and_without_this_node(
     assert "  # filled in by the agent" in text
 
 
+@pytest.mark.slow
 async def test_ec2_instances_with_the_tags_are_queried_for_their_node_ids(
-    sei_home: Path, run_handler: HandlerRunner, ec2: Ec2, cometbft_factory: CometBFTFactory, free_port: int
+    sei_home: Path, run_handler: HandlerRunner, ec2: Ec2, cometbft_factory: CometBFTFactory
 ) -> None:
-    nodes = [cometbft_factory(f"i{k}", host=ec2.ip(k), port=free_port) for k in (2, 3, 4, 5)]
+    nodes = cometbft_factory.on_one_port(
+        [ec2.ip(k) for k in (2, 3, 4, 5)], names=[f"i{k}" for k in (2, 3, 4, 5)], refusing=[ec2.ip(6)]
+    )
     tag = uuid.uuid4().hex
     ec2.launch(ec2.ip(2), {"network": tag, "role": "validator"})
     ec2.launch(ec2.ip(3), {"network": tag, "role": "validator"})
     ec2.launch(ec2.ip(4), {"network": tag, "role": "sentry"})  # other tag value
     ec2.launch(ec2.ip(5), {"network": tag, "role": "validator"}, running=False)  # stopped
-    ec2.launch(ec2.ip(6), {"network": tag, "role": "validator"})  # nothing listens there
+    ec2.launch(ec2.ip(6), {"network": tag, "role": "validator"})  # its RPC port refuses connections
     result = await run_handler(
         TaskType.DISCOVER_PEERS,
         {
             "sources": [{"type": "ec2Tags", "region": REGION, "tags": {"network": tag, "role": "validator"}}],
-            "rpcPort": free_port,
+            "rpcPort": rpc_port(nodes),
             "queryTimeoutSeconds": 2,
         },
     )
@@ -103,9 +110,13 @@ def test_ec2_prefers_the_public_ip_unless_told_otherwise(ec2: Ec2, address: str,
 
 
 async def test_an_unreachable_ec2_api_fails_the_task_naming_the_source(
-    sei_home: Path, run_handler: HandlerRunner, ec2: Ec2, monkeypatch: pytest.MonkeyPatch, free_port: int
+    sei_home: Path,
+    run_handler: HandlerRunner,
+    ec2: Ec2,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_port: Callable[..., int],
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{free_port}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{refused_port()}")
     before = snapshot(sei_home)
     with pytest.raises(TaskError) as caught:
         await run_handler(
@@ -117,7 +128,7 @@ async def test_an_unreachable_ec2_api_fails_the_task_naming_the_source(
 
 
 async def test_dns_a_records_become_candidates_and_unknown_names_are_noted(
-    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT], free_port: int
+    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT]
 ) -> None:
     dns_stub.add_a("validators.sei.test", "127.0.0.2", "127.0.0.3")
     result = await run_handler(
@@ -126,7 +137,7 @@ async def test_dns_a_records_become_candidates_and_unknown_names_are_noted(
             "sources": [
                 {"type": "dns", "hosts": ["validators.sei.test", "missing.sei.test"], "nameservers": [dns_stub.address]}
             ],
-            "rpcPort": free_port,
+            "rpcPort": rpc_port(nodes),
         },
     )
     assert result is not None
@@ -137,7 +148,7 @@ async def test_dns_a_records_become_candidates_and_unknown_names_are_noted(
 
 
 async def test_dns_srv_records_give_targets_and_p2p_ports(
-    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT], free_port: int
+    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT]
 ) -> None:
     dns_stub.add_srv("_p2p._tcp.sei.test", "node-a.sei.test", 26666, priority=10)
     dns_stub.add_srv("_p2p._tcp.sei.test", "node-b.sei.test", 26667, priority=20)
@@ -147,7 +158,7 @@ async def test_dns_srv_records_give_targets_and_p2p_ports(
         TaskType.DISCOVER_PEERS,
         {
             "sources": [{"type": "dns", "srv": ["_p2p._tcp.sei.test"], "nameservers": [dns_stub.address]}],
-            "rpcPort": free_port,
+            "rpcPort": rpc_port(nodes),
         },
     )
     assert result is not None
@@ -166,7 +177,7 @@ def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKu
 
 
 async def test_kubernetes_pods_by_label_selector_skip_this_pod_and_pods_not_running(
-    sei_home: Path, run_handler: HandlerRunner, kube_api: FakeKubeApi, nodes: list[FakeCometBFT], free_port: int
+    sei_home: Path, run_handler: HandlerRunner, kube_api: FakeKubeApi, nodes: list[FakeCometBFT]
 ) -> None:
     labels = {"app": "sei", "sei.io/node": "rpc"}
     kube_api.add_pod("node-0", "127.0.0.9", labels)  # this agent's own pod (settings.pod_name)
@@ -179,7 +190,7 @@ async def test_kubernetes_pods_by_label_selector_skip_this_pod_and_pods_not_runn
         TaskType.DISCOVER_PEERS,
         {
             "sources": [{"type": "kubernetes", "labelSelector": "app=sei,sei.io/node=rpc", "namespace": "sei"}],
-            "rpcPort": free_port,
+            "rpcPort": rpc_port(nodes),
         },
     )
     assert result is not None
@@ -211,7 +222,7 @@ async def test_kubernetes_source_outside_a_cluster_is_refused(
 
 
 async def test_sources_are_merged_in_order_first_found_wins_and_max_peers_applies(
-    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT], free_port: int
+    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, nodes: list[FakeCometBFT]
 ) -> None:
     dns_stub.add_a("all.sei.test", "127.0.0.2", "127.0.0.3", "127.0.0.4")
     static_for_node1 = f"{nodes[1].node_id}@node-1.public.example:26656"
@@ -222,7 +233,7 @@ async def test_sources_are_merged_in_order_first_found_wins_and_max_peers_applie
                 {"type": "static", "addresses": [static_for_node1]},
                 {"type": "dns", "hosts": ["all.sei.test"], "nameservers": [dns_stub.address]},
             ],
-            "rpcPort": free_port,
+            "rpcPort": rpc_port(nodes),
             "maxPeers": 2,
         },
     )
@@ -232,15 +243,16 @@ async def test_sources_are_merged_in_order_first_found_wins_and_max_peers_applie
 
 
 async def test_no_peers_at_all_fails_and_writes_nothing(
-    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub
+    sei_home: Path, run_handler: HandlerRunner, dns_stub: DnsStub, refused_port: Callable[..., int]
 ) -> None:
-    dns_stub.add_a("empty.sei.test", "127.0.0.2")  # nothing listens there
+    dns_stub.add_a("empty.sei.test", "127.0.0.2")
     before = snapshot(sei_home)
     with pytest.raises(TaskError) as caught:
         await run_handler(
             TaskType.DISCOVER_PEERS,
             {
                 "sources": [{"type": "dns", "hosts": ["empty.sei.test"], "nameservers": [dns_stub.address]}],
+                "rpcPort": refused_port("127.0.0.2"),  # reserved and refusing: a node on 127.0.0.2 changes nothing
                 "queryTimeoutSeconds": 1,
             },
         )

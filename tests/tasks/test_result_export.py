@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ async def test_full_pages_are_exported_as_gzip_ndjson_and_the_state_follows(
     assert s3_run_handler.progress[-1].current == s3_run_handler.progress[-1].total == 100
 
 
+@pytest.mark.slow
 async def test_envelope_bodies_are_kept_as_the_node_sent_them(
     s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, cometbft_factory: CometBFTFactory
 ) -> None:
@@ -68,6 +70,7 @@ async def test_envelope_bodies_are_kept_as_the_node_sent_them(
     assert first["result"] == node.block_results_body(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("files", "first_key"),
     [
@@ -103,6 +106,7 @@ async def test_a_pruned_node_starts_at_its_earliest_block(
     assert result is not None and result["fromHeight"] == 101
 
 
+@pytest.mark.slow
 async def test_a_failure_mid_page_keeps_finished_pages_and_a_rerun_resumes(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, cometbft: FakeCometBFT
 ) -> None:
@@ -144,11 +148,11 @@ async def test_nothing_new_is_a_no_op(
 
 
 async def test_an_unreachable_node_fails_retryably_instead_of_claiming_success(
-    s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, free_port: int
+    s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, refused_port: Callable[..., int]
 ) -> None:
     with pytest.raises(TaskError) as caught:
         await s3_run_handler(
-            TaskType.RESULT_EXPORT, {"bucket": s3_bucket, "rpcEndpoint": f"http://127.0.0.1:{free_port}"}
+            TaskType.RESULT_EXPORT, {"bucket": s3_bucket, "rpcEndpoint": f"http://127.0.0.1:{refused_port()}"}
         )
     assert caught.value.reason == "RpcError"
     assert caught.value.retryable

@@ -48,6 +48,7 @@ def put_peers(s3_admin: Any, bucket: str, peers: Any) -> None:
     s3_admin.put_object(Bucket=bucket, Key="test-chain/peers.json", Body=json.dumps(peers).encode())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelling", ["persistent-peers", "persistent_peers"])
 async def test_peers_minus_self_are_written_keeping_comments_and_spelling(
     s3_run_handler: HandlerRunner,
@@ -105,6 +106,7 @@ async def test_only_self_leaves_an_empty_peer_list(
     assert read_toml(config)["p2p"]["persistent-peers"] == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("peers", "text"),
     [

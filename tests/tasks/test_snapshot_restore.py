@@ -21,12 +21,14 @@ from tests.fixtures.s3 import (
     HOSTILE,
     Member,
     S3FaultProxy,
+    as_extracted,
     make_snapshots,
     member,
     raw_header,
     tar_of,
     tree_fingerprint,
 )
+from tests.fixtures.waiting import wait_until
 
 PREFIX = "test-chain/state-sync/"
 VALIDATOR_STATE = '{"height":"12345","round":0,"step":3}'
@@ -52,7 +54,7 @@ def expected_snapshots(source_home: Path, height: int) -> dict[str, Any]:
     snapshots = source_home / "data" / "snapshots"
     return {
         path: value
-        for path, value in tree_fingerprint(snapshots).items()
+        for path, value in as_extracted(tree_fingerprint(snapshots)).items()
         if path.split("/")[0] in (str(height), "metadata.db")
     }
 
@@ -69,6 +71,7 @@ def put_archive(s3_admin: Any, bucket: str, key: str, members: list[Member]) -> 
     s3_admin.put_object(Bucket=bucket, Key=key, Body=gzip.compress(tar_of(members)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compression", ["gz", "lz4", "zst"])
 async def test_round_trip_restores_the_uploaded_snapshot_identically(
     s3_run_handler: HandlerRunner,
@@ -95,6 +98,7 @@ async def test_round_trip_restores_the_uploaded_snapshot_identically(
     assert reports[-1].current == reports[-1].total == result["archiveBytes"]
 
 
+@pytest.mark.slow
 async def test_target_height_and_latest_and_listing_choose_the_archive(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, source_home: Path, s3_admin: Any, s3_bucket: str
 ) -> None:
@@ -157,6 +161,7 @@ async def test_success_replaces_old_snapshots_and_never_touches_the_validator_st
     assert result["verifiedAgainst"] is None
 
 
+@pytest.mark.slow
 async def test_published_checksum_that_does_not_match_fails_the_restore(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, source_home: Path, s3_admin: Any, s3_bucket: str
 ) -> None:
@@ -201,6 +206,7 @@ def archive_larger_than_the_disk(env: dict[str, Any]) -> dict[str, Any]:
     return {"targetHeight": 800}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("failure", "reason"),
     [
@@ -234,6 +240,7 @@ async def test_failures_leave_the_node_data_exactly_as_it_was(
     assert not (s3_settings.home / ".sei-sidecar-snapshot-done").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("failure", "stage"), [(None, "precheck"), (archive_larger_than_the_disk, "extraction")])
 async def test_disk_too_small_fails_before_or_during_extraction_and_keeps_the_data(
     s3_run_handler: HandlerRunner,
@@ -279,6 +286,7 @@ async def test_restore_needs_room_for_the_files_only_not_for_a_copy_of_the_archi
     assert hashlib.sha256(restored.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
 
+@pytest.mark.slow
 async def test_cancelled_restore_removes_its_staging_and_keeps_the_data(
     s3_run_handler: HandlerRunner,
     s3_settings: AgentSettings,
@@ -290,8 +298,8 @@ async def test_cancelled_restore_removes_its_staging_and_keeps_the_data(
     s3_faults.stall("GET", ".tar.zst", seconds=1.5)
     s3_run_handler.settings = s3_settings.model_copy(update={"s3_endpoint_url": s3_faults.url})
     restore = asyncio.create_task(s3_run_handler(TaskType.SNAPSHOT_RESTORE, {}))
-    while not (s3_settings.home / "data" / ".snapshot-restore-staging").exists():
-        await asyncio.sleep(0.02)
+    staging = s3_settings.home / "data" / ".snapshot-restore-staging"
+    await wait_until(staging.exists, what="the restore's staging directory", unless_done=restore)
 
     restore.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -300,6 +308,7 @@ async def test_cancelled_restore_removes_its_staging_and_keeps_the_data(
     assert tree_fingerprint(s3_settings.home) == before
 
 
+@pytest.mark.slow
 async def test_leftovers_of_a_crashed_restore_are_cleaned_up(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, source_home: Path
 ) -> None:
@@ -335,6 +344,7 @@ async def test_bad_params_are_refused_before_anything_runs(
 HUGE_HEADER = gzip.compress(raw_header("././@PaxHeader", tarfile.XHDTYPE, 1 << 40) + b"\0" * 4096)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [*sorted(HOSTILE), "huge-header"])
 async def test_hostile_snapshots_are_refused_and_leave_the_node_data_as_it_was(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, case: str

@@ -17,6 +17,7 @@ from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.common import HandlerRunner
 from tests.fixtures.s3 import S3FaultProxy, make_snapshots
+from tests.fixtures.waiting import wait_until
 
 PREFIX = "test-chain/state-sync/"
 
@@ -71,6 +72,7 @@ async def test_rerun_after_success_uploads_nothing(
     assert after == before
 
 
+@pytest.mark.slow
 async def test_a_newer_snapshot_is_uploaded_and_becomes_latest(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str
 ) -> None:
@@ -99,6 +101,7 @@ async def test_fewer_than_two_snapshots_uploads_nothing(
     assert keys(s3_admin, s3_bucket) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("params", "expected_key"),
     [
@@ -150,6 +153,7 @@ async def test_missing_bucket_everywhere_names_param_and_variable(run_handler: H
         await run_handler(TaskType.SNAPSHOT_UPLOAD, {})
 
 
+@pytest.mark.slow
 async def test_failed_upload_publishes_nothing_and_keeps_the_state(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, s3_faults: S3FaultProxy
 ) -> None:
@@ -177,12 +181,11 @@ async def test_interval_mode_keeps_going_after_a_failed_iteration_and_stops_on_c
     loop = asyncio.create_task(s3_run_handler(TaskType.SNAPSHOT_UPLOAD, {"intervalSeconds": 1}))
 
     async def wait_for(text: str) -> None:
-        while not any(text in report.message for report in s3_run_handler.progress):
-            assert not loop.done(), loop
-            await asyncio.sleep(0.05)
+        reported = lambda: any(text in report.message for report in s3_run_handler.progress)  # noqa: E731
+        await wait_until(reported, what=f"progress {text!r}", unless_done=loop)
 
-    await asyncio.wait_for(wait_for("iteration 1 failed (S3AccessDenied)"), 30)
-    await asyncio.wait_for(wait_for("iteration 2 uploaded"), 30)
+    await wait_for("iteration 1 failed (S3AccessDenied)")
+    await wait_for("iteration 2 uploaded")
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop

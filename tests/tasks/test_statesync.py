@@ -118,8 +118,9 @@ async def test_one_answering_witness_is_not_enough(
 async def test_witnesses_come_from_persistent_peers_when_none_are_given(
     sei_home: Path, run_handler: HandlerRunner, cometbft_factory: CometBFTFactory
 ) -> None:
-    first = cometbft_factory("a", host="127.0.0.2", height=4000)
-    second = cometbft_factory("b", host="127.0.0.3", port=first.port, height=4100)
+    first, second = cometbft_factory.on_one_port(["127.0.0.2", "127.0.0.3"], names=["a", "b"])
+    first.set_height(4000)
+    second.set_height(4100)
     peers = f"{first.node_id}@127.0.0.2:26656,{second.node_id}@127.0.0.3:26656"
     config = sei_home / "config" / "config.toml"
     config.write_text(config.read_text().replace('persistent-peers = ""', f'persistent-peers = "{peers}"'))

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import decimal
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,13 +177,47 @@ def add_account(document: Document, address: str, coins: CoinMap) -> bool:
         balances.append({"address": address, "coins": coin_lists.coins_to_json(coins)})
         balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))
         supply = bank.get("supply")
-        # An empty supply is computed by bank's InitGenesis from the balances; a non-empty one must equal their sum.
         if supply:
             bank["supply"] = coin_lists.coins_to_json(
                 coin_lists.add(coin_lists.coins_from_json(supply, "app_state.bank.supply"), coins)
             )
+        else:
+            # Seid accepts an empty supply (InitGenesis computes it), but SDK 0.45's add-genesis-account then grows
+            # it by its own coins only and validate-genesis fails: write the sum of every balance instead, which
+            # both accept.
+            bank["supply"] = coin_lists.coins_to_json(total_balances(document))
         added = True
     return added
+
+
+def total_balances(document: Document) -> CoinMap:
+    """The sum of every `bank.balances` entry (what a consistent `bank.supply` equals)."""
+    bank = _module(document, "bank", create=False) or {}
+    total: CoinMap = {}
+    for index, entry in enumerate(bank.get("balances") or []):
+        if isinstance(entry, dict):
+            where = f"app_state.bank.balances[{index}].coins"
+            total = coin_lists.add(total, coin_lists.coins_from_json(entry.get("coins", []), where))
+    return total
+
+
+def initial_height(document: Document) -> int:
+    """Genesis's `initial_height` (1 when absent); `GenesisInvalid` when it is not a positive integer."""
+    value = document.get("initial_height", "1")
+    if not str(value).isdigit() or int(value) < 1:
+        raise GenesisInvalid(f"initial_height {value!r} is not a positive integer")
+    return int(value)
+
+
+def account_positions(document: Document) -> dict[str, int]:
+    """address -> the account number auth's InitGenesis gives it: its position once sorted by account number."""
+    auth = _module(document, "auth", create=False) or {}
+    ordered = sorted(auth.get("accounts") or [], key=_account_number)
+    return {
+        base["address"]: position
+        for position, base in enumerate(map(_base_account, ordered))
+        if base and isinstance(base.get("address"), str)
+    }
 
 
 def add_evm_association(document: Document, sei_address: str, eth_address: str) -> bool:
@@ -266,3 +302,101 @@ def strip_validator_state(document: Document) -> list[str]:
             module[key] = copy.deepcopy(value)
         touched.append(name)
     return touched
+
+
+BONDED_POOL = "bonded_tokens_pool"
+NOT_BONDED_POOL = "not_bonded_tokens_pool"
+DISTRIBUTION = "distribution"
+_DEC_PRECISION = 18
+
+
+def module_address_bytes(name: str) -> bytes:
+    """A module account's address: SHA-256(name)[:20] (`authtypes.NewModuleAddress`), under any prefix."""
+    return hashlib.sha256(name.encode()).digest()[:20]
+
+
+def _balance_index(balances: list[Any], address: bytes) -> int | None:
+    for index, entry in enumerate(balances):
+        try:
+            if isinstance(entry, dict) and bech32.decode(str(entry.get("address", "")))[1] == address:
+                return index
+        except bech32.Bech32Error:
+            continue
+    return None
+
+
+def _dec_coins(entries: object, where: str) -> dict[str, decimal.Decimal]:
+    if not isinstance(entries, list):
+        raise GenesisInvalid(f"{where}: expected a list of coins")
+    totals: dict[str, decimal.Decimal] = {}
+    for index, entry in enumerate(entries):
+        amount = entry.get("amount") if isinstance(entry, dict) else None
+        if not isinstance(amount, str) or not re.fullmatch(r"\d+(\.\d{1,18})?", amount):
+            raise GenesisInvalid(f"{where}[{index}]: amount {amount!r} is not a non-negative decimal")
+        denom = str(entry.get("denom"))
+        totals[denom] = totals.get(denom, decimal.Decimal(0)) + decimal.Decimal(amount)
+    return totals
+
+
+def _dec_coins_to_json(coins: dict[str, decimal.Decimal]) -> list[dict[str, str]]:
+    return [
+        {"denom": denom, "amount": f"{amount:.{_DEC_PRECISION}f}"} for denom, amount in sorted(coins.items()) if amount
+    ]
+
+
+def settle_stripped_stake(document: Document, account_prefix: str) -> dict[str, CoinMap]:
+    """After `strip_validator_state`: move what the old validator set held into the community pool.
+
+    Staking's InitGenesis requires the bonded and not-bonded pools to hold exactly the tokens of the genesis
+    validators and unbonding entries (none after the strip; the new validators bond through their gentxs later), and
+    distribution's requires its module account to hold exactly the community pool plus the outstanding rewards (none
+    after the strip). So the pools' balances (old stake, bonded and unbonding) and the distribution account's
+    excess (old validators' unclaimed rewards and commission) go to the community pool: the distribution account
+    gets the coins and `fee_pool.community_pool` grows until its whole part equals that balance. Supply is unchanged
+    and the coins stay recoverable by governance (a community-pool spend). Without a distribution module the
+    pools' coins are burned instead (removed from the balances and the supply).
+
+    Returns `{"moved": coins taken from the pools, "burned": coins removed from supply}` for the task's result.
+    """
+    bank = _module(document, "bank", create=False)
+    if bank is None:
+        return {"moved": {}, "burned": {}}
+    balances = _list(bank, "balances", "app_state.bank")
+    moved: CoinMap = {}
+    for pool_name in (BONDED_POOL, NOT_BONDED_POOL):
+        index = _balance_index(balances, module_address_bytes(pool_name))
+        if index is not None:
+            entry = balances.pop(index)
+            where = f"app_state.bank.balances (the {pool_name} account)"
+            moved = coin_lists.add(moved, coin_lists.coins_from_json(entry.get("coins", []), where))
+    distribution = _module(document, "distribution", create=False)
+    if distribution is None:
+        if moved:
+            supply = coin_lists.coins_from_json(bank.get("supply") or [], "app_state.bank.supply")
+            if bank.get("supply"):
+                bank["supply"] = coin_lists.coins_to_json({d: a - moved.get(d, 0) for d, a in supply.items()})
+        return {"moved": {}, "burned": moved}
+    address = module_address_bytes(DISTRIBUTION)
+    index = _balance_index(balances, address)
+    if index is None:
+        balances.append({"address": bech32.encode(account_prefix, address), "coins": []})
+        balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))
+        index = _balance_index(balances, address)
+        assert index is not None
+    entry = balances[index]
+    held = coin_lists.add(coin_lists.coins_from_json(entry.get("coins", []), "app_state.bank.balances"), moved)
+    entry["coins"] = coin_lists.coins_to_json(held)
+    fee_pool = distribution.setdefault("fee_pool", {})
+    if not isinstance(fee_pool, dict):
+        raise GenesisInvalid("app_state.distribution.fee_pool is not an object")
+    with decimal.localcontext() as context:
+        context.prec = 200  # exact: amounts are up to ~80 digits, plus 18 decimals
+        pool = _dec_coins(fee_pool.get("community_pool") or [], "app_state.distribution.fee_pool.community_pool")
+        for denom, amount in held.items():
+            current = pool.get(denom, decimal.Decimal(0))
+            pool[denom] = current + (amount - int(current))  # whole part becomes the account's balance
+        for denom in list(pool):
+            if denom not in held:
+                pool[denom] = pool[denom] - int(pool[denom])  # no coins held: only a fraction may remain
+        fee_pool["community_pool"] = _dec_coins_to_json(pool)
+    return {"moved": moved, "burned": {}}

@@ -1,10 +1,11 @@
-"""The unified Sei node config: one typed model over config.toml and app.toml (see docs/config-model.md).
+"""The unified Sei node config, key for key sei-config's (see docs/config-model.md).
 
-- `model`: `SeiConfig` and its sections, `Mode`, per-mode defaults; each leaf field knows its file and TOML key,
-  whether it is hot-reloadable and which modes require it.
-- `registry`: the dotted keys derived from the model; `parse_overrides` refuses unknown keys and wrong types by name.
-- `validate`: structured diagnostics `{severity, field, message}`.
-- `disk`: reading the files into the model, and rendering it back keeping comments (through `agent.io.toml`).
+- `model`: sei-config's registry table (`sei-config-table.json`, produced by scripts/seiconfig-table.py) read into
+  `KeySpec`s, the project's documented decisions over it, `Mode`, `SeiConfig`, schema migrations.
+- `registry`: `ConfigKey` per key; `parse_overrides` refuses unknown keys and wrong types by name and resolves the
+  project's old key names (deprecated aliases).
+- `validate`: sei-config's checks with its fields and messages, plus the project's few, as diagnostics.
+- `disk`: reading the files into a config, and rendering it back keeping comments (through `agent.io.toml`).
 """
 
 from .disk import (
@@ -13,32 +14,47 @@ from .disk import (
     load_config,
     read_key,
     render_patches,
-    with_overrides,
     write_keys,
     write_patches,
 )
-from .model import CURRENT_VERSION, MODE_DEFAULTS, Mode, SeiConfig
-from .registry import ConfigKey, lookup, parse_overrides, registry
-from .validate import Diagnostic, ValidationReport, validate
+from .model import (
+    CURRENT_VERSION,
+    DEFAULT_DECISIONS,
+    DEPRECATED_ALIASES,
+    Mode,
+    SeiConfig,
+    canonical_key,
+    key_specs,
+    migrate,
+    table,
+)
+from .registry import ConfigKey, deprecated_keys, lookup, parse_overrides, registry
+from .validate import EXTRA_RULES, Diagnostic, ValidationReport, validate
 
 __all__ = [
     "CURRENT_VERSION",
-    "MODE_DEFAULTS",
+    "DEFAULT_DECISIONS",
+    "DEPRECATED_ALIASES",
+    "EXTRA_RULES",
     "ConfigKey",
     "Diagnostic",
     "LoadedConfig",
     "Mode",
     "SeiConfig",
     "ValidationReport",
+    "canonical_key",
     "config_path",
+    "deprecated_keys",
+    "key_specs",
     "load_config",
     "lookup",
+    "migrate",
     "parse_overrides",
     "read_key",
     "registry",
     "render_patches",
+    "table",
     "validate",
-    "with_overrides",
     "write_keys",
     "write_patches",
 ]

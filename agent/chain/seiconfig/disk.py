@@ -1,15 +1,16 @@
 """Reading the unified config from config.toml / app.toml, and rendering it back into them keeping comments.
 
-Reading (`load_config`): every modelled key found in the files (under either spelling, `persistent-peers` or
-`persistent_peers`) is parsed by its type; a value that does not parse becomes an ERROR diagnostic naming the key,
-the file and the value, and the mode's default stands in. The mode is config.toml's `mode` (`validator`, `full`,
-`seed`); a `full` node whose app.toml has `pruning = "nothing"` reads as `archive`.
+Reading (`load_config`): the mode is app.toml `[sei] mode`, else config.toml `mode`, else `full`; the version is
+`[sei] version`, else the current version (both as sei-config reads them). Every key found in the files (under either
+spelling, `persistent-peers` or `persistent_peers`) is parsed by its type, weakly as sei-config does (`"86400"` for a
+number, `5000` for a string); a value that does not parse becomes an ERROR diagnostic naming the key, the file and the
+value, and the mode's default stands in. A key absent from the files takes the mode's default (sei-config takes Go's
+zero value; see docs/config-model.md).
 
 Rendering (`render_patches` + `write_patches`): the chosen keys become one merge patch per file, applied with
-`agent.io.toml` so that every comment, every key outside the model and the file's layout stay as they were. Keys
-take the spelling the file already uses, and a value the file holds as a string (`pruning-keep-recent = "0"`, as
-the Cosmos template writes it) stays a string. Both files are prepared before either is written, so a file that is
-not valid TOML leaves both untouched.
+`agent.io.toml` so that every comment, every key outside the registry and the file's layout stay as they were. Keys
+take the spelling the file already uses, and a value the file holds as a string stays a string. Both files are
+prepared before either is written, so a file that is not valid TOML leaves both untouched.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from agent.io.toml import TomlEdit, prepare_toml_patch, read_toml, spelling_in
 from agent.models import TaskError
 
-from .model import APP_TOML, CONFIG_TOML, TENDERMINT_MODE, Mode, SeiConfig, get_dotted_value, set_dotted
-from .registry import registry
+from .model import APP_TOML, CONFIG_TOML, CURRENT_VERSION, META_KEYS, TENDERMINT_MODE, Mode, SeiConfig, canonical_key
+from .registry import _BadValue, parse_value, registry
 from .validate import Diagnostic
 
 FILES = (CONFIG_TOML, APP_TOML)
@@ -72,19 +71,40 @@ def read_documents(home: Path) -> dict[str, dict[str, Any]]:
     return documents
 
 
+def _weak(type_name: str, raw: Any) -> Any:
+    """A file value as sei-config's decoder takes it: numbers and booleans may be strings, strings may be numbers,
+    but an empty string is never a number or a boolean."""
+    if raw == "" and type_name in ("int", "uint", "float", "bool"):
+        raise _BadValue(f"empty string for a {type_name} field")
+    if type_name == "string" and isinstance(raw, bool):
+        return "true" if raw else "false"
+    if type_name == "string" and isinstance(raw, float):
+        return repr(raw)
+    return parse_value(type_name, raw)
+
+
 def _detect_mode(documents: Mapping[str, Mapping[str, Any]], diagnostics: list[Diagnostic]) -> Mode:
+    found, value = _find(documents[APP_TOML], "sei.mode")
+    if found and value in Mode.__members__.values():
+        return Mode(value)
     found, value = _find(documents[CONFIG_TOML], "mode")
-    if not found:
-        diagnostics.append(Diagnostic(severity="WARNING", field="mode", message="config.toml has no mode; using full"))
-        return Mode.FULL
-    if value not in ("validator", "full", "seed"):
-        diagnostics.append(
-            Diagnostic(severity="ERROR", field="mode", message=f"config.toml mode {value!r} is not validator/full/seed")
+    if found and value in ("validator", "full", "seed"):
+        return Mode(value)
+    diagnostics.append(
+        Diagnostic(
+            severity="WARNING",
+            field="mode",
+            message="neither app.toml [sei] mode nor config.toml mode is a known mode; using full",
         )
-        return Mode.FULL
-    if value == "full" and _find(documents[APP_TOML], "pruning") == (True, "nothing"):
-        return Mode.ARCHIVE
-    return Mode(value)
+    )
+    return Mode.FULL
+
+
+def _detect_version(documents: Mapping[str, Mapping[str, Any]]) -> int:
+    found, value = _find(documents[APP_TOML], "sei.version")
+    if found and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return CURRENT_VERSION
 
 
 def load_config(home: Path, *, mode: Mode | None = None) -> LoadedConfig:
@@ -93,41 +113,36 @@ def load_config(home: Path, *, mode: Mode | None = None) -> LoadedConfig:
     documents = read_documents(home)
     diagnostics: list[Diagnostic] = []
     detected = _detect_mode(documents, diagnostics)
-    values = SeiConfig.for_mode(mode or detected).model_dump()
+    config = SeiConfig.for_mode(mode or detected)
+    config.version = _detect_version(documents)
     present = set()
     for key, entry in registry().items():
-        found, raw = _find(documents[entry.file], entry.toml_key)
-        if not found:
+        if key in META_KEYS:
             continue
-        try:
-            set_dotted(values, key, entry.adapter.validate_python(raw))
-            present.add(key)
-        except ValidationError as error:
-            reason = "; ".join(str(problem["msg"]).removeprefix("Value error, ") for problem in error.errors())
-            diagnostics.append(
-                Diagnostic(
-                    severity="ERROR",
-                    field=key,
-                    message=f"{entry.file} [{entry.toml_key}] = {raw!r} is not a valid {entry.type_name}: {reason}",
+        for placement in entry.placements:
+            found, raw = _find(documents[placement.file], placement.toml)
+            if not found:
+                continue
+            try:
+                config.values[key] = _weak(entry.spec.type, raw)
+                present.add(key)
+            except _BadValue as error:
+                diagnostics.append(
+                    Diagnostic(
+                        severity="ERROR",
+                        field=key,
+                        message=f"{placement.file} [{placement.toml}] = {raw!r} is not a valid {entry.type_name}: "
+                        f"{error}",
+                    )
                 )
-            )
-    return LoadedConfig(SeiConfig.model_validate(values), diagnostics, present)
-
-
-def with_overrides(config: SeiConfig, typed: Mapping[str, Any], *, mode: Mode | None = None) -> SeiConfig:
-    """A copy of `config` with already-parsed overrides (`registry.parse_overrides`) and optionally a new mode."""
-    values = config.model_dump()
-    for key, value in typed.items():
-        set_dotted(values, key, value)
-    if mode is not None:
-        values["mode"] = mode
-    return SeiConfig.model_validate(values)
+            break
+    return LoadedConfig(config, diagnostics, present)
 
 
 def _encode(value: Any, comma: bool, existing: Any) -> Any:
-    if comma:
+    if comma or (isinstance(existing, str) and isinstance(value, list)):  # keep a file's "a,b" string a string
         return ",".join(value)
-    if isinstance(existing, str) and isinstance(value, bool | int):
+    if isinstance(existing, str) and isinstance(value, bool | int) and not isinstance(existing, bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
     return value
 
@@ -136,61 +151,74 @@ def _read_documents(home: Path, names: Iterable[str]) -> dict[str, dict[str, Any
     return {name: read_toml(config_path(home, name), missing_ok=True) for name in names}
 
 
+def _set_patch(
+    patches: dict[str, dict[str, Any]], documents: Mapping[str, Mapping[str, Any]], file: str, toml: str, value: Any
+) -> None:
+    found, existing = _find(documents.get(file, {}), toml)
+    if found and existing == value and type(existing) is type(value):
+        return
+    nested = patches.setdefault(file, {})
+    *tables, leaf = toml.split(".")
+    for table in tables:
+        nested = nested.setdefault(table, {})
+    nested[leaf] = value
+
+
 def _patches_for(values: Mapping[str, Any], documents: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Merge patches per file setting each unified key in `values` (typed; None = leave alone), skipping keys the
     files already hold with that exact value so their lines keep every byte."""
     patches: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
-        entry = registry()[key]
+        entry = registry()[canonical_key(key)]
         if value is None:
             continue
-        found, existing = _find(documents.get(entry.file, {}), entry.toml_key)
-        encoded = _encode(value, entry.toml.comma, existing)
-        if found and existing == encoded and type(existing) is type(encoded):
-            continue
-        nested = patches.setdefault(entry.file, {})
-        *tables, leaf = entry.toml_key.split(".")
-        for table in tables:
-            nested = nested.setdefault(table, {})
-        nested[leaf] = encoded
+        for placement in entry.placements:
+            existing = _find(documents.get(placement.file, {}), placement.toml)[1]
+            # A list given for a string key (persistent peers, peer IDs) is sei-config's comma-separated string.
+            comma = entry.spec.comma or (entry.spec.type == "string" and isinstance(value, list))
+            encoded = _encode(value, comma, existing)
+            _set_patch(patches, documents, placement.file, placement.toml, encoded)
     return patches
 
 
 def render_patches(
-    config: SeiConfig, home: Path, *, keys: Iterable[str] | None = None, include_mode: bool = True
+    config: SeiConfig, home: Path, *, keys: Iterable[str] | None = None, include_meta: bool = True
 ) -> dict[str, dict[str, Any]]:
-    """One merge patch per file for `keys` (default: every key with a value), plus config.toml's `mode`."""
+    """One merge patch per file for `keys` (default: every key with a value), plus, with `include_meta`, the mode
+    (config.toml `mode`, app.toml `[sei] mode`) and the schema version (`[sei] version`)."""
     documents = _read_documents(home, FILES)
-    chosen = registry().keys() if keys is None else keys
-    patches = _patches_for({key: get_dotted_value(config, key) for key in chosen}, documents)
-    if include_mode and _find(documents[CONFIG_TOML], "mode") != (True, TENDERMINT_MODE[config.mode]):
-        patches.setdefault(CONFIG_TOML, {})["mode"] = TENDERMINT_MODE[config.mode]
+    chosen = [key for key in (registry().keys() if keys is None else keys) if key not in META_KEYS]
+    patches = _patches_for({key: config.get(key) for key in chosen}, documents)
+    if include_meta:
+        mode = Mode(config.mode)
+        _set_patch(patches, documents, CONFIG_TOML, "mode", TENDERMINT_MODE[mode])
+        _set_patch(patches, documents, APP_TOML, "sei.mode", mode.value)
+        _set_patch(patches, documents, APP_TOML, "sei.version", config.version)
     return patches
 
 
 def read_key(home: Path, key: str) -> Any:
-    """The typed value of one unified key from its file, or None when the file does not set it.
-
-    A missing file is a `TaskError` naming it; so is a value that does not parse (naming file, key and value).
-    """
-    entry = registry()[key]
-    path = config_path(home, entry.file)
-    if not path.exists():
-        raise TaskError(f"config/{entry.file} not found in {home}", reason="ConfigMissing")
-    found, raw = _find(read_toml(path), entry.toml_key)
-    if not found:
-        return None
-    try:
-        return entry.adapter.validate_python(raw)
-    except ValidationError as error:
-        reason = "; ".join(str(problem["msg"]).removeprefix("Value error, ") for problem in error.errors())
-        raise TaskError(f"config/{entry.file} [{entry.toml_key}] = {raw!r}: {reason}") from None
+    """The typed value of one unified key (or deprecated alias) from its file, or None when the file does not set
+    it. A missing file is a `TaskError` naming it; so is a value that does not parse (naming file, key and value)."""
+    entry = registry()[canonical_key(key)]
+    for placement in entry.placements:
+        path = config_path(home, placement.file)
+        if not path.exists():
+            raise TaskError(f"config/{placement.file} not found in {home}", reason="ConfigMissing")
+        found, raw = _find(read_toml(path), placement.toml)
+        if not found:
+            continue
+        try:
+            return _weak(entry.spec.type, raw)
+        except _BadValue as error:
+            raise TaskError(f"config/{placement.file} [{placement.toml}] = {raw!r}: {error}") from None
+    return None
 
 
 def write_keys(home: Path, values: Mapping[str, Any]) -> dict[str, bool]:
     """Set unified keys (typed values, None = leave alone) in their files, keeping comments and the files' spelling;
     returns file name -> whether it changed. The files' other keys are not read, validated or touched."""
-    files = {registry()[key].file for key in values}
+    files = {placement.file for key in values for placement in registry()[canonical_key(key)].placements}
     return write_patches(home, _patches_for(values, _read_documents(home, files)))
 
 

@@ -1,34 +1,38 @@
-"""The unified Sei node configuration: one typed model over config.toml (sei-tendermint) and app.toml (Sei app).
+"""The unified Sei node configuration, key for key sei-config's (github.com/sei-protocol/sei-config).
 
-Every leaf field carries a `Toml` marker saying which file and TOML key it maps to (in Sei's own spelling, which
-the renderer adapts to a file that spells keys with the other separator), whether seid applies a change without a
-restart (`hot`), and in which modes it must have a value (`required_for`). The registry (`registry.py`) is derived
-from these markers, so the model is the one source of truth for keys, types, files and reload rules.
+The keys, their types, their file and TOML path, their defaults in each mode and their hot-reload flag come from
+`sei-config-table.json`, a data table that `scripts/seiconfig-table.py` derives from a sei-config checkout by running
+the library (see docs/config-model.md). This module reads that table and lays the project's *documented decisions*
+over it (`DEFAULT_DECISIONS`, `UNMANAGED`); nothing else may differ, and tests/chain/test_seiconfig_table.py fails on
+any other divergence.
 
-A field whose default is `None` is *not managed* unless set: config-apply writes it only when an override (or the
-file) gives it a value. These are the keys other tasks own (persistent peers, `[statesync]`, the moniker) and the
-ones whose absence means "seid's own default" (consensus timeout overrides, halt height).
-
-Scope: the keys a Sei operator actually touches (about 90): P2P, RPC, mempool, consensus timeout overrides, state
-sync, tx indexing, pruning and SeiDB (state-commit / state-store), snapshots, the app's base options, API / gRPC,
-EVM RPC, telemetry and logging. Anything else in the files is left exactly as it is; an override naming a key
-outside the model is refused by name.
+A config is a `SeiConfig`: the mode, the schema version and one value per unified key. A value of `None` means "not
+managed": config-apply does not write the key, so seid keeps the file's value or its own default.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Literal
-
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-
-from agent.models.params.node import GoDuration, PeerAddress, RpcAddress
+from functools import cache
+from importlib import resources
+from typing import Any
 
 CONFIG_TOML = "config.toml"
 APP_TOML = "app.toml"
-CURRENT_VERSION = 1
+
+
+@cache
+def table() -> dict[str, Any]:
+    """sei-config's registry table (`sei-config-table.json`), as committed."""
+    loaded: dict[str, Any] = json.loads(resources.files(__package__).joinpath("sei-config-table.json").read_text())
+    return loaded
+
+
+SOURCE: dict[str, Any] = table()["source"]
+CURRENT_VERSION: int = SOURCE["current_schema_version"]
+"""The config schema version written to app.toml `[sei] version` (sei-config's CurrentVersion)."""
 
 
 class Mode(StrEnum):
@@ -42,364 +46,284 @@ class Mode(StrEnum):
 
 ALL_MODES = frozenset(Mode)
 
+TENDERMINT_MODE = {Mode.VALIDATOR: "validator", Mode.FULL: "full", Mode.SEED: "seed", Mode.ARCHIVE: "full"}
+"""config.toml's top-level `mode` for each unified mode (sei-tendermint knows validator, full and seed)."""
+
+META_KEYS = frozenset({"mode", "version"})
+"""Registry keys that are the config's own metadata (app.toml `[sei]`), held as `SeiConfig.mode` / `.version`."""
+
+DEFAULT_DECISIONS: dict[tuple[str, Mode], Any] = {
+    # sei-config's seed mode keeps the base `tcp://127.0.0.1` listen addresses; a seed that listens on loopback
+    # cannot be dialled by anyone, and the pod's readiness probe cannot reach its RPC. Every other mode listens on
+    # 0.0.0.0, and so does a seed here.
+    ("network.p2p.listen_address", Mode.SEED): "tcp://0.0.0.0:26656",
+    ("network.rpc.listen_address", Mode.SEED): "tcp://0.0.0.0:26657",
+}
+"""Defaults that differ from sei-config on purpose (each is documented in docs/config-model.md)."""
+
+UNMANAGED_REASONS = {
+    "chain.moniker": "sei-config defaults it to the host name of the process rendering the file (the sidecar's, not "
+    "seid's); the moniker is set by `seid init` / generate-identity and left alone",
+    "chain.concurrency_workers": "in validator and seed mode sei-config derives it from the CPU count of the machine "
+    "rendering the file, not seid's; left to seid's own default there",
+    "evm.worker_pool_size": "derived from the CPU count of the machine rendering the file; left to seid's default",
+    "evm.max_concurrent_simulation_calls": "derived from the CPU count of the machine rendering the file; left to "
+    "seid's default",
+}
+"""Why a machine-dependent sei-config default is not written (in the modes where it depends on the machine)."""
+
+_WRITE_MODES_UNMANAGED = (
+    "sei-config v0.0.21 writes the v1 name `cosmos_only` under schema version 2 (its own 1 -> 2 migration renames it "
+    "to `memiavl_only`, which seid init writes) and v0.0.25+ no longer renders it: left to seid's default"
+)
+UNMANAGED_DECISIONS = {
+    "consensus.wal_path": "the consensus WAL's location is seid's (`seid init` writes data/tendermint/cs.wal/wal); "
+    "sei-config's data/cs.wal/wal is an older sei-tendermint default, and moving it under a running node loses its WAL",
+    "storage.state_commit.write_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_commit.read_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_store.write_mode": _WRITE_MODES_UNMANAGED,
+    "storage.state_store.read_mode": _WRITE_MODES_UNMANAGED,
+    **dict.fromkeys(
+        ("network.p2p.persistent_peers",),
+        "owned by discover-peers / set-genesis-peers: a config-apply must not wipe the peers they wrote",
+    ),
+    **dict.fromkeys(
+        (
+            "state_sync.enable",
+            "state_sync.rpc_servers",
+            "state_sync.trust_height",
+            "state_sync.trust_hash",
+            "state_sync.trust_period",
+            "state_sync.use_local_snapshot",
+            "state_sync.backfill_blocks",
+        ),
+        "owned by configure-state-sync: a config-apply must not wipe the trust point it wrote",
+    ),
+}
+"""sei-config keys the project does not default in any mode (written only when set), and why."""
+
+MACHINE_DEPENDENT_UNDETECTED = frozenset(
+    {("chain.concurrency_workers", Mode.VALIDATOR), ("chain.concurrency_workers", Mode.SEED)}
+)
+"""Machine-dependent defaults the table script cannot see on a small machine: sei-config computes them as
+max(10, min(2 x NumCPU, 128)), which is 10 on 1 to 5 CPUs (config.go `defaultConcurrencyWorkers`)."""
+
+DEPRECATED_ALIASES: dict[str, str] = {
+    "node.moniker": "chain.moniker",
+    "node.db_backend": "storage.db_backend",
+    "network.p2p.laddr": "network.p2p.listen_address",
+    "network.rpc.laddr": "network.rpc.listen_address",
+    "consensus.timeout_propose": "consensus.unsafe_propose_timeout_override",
+    "consensus.timeout_propose_delta": "consensus.unsafe_propose_timeout_delta_override",
+    "consensus.timeout_vote": "consensus.unsafe_vote_timeout_override",
+    "consensus.timeout_vote_delta": "consensus.unsafe_vote_timeout_delta_override",
+    "consensus.timeout_commit": "consensus.unsafe_commit_timeout_override",
+    "statesync.enable": "state_sync.enable",
+    "statesync.rpc_servers": "state_sync.rpc_servers",
+    "statesync.trust_height": "state_sync.trust_height",
+    "statesync.trust_hash": "state_sync.trust_hash",
+    "statesync.trust_period": "state_sync.trust_period",
+    "statesync.use_local_snapshot": "state_sync.use_local_snapshot",
+    "statesync.backfill_blocks": "state_sync.backfill_blocks",
+    "statesync.discovery_time": "state_sync.discovery_time",
+    "statesync.fetchers": "state_sync.fetchers",
+    "storage.min_retain_blocks": "chain.min_retain_blocks",
+    "storage.state_commit.keep_recent": "storage.state_commit.memiavl.snapshot_keep_recent",
+    "storage.state_commit.snapshot_interval": "storage.state_commit.memiavl.snapshot_interval",
+    "storage.state_store.prune_interval": "storage.state_store.prune_interval_seconds",
+    "snapshot.interval": "storage.snapshot_interval",
+    "snapshot.keep_recent": "storage.snapshot_keep_recent",
+    "snapshot.directory": "storage.snapshot_directory",
+    "chain.minimum_gas_prices": "chain.min_gas_prices",
+    "api.enable": "api.rest.enable",
+    "api.address": "api.rest.address",
+    "api.max_open_connections": "api.rest.max_open_connections",
+    "api.enable_unsafe_cors": "api.rest.enable_unsafe_cors",
+    "grpc.enable": "api.grpc.enable",
+    "grpc.address": "api.grpc.address",
+    "grpc_web.enable": "api.grpc_web.enable",
+    "grpc_web.address": "api.grpc_web.address",
+    "telemetry.enabled": "metrics.enabled",
+    "telemetry.service_name": "metrics.service_name",
+    "telemetry.prometheus_retention_time": "metrics.prometheus_retention_time",
+    "telemetry.prometheus": "metrics.enabled",
+    "telemetry.prometheus_listen_addr": "metrics.prometheus_listen_addr",
+}
+"""The project's key names before it adopted sei-config's (API v1alpha1): accepted, resolved, reported deprecated."""
+
 
 @dataclass(frozen=True)
-class Toml:
-    """Where a unified key lives on disk and how it behaves."""
+class Placement:
+    """One place a key is written: a file and the dotted TOML path in it (sei-config's spelling)."""
 
     file: str
+    toml: str
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One unified key, as the table has it plus the project's decisions."""
+
     key: str
-    """Dotted TOML path in Sei's spelling, e.g. `p2p.persistent-peers` or `state-commit.sc-enable`."""
-    hot: bool = False
-    """seid applies a change without a restart (config-reload accepts only these)."""
-    required_for: frozenset[Mode] = frozenset()
-    """Modes in which the key must have a non-empty value (an ERROR diagnostic otherwise)."""
-    comma: bool = False
+    type: str
+    """sei-config's type class: string, int, uint, float, bool, duration, []string, other."""
+    env: str
+    hot: bool
+    placements: tuple[Placement, ...]
+    defaults: dict[Mode, Any]
+    comma: bool
     """A list written as one comma-separated string (`persistent-peers = "a,b"`), not a TOML array."""
-    doc: str = ""
+    description: str = ""
+    unit: str = ""
+    upstream_defaults: dict[Mode, Any] = field(default_factory=dict)
 
 
-def _config(key: str, doc: str = "", **options: Any) -> Toml:
-    return Toml(CONFIG_TOML, key, doc=doc, **options)
-
-
-def _app(key: str, doc: str = "", **options: Any) -> Toml:
-    return Toml(APP_TOML, key, doc=doc, **options)
-
-
-def _no_bool(value: Any) -> Any:
-    # pydantic would turn `true` into 1; a boolean given for a number is a mistake worth naming.
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a number")
-    return value
-
-
-def _comma_list(value: Any) -> Any:
-    # The files (and sei-config's string overrides) hold lists as "a,b,c"; an empty string is an empty list.
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=2**63 - 1)]
-Port = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=65535)]
-Peers = Annotated[list[PeerAddress], BeforeValidator(_comma_list)]
-Witnesses = Annotated[list[RpcAddress], BeforeValidator(_comma_list)]
-Names = Annotated[list[str], BeforeValidator(_comma_list)]
-
-
-def _check_listen_address(value: str) -> str:
-    if value.startswith("unix://") and len(value) > len("unix://"):
-        return value
-    if listen_port(value) is None:
-        raise ValueError(f"{value!r} is not a listen address such as 'tcp://0.0.0.0:26656', '0.0.0.0:9090' or ':26660'")
-    return value
-
-
-def listen_port(address: str) -> int | None:
-    """The TCP port of a listen address (`tcp://0.0.0.0:26656`, `0.0.0.0:9090`, `:26660`); None if it has none."""
-    match = _LISTEN.fullmatch(address)
-    if not match or not 1 <= int(match.group(1)) <= 65535:
-        return None
-    return int(match.group(1))
-
-
-_LISTEN = re.compile(r"(?:(?:tcp|http|https)://)?(?:[A-Za-z0-9.\-]*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
-ListenAddress = Annotated[str, AfterValidator(_check_listen_address)]
-
-_ALL = ALL_MODES
-_SERVING = frozenset({Mode.VALIDATOR, Mode.FULL, Mode.ARCHIVE})
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class NodeSection(_Section):
-    moniker: Annotated[str | None, _config("moniker", "Human-readable node name")] = None
-    db_backend: Annotated[
-        Literal["goleveldb", "cleveldb", "boltdb", "rocksdb", "badgerdb"] | None,
-        _config("db-backend", "Tendermint database backend"),
-    ] = None
-
-
-class LoggingSection(_Section):
-    level: Annotated[
-        Literal["debug", "info", "warn", "error"], _config("log-level", "seid log level", hot=True, required_for=_ALL)
-    ] = "info"
-    format: Annotated[Literal["plain", "json"], _config("log-format", "Log output format")] = "plain"
-
-
-class P2PSection(_Section):
-    laddr: Annotated[ListenAddress, _config("p2p.laddr", "P2P listen address", required_for=_ALL)] = (
-        "tcp://0.0.0.0:26656"
-    )
-    external_address: Annotated[str | None, _config("p2p.external-address", "host:port advertised to peers")] = None
-    persistent_peers: Annotated[
-        Peers | None, _config("p2p.persistent-peers", "Peers to keep connected (id@host:port)", comma=True)
-    ] = None
-    bootstrap_peers: Annotated[
-        Peers | None, _config("p2p.bootstrap-peers", "Peers added to the address book at start", comma=True)
-    ] = None
-    unconditional_peer_ids: Annotated[
-        Names | None, _config("p2p.unconditional-peer-ids", "Node IDs exempt from connection limits", comma=True)
-    ] = None
-    private_peer_ids: Annotated[
-        Names | None, _config("p2p.private-peer-ids", "Node IDs never gossiped", comma=True)
-    ] = None
-    pex: Annotated[bool, _config("p2p.pex", "Peer exchange reactor")] = True
-    max_connections: Annotated[Int, _config("p2p.max-connections", "Inbound plus outbound connections")] = 200
-    allow_duplicate_ip: Annotated[bool, _config("p2p.allow-duplicate-ip", "Several peers from one IP")] = False
-    handshake_timeout: Annotated[GoDuration, _config("p2p.handshake-timeout")] = "20s"
-    dial_timeout: Annotated[GoDuration, _config("p2p.dial-timeout")] = "3s"
-    send_rate: Annotated[Int, _config("p2p.send-rate", "Bytes per second")] = 20480000
-    recv_rate: Annotated[Int, _config("p2p.recv-rate", "Bytes per second")] = 20480000
-
-
-class RPCSection(_Section):
-    laddr: Annotated[ListenAddress, _config("rpc.laddr", "CometBFT RPC listen address", required_for=_ALL)] = (
-        "tcp://0.0.0.0:26657"
-    )
-    cors_allowed_origins: Annotated[list[str], _config("rpc.cors-allowed-origins", hot=True)] = Field(
-        default_factory=list
-    )
-    cors_allowed_methods: Annotated[list[str], _config("rpc.cors-allowed-methods", hot=True)] = Field(
-        default_factory=lambda: ["HEAD", "GET", "POST"]
-    )
-    cors_allowed_headers: Annotated[list[str], _config("rpc.cors-allowed-headers", hot=True)] = Field(
-        default_factory=lambda: ["Origin", "Accept", "Content-Type", "X-Requested-With", "X-Server-Time"]
-    )
-    max_open_connections: Annotated[Int, _config("rpc.max-open-connections", hot=True)] = 900
-    max_subscription_clients: Annotated[Int, _config("rpc.max-subscription-clients", hot=True)] = 100
-    max_subscriptions_per_client: Annotated[Int, _config("rpc.max-subscriptions-per-client", hot=True)] = 5
-    max_body_bytes: Annotated[Int, _config("rpc.max-body-bytes", hot=True)] = 1000000
-    max_header_bytes: Annotated[Int, _config("rpc.max-header-bytes")] = 1048576
-    timeout_broadcast_tx_commit: Annotated[GoDuration, _config("rpc.timeout-broadcast-tx-commit")] = "10s"
-    unsafe: Annotated[bool, _config("rpc.unsafe", "Unsafe RPC commands (/dial_peers...)")] = False
-
-
-class NetworkSection(_Section):
-    p2p: P2PSection = Field(default_factory=P2PSection)
-    rpc: RPCSection = Field(default_factory=RPCSection)
-
-
-class MempoolSection(_Section):
-    size: Annotated[Int, _config("mempool.size", "Maximum transactions in the mempool", hot=True)] = 5000
-    cache_size: Annotated[Int, _config("mempool.cache-size")] = 10000
-    max_txs_bytes: Annotated[Int, _config("mempool.max-txs-bytes")] = 10737418240
-    max_tx_bytes: Annotated[Int, _config("mempool.max-tx-bytes")] = 2048576
-    broadcast: Annotated[bool, _config("mempool.broadcast")] = True
-    pending_size: Annotated[Int, _config("mempool.pending-size")] = 5000
-    max_pending_txs_bytes: Annotated[Int, _config("mempool.max-pending-txs-bytes")] = 1073741824
-    ttl_duration: Annotated[GoDuration | None, _config("mempool.ttl-duration")] = None
-    ttl_num_blocks: Annotated[Int | None, _config("mempool.ttl-num-blocks")] = None
-
-
-class ConsensusSection(_Section):
-    """sei-tendermint takes timeouts from consensus params; these are its `unsafe-*-override` escape hatches."""
-
-    timeout_propose: Annotated[GoDuration | None, _config("consensus.unsafe-propose-timeout-override")] = None
-    timeout_propose_delta: Annotated[GoDuration | None, _config("consensus.unsafe-propose-timeout-delta-override")] = (
-        None
-    )
-    timeout_vote: Annotated[GoDuration | None, _config("consensus.unsafe-vote-timeout-override")] = None
-    timeout_vote_delta: Annotated[GoDuration | None, _config("consensus.unsafe-vote-timeout-delta-override")] = None
-    timeout_commit: Annotated[GoDuration | None, _config("consensus.unsafe-commit-timeout-override")] = None
-    double_sign_check_height: Annotated[Int | None, _config("consensus.double-sign-check-height")] = None
-    create_empty_blocks: Annotated[bool | None, _config("consensus.create-empty-blocks")] = None
-
-
-class StateSyncSection(_Section):
-    """Owned by configure-state-sync: nothing here is written unless set."""
-
-    enable: Annotated[bool | None, _config("statesync.enable")] = None
-    rpc_servers: Annotated[Witnesses | None, _config("statesync.rpc-servers", "Witnesses, host:port", comma=True)] = (
-        None
-    )
-    trust_height: Annotated[Int | None, _config("statesync.trust-height")] = None
-    trust_hash: Annotated[str | None, _config("statesync.trust-hash")] = None
-    trust_period: Annotated[GoDuration | None, _config("statesync.trust-period")] = None
-    use_local_snapshot: Annotated[bool | None, _config("statesync.use-local-snapshot")] = None
-    backfill_blocks: Annotated[Int | None, _config("statesync.backfill-blocks")] = None
-    discovery_time: Annotated[GoDuration | None, _config("statesync.discovery-time")] = None
-    fetchers: Annotated[Int | None, _config("statesync.fetchers")] = None
-
-
-Indexer = Literal["kv", "psql", "null"]
-
-
-def _kv_indexer() -> list[Indexer]:
-    return ["kv"]
-
-
-class TxIndexSection(_Section):
-    indexer: Annotated[list[Indexer], _config("tx-index.indexer")] = Field(default_factory=_kv_indexer)
-
-
-class StateCommitSection(_Section):
-    enable: Annotated[bool, _app("state-commit.sc-enable", "SeiDB state commitment (memiavl)")] = True
-    async_commit_buffer: Annotated[Int, _app("state-commit.sc-async-commit-buffer")] = 100
-    keep_recent: Annotated[Int, _app("state-commit.sc-keep-recent")] = 1
-    snapshot_interval: Annotated[Int, _app("state-commit.sc-snapshot-interval")] = 10000
-
-
-class StateStoreSection(_Section):
-    enable: Annotated[bool, _app("state-store.ss-enable", "Historical state for queries")] = True
-    backend: Annotated[Literal["pebbledb", "rocksdb"], _app("state-store.ss-backend")] = "pebbledb"
-    keep_recent: Annotated[Int, _app("state-store.ss-keep-recent", "Versions kept; 0 keeps all")] = 100000
-    prune_interval: Annotated[Int, _app("state-store.ss-prune-interval", "Seconds")] = 600
-    async_write_buffer: Annotated[Int, _app("state-store.ss-async-write-buffer")] = 100
-
-
-class StorageSection(_Section):
-    pruning: Annotated[
-        Literal["default", "nothing", "everything", "custom"],
-        _app("pruning", "Application state pruning strategy", required_for=_SERVING),
-    ] = "default"
-    pruning_keep_recent: Annotated[Int | None, _app("pruning-keep-recent", "With pruning=custom")] = None
-    pruning_interval: Annotated[Int | None, _app("pruning-interval", "With pruning=custom")] = None
-    min_retain_blocks: Annotated[Int | None, _app("min-retain-blocks", "Tendermint block retention")] = None
-    state_commit: StateCommitSection = Field(default_factory=StateCommitSection)
-    state_store: StateStoreSection = Field(default_factory=StateStoreSection)
-
-
-class SnapshotSection(_Section):
-    interval: Annotated[Int, _app("state-sync.snapshot-interval", "Blocks between state-sync snapshots; 0 off")] = 0
-    keep_recent: Annotated[Int, _app("state-sync.snapshot-keep-recent")] = 2
-    directory: Annotated[str | None, _app("state-sync.snapshot-directory")] = None
-
-
-class ChainSection(_Section):
-    minimum_gas_prices: Annotated[str | None, _app("minimum-gas-prices", "e.g. 0.02usei")] = None
-    halt_height: Annotated[Int | None, _app("halt-height")] = None
-    concurrency_workers: Annotated[Int | None, _app("concurrency-workers")] = None
-    occ_enabled: Annotated[bool | None, _app("occ-enabled")] = None
-
-
-class APISection(_Section):
-    enable: Annotated[bool, _app("api.enable", "Cosmos REST API")] = True
-    address: Annotated[ListenAddress, _app("api.address")] = "tcp://0.0.0.0:1317"
-    max_open_connections: Annotated[Int, _app("api.max-open-connections")] = 1000
-    enable_unsafe_cors: Annotated[bool, _app("api.enabled-unsafe-cors")] = False
-
-
-class GRPCSection(_Section):
-    enable: Annotated[bool, _app("grpc.enable")] = True
-    address: Annotated[ListenAddress, _app("grpc.address")] = "0.0.0.0:9090"
-
-
-class GRPCWebSection(_Section):
-    enable: Annotated[bool, _app("grpc-web.enable")] = True
-    address: Annotated[ListenAddress, _app("grpc-web.address")] = "0.0.0.0:9091"
-
-
-class EVMSection(_Section):
-    http_enabled: Annotated[bool, _app("evm.http_enabled", "EVM JSON-RPC over HTTP")] = True
-    http_port: Annotated[Port, _app("evm.http_port")] = 8545
-    ws_enabled: Annotated[bool, _app("evm.ws_enabled", "EVM JSON-RPC over WebSocket")] = True
-    ws_port: Annotated[Port, _app("evm.ws_port")] = 8546
-    cors_origins: Annotated[str, _app("evm.cors_origins", "Comma-separated origins", hot=True)] = "*"
-    ws_origins: Annotated[str, _app("evm.ws_origins", "Comma-separated origins", hot=True)] = "*"
-    simulation_gas_limit: Annotated[Int, _app("evm.simulation_gas_limit", hot=True)] = 10000000
-    filter_timeout: Annotated[GoDuration, _app("evm.filter_timeout", hot=True)] = "2m0s"
-    max_log_no_block: Annotated[Int, _app("evm.max_log_no_block", hot=True)] = 10000
-    max_blocks_for_log: Annotated[Int, _app("evm.max_blocks_for_log", hot=True)] = 2000
-    deny_list: Annotated[list[str], _app("evm.deny_list", "EVM RPC methods refused", hot=True)] = Field(
-        default_factory=list
+def _spec(row: dict[str, Any]) -> KeySpec:
+    key = row["key"]
+    placements = tuple(Placement(item["file"], item["toml"]) for item in row["files"])
+    comma = row["type"] == "[]string" and any(isinstance(item["value"], str) for item in row["files"])
+    # A nil list that sei-config writes as one comma-joined string is `""` on disk, the same as an empty list.
+    upstream = {
+        mode: [] if comma and row["defaults"][mode.value] is None else row["defaults"][mode.value] for mode in Mode
+    }
+    defaults = dict(upstream)
+    for mode in Mode:
+        if (key, mode) in DEFAULT_DECISIONS:
+            defaults[mode] = DEFAULT_DECISIONS[(key, mode)]
+        if (
+            mode.value in row["machine_dependent_modes"]
+            or (key, mode) in MACHINE_DEPENDENT_UNDETECTED
+            or key in UNMANAGED_DECISIONS
+        ):
+            defaults[mode] = None
+    return KeySpec(
+        key=key,
+        type=row["type"],
+        env=row["env"],
+        hot=row["hot"],
+        placements=placements,
+        defaults=defaults,
+        comma=comma,
+        description=row["description"],
+        unit=row["unit"],
+        upstream_defaults=upstream,
     )
 
 
-class TelemetrySection(_Section):
-    enabled: Annotated[bool, _app("telemetry.enabled", "Cosmos SDK telemetry")] = True
-    service_name: Annotated[str | None, _app("telemetry.service-name")] = None
-    prometheus_retention_time: Annotated[Int, _app("telemetry.prometheus-retention-time", "Seconds; 0 off")] = 60
-    prometheus: Annotated[bool, _config("instrumentation.prometheus", "CometBFT Prometheus metrics")] = True
-    prometheus_listen_addr: Annotated[ListenAddress, _config("instrumentation.prometheus-listen-addr")] = ":26660"
+LATER_VERSION_KEYS: dict[str, dict[str, Any]] = {
+    "chain.freeze_height": {
+        "type": "uint",
+        "file": APP_TOML,
+        "toml": "freeze-height",
+        "seen": "sei-config after v0.0.21 (freeze_test.go @ fc2d1efb); seid reads app.toml `freeze-height`",
+    },
+    "storage.state_store.evm_ss_split": {
+        "type": "bool",
+        "file": APP_TOML,
+        "toml": "state-store.evm-ss-split",
+        "seen": "sei-config after v0.0.21 (true in full mode only); seid reads `[state-store] evm-ss-split`",
+    },
+}
+"""Keys of sei-config versions after the table's (v0.0.25+, pinned by seictl HEAD), known from public sources but not
+from a checkout: accepted and written when set, never defaulted (see docs/config-model.md)."""
 
 
-class SeiConfig(BaseModel):
-    """The whole unified config. Build one with `SeiConfig.for_mode(mode)`; see the module docstring."""
+def _later_spec(key: str, info: dict[str, Any]) -> KeySpec:
+    return KeySpec(
+        key=key,
+        type=info["type"],
+        env="SEI_" + key.upper().replace(".", "_"),
+        hot=False,
+        placements=(Placement(info["file"], info["toml"]),),
+        defaults=dict.fromkeys(Mode),
+        comma=False,
+        description=info["seen"],
+        upstream_defaults=dict.fromkeys(Mode),
+    )
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+@cache
+def key_specs() -> dict[str, KeySpec]:
+    """Every registry key of the table (including `mode` and `version`), in the table's (sorted) order, then the
+    later-version keys."""
+    specs = {row["key"]: _spec(row) for row in table()["keys"]}
+    specs.update({key: _later_spec(key, info) for key, info in LATER_VERSION_KEYS.items() if key not in specs})
+    return specs
+
+
+def canonical_key(key: str) -> str:
+    """`key` with a deprecated alias resolved to sei-config's name (an unknown key is returned unchanged)."""
+    return DEPRECATED_ALIASES.get(key, key)
+
+
+@dataclass
+class SeiConfig:
+    """One node's config: its mode, its schema version and a value per unified key (None: not managed)."""
+
+    mode: Mode | str = Mode.FULL
+    """A `Mode`; any other string only while it is being validated (it is then an ERROR diagnostic)."""
     version: int = CURRENT_VERSION
-    mode: Mode = Mode.FULL
-    node: NodeSection = Field(default_factory=NodeSection)
-    logging: LoggingSection = Field(default_factory=LoggingSection)
-    network: NetworkSection = Field(default_factory=NetworkSection)
-    mempool: MempoolSection = Field(default_factory=MempoolSection)
-    consensus: ConsensusSection = Field(default_factory=ConsensusSection)
-    statesync: StateSyncSection = Field(default_factory=StateSyncSection)
-    tx_index: TxIndexSection = Field(default_factory=TxIndexSection)
-    storage: StorageSection = Field(default_factory=StorageSection)
-    snapshot: SnapshotSection = Field(default_factory=SnapshotSection)
-    chain: ChainSection = Field(default_factory=ChainSection)
-    api: APISection = Field(default_factory=APISection)
-    grpc: GRPCSection = Field(default_factory=GRPCSection)
-    grpc_web: GRPCWebSection = Field(default_factory=GRPCWebSection)
-    evm: EVMSection = Field(default_factory=EVMSection)
-    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
+    values: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def for_mode(cls, mode: Mode | str) -> SeiConfig:
-        """The defaults of `mode`: the model's defaults (a serving full node) with `MODE_DEFAULTS[mode]` on top."""
+        """The defaults of `mode`: sei-config's, with the project's documented decisions on top."""
         chosen = Mode(mode)
-        values = cls().model_dump()
-        for dotted, value in MODE_DEFAULTS[chosen].items():
-            set_dotted(values, dotted, value)
-        values["mode"] = chosen
-        return cls.model_validate(values)
+        values = {key: spec.defaults[chosen] for key, spec in key_specs().items() if key not in META_KEYS}
+        return cls(mode=chosen, version=CURRENT_VERSION, values=_copy(values))
+
+    def get(self, key: str) -> Any:
+        """The value of a unified key (or a deprecated alias); `mode` and `version` are the metadata."""
+        key = canonical_key(key)
+        if key == "mode":
+            return str(self.mode)
+        if key == "version":
+            return self.version
+        return self.values[key]
+
+    def replace(
+        self, values: dict[str, Any], *, mode: Mode | str | None = None, version: int | None = None
+    ) -> SeiConfig:
+        """A copy with some values (canonical keys, already typed) and optionally a new mode or version."""
+        merged = _copy(self.values)
+        chosen_mode: Mode | str = self.mode if mode is None else mode
+        chosen_version = self.version if version is None else version
+        for key, value in values.items():
+            if key == "mode":
+                chosen_mode = value
+            elif key == "version":
+                chosen_version = value
+            else:
+                merged[key] = value
+        if chosen_mode in Mode.__members__.values():
+            chosen_mode = Mode(chosen_mode)
+        return SeiConfig(mode=chosen_mode, version=chosen_version, values=merged)
 
 
-def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `values["a"]["b"]["c"] = value` for `"a.b.c"` (intermediate dicts must exist)."""
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        values = values[part]
-    values[leaf] = value
+def _copy(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, list) else value for key, value in values.items()}
 
 
-def get_dotted_value(config: BaseModel, dotted: str) -> Any:
-    current: Any = config
-    for part in dotted.split("."):
-        current = getattr(current, part)
-    return current
+_V2_WRITE_MODES = {"cosmos_only": "memiavl_only", "dual_write": "migrate_evm", "split_write": "evm_migrated"}
 
 
-MODE_DEFAULTS: dict[Mode, dict[str, Any]] = {
-    # Signs blocks: no public query surface, no historical state, no tx index (each costs disk and attack surface).
-    Mode.VALIDATOR: {
-        "storage.state_store.enable": False,
-        "tx_index.indexer": ["null"],
-        "api.enable": False,
-        "evm.http_enabled": False,
-        "evm.ws_enabled": False,
-    },
-    # Serves queries with recent history: the model's defaults as they are.
-    Mode.FULL: {},
-    # Only crawls and gossips addresses: peer exchange on, many connections, nothing served, nothing stored.
-    Mode.SEED: {
-        "network.p2p.pex": True,
-        "network.p2p.max_connections": 1000,
-        "storage.pruning": "everything",
-        "storage.state_store.enable": False,
-        "tx_index.indexer": ["null"],
-        "api.enable": False,
-        "grpc.enable": False,
-        "grpc_web.enable": False,
-        "evm.http_enabled": False,
-        "evm.ws_enabled": False,
-    },
-    # Keeps every height of application state and blocks.
-    Mode.ARCHIVE: {
-        "storage.pruning": "nothing",
-        "storage.min_retain_blocks": 0,
-        "storage.state_store.enable": True,
-        "storage.state_store.keep_recent": 0,
-        "tx_index.indexer": ["kv"],
-    },
-}
-"""Per-mode defaults over the model's field defaults, as dotted keys."""
-
-TENDERMINT_MODE = {Mode.VALIDATOR: "validator", Mode.FULL: "full", Mode.SEED: "seed", Mode.ARCHIVE: "full"}
-"""config.toml's top-level `mode` for each unified mode (sei-tendermint knows validator, full and seed)."""
+def migrate(config: SeiConfig, target: int) -> tuple[SeiConfig, list[str]]:
+    """`config` raised to schema version `target`, with a description of each step applied (sei-config's
+    migrations: 1 -> 2 renames the v1 SeiDB write modes to the FlatKV scheme, seid >= v6.5)."""
+    applied: list[str] = []
+    current = config
+    while current.version < target:
+        if current.version == 1:
+            renamed = {
+                key: _V2_WRITE_MODES[current.values[key]]
+                for key in ("storage.state_commit.write_mode", "storage.state_store.write_mode")
+                if current.values.get(key) in _V2_WRITE_MODES
+            }
+            current = current.replace(renamed, version=2)
+            applied.append(
+                "1 -> 2: SeiDB write modes renamed to the FlatKV scheme (cosmos_only -> memiavl_only, "
+                "dual_write -> migrate_evm, split_write -> evm_migrated)"
+            )
+        else:
+            raise ValueError(f"no migration from config version {current.version}")
+    return current, applied

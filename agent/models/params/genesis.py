@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -99,13 +99,29 @@ PositiveInt = Annotated[int, BeforeValidator(_parse_positive_int)]
 
 
 class GenesisBucketParams(TaskParams):
-    """Where the ceremony's artifacts live: `s3://<s3Bucket>/<chainId>/...` (defaults from the agent's settings)."""
+    """Where the ceremony's artifacts live: `s3://<bucket>/<chainId>/...` (defaults from the agent's settings).
+
+    `bucket` and `region` are spelt as in every other task that reads or writes S3; the ceremony's earlier
+    `s3Bucket` / `s3Region` are accepted as deprecated spellings while the API is v1alpha1.
+    """
+
+    deprecated_names: ClassVar[dict[str, str]] = {"s3Bucket": "bucket", "s3Region": "region"}
 
     chain_id: str = ""
-    s3_bucket: str = ""
-    s3_region: str = ""
+    bucket: str = ""
+    region: str = ""
 
     _chain_id = field_validator("chain_id")(check_chain_id)
+
+    @property
+    def s3_bucket(self) -> str:
+        """The former name of `bucket`, for code written before the rename."""
+        return self.bucket
+
+    @property
+    def s3_region(self) -> str:
+        """The former name of `region`, for code written before the rename."""
+        return self.region
 
 
 class GenerateGentxParams(TaskParams):
@@ -120,11 +136,18 @@ class GenerateGentxParams(TaskParams):
     security_contact: str = Field(default="", max_length=140)
     details: str = Field(default="", max_length=280)
     host: str = Field(default="", description="P2P host in the memo; default <pod>.<service>.<ns>.svc.cluster.local.")
-    p2p_port: int = Field(default=DEFAULT_P2P_PORT, ge=1, le=65535, alias="p2pPort")
+    p2p_port: int = Field(default=DEFAULT_P2P_PORT, ge=1, le=65535)
     commission_rate: Rate = Decimal("0.10")
     commission_max_rate: Rate = Decimal("0.20")
     commission_max_change_rate: Rate = Decimal("0.01")
     min_self_delegation: PositiveInt = 1
+    account_number: int = Field(
+        default=0,
+        ge=0,
+        lt=2**64,
+        description="Account number the gentx is signed with: 0, except for a fork onto a stock Cosmos SDK chain "
+        "(SEI_GENTX_ACCOUNT_NUMBERS=initial-height), where it is the account's position in the fork's genesis.",
+    )
 
     _chain_id = field_validator("chain_id")(check_chain_id)
 
@@ -219,13 +242,31 @@ class AssembleGenesisForkParams(AssembleGenesisParams):
 
 
 class ExportStateParams(GenesisBucketParams):
-    """`export-state`: `seid export` streamed to `s3://<s3Bucket>/<s3Key>`."""
+    """`export-state`: `seid export` streamed to `s3://<bucket>/<key>` (`s3Key` is the deprecated spelling of `key`)."""
 
-    s3_key: str = Field(default="", description="Default: <chainId>/exported-state.json.")
+    deprecated_names: ClassVar[dict[str, str]] = {**GenesisBucketParams.deprecated_names, "s3Key": "key"}
+
+    key: str = Field(default="", description="Default: <chainId>/exported-state.json.")
     height: int = Field(default=0, ge=0, description="Height to export; 0 means the latest.")
-    seid_binary: str = Field(default="", description="Path or name of seid; default SEI_BINARY, else 'seid'.")
+    seid_binary: Any = Field(
+        default=None,
+        exclude=True,
+        description="Refused: the node binary is agent configuration (SEI_BINARY), never task input.",
+    )
 
-    @field_validator("s3_key")
+    @field_validator("seid_binary")
+    @classmethod
+    def _no_binary_from_params(cls, value: Any) -> None:
+        # A task param naming a program to execute let anyone who can create a NodeTask run a file of their choice
+        # (for example a script restored from a snapshot) inside the agent's container.
+        if value is not None:
+            raise ValueError(
+                "no longer accepted: the binary export-state runs is agent configuration now "
+                "(SEI_BINARY / AgentSettings.seid_binary), never a task param; remove seidBinary from the manifest"
+            )
+        return None
+
+    @field_validator("key")
     @classmethod
     def _key_is_relative(cls, value: str) -> str:
         if value and (value.startswith("/") or value.endswith("/") or "//" in value):

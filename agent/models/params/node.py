@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
@@ -281,6 +281,8 @@ PeerSource = Annotated[StaticSource | Ec2TagsSource | DnsSource | KubernetesSour
 class DiscoverPeersParams(TaskParams):
     """`discover-peers`: find peers from several sources, learn each one's node ID, write `persistent-peers`."""
 
+    deprecated_names: ClassVar[dict[str, str]] = {"p2PPort": "p2pPort"}  # the wire name before wire_name() existed
+
     sources: list[PeerSource] = Field(min_length=1)
     rpc_port: int = Field(default=26657, ge=1, le=65535, description="Candidates' RPC port (node ID from /status).")
     p2p_port: int = Field(default=26656, ge=1, le=65535, description="Candidates' P2P port (in the peer address).")
@@ -315,7 +317,9 @@ class ConfigApplyParams(TaskParams):
         description="false: the mode's defaults plus overrides are written over every modelled key. true: the "
         "files on disk are the base; only the overrides (and a changed mode) are written.",
     )
-    target_version: int = Field(default=0, ge=0, le=1, description="Config schema version; 0 means current (1).")
+    target_version: int = Field(
+        default=0, ge=0, le=2, description="Config schema version (app.toml [sei] version); 0 means current (2)."
+    )
 
     @field_validator("overrides")
     @classmethod

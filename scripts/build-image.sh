@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the agent's image from the Dockerfile with buildah (no Docker daemon needed) and prints its reference.
+#   scripts/build-image.sh [TAG]          default TAG: localhost/nodetask-agent:dev
+# The base: the Dockerfile's pinned registry image (python:<release>-slim-bookworm@sha256:...) when it can be pulled;
+# otherwise a local Debian bookworm base made with mmdebstrap (Debian's own python3.11, from the Debian archive),
+# imported as localhost/nodetask-base:bookworm and passed as the BASE build arg. NODETASK_IMAGE_BASE=local forces the
+# local base, NODETASK_IMAGE_BASE=registry forbids it.
+# Needs buildah, podman and mmdebstrap (Debian: apt-get install buildah podman mmdebstrap), run as root or with
+# user namespaces. Labels: org.opencontainers.image.{version,revision,source} from pyproject.toml and git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=${1:-localhost/nodetask-agent:dev}
+log() { printf '[build-image] %s\n' "$*" >&2; }
+
+for tool in buildah podman; do
+  command -v "$tool" >/dev/null || { log "$tool is missing (Debian: apt-get install -y buildah podman mmdebstrap)"; exit 1; }
+done
+
+pinned=$(sed -n 's/^ARG BASE=//p' Dockerfile)
+base=""
+mode=${NODETASK_IMAGE_BASE:-auto}
+if [ "$mode" != local ] && podman image exists "$pinned" 2>/dev/null; then
+  base=$pinned
+elif [ "$mode" != local ] && timeout 120 podman pull --quiet "docker.io/library/${pinned}" >/dev/null 2>&1; then
+  # pulled: the pinned digest itself
+  base=$pinned
+elif [ "$mode" = registry ]; then
+  log "cannot pull $pinned and NODETASK_IMAGE_BASE=registry forbids the local base"; exit 1
+else
+  base=localhost/nodetask-base:bookworm
+  if ! podman image exists "$base"; then
+    command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing (Debian: apt-get install -y mmdebstrap)"; exit 1; }
+    log "registry base unavailable; making $base with mmdebstrap (Debian bookworm, python3.11)"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+      bookworm "$work/base.tar"
+    podman import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      "$work/base.tar" "$base" >/dev/null
+  fi
+fi
+
+version=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+source_url=$(git remote get-url origin 2>/dev/null || echo unknown)
+log "building $tag on $base (version $version, revision $revision)"
+# chroot isolation: RUN steps need no OCI runtime, cgroups or network namespace, so the build also works inside a
+# nested sandbox or a CI container (it runs as root there; the image itself still runs as uid 65532).
+buildah build --quiet --layers --isolation chroot \
+  --build-arg "BASE=$base" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+  --build-arg "SOURCE=$source_url" -t "$tag" . >&2
+echo "$tag"

@@ -1,0 +1,167 @@
+"""The command line as a newcomer types it: options anywhere, clear usage errors, pipes, an existing home, names,
+did-you-mean, recursive directories and `local --check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cli.main import main
+from tests.cli.test_local import REPO, manifest, new_home, write_plan
+
+AGENT = [sys.executable, "-m", "agent"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, **options: object) -> subprocess.CompletedProcess[str]:
+    """The real executable in a child process (exit codes, stderr and pipes as a shell sees them)."""
+    streams: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **options}
+    return subprocess.run([*AGENT, *args], text=True, timeout=120, check=False, env=env or dict(os.environ), **streams)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("level", ["bogus", "verbose", "5"])
+def test_a_bad_log_level_is_a_usage_error_not_a_traceback(level: str) -> None:
+    finished = cli("--log-level", level, "version")
+    assert finished.returncode == 2
+    assert f"argument --log-level: {level!r} is not a log level" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "debug", "--log-format", "json", "version"],
+        ["version", "--log-level", "debug", "--log-format", "json"],
+        ["tasks", "--log-level", "DEBUG", "types", "--log-format", "json"],
+    ],
+)
+def test_global_options_are_accepted_before_and_after_the_command(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured: list[tuple[str, str]] = []
+    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt: configured.append((level, fmt)))
+    assert main(argv) == 0
+    assert configured == [("DEBUG", "json")]
+
+
+def test_an_option_before_the_command_is_not_erased_by_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    configured: list[tuple[str, str]] = []
+    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt: configured.append((level, fmt)))
+    assert main(["--log-level", "error", "version"]) == 0
+    assert configured == [("ERROR", "text")]
+
+
+@pytest.mark.parametrize("command", [["tasks", "types"], ["crd"], ["version"]])
+def test_output_into_a_closed_pipe_ends_quietly(command: list[str]) -> None:
+    """`| head` that has already exited: the reading end is closed before the command writes anything."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        finished = cli(*command, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert "Error" not in finished.stderr and "Traceback" not in finished.stderr, finished.stderr
+    assert finished.returncode == 141
+
+
+def test_local_help_does_not_claim_a_default_for_the_required_home(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["local", "--help"])
+    home_help = capsys.readouterr().out.split("\n  --home HOME", 1)[1].split("--db", 1)[0]
+    assert "required" in home_help and "default:" not in home_help
+
+
+@pytest.mark.parametrize("command", [["local", str(REPO / "examples")], ["tasks", "list"], ["run"]])
+def test_a_home_that_does_not_exist_is_refused_and_nothing_is_created(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "hmoe"
+    assert main([*command, "--home", str(typo)]) == 2
+    assert f"--home: {typo} is not an existing directory" in capsys.readouterr().err
+    assert not typo.exists()
+
+
+def test_local_needs_a_home_unless_only_checking(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["local", str(REPO / "examples")]) == 2
+    assert "--home is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (manifest("x", "mark-redy"), "unknown task type: 'mark-redy' (did you mean 'mark-ready'?)"),
+        (
+            manifest("x", "discover-peers", {"sources": [{"type": "dns", "hostz": ["a"]}], "p2pProt": 1}),
+            "params.sources[0].dns.hostz: unknown field (did you mean 'hosts'?); "
+            "params.p2pProt: unknown field (did you mean 'p2pPort'?)",
+        ),
+        (
+            manifest("x", "snapshot-restore", {"s3bucket": "b"}),
+            "params.s3bucket: unknown field (did you mean 'bucket'?)",
+        ),
+        (
+            manifest("x", "mark-ready", timeoutSecond=5),
+            "spec.timeoutSecond: unknown field (did you mean 'timeoutSeconds'?)",
+        ),
+        (manifest("x", "mark-ready", {"zzz": 1}), "params.zzz: unknown field;"),
+    ],
+)
+def test_unknown_names_get_the_closest_known_one(
+    document: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = write_plan(tmp_path / "plan", document)
+    assert main(["local", "--check", str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert expected.rstrip(";") in err
+    if expected.endswith(";"):
+        assert "did you mean" not in err
+
+
+def test_a_directory_is_searched_recursively_in_path_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "plan"
+    write_plan(root / "b-later", manifest("third", "mark-ready"))
+    write_plan(root / "a-first", manifest("first", "mark-not-ready"), manifest("second", "mark-ready"))
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "x.yaml").write_text("not: [valid")
+    assert main(["local", str(root), "--home", str(new_home(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert out.index("[1/3] first") < out.index("[2/3] second") < out.index("[3/3] third")
+
+
+def test_local_examples_finds_the_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["local", "--check", str(REPO / "examples")]) == 0
+    out = capsys.readouterr().out
+    count = len(list((REPO / "examples" / "quickstart").glob("*.yaml")))
+    assert f"{count} task(s) valid" in out and "quickstart-identity (generate-identity)" in out
+
+
+def test_check_writes_nothing_and_exits_0_or_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_plan(tmp_path / "good", manifest("ready", "mark-ready"))
+    bad = write_plan(tmp_path / "bad", manifest("ready", "mark-ready", {"force": True}))
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["local", "--check", str(good)]) == 0
+    assert "1 task(s) valid" in capsys.readouterr().out
+    assert main(["local", "--check", str(bad)]) == 2
+    assert "params.force: unknown field" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_manifest_of_another_kind_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = write_plan(
+        tmp_path / "plan", json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    )
+    assert main(["local", "--check", str(plan)]) == 2
+    assert "a ConfigMap, not a NodeTask" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "NODETASK_RETENTION_HOURS": "-5"}
+    finished = cli("local", str(REPO / "examples"), "--home", str(new_home(tmp_path)), env=env)
+    assert finished.returncode == 2
+    assert "NODETASK_RETENTION_HOURS='-5': must be greater than 0" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert list((tmp_path / "home").iterdir()) == []

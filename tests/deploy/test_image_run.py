@@ -1,0 +1,165 @@
+"""The image, really built (buildah, scripts/build-image.sh) and really run (podman): it prints its version, runs as
+uid 65532 on a read-only root file system writing only to its volumes, carries its provenance labels, and the agent
+in it serves a NodeTask against the real API server tier with nothing but its pod's bound token.
+
+Tools: buildah, podman and mmdebstrap (Debian packages; `scripts/image-tools.sh` installs them). Like the kube tier,
+missing tools skip these tests locally and fail them under CI=true. The first build takes minutes (it makes a local
+Debian base when the registry's base cannot be pulled); later builds reuse buildah's layer cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.waiting import poll_until
+
+from .conftest import NODETASK_EXAMPLES, REPO_ROOT, Installation, install_kustomize
+
+pytestmark = [pytest.mark.image, pytest.mark.slow]
+
+POD = "sei-node-0"
+AGENT_UID = 65532
+VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("buildah", "podman", "mmdebstrap") if shutil.which(tool) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} missing; run scripts/image-tools.sh (apt-get install buildah podman mmdebstrap)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true requires the image tier)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    require_tools()
+    built = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "build-image.sh"), "localhost/nodetask-agent:test"],
+        capture_output=True, text=True, timeout=2400, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, f"scripts/build-image.sh failed:\n{built.stderr[-4000:]}"
+    return built.stdout.strip().splitlines()[-1]
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *GLOBAL, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+GLOBAL = ["--runtime", "runc"] if shutil.which("runc") else []
+"""crun refuses hosts whose cgroups are in hybrid mode (nested sandboxes, some CI runners); runc runs there."""
+# Exactly the pod's restrictions (deploy/examples/statefulset.yaml): read-only root, a tmpfs /tmp, no capabilities.
+# The explicit ulimits stay within what a nested sandbox allows (podman's defaults ask for more than it may set).
+RESTRICTED = [
+    "--read-only", "--tmpfs", "/tmp", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+    "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "--network", "host",
+]  # fmt: skip
+
+
+def test_the_image_prints_its_version(image: str) -> None:
+    ran = podman("run", "--rm", *RESTRICTED, image, "version")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"nodetask-agent {VERSION}"
+
+
+def test_the_image_runs_as_a_non_root_user_on_a_read_only_root(image: str) -> None:
+    probe = "import os; print(os.getuid(), os.getgid()); open('/opt/x', 'w')"
+    ran = podman("run", "--rm", *RESTRICTED, "--entrypoint", "python", image, "-c", probe)
+    assert ran.stdout.split() == [str(AGENT_UID), str(AGENT_UID)]
+    assert "Read-only file system" in ran.stderr or "Permission denied" in ran.stderr
+
+
+def test_the_agent_in_the_image_runs_the_quickstart_writing_only_to_its_home(image: str, tmp_path: Path) -> None:
+    home = tmp_path / "sei"
+    home.mkdir()
+    os.chown(home, AGENT_UID, AGENT_UID)
+    examples = REPO_ROOT / "examples" / "quickstart"
+    ran = podman(
+        "run", "--rm", *RESTRICTED, "-v", f"{home}:/sei", "-v", f"{examples}:/plan:ro", image,
+        "local", "/plan", "--home", "/sei", timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "task(s) succeeded" in ran.stdout
+    assert (home / "config" / "node_key.json").exists() and (home / "nodetask-agent.db").exists()
+
+
+def test_the_image_carries_its_provenance(image: str) -> None:
+    inspected = podman("image", "inspect", image)
+    labels = json.loads(inspected.stdout)[0]["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    if revision.returncode == 0:
+        assert labels["org.opencontainers.image.revision"] == revision.stdout.strip()
+    assert labels["org.opencontainers.image.source"]
+
+
+@pytest.fixture
+def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    installation = install_kustomize(kube_cluster, tmp_path_factory.mktemp("image-run"))
+    installation.wait_policy_enforced()
+    return installation
+
+
+@pytest.fixture
+def agent_container(image: str, installed: Installation, tmp_path: Path, free_port: int) -> Iterator[str]:
+    """`nodetask-agent run` in the image, as the sidecar runs it: the pod's bound token, downward-API env, the node's
+    home as its only writable volume (host network: the test's API server listens on the host's loopback)."""
+    pod, kubeconfig = installed.agent(POD)
+    home = tmp_path / "sei"
+    home.mkdir()
+    os.chown(home, AGENT_UID, AGENT_UID)
+    kubeconfig.chmod(0o644)
+    name = f"nodetask-agent-test-{free_port}"
+    environment = {
+        "KUBECONFIG": "/var/run/nodetask/kubeconfig",
+        "POD_NAME": POD,
+        "POD_NAMESPACE": installed.namespace,
+        "POD_UID": pod["metadata"]["uid"],
+        "NODETASK_HTTP_PORT": str(free_port),
+        "NODETASK_HTTP_HOST": "127.0.0.1",
+        "SEI_CHAIN_ID": "sei-devnet-1",
+    }
+    started = podman(
+        "run", "--detach", "--name", name, *RESTRICTED,
+        "-v", f"{home}:/sei", "-v", f"{kubeconfig}:/var/run/nodetask/kubeconfig:ro",
+        *[f"--env={key}={value}" for key, value in environment.items()], image, "run",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        yield name
+    finally:
+        podman("stop", "--time", "30", name, timeout=90)
+        podman("rm", "--force", name)
+
+
+def running(name: str) -> bool:
+    return podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+
+
+@pytest.mark.kube
+def test_the_agent_in_the_image_serves_a_nodetask_against_the_api_server(
+    installed: Installation, agent_container: str
+) -> None:
+    installed.kubectl("apply", "-f", str(NODETASK_EXAMPLES / "mark-ready.yaml"))
+
+    def phase() -> str | None:
+        task = installed.cluster.get_json("nodetask", f"{POD}-mark-ready", namespace=installed.namespace)
+        value = task.get("status", {}).get("phase")
+        return value if value in ("Succeeded", "Failed") else None
+
+    outcome = poll_until(
+        phase, what="the mark-ready NodeTask to finish", timeout=180, alive=lambda: running(agent_container)
+    )
+    logs = podman("logs", agent_container).stderr
+    assert outcome == "Succeeded", logs[-4000:]
+    assert "forbidden" not in logs.lower(), logs[-4000:]

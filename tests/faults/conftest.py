@@ -1,0 +1,37 @@
+"""Fixtures of the fault suite (tests/faults): a small tmpfs volume, and the operator tier's agents."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.kit import Volume
+from tests.operator.agents import agents
+
+__all__ = ["agents", "small_volume"]
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Volume]:
+    """A 4 MiB tmpfs (tests run as root here; elsewhere skipped, and failed under CI=true)."""
+    mount_point = tmp_path / "volume"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "nodetask-faults", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield Volume(mount_point)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)

@@ -1,0 +1,92 @@
+"""Hostile NodeTasks on the real kube-apiserver tier: one malformed object must never stop an agent.
+
+- Params nested ~1,000 levels deep (accepted by the API server) used to kill kopf's watch with `RecursionError` at
+  every start of the agent; with `NODETASK_SELECTOR=none` a deep task addressed to *another* pod did the same.
+  Now the task fails `ParamsInvalid` naming the bound, the agent keeps serving other tasks and `/v0/tasks`, and a
+  restart changes nothing.
+- A second NodeTask reusing a finished task's `spec.taskId` for other work is refused `TaskIdConflict` instead of
+  being reported `Succeeded` with the first task's result.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from agent.models.limits import allow_deep_json
+from agent.models.resource import API_GROUP, API_VERSION, KIND, TARGET_POD_LABEL
+from tests.operator.agents import AgentFactory, AgentPod
+from tests.operator.kit import kubectl_wait, nodetask, status_of, wait_phase
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+DEPTH = 1000
+
+
+def deep_nodetask_json(name: str, target_pod: str, depth: int = DEPTH) -> str:
+    """The manifest as JSON text, built by hand (the test process's own encoder would recurse once per level)."""
+    deep = '{"a":' * depth + "1" + "}" * depth
+    return (
+        f'{{"apiVersion": "{API_GROUP}/{API_VERSION}", "kind": "{KIND}", '
+        f'"metadata": {{"name": "{name}", "labels": {{"{TARGET_POD_LABEL}": "{target_pod}"}}}}, '
+        f'"spec": {{"targetPod": "{target_pod}", "type": "mark-ready", "params": {{"deep": {deep}}}}}}}'
+    )
+
+
+def assert_still_serving(pod: AgentPod, name: str) -> None:
+    pod.ns.apply(nodetask(name, pod.name, "mark-ready"))
+    kubectl_wait(pod.ns, name, "Succeeded")
+    code, body = pod.http("/v0/tasks")
+    assert code == 200 and body["count"] >= 1
+
+
+@pytest.mark.parametrize("selector", ["auto", "none"])
+def test_a_deeply_nested_nodetask_cannot_take_the_agent_down(agents: AgentFactory, selector: str) -> None:
+    allow_deep_json()  # the test reads the deep object back too
+    pod = agents.pod("node-0")
+    pod.extra_env["NODETASK_SELECTOR"] = selector
+    agent = agents.process(pod)
+    # With selector=none every agent of the namespace sees every task: the deep one is addressed to another pod.
+    target = pod.name if selector == "auto" else "node-1"
+    pod.ns.kubectl("create", "-f", "-", input=deep_nodetask_json("deep", target))
+
+    if selector == "auto":
+        failed = wait_phase(pod.ns, "deep", "Failed")
+        assert failed["reason"] == "ParamsInvalid"
+        assert "nested more than 32 levels" in failed["error"]["message"]
+    assert_still_serving(pod, "after-deep")
+    assert agent.process is not None and agent.process.poll() is None, agent.tail()
+
+    # A restart (the old crash loop) lists the deep object again: still serving, nothing re-run.
+    assert agent.kill(signal.SIGTERM) == 0, agent.tail()
+    restarted = agents.process(pod)
+    assert_still_serving(pod, "after-restart")
+    assert restarted.process is not None and restarted.process.poll() is None, restarted.tail()
+    if selector == "auto":
+        assert status_of(pod.ns, "deep")["run"] == 1
+    else:
+        assert not status_of(pod.ns, "deep")  # not this pod's task: no status, no Event
+    log = restarted.tail(400) + agent.tail(400)
+    assert "RecursionError" not in log and "maximum recursion depth" not in log
+
+
+def test_a_reused_task_id_for_another_type_is_a_conflict_not_a_success(agents: AgentFactory) -> None:
+    pod = agents.pod("node-0")
+    agents.thread(pod)
+    task_id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    pod.ns.apply(nodetask("first", pod.name, "mark-ready", taskId=task_id))
+    kubectl_wait(pod.ns, "first", "Succeeded")
+    pod.ns.apply(nodetask("second", pod.name, "mark-not-ready", {"bogus": 1}, taskId=task_id))
+
+    second = wait_phase(pod.ns, "second", "Failed")
+    assert second["reason"] == "TaskIdConflict"
+    assert "stored type 'mark-ready', submitted 'mark-not-ready'" in second["error"]["message"]
+    assert not second.get("result")
+    assert status_of(pod.ns, "first")["phase"] == "Succeeded"
+    assert pod.http("/healthz")[0] == 200  # the conflicting hold never ran
+
+    # Deleting the conflicting resource must not touch the stored task.
+    pod.ns.kubectl("delete", "nodetask", "second", "--wait=true")
+    code, body = pod.http(f"/v0/tasks/{task_id}")
+    assert code == 200 and body["phase"] == "Succeeded" and body["type"] == "mark-ready"
