@@ -137,7 +137,7 @@ SEARCH_LIMIT = 100_000
 def _cmd_tasks_list(args: argparse.Namespace) -> int:
     from agent.store import SqliteStore
 
-    settings = _settings(args)
+    settings = _settings(args, home_must_exist=getattr(args, "db", None) is None)  # a store named by --db needs no home
     if not settings.store_path.exists():
         print(f"no store at {settings.store_path}", file=sys.stderr)
         return 1

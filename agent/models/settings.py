@@ -60,9 +60,9 @@ class AgentSettings(BaseSettings):
     db_path: Path | None = Field(default=None, validation_alias=AliasChoices("NODETASK_DB", "db_path"))
     """The SQLite store (`NODETASK_DB`); default `<home>/nodetask-agent.db`. Must be on block storage, not NFS."""
     http_port: int = Field(
-        default=7777, validation_alias=AliasChoices("NODETASK_HTTP_PORT", "http_port"), ge=0, le=65535
+        default=7777, validation_alias=AliasChoices("NODETASK_HTTP_PORT", "http_port"), ge=1, le=65535
     )
-    """Probes, metrics and the read-only task API (`NODETASK_HTTP_PORT`); 0 picks a free port (tests)."""
+    """Probes, metrics and the read-only task API (`NODETASK_HTTP_PORT`)."""
     pod_name: str = Field(default="", validation_alias=AliasChoices("POD_NAME", "pod_name"))
     pod_namespace: str = Field(default="", validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
     pod_uid: str = Field(default="", validation_alias=AliasChoices("POD_UID", "pod_uid"))

@@ -372,7 +372,12 @@ def test_kube_rbac_proxy_support_renders_its_config_and_auth_delegation_only_whe
     config = yaml.safe_load(only(chart, "ConfigMap")["data"]["config.yaml"])
     assert config == {
         "authorization": {
-            "resourceAttributes": {"namespace": "sei-nodes", "apiGroup": "sei.io", "resource": "nodetasks", "verb": "update"}
+            "resourceAttributes": {
+                "namespace": "sei-nodes",
+                "apiGroup": "sei.io",
+                "resource": "nodetasks",
+                "verb": "update",
+            }
         }
     }
     binding = only(chart, "ClusterRoleBinding")

@@ -139,7 +139,8 @@ class InProcessAgent:
 def _settings(home: Path, **changes: Any) -> AgentSettings:
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "config.toml").write_text('# the node\nmoniker = "node-0"\n')
-    return AgentSettings(home=home, http_port=0, **changes)
+    # Port 0: the OS picks a free port for the in-process server (the variable itself refuses 0).
+    return AgentSettings(home=home, **changes).model_copy(update={"http_port": 0})
 
 
 @pytest.fixture
@@ -575,6 +576,6 @@ def test_seictl_serve_refuses_an_unknown_authentication_mode(tmp_path: Path) -> 
         env={**os.environ, "SEI_SIDECAR_AUTHN_MODE": "mtls"},
     )
     assert done.returncode == 2
-    assert "SEI_SIDECAR_AUTHN_MODE='mtls': is not recognized (allowed: \"\", \"unauthenticated\", \"trusted-header\")" in (
+    assert 'SEI_SIDECAR_AUTHN_MODE=\'mtls\': is not recognized (allowed: "", "unauthenticated", "trusted-header")' in (
         done.stderr
     )
