@@ -1,4 +1,4 @@
-"""`nodetask-agent`: the command line (run | local | crd | tasks | version)."""
+"""`nodetask-agent`: the command line (run | serve | local | crd | tasks | version), and the `seictl serve` shim."""
 
 from __future__ import annotations
 
@@ -62,6 +62,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.operator import run_operator
 
     return asyncio.run(run_operator(_settings(args), kubeconfig=args.kubeconfig))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent.server.standalone import serve
+
+    settings = _settings(args)
+    return asyncio.run(serve(settings, host=args.host or settings.http_host))
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
@@ -128,7 +137,7 @@ SEARCH_LIMIT = 100_000
 def _cmd_tasks_list(args: argparse.Namespace) -> int:
     from agent.store import SqliteStore
 
-    settings = _settings(args)
+    settings = _settings(args, home_must_exist=getattr(args, "db", None) is None)  # a store named by --db needs no home
     if not settings.store_path.exists():
         print(f"no store at {settings.store_path}", file=sys.stderr)
         return 1
@@ -214,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="HTTP port for probes, metrics and the task API (default: 7777)")
     run.set_defaults(func=_cmd_run)
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the agent without Kubernetes, driven over the Go sidecar's HTTP task API",
+        description="Serve the Go sidecar's task API (POST/GET/DELETE /v0/tasks, /v0/healthz, ...) over the same "
+        "engine and store, with no NodeTask watch. SEI_SIDECAR_AUTHN_MODE=trusted-header binds loopback only.",
+        parents=inherited,
+    )
+    home_options(serve)
+    serve.add_argument("--port", type=int, help="HTTP port (default: $NODETASK_HTTP_PORT or 7777)")
+    serve.add_argument(
+        "--host", help="bind address (default: $NODETASK_HTTP_HOST, else 0.0.0.0; trusted-header mode forces 127.0.0.1)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
     crd = commands.add_parser(
         "crd", help="print the NodeTask CustomResourceDefinition (generated from the models)", parents=inherited
     )
@@ -285,6 +308,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nodetask-agent: error: {error}", file=sys.stderr)
         return 1
     return code
+
+
+def seictl_main(argv: Sequence[str] | None = None) -> int:
+    """`seictl serve`: the Go sidecar's command line, for pods whose spec runs `seictl serve` (drop-in by image).
+
+    Reads the original's variables: `SEI_HOME` (default /sei), `SEI_SIDECAR_PORT` (default 7777), `HOSTNAME` as the
+    pod name, and keeps its store file `<home>/sidecar.db` (opened and migrated in place, so tasks, readiness and
+    transaction records carry over). Only `serve` exists; the original's other subcommands are not provided.
+    """
+    import os
+
+    parser = argparse.ArgumentParser(prog="seictl", description="nodetask-agent's stand-in for `seictl serve`.")
+    parser.add_argument("--home", type=Path, default=None, help="the node's home (default: $SEI_HOME or /sei)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the sidecar task API")
+    serve.add_argument("--port", type=int, default=None, help="default: $SEI_SIDECAR_PORT or 7777")
+    args = parser.parse_args(argv)
+    configure_logging(os.environ.get("SEI_LOG_LEVEL", "INFO").upper(), "json")
+    import asyncio
+
+    from agent.server.standalone import serve as serve_api
+
+    try:
+        base = AgentSettings.from_env(home=args.home, pod_name=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))
+        port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
+        settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
+        settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
+    except (ValueError, OSError) as error:
+        print(f"seictl: error: {error}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve_api(settings))
 
 
 if __name__ == "__main__":

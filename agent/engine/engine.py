@@ -170,6 +170,13 @@ class Engine:
                 await self._start(row, spec, EventKind.STARTED)
         return task_id
 
+    def check(self, task: Task) -> str:
+        """Validate `task` as `submit` would, storing and running nothing; returns its canonical ID.
+
+        Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid` (see `check_task`)."""
+        task_id, _, _ = check_task(self._registry, task)
+        return task_id
+
     async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
         """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task."""
         try:

@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 _ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("nodetask_settings_environment", default=None)
 """The environment `from_env` reads; None (the default) for plain construction, which reads no environment."""
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BECH32_PREFIX = re.compile(r"[a-z0-9]{1,83}")
 _DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
 
@@ -84,6 +86,22 @@ class AgentSettings(BaseSettings):
         default=timedelta(days=30), validation_alias=AliasChoices("NODETASK_RETENTION_HOURS", "retention")
     )
     """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`, in hours, > 0)."""
+
+    # --- the Go sidecar's HTTP task API (agent.server.seictl, docs/migrating-from-seictl.md) ------------------------
+    seictl_api: bool = Field(default=False, validation_alias=AliasChoices("NODETASK_SEICTL_API", "seictl_api"))
+    """Serve the Go sidecar's HTTP task API too (`NODETASK_SEICTL_API`; always on under `serve` / `seictl serve`)."""
+    authn_mode: Literal["unauthenticated", "trusted-header"] = Field(
+        default="unauthenticated", validation_alias=AliasChoices("SEI_SIDECAR_AUTHN_MODE", "authn_mode")
+    )
+    """`SEI_SIDECAR_AUTHN_MODE`, read as the Go sidecar reads it (trimmed, any case): `trusted-header` binds loopback
+    and requires exactly one non-empty `X-Remote-User` on every path but the probes and metrics."""
+    snapshot_upload_interval_seconds: int = Field(
+        default=168 * 3600,
+        gt=0,
+        validation_alias=AliasChoices("SEI_SNAPSHOT_UPLOAD_INTERVAL", "snapshot_upload_interval_seconds"),
+    )
+    """Loop period of the Go sidecar's `snapshot-upload` submitted over HTTP (`SEI_SNAPSHOT_UPLOAD_INTERVAL`, a Go
+    duration such as `168h`; whole seconds when given as a number)."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -151,6 +169,27 @@ class AgentSettings(BaseSettings):
         if not _DENOM.fullmatch(value):
             raise ValueError(f"{value!r} is not a denom (a letter, then 2-127 of a-z A-Z 0-9 /:._-)")
         return value
+
+    @field_validator("authn_mode", mode="before")
+    @classmethod
+    def _authn_mode(cls, value: Any) -> Any:
+        mode = str(value).strip().lower()
+        if mode not in ("", "unauthenticated", "trusted-header"):
+            raise ValueError('is not recognized (allowed: "", "unauthenticated", "trusted-header")')
+        return mode or "unauthenticated"
+
+    @field_validator("snapshot_upload_interval_seconds", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value.strip().isdigit():
+            return value
+        text = value.strip()
+        if _GO_DURATION.sub("", text) != "" or not text:
+            raise ValueError("is not a Go duration such as '168h' or '1h30m'")
+        seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in _GO_DURATION.findall(text))
+        if seconds < 1:
+            raise ValueError("must be at least one second")
+        return int(seconds)
 
     @field_validator("retention", mode="before")
     @classmethod

@@ -254,6 +254,8 @@ class AgentProcess:
                 "podUID": identity.uid,
                 "session": identity.session,
             },
+            seictl_settings=settings if settings.seictl_api else None,
+            authn_mode=settings.authn_mode,
         )
         await server.start()
         log.info(

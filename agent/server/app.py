@@ -26,10 +26,13 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
-from agent.models.limits import MAX_PARAMS_DEPTH, json_depth_exceeds
 from agent.models.redaction import redact, redact_text
+from agent.models.settings import AgentSettings
 
+from .auth import trusted_header_middleware
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
+from .rows import servable
+from .seictl import SeictlApi
 
 MAX_LIMIT = 1000
 
@@ -37,7 +40,7 @@ MAX_LIMIT = 1000
 def public_task(result: TaskResult) -> dict[str, Any]:
     """The JSON form of a task for the read API: the row's fields (camelCase), its phase, secrets masked
     (`agent.models.redaction.redact`: secret-looking keys, URL userinfo, presigned signatures, tokens...)."""
-    result = _servable(result)
+    result = servable(result)
     body = result.model_dump(mode="json", by_alias=True)
     body["phase"] = str(result.phase)
     body["params"] = redact(body.get("params"))
@@ -49,18 +52,6 @@ def public_task(result: TaskResult) -> dict[str, Any]:
         body["progress"]["percent"] = result.progress.percent
         body["progress"]["summary"] = redact_text(result.progress.describe())
     return body
-
-
-def _servable(result: TaskResult) -> TaskResult:
-    """`result` with params or a result nested too deep to serialize replaced by a marker. Such rows cannot be made
-    any more (the engine stores a marker instead), but a store written by an older agent may hold one, and one row
-    must never turn the whole list into a 500."""
-    update = {}
-    for name in ("params", "result"):
-        value = getattr(result, name)
-        if value is not None and json_depth_exceeds(value, MAX_PARAMS_DEPTH):
-            update[name] = {"$omitted": f"{name}: nested more than {MAX_PARAMS_DEPTH} levels deep"}
-    return result.model_copy(update=update) if update else result
 
 
 @dataclass
@@ -136,16 +127,36 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(public_task(result))
 
 
-def create_app(engine: Engine, metrics: AgentMetrics, identity: dict[str, str] | None = None) -> web.Application:
-    """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`)."""
-    app = web.Application()
+def create_app(
+    engine: Engine,
+    metrics: AgentMetrics,
+    identity: dict[str, str] | None = None,
+    *,
+    seictl_settings: AgentSettings | None = None,
+    authn_mode: str = "unauthenticated",
+) -> web.Application:
+    """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`).
+
+    With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
+    over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
+    `/nodetask/v0/tasks[/{id}]`. With
+    `authn_mode="trusted-header"` every request but the probes and metrics needs one `X-Remote-User` (`auth`).
+    """
+    middlewares = [trusted_header_middleware(metrics)] if authn_mode == "trusted-header" else []
+    app = web.Application(middlewares=middlewares)
     app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/v0/status", status)
-    app.router.add_get("/v0/tasks", list_tasks)
-    app.router.add_get("/v0/tasks/{task_id}", get_task)
+    if seictl_settings is None:
+        app.router.add_get("/v0/status", status)
+        app.router.add_get("/v0/tasks", list_tasks)
+        app.router.add_get("/v0/tasks/{task_id}", get_task)
+    else:
+        app.router.add_get("/nodetask/v0/status", status)
+        app.router.add_get("/nodetask/v0/tasks", list_tasks)
+        app.router.add_get("/nodetask/v0/tasks/{task_id}", get_task)
+        SeictlApi(engine, seictl_settings, lambda: (metrics.exposition(), CONTENT_TYPE_LATEST)).add_routes(app.router)
     return app
 
 
@@ -160,9 +171,12 @@ class AgentServer:
         host: str = "0.0.0.0",  # probes come from the kubelet, on the pod IP
         port: int = 7777,
         identity: dict[str, str] | None = None,
+        seictl_settings: AgentSettings | None = None,
+        authn_mode: str = "unauthenticated",
     ) -> None:
-        self.app = create_app(engine, metrics, identity)
-        self.host = host
+        self.app = create_app(engine, metrics, identity, seictl_settings=seictl_settings, authn_mode=authn_mode)
+        # Behind kube-rbac-proxy the proxy is the only client allowed in: loopback only, as the original binds.
+        self.host = "127.0.0.1" if authn_mode == "trusted-header" else host
         self.port = port
         self._runner: web.AppRunner | None = None
 

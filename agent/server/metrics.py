@@ -114,6 +114,13 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+        self.authn_rejections = Counter(
+            "nodetask_http_authn_rejections",
+            "HTTP requests refused by SEI_SIDECAR_AUTHN_MODE=trusted-header, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def bind(
         self,
         running: Callable[[], int],

@@ -353,3 +353,33 @@ def test_helm_template_works_without_a_kube_version() -> None:
     the way helm's own Makefile makes them) satisfies the chart's kubeVersion constraint."""
     rendered = run_helm("template", "x", ".").stdout
     assert {doc["kind"] for doc in documents(rendered)} >= {"Role", "RoleBinding", "ServiceAccount"}
+
+
+def test_kube_rbac_proxy_support_renders_its_config_and_auth_delegation_only_when_enabled() -> None:
+    assert not by_kind(documents(render_chart("sei-nodes")), "ClusterRoleBinding")
+
+    chart = documents(
+        render_chart(
+            "sei-nodes",
+            values=[
+                "fullnameOverride=nodetask-agent",
+                "seictlApi.kubeRbacProxy.enabled=true",
+                "seictlApi.kubeRbacProxy.resourceAttributes.verb=update",
+            ],
+        )
+    )
+
+    config = yaml.safe_load(only(chart, "ConfigMap")["data"]["config.yaml"])
+    assert config == {
+        "authorization": {
+            "resourceAttributes": {
+                "namespace": "sei-nodes",
+                "apiGroup": "sei.io",
+                "resource": "nodetasks",
+                "verb": "update",
+            }
+        }
+    }
+    binding = only(chart, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "nodetask-agent", "namespace": "sei-nodes"}]
