@@ -7,7 +7,9 @@
   restart cures neither a full volume nor another process's lock, and a restart loop only adds downtime.
 - `GET /metrics`: Prometheus text (`AgentMetrics`).
 - `GET /v0/status`: readiness, running count and the agent's identity.
-- `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 1000), newest first.
+- `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 500), newest first; at most `HEAVY_CONCURRENCY`
+  such requests at once (else 503 with Retry-After) and at most `MAX_BODY_BYTES` of tasks per answer (then
+  `"truncated": true`): 32 parallel unbounded answers once OOM-killed the agent. Connection bounds: `limits.py`.
 - `GET /v0/tasks/{id}`: one task, with live progress while it runs; 404 JSON for an unknown ID, 400 for a malformed one.
 
 Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
@@ -17,6 +19,8 @@ under secret-looking keys are masked anyway, see `public_task`).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,9 +32,11 @@ from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
 
+from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 500
+MAX_BODY_BYTES = 4 * 1024 * 1024
 _SECRET_KEY = re.compile(r"mnemonic|priv(ate)?[_-]?key|secret|passphrase|password", re.IGNORECASE)
 REDACTED = "[redacted]"
 
@@ -62,6 +68,7 @@ class ServerContext:
     engine: Engine
     metrics: AgentMetrics
     identity: dict[str, str] = field(default_factory=dict)
+    heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HEAVY_CONCURRENCY))
 
 
 _CONTEXT = web.AppKey("context", ServerContext)
@@ -114,8 +121,24 @@ async def list_tasks(request: web.Request) -> web.Response:
         return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}, not {raw!r}")
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    tasks = [public_task(result) for result in await request.app[_CONTEXT].engine.recent(limit)]
-    return web.json_response({"tasks": tasks, "count": len(tasks)})
+    context = request.app[_CONTEXT]
+    if context.heavy.locked():
+        response = _error(503, f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+    async with context.heavy:
+        parts: list[str] = []
+        size = 0
+        truncated = ""
+        for result in await context.engine.recent(limit):
+            piece = json.dumps(public_task(result))
+            if parts and size + len(piece) > MAX_BODY_BYTES:
+                truncated = ', "truncated": true'
+                break
+            parts.append(piece)
+            size += len(piece)
+        body = f'{{"tasks": [{", ".join(parts)}], "count": {len(parts)}{truncated}}}'
+    return web.Response(text=body, content_type="application/json")
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -130,9 +153,15 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(public_task(result))
 
 
-def create_app(engine: Engine, metrics: AgentMetrics, identity: dict[str, str] | None = None) -> web.Application:
+def create_app(
+    engine: Engine,
+    metrics: AgentMetrics,
+    identity: dict[str, str] | None = None,
+    *,
+    guard: ConnectionGuard | None = None,
+) -> web.Application:
     """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`)."""
-    app = web.Application()
+    app = web.Application(middlewares=[guard.middleware] if guard is not None else [])
     app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
@@ -154,16 +183,19 @@ class AgentServer:
         host: str = "0.0.0.0",  # probes come from the kubelet, on the pod IP
         port: int = 7777,
         identity: dict[str, str] | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
-        self.app = create_app(engine, metrics, identity)
+        self.guard = guard or ConnectionGuard()
+        self.app = create_app(engine, metrics, identity, guard=self.guard)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        throttle_accept_errors(asyncio.get_running_loop())
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=self.guard.idle_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = GuardedSite(self._runner, self.host, self.port, self.guard)
         await site.start()
         for address in self._runner.addresses:  # the bound port, when 0 asked for any free one
             self.port = int(address[1])

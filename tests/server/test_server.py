@@ -124,8 +124,8 @@ async def test_task_view_shows_live_progress_then_the_result(agent: Agent) -> No
     [
         (f"/v0/tasks/{ID}", 404, "not found"),
         ("/v0/tasks/not-a-uuid", 400, "valid UUID"),
-        ("/v0/tasks?limit=0", 400, "between 1 and 1000"),
-        ("/v0/tasks?limit=1001", 400, "between 1 and 1000"),
+        ("/v0/tasks?limit=0", 400, "between 1 and 500"),
+        ("/v0/tasks?limit=501", 400, "between 1 and 500"),
         ("/v0/tasks?limit=ten", 400, "integer"),
     ],
 )
