@@ -300,3 +300,19 @@ def test_grafana_dashboard_can_live_in_grafanas_namespace() -> None:
     )
 
     assert only(docs, "ConfigMap")["metadata"]["namespace"] == "obs"
+
+
+def test_network_policy_is_off_by_default_and_restricts_only_the_agent_port() -> None:
+    assert not by_kind(documents(render_chart("ns")), "NetworkPolicy")
+    prometheus = "networkPolicy.allowedFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    docs = documents(render_chart("ns", values=["networkPolicy.enabled=true", "networkPolicy.port=7777", prometheus]))
+
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"sei.io/nodetask-agent": "true"}
+    restricted, others = policy["ingress"]
+    assert restricted["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    assert restricted["ports"] == [{"port": 7777, "protocol": "TCP"}]
+    assert "from" not in others  # every other port stays open to every source: seid's P2P and RPC are untouched
+    open_tcp = [(p["port"], p["endPort"]) for p in others["ports"] if p["protocol"] == "TCP"]
+    assert open_tcp == [(1, 7776), (7778, 65535)]
+    assert {"port": 1, "endPort": 65535, "protocol": "UDP"} in others["ports"]
