@@ -26,8 +26,9 @@ Store failures: a reconcile that cannot read or write the store is dropped (the 
 
 A new pod incarnation (POD_UID differs from the one that last owned the store, see `SqliteStore`) resumes the rows of
 NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old incarnation is not resumed but
-failed `PodReplaced` (its status says so, so a controller can re-create it for the new pod); a row whose NodeTask is
-gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
+failed `PodReplaced` in the store, with a Warning Event on the NodeTask. Its status is not written: the admission
+policy lets only the pinned incarnation write it, and the NodeTask's heartbeat stopping is how a controller sees that
+its pod is gone. A row whose NodeTask is gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
 
 Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
 missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
@@ -150,6 +151,7 @@ class NodeTaskAgent:
         self.new_incarnation = new_incarnation
         """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
         self.resync_now = asyncio.Event()
+        self._not_ours: set[str] = set()  # task IDs whose NodeTask this pod may not write (pinned to an old UID)
         engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
@@ -191,7 +193,7 @@ class NodeTaskAgent:
 
     def on_engine_event(self, event: TaskEvent) -> None:
         """Engine listener: queue the status (and Event) for every resource of the task; never blocks."""
-        if event.kind is EventKind.REMOVED:
+        if event.kind is EventKind.REMOVED or event.result.id in self._not_ours:
             return
         row = event.result
         for ref in self._targets(row):
@@ -431,7 +433,8 @@ class NodeTaskAgent:
                 await self.engine.resume_deferred(row.id)
             else:
                 pinned = _spec(found).get("targetPodUID")
-                await self.engine.fail_deferred(
+                self._not_ours.add(row.id)
+                failed = await self.engine.fail_deferred(
                     row.id,
                     TaskError(
                         f"pinned to pod UID {pinned}, an earlier incarnation of pod {self.identity.name}; this pod "
@@ -441,6 +444,9 @@ class NodeTaskAgent:
                         "still wanted",
                     ),
                 )
+                if failed is not None and failed.source is not None:
+                    log.warning("task %s: %s", row.id, failed.error)
+                    self.events.record(failed.source, "PodReplaced", failed.error, warning=True)
 
     async def resync(self) -> list[dict[str, Any]]:
         """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists.

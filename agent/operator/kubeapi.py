@@ -46,6 +46,12 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.status == 404
 
+    @property
+    def replaced(self) -> bool:
+        """409 from a UID precondition: the object of that name is not the one the request was about."""
+        text = self.message.lower()
+        return self.status == 409 and "precondition" in text and "uid" in text
+
 
 @dataclass
 class Connection:
@@ -182,12 +188,21 @@ class KubeApi:
         items: list[dict[str, Any]] = answer.get("items", [])
         return items
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch of `status` on the status subresource (`None` values delete keys)."""
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, uid: str | None = None
+    ) -> dict[str, Any]:
+        """JSON merge patch of `status` on the status subresource (`None` values delete keys).
+
+        With `uid`, the patch carries `metadata.uid` as a precondition: if the object of that name is another one (it
+        was deleted and re-created), the API server refuses with 409 (`ApiError.replaced`) instead of writing the old
+        object's status onto the new one."""
+        body: dict[str, Any] = {"status": status}
+        if uid:
+            body["metadata"] = {"uid": uid}
         answer: dict[str, Any] = await self.request(
             "PATCH",
             nodetasks_path(namespace, name, subresource="status"),
-            body={"status": status},
+            body=body,
             content_type="application/merge-patch+json",
         )
         return answer

@@ -16,9 +16,9 @@ Status writer rules:
   store still holds the truth and the next transition or resync writes again.
 - At most `concurrency` patches are in flight, and at most one per object (so patches of one object stay ordered).
 
-A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). If an object
-is deleted and re-created under the same name while a patch is in flight, that one patch can land on the new object;
-the agent's reconcile of the new object then finds a status that is not its own and re-patches it.
+A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). Every patch
+carries the object's UID as a precondition (`metadata.uid`), so a status meant for an object that was deleted and
+re-created under the same name is refused by the API server (409) and dropped, never written onto the new object.
 """
 
 from __future__ import annotations
@@ -195,13 +195,13 @@ class StatusWriter:
         task.add_done_callback(self._in_flight.discard)
 
     async def _write(self, entry: _Entry, body: dict[str, Any], urgent: bool) -> None:
-        namespace, name, _ = entry.key
+        namespace, name, uid = entry.key
         try:
-            await self.api.patch_status(namespace, name, body)
+            await self.api.patch_status(namespace, name, body, uid=uid or None)
         except ApiError as error:
             self.metrics.status_patch_errors.labels(error.cause).inc()
-            if error.gone:
-                log.info("NodeTask %s/%s is gone; dropping its status", namespace, name)
+            if error.gone or error.replaced:
+                log.info("NodeTask %s/%s (uid %s) is gone; dropping its status", namespace, name, uid)
                 self._entries.pop(entry.key, None)
             elif error.retryable:
                 entry.failures += 1
