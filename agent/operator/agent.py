@@ -28,7 +28,8 @@ A new pod incarnation (POD_UID differs from the one that last owned the store, s
 NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old incarnation is not resumed but
 failed `PodReplaced` in the store, with a Warning Event on the NodeTask. Its status is not written: the admission
 policy lets only the pinned incarnation write it, and the NodeTask's heartbeat stopping is how a controller sees that
-its pod is gone. A row whose NodeTask is gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
+its pod is gone. A row whose NodeTask is gone is removed; the others resume. Holds (`mark-not-ready`) and local
+rows still resume before any API call.
 
 Deletion needs no finalizer: the watch's DELETED event stops a running handler at once, and a deletion the agent
 missed (it was down, or the watch was cut) is found by the start-up and periodic list (a running row whose resource
