@@ -250,6 +250,16 @@ class _PendingEvent:
     failures: int = 0
 
 
+@dataclass
+class _Series:
+    """Events of one (object, reason) pair in the current aggregation window."""
+
+    started: float
+    posted: int = 0
+    held: int = 0
+    last_post: float = float("-inf")
+
+
 def _event_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -260,6 +270,12 @@ class EventRecorder:
 
     Best effort but patient: a failed post is retried with backoff for up to `give_up_after` seconds (an API outage
     shorter than that loses no Event); the queue holds at most `max_queued` Events, the oldest dropped first.
+
+    Similar Events are aggregated, as client-go's event correlator does: of one (object, reason) pair, the first
+    `aggregate_after` Events within `aggregate_window` seconds are posted as they come; after that, occurrences are
+    only counted, and at most one Event per `combined_every` seconds is posted, with `count` = the occurrences it
+    stands for and a message saying so (a `retry` policy with no backoff once made 196 Events in 20 s). The agent may
+    only create Events (no patch rights), so it posts a new, counted Event instead of updating the old one.
     """
 
     api: KubeApi
@@ -268,13 +284,32 @@ class EventRecorder:
     give_up_after: float = 600.0
     max_queued: int = 1000
     workers: int = 4
+    aggregate_after: int = 10
+    aggregate_window: float = 600.0
+    combined_every: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _queue: asyncio.Queue[_PendingEvent] = field(default_factory=asyncio.Queue)
     _sequence: int = 0
     _tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
 
     def record(self, ref: ResourceRef, reason: str, message: str, *, warning: bool = False) -> None:
-        """Queue an Event about `ref` (never blocks, never raises)."""
+        """Queue an Event about `ref` (never blocks, never raises); repeats are aggregated (see the class)."""
+        moment = self.clock()
+        if len(self._series) > 10 * self.max_queued:  # bound the memory: forget pairs whose window has passed
+            self._series = {k: v for k, v in self._series.items() if moment - v.started < self.aggregate_window}
+        series = self._series.get((ref.uid, reason))
+        if series is None or moment - series.started > self.aggregate_window:
+            series = self._series[(ref.uid, reason)] = _Series(started=moment)
+        if series.posted >= self.aggregate_after and moment - series.last_post < self.combined_every:
+            series.held += 1
+            return
+        count = series.held + 1
+        if series.posted >= self.aggregate_after:
+            message = f"(combined from similar events, {count} since the last one): {message}"
+        series.posted += 1
+        series.held = 0
+        series.last_post = moment
         now = datetime.now(UTC)
         self._sequence += 1
         body = {
@@ -300,7 +335,7 @@ class EventRecorder:
             "reportingInstance": self.pod,
             "firstTimestamp": _event_time(now),
             "lastTimestamp": _event_time(now),
-            "count": 1,
+            "count": count,
         }
         if self._queue.qsize() >= self.max_queued:
             with contextlib.suppress(asyncio.QueueEmpty):
