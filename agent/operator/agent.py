@@ -10,13 +10,22 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | `cancel: true`               | running                     | `engine.cancel`: handler stopped, Cancelled          |
 | `cancel: true`               | nothing                     | status Cancelled ("cancelled before it started")     |
 | new task                     | nothing                     | `engine.submit`                                      |
-| status terminal, same taskId | nothing (pruned, lost)      | nothing: a finished task never runs again            |
+| status terminal, same taskId,| nothing (pruned, lost)      | nothing: a finished task never runs again            |
+| written by this pod's agent  |                             |                                                      |
+| status terminal, not written | nothing                     | `engine.submit`, with a warning: a status the agent  |
+| by this pod's agent          |                             | did not write is not an outcome (see below)          |
 | new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
-The store is the source of truth for outcomes, the resource for what was asked. A type the agent does not know, or a
-task ID that is not a UUID (possible when the CRD and the agent are at different versions), ends Failed with reason
-`UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
+The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
+outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
+wrote it: `status.agent.pod` names this pod. A terminal status that someone else wrote before the agent saw the task
+(a controller copying a status, a `kubectl patch`) does not stop the task from running. This guards against mistakes,
+not malice: whoever may write NodeTask status can forge the marker too, so only the agent and trusted controllers
+should hold that right (the admission policy confines each agent to its own pod's NodeTasks).
+
+A type the agent does not know, or a task ID that is not a UUID (possible when the CRD and the agent are at different
+versions), ends Failed with reason `UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
 
 Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
 is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
@@ -290,12 +299,23 @@ class NodeTaskAgent:
 
         if row is None:
             if is_terminal(observed_status) and observed_status.get("taskId") == task_id:
-                return  # finished earlier and no longer in the store (pruned or lost): never run it again
+                if self._written_here(observed_status):
+                    return  # finished earlier and no longer in the store (pruned or lost): never run it again
+                log.warning(
+                    "NodeTask %s/%s has a terminal status (%s) that no agent of this pod wrote; running the task",
+                    ref.namespace,
+                    ref.name,
+                    observed_status.get("phase"),
+                )
             await self._submit(ref, spec, task_id, observed_status)
         elif row.status is TaskStatus.FAILED and spec.retry_nonce is not None and spec.retry_nonce != row.retry_nonce:
             await self._submit(ref, spec, task_id, observed_status)
         else:
             self._ensure(ref, row, observed_status)
+
+    def _written_here(self, status: Mapping[str, Any]) -> bool:
+        agent = status.get("agent")
+        return isinstance(agent, Mapping) and agent.get("pod") == self.identity.name
 
     async def _submit(self, ref: ResourceRef, spec: NodeTaskSpec, task_id: str, observed: dict[str, Any]) -> None:
         task = Task(
