@@ -89,9 +89,9 @@ async def wait_until(predicate: Any, what: str, timeout: float = 20.0) -> None:
 
 
 async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_restart(
-    small_volume: Volume, tmp_path: Path, watched: list[asyncio.Task[None]]
+    store_volume: Volume, tmp_path: Path, watched: list[asyncio.Task[None]]
 ) -> None:
-    node = await open_node(small_volume.path / "agent.db", tmp_path)
+    node = await open_node(store_volume.path / "agent.db", tmp_path)
     watched.append(asyncio.create_task(node.engine.store.watch()))
     try:
         await node.engine.wait(await node.engine.submit(Task(type=TaskType.MARK_READY)))
@@ -99,8 +99,8 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         await node.engine.submit(Task(id=ID, type=GATED, params={"label": "full"}))
         await node.gate.entered.wait()
 
-        small_volume.fill()
-        assert small_volume.full()
+        store_volume.fill()
+        assert store_volume.full()
         node.gate.release.set()  # the handler finishes while the volume is full: its outcome cannot be stored
         await wait_until(lambda: not node.engine.store_health().ok, "the store to report the full volume")
 
@@ -113,7 +113,7 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         (row,) = node.engine.running_rows()
         assert row.progress is not None and "waiting for the task store" in row.progress.message
 
-        small_volume.free()
+        store_volume.free()
         done = await asyncio.wait_for(node.engine.wait(ID), 20)
         assert (done.status, done.result) == (TaskStatus.COMPLETED, {"label": "full"})
         assert node.engine.store_health().ok
@@ -121,7 +121,7 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         stored = await node.engine.get(ID)
         assert stored is not None and stored.status is TaskStatus.COMPLETED
     finally:
-        small_volume.free()
+        store_volume.free()
         await close_node(node)
 
 
