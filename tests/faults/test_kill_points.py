@@ -92,10 +92,21 @@ def source_home(tmp_path: Path) -> Path:
     return home
 
 
-KILL_POINTS = {
-    "before-the-download": lambda proxy: any("list-type" in path for _, path in proxy.requests),
+def listing_requested(proxy: HttpFaultProxy) -> bool:
+    return any("list-type" in path for _, path in proxy.requests)
+
+
+def late_in_download(proxy: HttpFaultProxy) -> bool:
+    if not archive_requested(proxy):
+        return False
+    time.sleep(1.5)  # of the slowed body's ~2 s
+    return True
+
+
+KILL_POINTS: dict[str, Callable[[HttpFaultProxy], bool]] = {
+    "before-the-download": listing_requested,
     "mid-download": archive_requested,
-    "late-download": lambda proxy: archive_requested(proxy) and time.sleep(1.5) is None,
+    "late-download": late_in_download,
 }
 
 
