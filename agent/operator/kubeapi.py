@@ -47,10 +47,9 @@ class ApiError(Exception):
         return self.status == 404
 
     @property
-    def replaced(self) -> bool:
-        """409 from a UID precondition: the object of that name is not the one the request was about."""
-        text = self.message.lower()
-        return self.status == 409 and "precondition" in text and "uid" in text
+    def conflict(self) -> bool:
+        """409: a resourceVersion precondition failed (the object changed, or is another object of the same name)."""
+        return self.status == 409
 
 
 @dataclass
@@ -188,17 +187,22 @@ class KubeApi:
         items: list[dict[str, Any]] = answer.get("items", [])
         return items
 
+    async def get_nodetask(self, namespace: str, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request("GET", nodetasks_path(namespace, name))
+        return answer
+
     async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any], *, uid: str | None = None
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
     ) -> dict[str, Any]:
         """JSON merge patch of `status` on the status subresource (`None` values delete keys).
 
-        With `uid`, the patch carries `metadata.uid` as a precondition: if the object of that name is another one (it
-        was deleted and re-created), the API server refuses with 409 (`ApiError.replaced`) instead of writing the old
-        object's status onto the new one."""
+        With `resource_version`, the patch carries `metadata.resourceVersion` as a precondition: if the object changed
+        since (or was deleted and re-created under the same name), the API server refuses with 409
+        (`ApiError.conflict`). A `metadata.uid` in the patch would not do: on a custom resource's status subresource
+        the server silently replaces the patched metadata with the stored one (tested on the real kube-apiserver)."""
         body: dict[str, Any] = {"status": status}
-        if uid:
-            body["metadata"] = {"uid": uid}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         answer: dict[str, Any] = await self.request(
             "PATCH",
             nodetasks_path(namespace, name, subresource="status"),

@@ -16,9 +16,12 @@ Status writer rules:
   store still holds the truth and the next transition or resync writes again.
 - At most `concurrency` patches are in flight, and at most one per object (so patches of one object stay ordered).
 
-A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). Every patch
-carries the object's UID as a precondition (`metadata.uid`), so a status meant for an object that was deleted and
-re-created under the same name is refused by the API server (409) and dropped, never written onto the new object.
+A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). A status is
+never written onto another object of the same name (deleted and re-created): every patch carries a resourceVersion
+precondition, taken from a GET that checked the object's UID (the first write of an object, and after a conflict) or
+from the previous patch's answer. A 409 means the object changed: the writer reads it again, drops the status if the
+UID is another, else patches again at once. (A `metadata.uid` in the patch is ignored by the server on a custom
+resource's status subresource, so the UID is compared here.)
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class _Entry:
     written: dict[str, Any] | None = None
     written_at: float = float("-inf")
     in_flight: bool = False
+    resource_version: str | None = None
+    """Of the object this entry's UID names, as last seen (GET or patch answer): the next patch's precondition."""
     failures: int = 0
     not_before: float = 0.0
 
@@ -197,12 +202,26 @@ class StatusWriter:
     async def _write(self, entry: _Entry, body: dict[str, Any], urgent: bool) -> None:
         namespace, name, uid = entry.key
         try:
-            await self.api.patch_status(namespace, name, body, uid=uid or None)
+            if uid and entry.resource_version is None:
+                current = await self.api.get_nodetask(namespace, name)
+                metadata = current.get("metadata") or {}
+                if metadata.get("uid") != uid:
+                    raise ApiError(
+                        404, f"NodeTask {namespace}/{name} is now another object (uid {metadata.get('uid')})"
+                    )
+                entry.resource_version = str(metadata.get("resourceVersion") or "") or None
+            answer = await self.api.patch_status(namespace, name, body, resource_version=entry.resource_version)
+            entry.resource_version = str((answer.get("metadata") or {}).get("resourceVersion") or "") or None
         except ApiError as error:
-            self.metrics.status_patch_errors.labels(error.cause).inc()
-            if error.gone or error.replaced:
+            if not (error.conflict and uid):  # a conflict is routine (someone else changed the object): no error
+                self.metrics.status_patch_errors.labels(error.cause).inc()
+            if error.gone:
                 log.info("NodeTask %s/%s (uid %s) is gone; dropping its status", namespace, name, uid)
                 self._entries.pop(entry.key, None)
+            elif error.conflict and uid:  # changed since last seen: read it again (its UID too), then patch at once
+                entry.resource_version = None
+                entry.pending = {**body, **entry.pending} if entry.pending else body
+                entry.urgent = entry.urgent or urgent
             elif error.retryable:
                 entry.failures += 1
                 delay = backoff_delay(entry.failures, cap=STATUS_BACKOFF_CAP)
