@@ -185,3 +185,23 @@ def test_the_lock_file_counts_consecutive_unclean_stops(tmp_path: Path, closes: 
     assert second.unclean_stops == expected
     assert second.previous_owner.get("podUID") == "a"
     second.close()
+
+
+def test_local_mode_pointed_at_a_live_agents_home_refuses_instead_of_running_its_task_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli.main import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    manifest = tmp_path / "ready.yaml"
+    manifest.write_text(
+        "apiVersion: sei.io/v1alpha1\nkind: NodeTask\nmetadata: {name: ready}\n"
+        "spec: {targetPod: sei-node-0, type: mark-ready}\n"
+    )
+    with SqliteStore(home / "nodetask-agent.db", exclusive=True):  # the live agent
+        assert main(["local", str(manifest), "--home", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "in use by another process" in out and "only one agent may run tasks from one store" in out
+    with SqliteStore(home / "nodetask-agent.db") as reader:
+        assert reader.list() == []  # nothing ran
