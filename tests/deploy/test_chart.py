@@ -189,6 +189,7 @@ def test_alerts_cover_failures_stuck_tasks_and_status_patch_errors() -> None:
         "NodeTaskStuckPastTimeout",
         "NodeTaskStatusBacklog",
         "NodeTaskStatusPatchErrors",
+        "NodeTaskStoreFailing",
     ]
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}
