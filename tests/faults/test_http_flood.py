@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from agent.engine import Engine
 from agent.models import Task, TaskType
 from agent.models.settings import AgentSettings
 from agent.server import AgentMetrics, AgentServer, app
-from agent.server.limits import HEAVY_CONCURRENCY, ConnectionGuard
+from agent.server.limits import HEAVY_CONCURRENCY, ConnectionGuard, throttle_accept_errors
 from agent.store import SqliteStore
 from agent.tasks import default_registry
 
@@ -94,3 +95,25 @@ async def test_task_listing_is_bounded_in_concurrency_and_size(
                 heavy.release()
         async with session.get(server.url + "/v0/tasks?limit=501") as answer:
             assert answer.status == 400
+
+
+async def test_accept_resource_errors_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    other: list[str] = []
+    loop.set_exception_handler(lambda _, context: other.append(context["message"]))
+    try:
+        throttle_accept_errors(loop)
+        with caplog.at_level(logging.ERROR, logger="agent.server.limits"):
+            for _ in range(1000):  # what a descriptor flood makes asyncio report, thousands of times a second
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(24, "Too many open files"),
+                    }
+                )
+            loop.call_exception_handler({"message": "something else"})
+    finally:
+        loop.set_exception_handler(previous)
+    assert len([r for r in caplog.records if "out of system resource" in r.getMessage()]) == 1
+    assert other == ["something else"]  # every other loop error still goes to the handler installed before
