@@ -31,6 +31,7 @@ from aiohttp import web
 from agent.engine import Engine
 from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
+from agent.store import StoreError
 
 from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
@@ -153,6 +154,16 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(public_task(result))
 
 
+@web.middleware
+async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A failing store answers 503 naming it (the store logs the cause, throttled), never a 500 with a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except StoreError as error:
+        return _error(503, f"task store unavailable: {error}")
+    return response
+
+
 def create_app(
     engine: Engine,
     metrics: AgentMetrics,
@@ -161,7 +172,7 @@ def create_app(
     guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`)."""
-    app = web.Application(middlewares=[guard.middleware] if guard is not None else [])
+    app = web.Application(middlewares=[*([guard.middleware] if guard is not None else []), store_errors])
     app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,10 @@ async def test_metrics_count_submissions_failures_durations_and_running(agent: A
 )
 def test_redact_masks_secret_looking_keys_at_any_depth(value: Any, expected: Any) -> None:
     assert redact(value) == expected
+
+
+async def test_a_failing_store_answers_503_naming_it_not_500(agent: Agent) -> None:
+    agent.store.close()  # every later store call fails
+    status, body = await agent.get("/v0/tasks")
+    assert status == 503 and body["error"].startswith("task store unavailable") and "closed" in body["error"]
+    assert (await agent.get(f"/v0/tasks/{uuid.uuid4()}"))[0] == 503
