@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.ceremony",
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",
+    "tests.fixtures.httpfaults",
     "tests.fixtures.cometbft",
     "tests.fixtures.ec2",
     "tests.fixtures.dns",

@@ -10,14 +10,23 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | `cancel: true`               | running                     | `engine.cancel`: handler stopped, Cancelled          |
 | `cancel: true`               | nothing                     | status Cancelled ("cancelled before it started")     |
 | new task                     | nothing                     | `engine.submit`                                      |
-| status terminal, same taskId | nothing (pruned, lost)      | nothing: a finished task never runs again            |
+| status terminal, same taskId,| nothing (pruned, lost)      | nothing: a finished task never runs again            |
+| written by this pod's agent  |                             |                                                      |
+| status terminal, not written | nothing                     | `engine.submit`, with a warning: a status the agent  |
+| by this pod's agent          |                             | did not write is not an outcome (see below)          |
 | new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
 | another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
-The store is the source of truth for outcomes, the resource for what was asked. A type the agent does not know, or a
-task ID that is not a UUID (possible when the CRD and the agent are at different versions), ends Failed with reason
-`UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
+The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
+outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
+wrote it: `status.agent.pod` names this pod. A terminal status that someone else wrote before the agent saw the task
+(a controller copying a status, a `kubectl patch`) does not stop the task from running. This guards against mistakes,
+not malice: whoever may write NodeTask status can forge the marker too, so only the agent and trusted controllers
+should hold that right (the admission policy confines each agent to its own pod's NodeTasks).
+
+A type the agent does not know, or a task ID that is not a UUID (possible when the CRD and the agent are at different
+versions), ends Failed with reason `UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
 
 Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
 is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
@@ -27,8 +36,10 @@ Store failures: a reconcile that cannot read or write the store is dropped (the 
 
 A new pod incarnation (POD_UID differs from the one that last owned the store, see `SqliteStore`) resumes the rows of
 NodeTasks only after listing them: a NodeTask pinned (`targetPodUID`) to the old incarnation is not resumed but
-failed `PodReplaced` (its status says so, so a controller can re-create it for the new pod); a row whose NodeTask is
-gone is removed; the others resume. Holds (`mark-not-ready`) and local rows still resume before any API call.
+failed `PodReplaced` in the store, with a Warning Event on the NodeTask. Its status is not written: the admission
+policy lets only the pinned incarnation write it, and the NodeTask's heartbeat stopping is how a controller sees that
+its pod is gone. A row whose NodeTask is gone is removed; the others resume. Holds (`mark-not-ready`) and local
+rows still resume before any API call.
 
 `spec.ttlSecondsAfterFinished` (as on a Job): once the resource's status says the task finished (Succeeded, Failed or
 Cancelled; so controllers and `kubectl wait` saw the outcome first), the agent deletes the NodeTask that many seconds
@@ -159,6 +170,7 @@ class NodeTaskAgent:
         self.new_incarnation = new_incarnation
         """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
         self.resync_now = asyncio.Event()
+        self._not_ours: set[str] = set()  # task IDs whose NodeTask this pod may not write (pinned to an old UID)
         engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
@@ -201,7 +213,7 @@ class NodeTaskAgent:
 
     def on_engine_event(self, event: TaskEvent) -> None:
         """Engine listener: queue the status (and Event) for every resource of the task; never blocks."""
-        if event.kind is EventKind.REMOVED:
+        if event.kind is EventKind.REMOVED or event.result.id in self._not_ours:
             return
         row = event.result
         for ref in self._targets(row):
@@ -310,12 +322,23 @@ class NodeTaskAgent:
 
         if row is None:
             if is_terminal(observed_status) and observed_status.get("taskId") == task_id:
-                return  # finished earlier and no longer in the store (pruned or lost): never run it again
+                if self._written_here(observed_status):
+                    return  # finished earlier and no longer in the store (pruned or lost): never run it again
+                log.warning(
+                    "NodeTask %s/%s has a terminal status (%s) that no agent of this pod wrote; running the task",
+                    ref.namespace,
+                    ref.name,
+                    observed_status.get("phase"),
+                )
             await self._submit(ref, spec, task_id, observed_status)
         elif row.status is TaskStatus.FAILED and spec.retry_nonce is not None and spec.retry_nonce != row.retry_nonce:
             await self._submit(ref, spec, task_id, observed_status)
         else:
             self._ensure(ref, row, observed_status)
+
+    def _written_here(self, status: Mapping[str, Any]) -> bool:
+        agent = status.get("agent")
+        return isinstance(agent, Mapping) and agent.get("pod") == self.identity.name
 
     @staticmethod
     def _task(ref: ResourceRef, spec: NodeTaskSpec, task_id: str) -> Task:
@@ -502,7 +525,8 @@ class NodeTaskAgent:
                 await self.engine.resume_deferred(row.id)
             else:
                 pinned = _spec(found).get("targetPodUID")
-                await self.engine.fail_deferred(
+                self._not_ours.add(row.id)
+                failed = await self.engine.fail_deferred(
                     row.id,
                     TaskError(
                         f"pinned to pod UID {pinned}, an earlier incarnation of pod {self.identity.name}; this pod "
@@ -512,6 +536,9 @@ class NodeTaskAgent:
                         "still wanted",
                     ),
                 )
+                if failed is not None and failed.source is not None:
+                    log.warning("task %s: %s", row.id, failed.error)
+                    self.events.record(failed.source, "PodReplaced", failed.error, warning=True)
 
     async def resync(self) -> list[dict[str, Any]]:
         """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists.

@@ -46,6 +46,11 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.status == 404
 
+    @property
+    def conflict(self) -> bool:
+        """409: a resourceVersion precondition failed (the object changed, or is another object of the same name)."""
+        return self.status == 409
+
 
 @dataclass
 class Connection:
@@ -182,12 +187,26 @@ class KubeApi:
         items: list[dict[str, Any]] = answer.get("items", [])
         return items
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch of `status` on the status subresource (`None` values delete keys)."""
+    async def get_nodetask(self, namespace: str, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request("GET", nodetasks_path(namespace, name))
+        return answer
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """JSON merge patch of `status` on the status subresource (`None` values delete keys).
+
+        With `resource_version`, the patch carries `metadata.resourceVersion` as a precondition: if the object changed
+        since (or was deleted and re-created under the same name), the API server refuses with 409
+        (`ApiError.conflict`). A `metadata.uid` in the patch would not do: on a custom resource's status subresource
+        the server silently replaces the patched metadata with the stored one (tested on the real kube-apiserver)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         answer: dict[str, Any] = await self.request(
             "PATCH",
             nodetasks_path(namespace, name, subresource="status"),
-            body={"status": status},
+            body=body,
             content_type="application/merge-patch+json",
         )
         return answer

@@ -29,9 +29,9 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -52,6 +52,7 @@ from .writer import EventRecorder, StatusWriter
 log = logging.getLogger(__name__)
 
 KOPF_PREFIX = "nodetask-agent.sei.io"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -278,15 +279,13 @@ class AgentProcess:
         """Start-up reconciliation, then the watch, heartbeats and resync until stopped; the exit code."""
         agent, stop = self.agent, self.stop_flag
         assert agent is not None, "start() first"
-        selecting = asyncio.create_task(agent.choose_selector(self.options.selector), name="choose-selector")
-        stopping = asyncio.create_task(stop.wait(), name="stop-wait")
-        await asyncio.wait({selecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not selecting.done():  # stopped while the API server does not answer
-            selecting.cancel()
+        # Start-up may wait long (an API server that does not answer, a store that cannot be written): a stop
+        # request ends the wait at once.
+        field_selector = await _unless_stopped(agent.choose_selector(self.options.selector), stop)
+        if field_selector is _STOPPED:
             return 0
-        field_selector = selecting.result()
-        if not await agent.start(stop):
+        started = await _unless_stopped(agent.start(stop), stop)
+        if started is _STOPPED or not started:
             return 0
         self._background += [
             asyncio.create_task(supervise("heartbeat", agent.heartbeat_forever), name="heartbeat"),
@@ -337,6 +336,24 @@ class AgentProcess:
         elif self.store is not None:
             self.store.close()
             self.steps.append("store")
+
+
+_STOPPED: Any = object()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | Any:
+    """`await work`, or `_STOPPED` (with `work` cancelled) as soon as `stop` is set."""
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not working.done():
+        working.cancel()
+        await asyncio.gather(working, return_exceptions=True)
+        return _STOPPED
+    return working.result()
 
 
 async def run_operator(

@@ -16,9 +16,12 @@ Status writer rules:
   store still holds the truth and the next transition or resync writes again.
 - At most `concurrency` patches are in flight, and at most one per object (so patches of one object stay ordered).
 
-A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). If an object
-is deleted and re-created under the same name while a patch is in flight, that one patch can land on the new object;
-the agent's reconcile of the new object then finds a status that is not its own and re-patches it.
+A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). A status is
+never written onto another object of the same name (deleted and re-created): every patch carries a resourceVersion
+precondition, taken from a GET that checked the object's UID (the first write of an object, and after a conflict) or
+from the previous patch's answer. A 409 means the object changed: the writer reads it again, drops the status if the
+UID is another, else patches again at once. (A `metadata.uid` in the patch is ignored by the server on a custom
+resource's status subresource, so the UID is compared here.)
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class _Entry:
     written: dict[str, Any] | None = None
     written_at: float = float("-inf")
     in_flight: bool = False
+    resource_version: str | None = None
+    """Of the object this entry's UID names, as last seen (GET or patch answer): the next patch's precondition."""
     failures: int = 0
     not_before: float = 0.0
 
@@ -196,14 +201,28 @@ class StatusWriter:
         task.add_done_callback(self._in_flight.discard)
 
     async def _write(self, entry: _Entry, body: dict[str, Any], urgent: bool) -> None:
-        namespace, name, _ = entry.key
+        namespace, name, uid = entry.key
         try:
-            await self.api.patch_status(namespace, name, body)
+            if uid and entry.resource_version is None:
+                current = await self.api.get_nodetask(namespace, name)
+                metadata = current.get("metadata") or {}
+                if metadata.get("uid") != uid:
+                    raise ApiError(
+                        404, f"NodeTask {namespace}/{name} is now another object (uid {metadata.get('uid')})"
+                    )
+                entry.resource_version = str(metadata.get("resourceVersion") or "") or None
+            answer = await self.api.patch_status(namespace, name, body, resource_version=entry.resource_version)
+            entry.resource_version = str((answer.get("metadata") or {}).get("resourceVersion") or "") or None
         except ApiError as error:
-            self.metrics.status_patch_errors.labels(error.cause).inc()
+            if not (error.conflict and uid):  # a conflict is routine (someone else changed the object): no error
+                self.metrics.status_patch_errors.labels(error.cause).inc()
             if error.gone:
-                log.info("NodeTask %s/%s is gone; dropping its status", namespace, name)
+                log.info("NodeTask %s/%s (uid %s) is gone; dropping its status", namespace, name, uid)
                 self._entries.pop(entry.key, None)
+            elif error.conflict and uid:  # changed since last seen: read it again (its UID too), then patch at once
+                entry.resource_version = None
+                entry.pending = {**body, **entry.pending} if entry.pending else body
+                entry.urgent = entry.urgent or urgent
             elif error.retryable:
                 entry.failures += 1
                 delay = backoff_delay(entry.failures, cap=STATUS_BACKOFF_CAP)
@@ -251,6 +270,16 @@ class _PendingEvent:
     failures: int = 0
 
 
+@dataclass
+class _Series:
+    """Events of one (object, reason) pair in the current aggregation window."""
+
+    started: float
+    posted: int = 0
+    held: int = 0
+    last_post: float = float("-inf")
+
+
 def _event_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -261,6 +290,12 @@ class EventRecorder:
 
     Best effort but patient: a failed post is retried with backoff for up to `give_up_after` seconds (an API outage
     shorter than that loses no Event); the queue holds at most `max_queued` Events, the oldest dropped first.
+
+    Similar Events are aggregated, as client-go's event correlator does: of one (object, reason) pair, the first
+    `aggregate_after` Events within `aggregate_window` seconds are posted as they come; after that, occurrences are
+    only counted, and at most one Event per `combined_every` seconds is posted, with `count` = the occurrences it
+    stands for and a message saying so (a `retry` policy with no backoff once made 196 Events in 20 s). The agent may
+    only create Events (no patch rights), so it posts a new, counted Event instead of updating the old one.
     """
 
     api: KubeApi
@@ -269,13 +304,32 @@ class EventRecorder:
     give_up_after: float = 600.0
     max_queued: int = 1000
     workers: int = 4
+    aggregate_after: int = 10
+    aggregate_window: float = 600.0
+    combined_every: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _queue: asyncio.Queue[_PendingEvent] = field(default_factory=asyncio.Queue)
     _sequence: int = 0
     _tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
 
     def record(self, ref: ResourceRef, reason: str, message: str, *, warning: bool = False) -> None:
-        """Queue an Event about `ref` (never blocks, never raises)."""
+        """Queue an Event about `ref` (never blocks, never raises); repeats are aggregated (see the class)."""
+        moment = self.clock()
+        if len(self._series) > 10 * self.max_queued:  # bound the memory: forget pairs whose window has passed
+            self._series = {k: v for k, v in self._series.items() if moment - v.started < self.aggregate_window}
+        series = self._series.get((ref.uid, reason))
+        if series is None or moment - series.started > self.aggregate_window:
+            series = self._series[(ref.uid, reason)] = _Series(started=moment)
+        if series.posted >= self.aggregate_after and moment - series.last_post < self.combined_every:
+            series.held += 1
+            return
+        count = series.held + 1
+        if series.posted >= self.aggregate_after:
+            message = f"(combined from similar events, {count} since the last one): {message}"
+        series.posted += 1
+        series.held = 0
+        series.last_post = moment
         now = datetime.now(UTC)
         self._sequence += 1
         body = {
@@ -301,7 +355,7 @@ class EventRecorder:
             "reportingInstance": self.pod,
             "firstTimestamp": _event_time(now),
             "lastTimestamp": _event_time(now),
-            "count": 1,
+            "count": count,
         }
         if self._queue.qsize() >= self.max_queued:
             with contextlib.suppress(asyncio.QueueEmpty):

@@ -7,7 +7,9 @@
   restart cures neither a full volume nor another process's lock, and a restart loop only adds downtime.
 - `GET /metrics`: Prometheus text (`AgentMetrics`).
 - `GET /v0/status`: readiness, running count and the agent's identity.
-- `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 1000), newest first.
+- `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 500), newest first; at most `HEAVY_CONCURRENCY`
+  such requests at once (else 503 with Retry-After) and at most `MAX_BODY_BYTES` of tasks per answer (then
+  `"truncated": true`): 32 parallel unbounded answers once OOM-killed the agent. Connection bounds: `limits.py`.
 - `GET /v0/tasks/{id}`: one task, with live progress while it runs; 404 JSON for an unknown ID, 400 for a malformed one.
 
 Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
@@ -18,6 +20,8 @@ see `public_task`).
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +32,16 @@ from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
 from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
+from agent.store import StoreError
 
 from .auth import trusted_header_middleware
+from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from .rows import servable
 from .seictl import SeictlApi
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 500
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def public_task(result: TaskResult) -> dict[str, Any]:
@@ -59,6 +66,7 @@ class ServerContext:
     engine: Engine
     metrics: AgentMetrics
     identity: dict[str, str] = field(default_factory=dict)
+    heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HEAVY_CONCURRENCY))
 
 
 _CONTEXT = web.AppKey("context", ServerContext)
@@ -111,8 +119,24 @@ async def list_tasks(request: web.Request) -> web.Response:
         return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}, not {raw!r}")
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    tasks = [public_task(result) for result in await request.app[_CONTEXT].engine.recent(limit)]
-    return web.json_response({"tasks": tasks, "count": len(tasks)})
+    context = request.app[_CONTEXT]
+    if context.heavy.locked():
+        response = _error(503, f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+    async with context.heavy:
+        parts: list[str] = []
+        size = 0
+        truncated = ""
+        for result in await context.engine.recent(limit):
+            piece = json.dumps(public_task(result))
+            if parts and size + len(piece) > MAX_BODY_BYTES:
+                truncated = ', "truncated": true'
+                break
+            parts.append(piece)
+            size += len(piece)
+        body = f'{{"tasks": [{", ".join(parts)}], "count": {len(parts)}{truncated}}}'
+    return web.Response(text=body, content_type="application/json")
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -127,6 +151,16 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(public_task(result))
 
 
+@web.middleware
+async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A failing store answers 503 naming it (the store logs the cause, throttled), never a 500 with a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except StoreError as error:
+        return _error(503, f"task store unavailable: {error}")
+    return response
+
+
 def create_app(
     engine: Engine,
     metrics: AgentMetrics,
@@ -134,15 +168,19 @@ def create_app(
     *,
     seictl_settings: AgentSettings | None = None,
     authn_mode: str = "unauthenticated",
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`).
 
     With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
     over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
-    `/nodetask/v0/tasks[/{id}]`. With
-    `authn_mode="trusted-header"` every request but the probes and metrics needs one `X-Remote-User` (`auth`).
+    `/nodetask/v0/tasks[/{id}]`. With `authn_mode="trusted-header"` every request but the probes and metrics needs one
+    `X-Remote-User` (`auth`), checked after the connection guard and before routing.
     """
-    middlewares = [trusted_header_middleware(metrics)] if authn_mode == "trusted-header" else []
+    middlewares: list[Any] = [guard.middleware] if guard is not None else []
+    if authn_mode == "trusted-header":
+        middlewares.append(trusted_header_middleware(metrics))
+    middlewares.append(store_errors)
     app = web.Application(middlewares=middlewares)
     app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
     app.router.add_get("/healthz", healthz)
@@ -173,17 +211,22 @@ class AgentServer:
         identity: dict[str, str] | None = None,
         seictl_settings: AgentSettings | None = None,
         authn_mode: str = "unauthenticated",
+        guard: ConnectionGuard | None = None,
     ) -> None:
-        self.app = create_app(engine, metrics, identity, seictl_settings=seictl_settings, authn_mode=authn_mode)
+        self.guard = guard or ConnectionGuard()
+        self.app = create_app(
+            engine, metrics, identity, seictl_settings=seictl_settings, authn_mode=authn_mode, guard=self.guard
+        )
         # Behind kube-rbac-proxy the proxy is the only client allowed in: loopback only, as the original binds.
         self.host = "127.0.0.1" if authn_mode == "trusted-header" else host
         self.port = port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        throttle_accept_errors(asyncio.get_running_loop())
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=self.guard.idle_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = GuardedSite(self._runner, self.host, self.port, self.guard)
         await site.start()
         for address in self._runner.addresses:  # the bound port, when 0 asked for any free one
             self.port = int(address[1])

@@ -189,7 +189,9 @@ class SeictlApi:
         router.add_delete("/v0/tasks/{task_id}", self.delete_task)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(status=200 if self.engine.healthz() else 503)
+        # As the agent's own /healthz: a store that cannot be written makes the pod unready whatever the gate says.
+        ready = self.engine.store_health().ok and self.engine.healthz()
+        return web.Response(status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:
         if self.engine.livez():

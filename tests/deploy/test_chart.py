@@ -190,6 +190,7 @@ def test_alerts_cover_failures_stuck_tasks_and_status_patch_errors() -> None:
         "NodeTaskStuckPastTimeout",
         "NodeTaskStatusBacklog",
         "NodeTaskStatusPatchErrors",
+        "NodeTaskStoreFailing",
     ]
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -383,3 +384,19 @@ def test_kube_rbac_proxy_support_renders_its_config_and_auth_delegation_only_whe
     binding = only(chart, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == "system:auth-delegator"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "nodetask-agent", "namespace": "sei-nodes"}]
+
+
+def test_network_policy_is_off_by_default_and_restricts_only_the_agent_port() -> None:
+    assert not by_kind(documents(render_chart("ns")), "NetworkPolicy")
+    prometheus = "networkPolicy.allowedFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    docs = documents(render_chart("ns", values=["networkPolicy.enabled=true", "networkPolicy.port=7777", prometheus]))
+
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"sei.io/nodetask-agent": "true"}
+    restricted, others = policy["ingress"]
+    assert restricted["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    assert restricted["ports"] == [{"port": 7777, "protocol": "TCP"}]
+    assert "from" not in others  # every other port stays open to every source: seid's P2P and RPC are untouched
+    open_tcp = [(p["port"], p["endPort"]) for p in others["ports"] if p["protocol"] == "TCP"]
+    assert open_tcp == [(1, 7776), (7778, 65535)]
+    assert {"port": 1, "endPort": 65535, "protocol": "UDP"} in others["ports"]

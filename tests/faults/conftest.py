@@ -12,11 +12,19 @@ import pytest
 from tests.faults.kit import Volume
 from tests.operator.agents import agents
 
-__all__ = ["agents", "small_volume"]
+__all__ = ["agents", "store_volume"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here belongs to the fault suite (`pytest -m faults` runs it alone)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.faults)
 
 
 @pytest.fixture
-def small_volume(tmp_path: Path) -> Iterator[Volume]:
+def store_volume(tmp_path: Path) -> Iterator[Volume]:
     """A 4 MiB tmpfs (tests run as root here; elsewhere skipped, and failed under CI=true)."""
     mount_point = tmp_path / "volume"
     mount_point.mkdir()

@@ -89,9 +89,9 @@ async def wait_until(predicate: Any, what: str, timeout: float = 20.0) -> None:
 
 
 async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_restart(
-    small_volume: Volume, tmp_path: Path, watched: list[asyncio.Task[None]]
+    store_volume: Volume, tmp_path: Path, watched: list[asyncio.Task[None]]
 ) -> None:
-    node = await open_node(small_volume.path / "agent.db", tmp_path)
+    node = await open_node(store_volume.path / "agent.db", tmp_path)
     watched.append(asyncio.create_task(node.engine.store.watch()))
     try:
         await node.engine.wait(await node.engine.submit(Task(type=TaskType.MARK_READY)))
@@ -99,8 +99,8 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         await node.engine.submit(Task(id=ID, type=GATED, params={"label": "full"}))
         await node.gate.entered.wait()
 
-        small_volume.fill()
-        assert small_volume.full()
+        store_volume.fill()
+        assert store_volume.full()
         node.gate.release.set()  # the handler finishes while the volume is full: its outcome cannot be stored
         await wait_until(lambda: not node.engine.store_health().ok, "the store to report the full volume")
 
@@ -113,7 +113,7 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         (row,) = node.engine.running_rows()
         assert row.progress is not None and "waiting for the task store" in row.progress.message
 
-        small_volume.free()
+        store_volume.free()
         done = await asyncio.wait_for(node.engine.wait(ID), 20)
         assert (done.status, done.result) == (TaskStatus.COMPLETED, {"label": "full"})
         assert node.engine.store_health().ok
@@ -121,7 +121,7 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         stored = await node.engine.get(ID)
         assert stored is not None and stored.status is TaskStatus.COMPLETED
     finally:
-        small_volume.free()
+        store_volume.free()
         await close_node(node)
 
 
@@ -185,3 +185,23 @@ def test_the_lock_file_counts_consecutive_unclean_stops(tmp_path: Path, closes: 
     assert second.unclean_stops == expected
     assert second.previous_owner.get("podUID") == "a"
     second.close()
+
+
+def test_local_mode_pointed_at_a_live_agents_home_refuses_instead_of_running_its_task_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli.main import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    manifest = tmp_path / "ready.yaml"
+    manifest.write_text(
+        "apiVersion: sei.io/v1alpha1\nkind: NodeTask\nmetadata: {name: ready}\n"
+        "spec: {targetPod: sei-node-0, type: mark-ready}\n"
+    )
+    with SqliteStore(home / "nodetask-agent.db", exclusive=True):  # the live agent
+        assert main(["local", str(manifest), "--home", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "in use by another process" in out and "only one agent may run tasks from one store" in out
+    with SqliteStore(home / "nodetask-agent.db") as reader:
+        assert reader.list() == []  # nothing ran

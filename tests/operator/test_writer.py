@@ -106,7 +106,7 @@ async def test_unrecoverable_patches_are_dropped_not_retried(
 ) -> None:
     if exists:
         writing.ns.apply(nodetask("target", "node-0", "mark-ready"))
-    ref = ResourceRef(namespace=writing.ns.name, name="target", uid="u", generation=1)
+    ref = writing.ref("target") if exists else ResourceRef(namespace=writing.ns.name, name="target", uid="u")
 
     writing.writer.update(ref, status, urgent=True)
 

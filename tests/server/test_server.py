@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,8 @@ async def test_task_view_shows_live_progress_then_the_result(agent: Agent) -> No
     [
         (f"/v0/tasks/{ID}", 404, "not found"),
         ("/v0/tasks/not-a-uuid", 400, "valid UUID"),
-        ("/v0/tasks?limit=0", 400, "between 1 and 1000"),
-        ("/v0/tasks?limit=1001", 400, "between 1 and 1000"),
+        ("/v0/tasks?limit=0", 400, "between 1 and 500"),
+        ("/v0/tasks?limit=501", 400, "between 1 and 500"),
         ("/v0/tasks?limit=ten", 400, "integer"),
     ],
 )
@@ -217,3 +218,10 @@ async def test_metrics_include_the_process_the_runtime_and_the_build(agent: Agen
 )
 def test_redact_masks_secret_looking_keys_at_any_depth(value: Any, expected: Any) -> None:
     assert redact(value) == expected
+
+
+async def test_a_failing_store_answers_503_naming_it_not_500(agent: Agent) -> None:
+    agent.store.close()  # every later store call fails
+    status, body = await agent.get("/v0/tasks")
+    assert status == 503 and body["error"].startswith("task store unavailable") and "closed" in body["error"]
+    assert (await agent.get(f"/v0/tasks/{uuid.uuid4()}"))[0] == 503

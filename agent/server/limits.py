@@ -1,0 +1,155 @@
+"""Bounds on the HTTP server, so that a flood of connections cannot take the probes (or the process) down.
+
+The agent listens on every interface (the kubelet probes the pod IP), without authentication. An attack held 20,000
+idle, half-sent requests open: the process ran out of file descriptors, /healthz stopped answering, status patches
+failed, and asyncio logged `socket.accept() out of system resource` ~450,000 times in a minute. Now:
+
+- At most `max_connections` connections are open. When a new one arrives at the limit, the oldest *idle* connection
+  (no request in progress: half-sent headers, or kept alive after its response) is closed to make room, so a probe's
+  fresh connection is never the one refused while attackers' idle ones are kept; only when every connection is busy
+  serving a request is the new one closed at once.
+- A connection that has not delivered a complete request within `idle_timeout` seconds of opening (or of its last
+  response) is closed: a header read timeout that also bounds keep-alive.
+- `/v0/tasks` (the only heavy endpoint) is served to at most `HEAVY_CONCURRENCY` requests at once (others get 503 with
+  Retry-After) and its body is bounded in bytes (see `app.list_tasks`).
+- asyncio's accept() resource errors are logged once per minute with a count (`throttle_accept_errors`).
+The chart's optional NetworkPolicy (values `networkPolicy`) restricts who may connect at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from agent.io.loops import LogThrottle
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 256
+IDLE_TIMEOUT = 10.0
+HEAVY_CONCURRENCY = 4
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Refuse(asyncio.Protocol):
+    """Closes the connection at once (every connection is busy serving a request)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class ConnectionGuard:
+    """Wraps aiohttp's protocol factory: the connection limit, idle eviction and the idle timeout (module docstring)."""
+
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.server: web.Server | None = None
+        self._idle: dict[RequestHandler, asyncio.TimerHandle] = {}
+        self._refusals = LogThrottle(60.0)
+        self.evicted = 0
+        self.refused = 0
+
+    def factory(self) -> asyncio.BaseProtocol:
+        server = self.server
+        assert server is not None, "ConnectionGuard.server is set when the runner is set up"
+        if len(server.connections) >= self.max_connections and not self._evict_oldest_idle():
+            self.refused += 1
+            suppressed = self._refusals.allow()
+            if suppressed is not None:
+                log.warning(
+                    "HTTP server at its limit of %d connections, all busy: refusing new ones (%d refused since the "
+                    "last report)",
+                    self.max_connections,
+                    suppressed + 1,
+                )
+            return _Refuse()
+        handler = server()
+        self._arm(handler)
+        return handler
+
+    def _arm(self, handler: RequestHandler) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle[handler] = loop.call_later(self.idle_timeout, self._expire, handler)
+
+    def _expire(self, handler: RequestHandler) -> None:
+        self._idle.pop(handler, None)
+        handler.force_close()
+
+    def _evict_oldest_idle(self) -> bool:
+        while self._idle:
+            handler, timer = next(iter(self._idle.items()))
+            del self._idle[handler]
+            timer.cancel()
+            transport = handler.transport
+            if transport is None or transport.is_closing():
+                continue  # already gone; keep looking
+            handler.force_close()
+            self.evicted += 1
+            return True
+        return False
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A complete request arrived: the connection is busy until its response, then idle again."""
+        protocol = request.protocol
+        timer = self._idle.pop(protocol, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            return await handler(request)
+        finally:
+            if protocol.transport is not None and not protocol.transport.is_closing():
+                self._arm(protocol)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site whose connections go through a `ConnectionGuard`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        super().__init__(runner, host, port)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        self._guard.server = self._runner.server
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.factory, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+_ACCEPT_ERROR = "socket.accept() out of system resource"
+
+
+def throttle_accept_errors(loop: asyncio.AbstractEventLoop, interval: float = 60.0) -> None:
+    """Log asyncio's accept() resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM) once per `interval`, with a count;
+    every other loop error goes to the handler that was installed before."""
+    previous = loop.get_exception_handler()
+    throttle = LogThrottle(interval)
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith(_ACCEPT_ERROR):
+            suppressed = throttle.allow()
+            if suppressed is not None:
+                log.error(
+                    "%s: %s (%d more since the last report; accepting pauses and resumes by itself)",
+                    _ACCEPT_ERROR,
+                    context.get("exception"),
+                    suppressed,
+                )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
