@@ -73,7 +73,7 @@ from agent.models.limits import MAX_RESULT_BYTES, json_bounds_problem
 from agent.models.params import TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
 from agent.store import GuardedStore, Store, StoreError, StoreHealth
-from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
+from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
 
 from .events import EventKind, TaskEvent
 
@@ -125,11 +125,13 @@ class Engine:
         *,
         progress_interval: float = 1.0,
         stop_grace: float = 10.0,
+        kube: KubeReader | None = None,
     ) -> None:
         self._registry = registry
         self._db = store if isinstance(store, GuardedStore) else GuardedStore(store)
         self._store = self._db.store
         self._deferred: dict[str, TaskResult] = {}
+        self._kube = kube  # handed to every handler (TaskContext.kube): the agent's one Kubernetes access path
         self._settings = settings
         self._progress_interval = progress_interval
         self._stop_grace = stop_grace
@@ -242,6 +244,7 @@ class Engine:
             settings=self._settings,
             log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), {"task_id": row.id}),
             report=lambda progress: self._on_progress(run, progress),
+            kube=self._kube,
         )
         remaining = _remaining(row)
         if remaining is not None and remaining <= 0:

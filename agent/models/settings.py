@@ -81,7 +81,8 @@ class AgentSettings(BaseSettings):
     )
     """The local node's CometBFT RPC (`SEI_RPC_ENDPOINT`)."""
     seid_binary: str = Field(default="seid", validation_alias=AliasChoices("SEI_BINARY", "seid_binary"))
-    """The node binary used by export-state (`SEI_BINARY`)."""
+    """The node binary (`SEI_BINARY`): what export-state runs, and the name stop-seid, restart-seid and reset-data look
+    for in /proc (`<name> start`; a path counts by its last component). `simd` in the real chain tier's tests."""
     retention: timedelta = Field(
         default=timedelta(days=30), validation_alias=AliasChoices("NODETASK_RETENTION_HOURS", "retention")
     )

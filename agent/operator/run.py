@@ -216,8 +216,10 @@ class AgentProcess:
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(removed), removed)
 
+        # Tasks read the API (discover-peers' kubernetes source) through the agent's own client: one access path.
+        api = self.api = await KubeApi(self._connection).open()
         engine = self.engine = Engine(
-            self.registry or default_registry(), store, settings, stop_grace=options.shutdown_grace
+            self.registry or default_registry(), store, settings, stop_grace=options.shutdown_grace, kube=api
         )
         metrics = AgentMetrics()
         metrics.bind(
@@ -227,7 +229,6 @@ class AgentProcess:
             store_up=lambda: engine.store_health().ok,
         )
         engine.add_listener(metrics.observe)
-        api = self.api = await KubeApi(self._connection).open()
         writer = self.writer = StatusWriter(
             api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
         )
