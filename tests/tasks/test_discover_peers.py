@@ -4,7 +4,7 @@ HTTPS) sources, each candidate identified by an in-test CometBFT node's /status.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
