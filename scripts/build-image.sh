@@ -54,5 +54,9 @@ log "building $tag on $base (version $version, revision $revision)"
 # nested sandbox or a CI container (it runs as root there; the image itself still runs as uid 65532).
 buildah build --quiet --layers --isolation chroot "${ca_mount[@]}" \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
-  --build-arg "SOURCE=$source_url" -t "$tag" . >&2
+  --build-arg "SOURCE=$source_url" -t "$tag" \
+  --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision" \
+  --label "org.opencontainers.image.source=$source_url" . >&2
+# (--label as well as the Dockerfile's ARG-based LABELs: buildah's layer cache may reuse a LABEL layer built with
+# another REVISION, while --label always applies to the final image.)
 echo "$tag"
