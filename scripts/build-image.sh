@@ -43,10 +43,20 @@ fi
 version=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 source_url=$(git remote get-url origin 2>/dev/null || echo unknown)
+# Behind a TLS-intercepting proxy the build's RUN steps (apt, pip) need the host's CA bundle: SSL_CERT_FILE, when set,
+# is mounted over the build container's bundle for RUN steps only (it never reaches the image).
+ca_mount=()
+if [ -n "${SSL_CERT_FILE:-}" ] && [ -r "$SSL_CERT_FILE" ]; then
+  ca_mount=(--volume "$SSL_CERT_FILE:/etc/ssl/certs/ca-certificates.crt:ro")
+fi
 log "building $tag on $base (version $version, revision $revision)"
 # chroot isolation: RUN steps need no OCI runtime, cgroups or network namespace, so the build also works inside a
 # nested sandbox or a CI container (it runs as root there; the image itself still runs as uid 65532).
-buildah build --quiet --layers --isolation chroot \
+buildah build --quiet --layers --isolation chroot "${ca_mount[@]}" \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
-  --build-arg "SOURCE=$source_url" -t "$tag" . >&2
+  --build-arg "SOURCE=$source_url" -t "$tag" \
+  --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision" \
+  --label "org.opencontainers.image.source=$source_url" . >&2
+# (--label as well as the Dockerfile's ARG-based LABELs: buildah's layer cache may reuse a LABEL layer built with
+# another REVISION, while --label always applies to the final image.)
 echo "$tag"

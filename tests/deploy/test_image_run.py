@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.waiting import poll_until
@@ -132,6 +133,7 @@ def agent_container(image: str, installed: Installation, tmp_path: Path, free_po
     started = podman(
         "run", "--detach", "--name", name, *RESTRICTED,
         "-v", f"{home}:/sei", "-v", f"{kubeconfig}:/var/run/nodetask/kubeconfig:ro",
+        *[f"-v={path}:{path}:ro" for path in files_named_by(kubeconfig)],
         *[f"--env={key}={value}" for key, value in environment.items()], image, "run",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -140,6 +142,16 @@ def agent_container(image: str, installed: Installation, tmp_path: Path, free_po
     finally:
         podman("stop", "--time", "30", name, timeout=90)
         podman("rm", "--force", name)
+
+
+def files_named_by(kubeconfig: Path) -> list[str]:
+    """Files a kubeconfig refers to by path (the API server's CA, token files): mounted at the same paths."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    entries = [item["cluster"] for item in config.get("clusters", [])] + [
+        item["user"] for item in config.get("users", [])
+    ]
+    keys = ("certificate-authority", "tokenFile", "client-certificate", "client-key")
+    return sorted({str(entry[key]) for entry in entries for key in keys if entry.get(key)})
 
 
 def running(name: str) -> bool:
@@ -157,9 +169,13 @@ def test_the_agent_in_the_image_serves_a_nodetask_against_the_api_server(
         value = task.get("status", {}).get("phase")
         return value if value in ("Succeeded", "Failed") else None
 
-    outcome = poll_until(
-        phase, what="the mark-ready NodeTask to finish", timeout=180, alive=lambda: running(agent_container)
-    )
+    def alive() -> bool:
+        if running(agent_container):
+            return True
+        logs = podman("logs", agent_container)
+        pytest.fail(f"the agent's container stopped:\n{(logs.stdout + logs.stderr)[-4000:]}")
+
+    outcome = poll_until(phase, what="the mark-ready NodeTask to finish", timeout=180, alive=alive)
     logs = podman("logs", agent_container).stderr
     assert outcome == "Succeeded", logs[-4000:]
     assert "forbidden" not in logs.lower(), logs[-4000:]

@@ -8,7 +8,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -162,12 +162,15 @@ async def test_throttling_and_5xx_are_retried_by_botocore(
 
 
 @pytest.mark.slow
-async def test_unreachable_endpoint_is_s3_unavailable_naming_the_endpoint(s3_bucket: str) -> None:
-    client = S3Client(region=REGION, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+async def test_unreachable_endpoint_is_s3_unavailable_naming_the_endpoint(
+    s3_bucket: str, refused_port: Callable[..., int]
+) -> None:
+    endpoint = f"http://127.0.0.1:{refused_port()}"
+    client = S3Client(region=REGION, endpoint_url=endpoint, max_attempts=1)
     with pytest.raises(TaskError) as caught:
         await client.get_bytes(s3_bucket, "k")
     assert caught.value.reason == "S3Unavailable"
-    assert "http://127.0.0.1:9" in caught.value.message
+    assert endpoint in caught.value.message
     assert f"s3://{s3_bucket}/k" in caught.value.message
 
 
