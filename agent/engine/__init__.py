@@ -1,4 +1,4 @@
-"""The task executor (DESIGN.md section 3). Knows nothing of Kubernetes or HTTP."""
+"""The task executor (docs/design.md section 4). Knows nothing of Kubernetes or HTTP."""
 
 from .engine import Engine, EngineClosed, check_task, storable_params, task_id_conflict
 from .events import EventKind, TaskEvent

@@ -1,6 +1,6 @@
 """The task engine: runs each task as its own asyncio task and keeps every outcome in the store.
 
-Rules (DESIGN.md section 3), each covered by `tests/engine/`:
+Rules (docs/design.md section 4), each covered by `tests/engine/`:
 
 - `submit` is idempotent on the task ID. A task whose type has no handler, or whose ID is not a UUID, is refused
   (`UnsupportedType` / `InvalidTaskID`, nothing stored). IDs are canonicalised to lowercase. An ID already stored as

@@ -24,7 +24,7 @@ class NodeTaskSpec(CamelModel):
     target_pod: str = Field(min_length=1, description="Name of the pod whose agent must run the task.")
     target_pod_uid: str | None = Field(
         default=None,
-        alias="targetPodUID",  # DESIGN.md section 2 spells it with UID (Kubernetes style), not the generated Uid
+        alias="targetPodUID",  # docs/design.md section 3 spells it with UID (Kubernetes style), not the generated Uid
         description="Pin the task to one incarnation of the pod; other incarnations ignore it.",
     )
     type: str = Field(description="The task type.")

@@ -1,4 +1,4 @@
-"""The agent's small HTTP server: probes, Prometheus metrics and read-only task views (DESIGN.md section 5)."""
+"""The agent's small HTTP server: probes, Prometheus metrics and read-only task views (docs/design.md section 7)."""
 
 from agent.models.redaction import redact
 

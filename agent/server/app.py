@@ -1,4 +1,4 @@
-"""The agent's HTTP server on :7777 (DESIGN.md section 5): probes, metrics and read-only views of the store.
+"""The agent's HTTP server on :7777 (docs/design.md section 7): probes, metrics and read-only views of the store.
 
 - `GET /healthz`: 200 once a `mark-ready` succeeded (and no later `mark-not-ready`) and the task store can be written,
   else 503 with the reason: the readiness probe and seid's start gate. An agent that cannot record progress must not

@@ -1,4 +1,4 @@
-"""The engine's rules (DESIGN.md section 3), one test or parametrized group per rule.
+"""The engine's rules (docs/design.md section 4), one test or parametrized group per rule.
 
 Engine tests register small controllable handlers under real task type names (the engine, not the handler, is under
 test); the readiness handlers are the real ones. Every test runs against a real SQLite file.

@@ -59,7 +59,7 @@ def test_every_spec_field_but_cancel_and_retry_nonce_has_an_immutability_rule() 
     spec = version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
     guarded = {rule["fieldPath"].lstrip(".") for rule in spec["x-kubernetes-validations"] if "oldSelf" in rule["rule"]}
     wire_names = {field.alias or name for name, field in NodeTaskSpec.model_fields.items()}
-    assert {"targetPodUID", "taskId", "params"} <= wire_names  # the wire spelling of DESIGN.md section 2
+    assert {"targetPodUID", "taskId", "params"} <= wire_names  # the wire spelling of docs/design.md section 3
     assert guarded - {"cancel"} == wire_names - set(MUTABLE_SPEC_FIELDS)
     assert "cancel" in guarded  # only the unset-once-true rule
 
