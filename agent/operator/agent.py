@@ -1,4 +1,4 @@
-"""The NodeTask agent: reconciles its pod's NodeTask resources against the engine and the store (docs/design.md section 6).
+"""The NodeTask agent: reconciles its pod's NodeTask resources against the engine and the store (docs/design.md 6).
 
 Every event about a NodeTask, however often kopf delivers it and however stale its body, goes through one idempotent
 `reconcile` keyed by the task ID (`spec.taskId`, else `metadata.uid`):
@@ -474,8 +474,8 @@ class NodeTaskAgent:
         return self.field_selector
 
     async def start(self, stop: asyncio.Event) -> bool:
-        """Start-up reconciliation, in docs/design.md's order (section 6): (store opened and migrated by the caller) holds and
-        resumptions from the store (`engine.recover`), then this pod's NodeTasks listed and each reconciled
+        """Start-up reconciliation, in docs/design.md's order (section 6): (store opened and migrated by the caller)
+        holds and resumptions from the store (`engine.recover`), then this pod's NodeTasks listed and each reconciled
         three-way, then running rows whose NodeTask is gone removed. Returns False if stopped before listing worked.
 
         `recover` needs no API: a hold runs, and readiness is restored, even while the API server is unreachable.
