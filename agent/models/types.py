@@ -28,6 +28,9 @@ class TaskType(StrEnum):
     SET_GENESIS_PEERS = "set-genesis-peers"
     ASSEMBLE_GENESIS_FORK = "assemble-genesis-fork"
     EXPORT_STATE = "export-state"
+    STOP_SEID = "stop-seid"
+    RESTART_SEID = "restart-seid"
+    RESET_DATA = "reset-data"
 
     @classmethod
     def parse(cls, value: str) -> TaskType | None:

@@ -1,7 +1,7 @@
 """`await-condition`: wait until the local node reaches a height (or has caught up), then optionally stop seid.
 
 - `condition: height` holds when `/status` reports `latest_block_height >= targetHeight`; `condition: catchingUp`
-  holds when it reports `catching_up == false` (and, with `targetHeight`, the height too).
+  holds when it reports `catching_up == false` at a height of at least 2 (and, with `targetHeight`, the height too).
 - `/status` is polled every `pollIntervalSeconds` with a `requestTimeoutSeconds` timeout. RPC errors are expected
   (seid restarting, still opening its databases) and tolerated: the task keeps polling, counts them, and shows the
   last one in its progress message. The wait is bounded by the task's `spec.timeoutSeconds` (the engine cancels the
@@ -29,10 +29,15 @@ from .base import TaskContext, handler
 SEID_PROCESS = "seid"
 
 
+CAUGHT_UP_MIN_HEIGHT = 2
+"""`catchingUp` also needs a height of at least 2 (as the Go sidecar): a node that just started with an empty store,
+or has not begun state sync yet, reports `catching_up: false` at height 0 while it has caught up on nothing."""
+
+
 def _holds(params: AwaitConditionParams, status: NodeStatus) -> bool:
     at_height = params.target_height is None or status.latest_height >= params.target_height
     if params.condition == "catchingUp":
-        return at_height and not status.catching_up
+        return at_height and not status.catching_up and status.latest_height >= CAUGHT_UP_MIN_HEIGHT
     return at_height
 
 

@@ -21,6 +21,9 @@ TYPES = [
     "config-apply",
     "config-validate",
     "config-reload",
+    "stop-seid",
+    "restart-seid",
+    "reset-data",
 ]
 
 
