@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,7 +55,7 @@ from agent.chain.crypto import bech32
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
 from agent.io.files import atomic_write, atomic_writer, has_marker, write_marker
-from agent.io.s3 import S3_NOT_FOUND, S3Client
+from agent.io.s3 import S3_NOT_FOUND, S3Client, check_cancel, run_blocking
 from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
 from agent.models.params.genesis import (
     AssembleGenesisForkParams,
@@ -415,6 +416,7 @@ class _ForkPlan:
 
 
 def _plan_fork(
+    checkpoint: Callable[[], None],
     export_path: Path,
     params: AssembleGenesisForkParams,
     validators: list[Validator],
@@ -424,7 +426,7 @@ def _plan_fork(
     genesis_time: str,
 ) -> _ForkPlan:
     """Scan the export (first pass) and decide every edit; raises before anything is written."""
-    facts = fork.scan_export(export_path, {v.gentx.delegator_address for v in validators})
+    facts = fork.scan_export(export_path, {v.gentx.delegator_address for v in validators}, checkpoint)
     if "app_state" not in facts.top_level:
         raise TaskError("the export has no app_state: not a genesis document", reason=GENESIS_INVALID)
     initial_height = _fork_initial_height(params, facts.initial_height)
@@ -502,7 +504,9 @@ def _plan_fork(
     )
 
 
-def _write_fork(export_path: Path, target: Path, edits: fork.ForkEdits) -> genesis_doc.WrittenFile:
+def _write_fork(
+    export_path: Path, target: Path, edits: fork.ForkEdits, checkpoint: Callable[[], None]
+) -> genesis_doc.WrittenFile:
     """Second pass: the export streamed into `target` (atomically) with the edits, hashed while written."""
     digest = hashlib.sha256()
     size = 0
@@ -516,7 +520,7 @@ def _write_fork(export_path: Path, target: Path, edits: fork.ForkEdits) -> genes
                 size += len(data)
                 handle.write(data)
 
-        fork.write_fork(export_path, _Sink(), edits)
+        fork.write_fork(export_path, _Sink(), edits, checkpoint)
     return genesis_doc.WrittenFile(digest.hexdigest(), size)
 
 
@@ -543,18 +547,22 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
         genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
         balance = coin_map(params.account_balance)
 
-        def build() -> tuple[genesis_doc.WrittenFile, dict[str, str]]:
+        def build(cancel: threading.Event) -> tuple[genesis_doc.WrittenFile, dict[str, str]]:
             # Two streamed passes over the export: memory does not grow with its size (agent.chain.cosmos.fork).
+            # A cancelled task stops within a few thousand JSON events; the atomic write leaves nothing behind.
+            def checkpoint() -> None:
+                check_cancel(cancel)
+
             try:
                 plan = _plan_fork(
-                    export_path, params, validators, balance, bucket.identity, bucket.chain_id, genesis_time
+                    checkpoint, export_path, params, validators, balance, bucket.identity, bucket.chain_id, genesis_time
                 )
-                return _write_fork(export_path, config / "genesis.json", plan.edits), plan.result
+                return _write_fork(export_path, config / "genesis.json", plan.edits, checkpoint), plan.result
             except (genesis_doc.GenesisInvalid, ValueError) as error:
                 raise TaskError(f"s3://{bucket.name}/{export_key}: {error}", reason=GENESIS_INVALID) from None
 
         ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")
-        written, settled = await asyncio.to_thread(build)
+        written, settled = await run_blocking(build)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(export_path)  # noqa: PTH108 - a cheap unlink in cleanup, also on cancellation

@@ -172,11 +172,16 @@ def _account_number(entry: object) -> int:
         raise GenesisInvalid(f"account {base and base.get('address')!r} has account_number {number!r}") from None
 
 
-def scan_export(path: Path, watched: set[str]) -> ExportFacts:
+def _never() -> None:
+    pass
+
+
+def scan_export(path: Path, watched: set[str], checkpoint: Callable[[], None] = _never) -> ExportFacts:
     """First pass: the facts of the export the fork needs, for the `watched` account addresses (the validators').
 
     A few passes of ijson's C backend (each as fast as tokenizing the file) plus one light event pass for the
-    document's shape; nothing but the facts is kept.
+    document's shape; nothing but the facts is kept. `checkpoint` is called every few thousand events (it raises to
+    stop: the task was cancelled).
     """
     facts = ExportFacts()
     matcher = AddressMatcher({raw for raw in map(address_bytes, watched) if raw is not None} | set(_SETTLED))
@@ -184,7 +189,9 @@ def scan_export(path: Path, watched: set[str]) -> ExportFacts:
     builder: Any = None
     depth = 0
     start = ""
-    for prefix, event, value in _events(path):
+    for count, (prefix, event, value) in enumerate(_events(path)):
+        if not count & 0xFFFF:
+            checkpoint()
         if builder is not None:
             builder.event(event, value)
             if event == "start_map" or event == "start_array":
@@ -207,7 +214,9 @@ def scan_export(path: Path, watched: set[str]) -> ExportFacts:
                 _scan_value(facts, prefix, value, watched, matcher)
     for item_prefix in (f"{ACCOUNTS}.item", f"{BALANCES}.item", f"{ASSOCIATIONS}.item"):
         if item_prefix.split(".")[1] in facts.modules:
-            for item in _items(path, item_prefix):
+            for count, item in enumerate(_items(path, item_prefix)):
+                if not count & 0xFFF:
+                    checkpoint()
                 _scan_value(facts, item_prefix, item, watched, matcher)
     return facts
 
@@ -287,7 +296,7 @@ def _scalar(event: str, value: Any) -> str:
     return "null"
 
 
-def write_fork(source: Path, sink: IO[bytes] | Any, edits: ForkEdits) -> None:
+def write_fork(source: Path, sink: IO[bytes] | Any, edits: ForkEdits, checkpoint: Callable[[], None] = _never) -> None:
     """Second pass: stream `source` into `sink.write` with `edits` applied.
 
     One tight loop over the parser's events (this is the hot path of a multi-GB fork): output pieces are collected
@@ -395,6 +404,7 @@ def write_fork(source: Path, sink: IO[bytes] | Any, edits: ForkEdits) -> None:
         if len(main) > _FLUSH_PIECES:
             sink.write("".join(main).encode())
             main.clear()
+            checkpoint()
     main.append("\n")
     sink.write("".join(main).encode())
 
