@@ -9,14 +9,15 @@
   `NodeUnreachable`, with the number of failed requests and the last RPC error; one that hits while the node answers
   but is behind says the last height seen.
 - Progress is `current/target` in blocks.
-- `action: SIGTERM_SEID`, once the condition holds: find seid in `/proc` (the pod needs `shareProcessNamespace`),
-  send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as stopped; seid never found fails the
-  task (the condition held, but the asked-for stop did not happen).
+- `action: SIGTERM_SEID`, once the condition holds: find seid (`SEI_BINARY`, default `seid`) in `/proc` (the pod
+  needs `shareProcessNamespace`), send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as
+  stopped; seid never found fails the task (the condition held, but the asked-for stop did not happen).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from agent.chain.process import find_process, stop_process
@@ -92,11 +93,11 @@ async def _poll_until_it_holds(
         await asyncio.sleep(params.poll_interval_seconds)
 
 
-async def _stop_seid(grace_seconds: float) -> dict[str, Any]:
-    process = await asyncio.to_thread(find_process, SEID_PROCESS)
+async def _stop_seid(grace_seconds: float, binary: str) -> dict[str, Any]:
+    process = await asyncio.to_thread(find_process, binary)
     if process is None:
         raise TaskError(
-            f"the condition holds, but no process named {SEID_PROCESS!r} was found in /proc to stop",
+            f"the condition holds, but no process named {binary!r} was found in /proc to stop",
             hint="the pod needs shareProcessNamespace: true so the agent can see seid",
         )
     outcome = await stop_process(process, grace_seconds=grace_seconds)
@@ -118,7 +119,7 @@ async def await_condition(params: AwaitConditionParams, ctx: TaskContext) -> dic
         "rpcErrors": errors,
     }
     if params.action == "SIGTERM_SEID":
-        result["seid"] = await _stop_seid(params.grace_seconds)
+        result["seid"] = await _stop_seid(params.grace_seconds, Path(ctx.settings.seid_binary).name or SEID_PROCESS)
     return result
 
 

@@ -23,7 +23,8 @@ restart-seid: like stop-seid, then waits until the RPC answers again (`readyTime
 signals, it records which process incarnation (PID and start time) it is stopping in `.nodetask-restart-seid.json`,
 bound to the task and run. A run resumed after an agent crash reads the record: if that incarnation is gone, the node
 it finds is one that already came back, and it is not stopped again (the original stops it a second time); if it is
-still shutting down, the run waits for it without signalling again. The record is removed when the task ends.
+still running (the crash may have come before the signal), that same incarnation gets SIGTERM again, which is harmless
+for a process already shutting down, and the run waits for it. The record is removed when the task ends.
 
 reset-data: wipes `data/` of a held node, for a state-sync re-bootstrap. See `reset_data`.
 """
@@ -177,7 +178,9 @@ async def restart_seid(params: RestartSeidParams, ctx: TaskContext) -> dict[str,
         if record is not None:
             stopping = ProcessInfo(int(record["pid"]), int(record["startTime"]), tuple(record.get("argv", [binary])))
             if is_running(stopping):
-                stopped = await _terminate(stopping, params, ctx)  # still shutting down: wait, no second signal
+                # Still there: the crash may have come before the signal. SIGTERM again: harmless for the same
+                # incarnation (it is already shutting down), and never sent to a node that came back (a new one).
+                stopped = await _terminate(stopping, params, ctx)
             else:
                 ctx.log.info("resumed: pid %d was already stopped by this run; not stopping again", stopping.pid)
                 stopped = {"pid": stopping.pid, "signal": "SIGTERM", "alreadyStopped": False, "resumed": True}

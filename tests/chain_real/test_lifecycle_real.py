@@ -268,3 +268,29 @@ async def test_stop_seid_never_kills_a_node_that_ignores_sigterm(
     assert stuck.running  # never SIGKILLed
     stuck.popen.kill()  # type: ignore[union-attr]
     stuck.wait_exit(10)
+
+
+async def test_await_condition_stops_the_configured_node_binary_once_the_height_is_reached(
+    simd_chain: SimdChain, pod_factory
+) -> None:
+    pod = await pod_factory(simd_chain.validator("v"))
+    await ok(pod.agent, TaskType.MARK_READY)
+    await pod.wait_height(2)
+    first = pod.node_process()
+    assert first is not None
+    target = (current_height(pod.node.rpc_url) or 0) + 3
+    waiting = asyncio.create_task(
+        ok(
+            pod.agent,
+            TaskType.AWAIT_CONDITION,
+            {"condition": "height", "targetHeight": target, "action": "SIGTERM_SEID", "graceSeconds": 60},
+        )
+    )
+    await asyncio.sleep(0.5)
+    await ok(pod.agent, TaskType.MARK_NOT_READY)  # so that the stopped node parks instead of coming back
+
+    result = await waiting
+
+    assert result["height"] >= target
+    assert result["seid"] == {"pid": first.pid, "signal": "SIGTERM", "stopped": True}
+    await pod.wait_parked()
