@@ -20,6 +20,7 @@ from agent.chain.cosmos import artifacts
 from agent.chain.cosmos.address import consensus_address_bytes, with_prefix
 from agent.chain.cosmos.gentx import verify_gentx
 from agent.chain.crypto import bech32
+from agent.chain.crypto.evm import eth_address
 from agent.models import TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.ceremony import new_pod, seid_init_genesis
@@ -43,6 +44,11 @@ def test_current_seid_gentx_verifies_and_its_zero_gas_estimate_is_not_written_ba
     canonical = verified.to_json()
     assert "gas_estimate" not in canonical["auth_info"]["fee"]
     assert canonical["body"] == document["body"]
+    # the EVM association the agent writes for an account is the one seid's add-genesis-account wrote
+    associations = load(SEID / "gentx" / "genesis-before-gentx.json")["app_state"]["evm"]["address_associations"]
+    assert associations == [
+        {"sei_address": verified.delegator_address, "eth_address": eth_address(verified.account_public_key)}
+    ]
 
 
 def publish_recorded_gentx(s3_admin: Any, bucket: str, node_name: str) -> dict[str, Any]:
