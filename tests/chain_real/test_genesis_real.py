@@ -58,7 +58,7 @@ def run(argv: list[str | Path], **kwargs: Any) -> str:
 
 def bare_home(simd_chain: SimdChain, name: str, chain_id: str) -> SimdNode:
     """`simd init` (genesis, config.toml, app.toml on reserved ports), then the keys removed: the agent makes them."""
-    node = simd_chain._init(name, chain_id)  # the fixture's own home recipe: ports, 250 ms blocks, loopback peers
+    node = simd_chain._init(name, chain_id, "127.0.0.1", None)  # the fixture's home recipe: ports, 250 ms blocks
     for relative in KEY_FILES:
         (node.home / relative).unlink()
     return node

@@ -7,6 +7,7 @@ pin the bookkeeping without the binaries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from decimal import Decimal
@@ -20,6 +21,7 @@ from agent.chain.cosmos.gentx import check_signature, verify_gentx
 from agent.chain.crypto import bech32
 from agent.models import TaskError, TaskType
 from agent.models.settings import AgentSettings
+from tests.chain.test_fork_stream import _synthetic_export
 from tests.fixtures.ceremony import ValidatorPod, new_pod, seid_init_genesis
 
 EXPORT = Path(__file__).parents[1] / "chain" / "data" / "simd-v0.45.16-export.json"
@@ -140,3 +142,32 @@ async def test_sei_rule_keeps_account_number_zero_on_a_fork(
     assert result["validators"] == 3
     for tx in pods[0].genesis()["app_state"]["genutil"]["gen_txs"]:
         verify_gentx(tx, FORK_CHAIN, COSMOS)  # account number 0
+
+
+async def test_cancelling_a_fork_mid_rewrite_stops_it_and_leaves_nothing(
+    tmp_path: Path, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str
+) -> None:
+    pods = await fork_pods(tmp_path, s3_settings, s3_admin, s3_bucket, numbered=True)
+    big = tmp_path / "big-export.json"
+    _synthetic_export(big, 30_000)  # seconds of streaming work, cancelled within a few thousand events
+    s3_admin.put_object(Bucket=s3_bucket, Key=f"{SOURCE}/exported-state.json", Body=big.read_bytes())
+    before = pods[0].genesis_path.read_bytes()
+
+    task = asyncio.ensure_future(pods[0].run(TaskType.ASSEMBLE_GENESIS_FORK, FORK_PARAMS))
+    while not any("rewriting" in report.message for report in pods[0].runner.progress):
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert pods[0].genesis_path.read_bytes() == before
+    leftovers = [path.name for path in (pods[0].home / "config").iterdir() if path.name.startswith(".")]
+    assert leftovers == []  # neither the downloaded export nor a half-written genesis
+    assert not any(
+        key.startswith(f"{FORK_CHAIN}/") and key.endswith("genesis.json") for key in _keys(s3_admin, s3_bucket)
+    )
+
+
+def _keys(s3_admin: Any, bucket: str) -> list[str]:
+    return [item["Key"] for item in s3_admin.list_objects_v2(Bucket=bucket).get("Contents", [])]

@@ -16,7 +16,6 @@ bytes on disk (and later uploaded) is known without holding a second serialized 
 from __future__ import annotations
 
 import base64
-import copy
 import decimal
 import hashlib
 import json
@@ -148,6 +147,17 @@ def balance_of(document: Document, address: str) -> CoinMap | None:
     return None
 
 
+def new_account_entry(address: str, number: int) -> dict[str, Any]:
+    """A fresh `BaseAccount` as genesis lists it (no public key yet, sequence 0)."""
+    return {
+        "@type": BASE_ACCOUNT_TYPE,
+        "address": address,
+        "pub_key": None,
+        "account_number": str(number),
+        "sequence": "0",
+    }
+
+
 def add_account(document: Document, address: str, coins: CoinMap) -> bool:
     """Add a BaseAccount and its balance (and grow a non-empty `supply` by the same coins). False if present.
 
@@ -162,15 +172,7 @@ def add_account(document: Document, address: str, coins: CoinMap) -> bool:
     added = False
     if address not in account_addresses(document):
         next_number = max((_account_number(entry) for entry in accounts), default=-1) + 1
-        accounts.append(
-            {
-                "@type": BASE_ACCOUNT_TYPE,
-                "address": address,
-                "pub_key": None,
-                "account_number": str(next_number),
-                "sequence": "0",
-            }
-        )
+        accounts.append(new_account_entry(address, next_number))
         accounts.sort(key=_account_number)
         added = True
     if balance_of(document, address) is None:
@@ -261,7 +263,7 @@ def validator_entry(consensus_public_key: bytes, self_delegation: int, name: str
     }
 
 
-_STRIPPED_STATE: dict[str, dict[str, Any]] = {
+STRIPPED_STATE: dict[str, dict[str, Any]] = {
     "staking": {
         "validators": [],
         "delegations": [],
@@ -286,24 +288,6 @@ _STRIPPED_STATE: dict[str, dict[str, Any]] = {
 }
 
 
-def strip_validator_state(document: Document) -> list[str]:
-    """Remove the source chain's validator set from app_state (seictl's fork strip); returns the modules touched.
-
-    Only the listed keys are reset; params, pools and everything else stay. A module the export lacks is skipped,
-    not created. Bank balances of the bonded / not-bonded pools and of distribution are *not* touched: see
-    docs/tasks/assemble-genesis-fork.md for why that can make InitChain fail.
-    """
-    touched = []
-    for name, cleared in _STRIPPED_STATE.items():
-        module = _module(document, name, create=False)
-        if module is None:
-            continue
-        for key, value in cleared.items():
-            module[key] = copy.deepcopy(value)
-        touched.append(name)
-    return touched
-
-
 BONDED_POOL = "bonded_tokens_pool"
 NOT_BONDED_POOL = "not_bonded_tokens_pool"
 DISTRIBUTION = "distribution"
@@ -313,16 +297,6 @@ _DEC_PRECISION = 18
 def module_address_bytes(name: str) -> bytes:
     """A module account's address: SHA-256(name)[:20] (`authtypes.NewModuleAddress`), under any prefix."""
     return hashlib.sha256(name.encode()).digest()[:20]
-
-
-def _balance_index(balances: list[Any], address: bytes) -> int | None:
-    for index, entry in enumerate(balances):
-        try:
-            if isinstance(entry, dict) and bech32.decode(str(entry.get("address", "")))[1] == address:
-                return index
-        except bech32.Bech32Error:
-            continue
-    return None
 
 
 def _dec_coins(entries: object, where: str) -> dict[str, decimal.Decimal]:
@@ -344,59 +318,43 @@ def _dec_coins_to_json(coins: dict[str, decimal.Decimal]) -> list[dict[str, str]
     ]
 
 
-def settle_stripped_stake(document: Document, account_prefix: str) -> dict[str, CoinMap]:
-    """After `strip_validator_state`: move what the old validator set held into the community pool.
+@dataclass(frozen=True)
+class Settlement:
+    """How a fork settles what the removed validator set held (see `settle_stripped_stake`)."""
+
+    moved: CoinMap
+    """Taken from the bonded and not-bonded pools into the community pool."""
+    burned: CoinMap
+    """Taken from the pools and removed from supply (only without a distribution module)."""
+    distribution_balance: CoinMap | None
+    """The distribution module account's new balance (None without a distribution module)."""
+    community_pool: list[dict[str, str]] | None
+    """`distribution.fee_pool.community_pool`'s new value (None without a distribution module)."""
+
+
+def settle_stripped_stake(
+    pools: CoinMap, distribution_balance: CoinMap, community_pool: object, has_distribution: bool
+) -> Settlement:
+    """After the fork strips the old validator set: move what it held into the community pool.
 
     Staking's InitGenesis requires the bonded and not-bonded pools to hold exactly the tokens of the genesis
     validators and unbonding entries (none after the strip; the new validators bond through their gentxs later), and
     distribution's requires its module account to hold exactly the community pool plus the outstanding rewards (none
-    after the strip). So the pools' balances (old stake, bonded and unbonding) and the distribution account's
-    excess (old validators' unclaimed rewards and commission) go to the community pool: the distribution account
-    gets the coins and `fee_pool.community_pool` grows until its whole part equals that balance. Supply is unchanged
-    and the coins stay recoverable by governance (a community-pool spend). Without a distribution module the
-    pools' coins are burned instead (removed from the balances and the supply).
-
-    Returns `{"moved": coins taken from the pools, "burned": coins removed from supply}` for the task's result.
+    after the strip). So the pools' balances (`pools`: old stake, bonded and unbonding) go to the distribution
+    account, and the community pool grows until its whole part equals that account's balance, which also absorbs
+    the old validators' unclaimed rewards and commission. Supply is unchanged, and governance can return the coins
+    (a community-pool spend). Without a distribution module the pools' coins are burned instead.
     """
-    bank = _module(document, "bank", create=False)
-    if bank is None:
-        return {"moved": {}, "burned": {}}
-    balances = _list(bank, "balances", "app_state.bank")
-    moved: CoinMap = {}
-    for pool_name in (BONDED_POOL, NOT_BONDED_POOL):
-        index = _balance_index(balances, module_address_bytes(pool_name))
-        if index is not None:
-            entry = balances.pop(index)
-            where = f"app_state.bank.balances (the {pool_name} account)"
-            moved = coin_lists.add(moved, coin_lists.coins_from_json(entry.get("coins", []), where))
-    distribution = _module(document, "distribution", create=False)
-    if distribution is None:
-        if moved:
-            supply = coin_lists.coins_from_json(bank.get("supply") or [], "app_state.bank.supply")
-            if bank.get("supply"):
-                bank["supply"] = coin_lists.coins_to_json({d: a - moved.get(d, 0) for d, a in supply.items()})
-        return {"moved": {}, "burned": moved}
-    address = module_address_bytes(DISTRIBUTION)
-    index = _balance_index(balances, address)
-    if index is None:
-        balances.append({"address": bech32.encode(account_prefix, address), "coins": []})
-        balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))
-        index = _balance_index(balances, address)
-        assert index is not None
-    entry = balances[index]
-    held = coin_lists.add(coin_lists.coins_from_json(entry.get("coins", []), "app_state.bank.balances"), moved)
-    entry["coins"] = coin_lists.coins_to_json(held)
-    fee_pool = distribution.setdefault("fee_pool", {})
-    if not isinstance(fee_pool, dict):
-        raise GenesisInvalid("app_state.distribution.fee_pool is not an object")
+    if not has_distribution:
+        return Settlement({}, dict(pools), None, None)
+    held = coin_lists.add(distribution_balance, pools)
     with decimal.localcontext() as context:
         context.prec = 200  # exact: amounts are up to ~80 digits, plus 18 decimals
-        pool = _dec_coins(fee_pool.get("community_pool") or [], "app_state.distribution.fee_pool.community_pool")
+        pool = _dec_coins(community_pool or [], "app_state.distribution.fee_pool.community_pool")
         for denom, amount in held.items():
             current = pool.get(denom, decimal.Decimal(0))
-            pool[denom] = current + (amount - int(current))  # whole part becomes the account's balance
+            pool[denom] = current + (amount - int(current))  # the whole part becomes the account's balance
         for denom in list(pool):
             if denom not in held:
                 pool[denom] = pool[denom] - int(pool[denom])  # no coins held: only a fraction may remain
-        fee_pool["community_pool"] = _dec_coins_to_json(pool)
-    return {"moved": moved, "burned": {}}
+        return Settlement(dict(pools), {}, held, _dec_coins_to_json(pool))
