@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import ijson  # type: ignore[import-untyped]
+import ijson
 
 from agent.chain.cosmos import artifacts
 from agent.io.s3 import READ_CHUNK
