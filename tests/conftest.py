@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.s3",
+    "tests.fixtures.versitygw",
     "tests.fixtures.ceremony",
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",

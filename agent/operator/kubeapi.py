@@ -13,15 +13,16 @@ import json
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 import kopf
-from kubernetes import client as k8s_client  # type: ignore[import-untyped]
-from kubernetes import config as k8s_config
 
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -97,6 +98,10 @@ def load_connection(kubeconfig: str | None = None, *, namespace: str | None = No
     Loads into a private `Configuration`, never the library's global default, so several agents (tests, benchmarks)
     can live in one process.
     """
+    # Imported here, not with the module: `agent crd` and local mode never load the kubernetes package.
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
     configuration = k8s_client.Configuration()
     if kubeconfig:
         k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)

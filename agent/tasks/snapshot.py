@@ -190,6 +190,11 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _remove_trees(*paths: Path) -> None:
+    for path in paths:
+        _remove_tree(path)
+
+
 def _swap_into_place(staging: Path, target: Path) -> None:
     """Move the (already durable) staged tree to `target`, replacing what was there as a whole."""
     replaced = target.parent / REPLACED
@@ -223,7 +228,7 @@ def _download_and_extract(
     def report(done: int, total: int | None) -> None:
         progress(done, total)
 
-    with s3.open_reader(bucket, snapshot.info.key, cancel=cancel, progress=report) as reader:
+    with s3.open_parallel_reader(bucket, snapshot.info.key, cancel=cancel, progress=report) as reader:
         source: Any = _HashingReader(reader, hasher) if hasher else reader
         summary = extract_stream(source, staging, max_total_bytes=budget, skip_names=PROTECTED_NAMES, cancel=cancel)
     return summary, hasher.hexdigest() if hasher else ""
@@ -255,8 +260,9 @@ async def snapshot_restore(params: SnapshotRestoreParams, ctx: TaskContext) -> d
     key_url = s3_url(bucket, snapshot.info.key)
     with _restore_lock(data_dir):
         staging = data_dir / STAGING
-        for leftover in (staging, data_dir / REPLACED):  # from a run that crashed; nothing else uses these names
-            _remove_tree(leftover)
+        # Leftovers of a run that crashed (nothing else uses these names): a whole snapshot tree can take minutes to
+        # delete, so off the event loop; run_blocking, so a cancel waits for the removal before the lock is released.
+        await run_blocking(lambda _: _remove_trees(staging, data_dir / REPLACED))
         free = _check_free_space(data_dir, snapshot.info.size, params.disk_safety_factor)
         staging.mkdir()
         ctx.progress(0, snapshot.info.size, "bytes", f"restoring {key_url}")
