@@ -236,8 +236,9 @@ def main() -> None:
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="snapshot-bench-", dir="/var/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint, stop_server = start_server(options.server, workdir)
+    # rclone's S3 SDK cannot combine a custom CA bundle with its HTTP transport; the endpoint is plain HTTP anyway.
     rclone_env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"},
         "RCLONE_CONFIG_BENCH_TYPE": "s3",
         "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
         "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint,
@@ -248,7 +249,10 @@ def main() -> None:
     }
     rows: list[dict[str, Any]] = []
     try:
-        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+        from botocore.config import Config
+
+        # SigV4 presigned URLs: a real S3 server refuses the legacy V2 form botocore presigns by default.
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint, config=Config(signature_version="s3v4"))
         for _ in range(100):
             try:
                 s3.list_buckets()

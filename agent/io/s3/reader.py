@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from agent.models import TaskError
@@ -29,10 +29,12 @@ READ_CHUNK = 1 * MiB
 RESUME_ATTEMPTS = 5
 RESUME_CREDIT = 8 * MiB
 """Bytes a resumed stream must deliver before its failures stop counting against `resume_attempts`."""
-RANGE_SIZE = 8 * MiB
-"""Bytes per ranged GET of `ParallelObjectReader` (large enough that per-request latency is noise)."""
+RANGE_SIZE = 64 * MiB
+"""Bytes per ranged GET of `ParallelObjectReader` (large enough that a request's fixed cost is noise)."""
 PARALLEL_RANGES = 4
 """Ranged GETs in flight at once for one `ParallelObjectReader`."""
+RANGE_BUFFER = 4
+"""Chunks (of `READ_CHUNK`) a range fetch may hold before it waits for the reader."""
 
 
 class S3ObjectReader(io.RawIOBase):
@@ -156,6 +158,16 @@ class S3ObjectReader(io.RawIOBase):
         super().close()
 
 
+class _RangeStream:
+    """One range being fetched: its chunks in order, `None` at its end, at most `RANGE_BUFFER` chunks held."""
+
+    def __init__(self, start: int, end: int):
+        self.start = start
+        self.end = end
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=RANGE_BUFFER)
+        self.future: Future[None] | None = None
+
+
 class ParallelObjectReader(io.RawIOBase):
     """A blocking, forward-only file object over one S3 object, fetched as consecutive ranges by several GETs at once.
 
@@ -163,8 +175,12 @@ class ParallelObjectReader(io.RawIOBase):
     50-100 MB/s per connection); `connections` ranged GETs in flight multiply that, and reading the socket releases
     the GIL, so the download overlaps the caller's work (hashing, decompression, writing). The object's size and ETag
     come from a HEAD; every range is an `S3ObjectReader` pinned by `If-Match` to that ETag, with its own resumes, so a
-    replaced object fails with `S3ObjectChanged` instead of being spliced. Ranges are handed out in order; memory is
-    bounded by `connections + 1` ranges, whatever the object's size.
+    replaced object fails with `S3ObjectChanged` instead of being spliced.
+
+    Ranges are large (`range_size`, 64 MiB: a GET has a fixed cost of tens of milliseconds on a busy machine, which
+    8 MiB ranges pay eight times as often) and streamed: each range's fetch hands its chunks over through a queue of
+    at most `RANGE_BUFFER` chunks and waits (holding its connection) while the reader is busy with earlier ranges.
+    Memory is bounded by `connections x RANGE_BUFFER` chunks, whatever the object's or the range's size.
     """
 
     def __init__(
@@ -188,8 +204,8 @@ class ParallelObjectReader(io.RawIOBase):
         self._connections = connections
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[list[bytes]]] = deque()
-        self._chunks: deque[bytes] = deque()
+        self._ranges: deque[_RangeStream] = deque()
+        self._current = b""
         self._next_start = 0
         self.size = 0
         self.etag = ""
@@ -210,54 +226,69 @@ class ParallelObjectReader(io.RawIOBase):
 
     def _schedule(self) -> None:
         assert self._pool is not None
-        while len(self._pending) < self._connections and self._next_start < self.size:
-            end = min(self._next_start + self._range_size, self.size)
-            self._pending.append(self._pool.submit(self._fetch, self._next_start, end))
-            self._next_start = end
+        while len(self._ranges) < self._connections and self._next_start < self.size:
+            stream = _RangeStream(self._next_start, min(self._next_start + self._range_size, self.size))
+            stream.future = self._pool.submit(self._fetch, stream)
+            self._ranges.append(stream)
+            self._next_start = stream.end
 
-    def _fetch(self, start: int, end: int) -> list[bytes]:
+    def _fetch(self, stream: _RangeStream) -> None:
         reader = S3ObjectReader(
-            self._s3, self.bucket, self.key, cancel=self._stop, byte_range=(start, end), size=self.size, etag=self.etag
+            self._s3,
+            self.bucket,
+            self.key,
+            cancel=self._stop,
+            byte_range=(stream.start, stream.end),
+            size=self.size,
+            etag=self.etag,
         )
-        chunks: list[bytes] = []
         with reader:
             reader.open()
             while chunk := reader.read(READ_CHUNK):
-                chunks.append(chunk)
-        return chunks
+                self._hand_over(stream, chunk)
+        self._hand_over(stream, None)
 
-    def _next_range(self) -> bool:
-        """Move the next range's chunks into `_chunks`; False at the end of the object."""
-        if not self._pending:
-            return False
-        head = self._pending[0]
+    def _hand_over(self, stream: _RangeStream, chunk: bytes | None) -> None:
         while True:
+            check_cancel(self._stop)
+            try:
+                stream.chunks.put(chunk, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next_chunk(self) -> bytes:
+        """The next chunk of the object in order; empty at its end."""
+        while self._ranges:
+            head = self._ranges[0]
             if self._cancel is not None and self._cancel.is_set():
                 self._stop.set()
                 raise OperationCancelled()
             try:
-                chunks = head.result(timeout=0.2)
-                break
-            except FutureTimeout:
+                chunk = head.chunks.get(timeout=0.1)
+            except queue.Empty:
+                assert head.future is not None
+                if head.future.done() and head.chunks.empty():
+                    head.future.result()  # the fetch failed: raise its error
+                    raise RuntimeError(f"range {head.start}-{head.end} of {self.key} ended without its end") from None
                 continue
-        self._pending.popleft()
-        self._chunks.extend(chunks)
-        self._schedule()
-        return True
+            if chunk is not None:
+                return chunk
+            self._ranges.popleft()
+            self._schedule()
+        return b""
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(READ_CHUNK), b""))
         check_cancel(self._cancel)
-        while not self._chunks:
-            if size == 0 or not self._next_range():
-                return b""
-        chunk = self._chunks.popleft()
-        if len(chunk) > size:
-            chunk, rest = chunk[:size], chunk[size:]
-            self._chunks.appendleft(rest)
+        if size == 0:
+            return b""
+        if not self._current:
+            self._current = self._next_chunk()
+        chunk, self._current = self._current[:size], self._current[size:]
         self.position += len(chunk)
-        if self._progress is not None:
+        if self._progress is not None and chunk:
             self._progress(self.position, self.size)
         return chunk
 
@@ -271,15 +302,13 @@ class ParallelObjectReader(io.RawIOBase):
         """Stop the range fetches and wait for their threads (nothing keeps reading after close)."""
         self._stop.set()
         if self._pool is not None:
-            for future in self._pending:
-                future.cancel()
-            self._pool.shutdown(wait=True)
-            for future in self._pending:  # failures after the reader was abandoned are not news
-                if not future.cancelled():
-                    future.exception()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            for stream in self._ranges:  # failures after the reader was abandoned are not news
+                if stream.future is not None and not stream.future.cancelled():
+                    stream.future.exception()
             self._pool = None
-        self._pending.clear()
-        self._chunks.clear()
+        self._ranges.clear()
+        self._current = b""
         super().close()
 
 
