@@ -1,6 +1,6 @@
 """An idle agent loads only what it needs to watch and serve: the heavy libraries a task uses (boto3/botocore for S3
-and EC2, the kubernetes package, compression codecs, secp256k1) are imported when a task runs, not at start-up
-(docs/benchmarks.md, idle memory). Checked in a fresh interpreter, by module names, not by timing."""
+and EC2, the kubernetes package, compression codecs, secp256k1 and ed25519) are imported when a task runs, not at
+start-up (docs/benchmarks.md, idle memory). Checked in a fresh interpreter, by module names, not by timing."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import sys
 
 import pytest
 
-HEAVY = ("boto3", "botocore", "kubernetes", "zstandard", "lz4", "coincurve")
+HEAVY = ("boto3", "botocore", "kubernetes", "zstandard", "lz4", "coincurve", "cryptography")
 
 START_UP = {
     "cli": "import agent.cli.main",
     "engine and every task handler": "import agent.engine; import agent.tasks; agent.tasks.default_registry()",
     "server and store": "import agent.server.app; import agent.store.sqlite",
+    "operator": "import agent.operator.run",
 }
 
 
