@@ -3,7 +3,7 @@
 #   versitygw  github.com/versity/versitygw, `go install` from the Go module proxy; serves a POSIX directory over
 #              the S3 API with AWS SigV4 auth, strict checksums and real multipart semantics (stricter than moto)
 # Prints the cache directory on stdout (last line). Idempotent: a warm cache costs nothing.
-# Measured on 2 cores, cold: ~7 min (docs/benchmarks.md).
+# Measured cold: 534 s on 2 cores shared with other builds (docs/benchmarks.md).
 set -euo pipefail
 
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-1.8.0}

@@ -1,4 +1,5 @@
-"""agent.io.s3 against moto's HTTP server through boto3, with faults injected by a real HTTP proxy."""
+"""agent.io.s3 against moto's HTTP server (and versitygw where marked) through boto3, with faults injected by a real
+HTTP proxy."""
 
 from __future__ import annotations
 
