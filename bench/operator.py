@@ -343,12 +343,16 @@ def idle_memory(cluster: KubeCluster, ns: KubeNamespace, factory: AgentFactory, 
     return rows
 
 
-def restart(cluster: KubeCluster, ns: KubeNamespace, factory: AgentFactory, chain_url: str, tasks: int) -> list[Any]:
+def restart(
+    cluster: KubeCluster, ns: KubeNamespace, factory: AgentFactory, chain_url: str, tasks: int, concurrency: int
+) -> list[Any]:
     """`tasks` unfinished tasks (await-condition on a height the chain never reaches) in one agent's store; the
     agent is killed (SIGKILL) and started again. Measures, from the new process's start, when it serves and when
     every status says it resumed the task (`status.resumes` 1)."""
     pod = factory.pod("restart-0")
     pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain_url})
+    if concurrency:
+        pod.extra_env["NODETASK_STATUS_CONCURRENCY"] = str(concurrency)
     agent = InClusterAgent(pod, shipped=True)
     factory.started.append(agent)
     agent.start()
@@ -419,6 +423,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--memory-tasks", type=int, default=500)
     parser.add_argument("--restart-tasks", type=int, default=1000)
+    parser.add_argument("--restart-status-concurrency", type=int, default=0, help="NODETASK_STATUS_CONCURRENCY")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(","))) or {"latency", "throughput", "memory", "restart"}
 
@@ -452,7 +457,9 @@ def main() -> None:
             factory = AgentFactory(ns, ns.tmp)
             try:
                 with FakeCometBFT() as chain:
-                    restarted = restart(cluster, ns, factory, chain.url, args.restart_tasks)
+                    restarted = restart(
+                        cluster, ns, factory, chain.url, args.restart_tasks, args.restart_status_concurrency
+                    )
             finally:
                 factory.stop_all()
             print("\n#### Restart with unfinished tasks (SIGKILL, start again)\n")
@@ -481,6 +488,8 @@ def main() -> None:
         for label, values in lat.items():
             p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
             print(f"| {label} | {p50:.1f} | {p99:.1f} | {max(values) * 1000:.1f} |")
+        if "throughput" not in only:
+            return
 
         runs = [("server-side field selector", {})]
         if not args.skip_filtered:
