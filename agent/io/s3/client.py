@@ -36,6 +36,11 @@ class ObjectInfo:
 
 
 _SESSION_LOCK = threading.Lock()
+_SESSION: Any = None
+"""One boto3 session for the process, created with the first client: a session caches the service models it loads
+(the S3 model and endpoint rules take 0.1-1 s to load and parse), so every later task's client costs milliseconds.
+Credentials resolve once per session, as in any long-running AWS SDK process; temporary ones (IRSA / Pod Identity,
+instance profiles) refresh themselves."""
 
 
 class S3Client:
@@ -89,7 +94,10 @@ class S3Client:
                         request_checksum_calculation="when_required" if custom else "when_supported",
                         response_checksum_validation="when_required" if custom else "when_supported",
                     )
-                    self._client = boto3.session.Session().client(
+                    global _SESSION
+                    if _SESSION is None:
+                        _SESSION = boto3.session.Session()
+                    self._client = _SESSION.client(
                         "s3",
                         region_name=self.region or None,
                         endpoint_url=self.endpoint_url or None,
