@@ -19,7 +19,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +41,7 @@ from tests.fixtures.kube import KubeCluster, KubeNamespace, install_crd, require
 from tests.operator.agents import AgentFactory, AgentPod, ProcessAgent
 from tests.operator.kit import nodetask
 
+ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The agents run with the production intervals, not the tests' short ones.
 PRODUCTION_INTERVALS = {
@@ -195,7 +199,9 @@ async def throughput(
         wall = max(succeeded.values()) - started
         cpu = [cpu_seconds(pid) - cpu_before[pid] for pid in pids]
     throttled = sum(patch_errors(agent, "429") for agent in agents)
+    writes = sum(agent_metric(agent, "nodetask_status_patches_total") for agent in agents)
     return {
+        "status writes per task (mean)": writes / tasks,
         "create all (s)": created,
         "wall to all Succeeded (s)": wall,
         "CPU per agent mean (s)": statistics.mean(cpu),
@@ -203,6 +209,16 @@ async def throughput(
         "CPU all agents (s)": sum(cpu),
         "status patches refused 429, retried": throttled,
     }
+
+
+def agent_metric(agent: ProcessAgent, name: str) -> float:
+    """An unlabelled counter or gauge from the agent's /metrics."""
+    _, text = agent.pod.http("/metrics")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return 0.0
 
 
 def patch_errors(agent: ProcessAgent, cause: str) -> float:
@@ -213,6 +229,165 @@ def patch_errors(agent: ProcessAgent, cause: str) -> float:
             if sample.name == "nodetask_status_patch_errors_total" and sample.labels.get("cause") == cause:
                 return float(sample.value)
     return 0.0
+
+
+# ------------------------------------------------------------------------------------------- memory, restart
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, MiB (VmRSS, VmHWM)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, amount, _ = line.split()
+            values[key] = int(amount) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+class InClusterAgent(ProcessAgent):
+    """`python -m agent.operator run` as in a pod: no kubeconfig, credentials from a ServiceAccount directory (the
+    bound token of the pod's kubeconfig, the cluster CA) and KUBERNETES_SERVICE_HOST/PORT, like a kubelet gives."""
+
+    def start(self, *, wait: bool = True) -> ProcessAgent:
+        document = yaml.safe_load(self.pod.kubeconfig.read_text())
+        directory = self.pod.home.parent / "serviceaccount"
+        directory.mkdir(exist_ok=True)
+        (directory / "token").write_text(document["users"][0]["user"]["token"])
+        shutil.copy(self.pod.ns.cluster.pki.ca_cert, directory / "ca.crt")
+        launcher = (
+            "import sys, agent.operator.kubeapi as kubeapi\n"
+            f"kubeapi.SERVICE_ACCOUNT_DIR = {str(directory)!r}\n"
+            "from agent.operator.__main__ import main\n"
+            "sys.exit(main(['run']))\n"
+        )
+        env = {
+            **os.environ,
+            **self.pod.env(),
+            "PYTHONUNBUFFERED": "1",
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(self.pod.ns.cluster.api_port),
+        }
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", launcher],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            deadline = time.monotonic() + 120
+            while not self.pod.serving():
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"agent {self.pod.name} did not start:\n{self.tail()}")
+                time.sleep(0.1)
+        return self
+
+
+async def wait_phases(cluster: KubeCluster, ns: KubeNamespace, names: set[str], phase: str, timeout: float) -> float:
+    """Seconds until every object in `names` has `phase` (observed through a watch)."""
+    connection = load_connection(str(cluster.kubeconfig))
+    seen: set[str] = set()
+    done = asyncio.Event()
+
+    def record(kind: str, obj: dict[str, Any], at: float) -> None:
+        if (obj.get("status") or {}).get("phase") == phase and obj["metadata"]["name"] in names:
+            seen.add(obj["metadata"]["name"])
+            if seen >= names:
+                done.set()
+
+    started = time.monotonic()
+    async with Watch(connection, ns.name, record):
+        await asyncio.wait_for(done.wait(), timeout)
+    return time.monotonic() - started
+
+
+async def create_all(cluster: KubeCluster, ns: KubeNamespace, manifests: list[dict[str, Any]]) -> None:
+    connection = load_connection(str(cluster.kubeconfig))
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for manifest in manifests:
+        queue.put_nowait(manifest)
+    async with KubeApi(connection) as api:
+
+        async def creator() -> None:
+            while not queue.empty():
+                await create(api, ns.name, queue.get_nowait())
+
+        await asyncio.gather(*(creator() for _ in range(16)))
+
+
+def idle_memory(cluster: KubeCluster, ns: KubeNamespace, factory: AgentFactory, idle: float, tasks: int) -> list[Any]:
+    """RSS of one agent process: in-cluster credentials (as in a pod) and, for comparison, a kubeconfig (which loads
+    the kubernetes library to read it). Sampled when serving, after `idle` seconds, and after `tasks` tasks."""
+    rows = []
+    for label, kind in (("in-cluster ServiceAccount (as in a pod)", InClusterAgent), ("kubeconfig", ProcessAgent)):
+        pod = factory.pod(f"idle-{len(rows)}")
+        pod.extra_env.update(PRODUCTION_INTERVALS)
+        agent = kind(pod, shipped=True)
+        factory.started.append(agent)
+        agent.start()
+        assert agent.process is not None
+        pid = agent.process.pid
+        serving = rss_mib(pid)
+        time.sleep(idle)
+        idle_rss = rss_mib(pid)
+        names = {f"{pod.name}-t-{n:04d}" for n in range(tasks)}
+        asyncio.run(create_all(cluster, ns, [nodetask(name, pod.name, "mark-ready") for name in sorted(names)]))
+        asyncio.run(wait_phases(cluster, ns, names, "Succeeded", 600))
+        time.sleep(5)
+        after = rss_mib(pid)
+        writes = agent_metric(agent, "nodetask_status_patches_total")
+        rows.append((label, serving, idle_rss, after, writes / tasks))
+        agent.stop()
+    return rows
+
+
+def restart(
+    cluster: KubeCluster, ns: KubeNamespace, factory: AgentFactory, chain_url: str, tasks: int, concurrency: int
+) -> list[Any]:
+    """`tasks` unfinished tasks (await-condition on a height the chain never reaches) in one agent's store; the
+    agent is killed (SIGKILL) and started again. Measures, from the new process's start, when it serves and when
+    every status says it resumed the task (`status.resumes` 1)."""
+    pod = factory.pod("restart-0")
+    pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain_url})
+    if concurrency:
+        pod.extra_env["NODETASK_STATUS_CONCURRENCY"] = str(concurrency)
+    agent = InClusterAgent(pod, shipped=True)
+    factory.started.append(agent)
+    agent.start()
+    names = {f"r-{n:04d}" for n in range(tasks)}
+    params = {"condition": "height", "targetHeight": 10**9, "pollIntervalSeconds": 60}
+    asyncio.run(
+        create_all(cluster, ns, [nodetask(name, pod.name, "await-condition", params) for name in sorted(names)])
+    )
+    asyncio.run(wait_phases(cluster, ns, names, "Running", 600))
+    time.sleep(6)  # let the store settle (progress interval)
+    agent.kill()
+    connection = load_connection(str(cluster.kubeconfig))
+    resumed: dict[str, float] = {}
+    done = asyncio.Event()
+
+    def record(kind: str, obj: dict[str, Any], at: float) -> None:
+        status = obj.get("status") or {}
+        if obj["metadata"]["name"] in names and int(status.get("resumes") or 0) >= 1:
+            resumed.setdefault(obj["metadata"]["name"], at)
+            if len(resumed) == len(names):
+                done.set()
+
+    async def measure() -> tuple[float, float]:
+        async with Watch(connection, ns.name, record):
+            started = time.monotonic()
+            agent.start(wait=False)
+            while not pod.serving():
+                await asyncio.sleep(0.02)
+            serving = time.monotonic() - started
+            await asyncio.wait_for(done.wait(), 600)
+            return serving, max(resumed.values()) - started
+
+    serving, all_resumed = asyncio.run(measure())
+    agent.stop()
+    return [(tasks, serving, all_resumed)]
 
 
 def start_agents(factory: AgentFactory, count: int, extra_env: dict[str, str]) -> list[ProcessAgent]:
@@ -231,13 +406,26 @@ def start_agents(factory: AgentFactory, count: int, extra_env: dict[str, str]) -
     return agents
 
 
+def namespace_for(cluster: KubeCluster, workdir: Path, name: str) -> KubeNamespace:
+    cluster.kubectl("create", "namespace", name)
+    ns = KubeNamespace(cluster, name, workdir / name)
+    ns.tmp.mkdir(parents=True)
+    return ns
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--skip-filtered", action="store_true", help="skip the client-side filtering run")
+    parser.add_argument("--only", default="", help="comma separated: latency, throughput, memory, restart")
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--memory-tasks", type=int, default=500)
+    parser.add_argument("--restart-tasks", type=int, default=1000)
+    parser.add_argument("--restart-status-concurrency", type=int, default=0, help="NODETASK_STATUS_CONCURRENCY")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(","))) or {"latency", "throughput", "memory", "restart"}
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
     cluster = KubeCluster(require_tools(), workdir / "kube")
@@ -245,6 +433,42 @@ def main() -> None:
     try:
         install_crd(cluster)
         print(f"control plane ready in {cluster.startup_seconds:.1f}s", file=sys.stderr)
+
+        print(f"load average at start: {os.getloadavg()}", file=sys.stderr)
+        if "memory" in only:
+            ns = namespace_for(cluster, workdir, "bench-memory")
+            factory = AgentFactory(ns, ns.tmp)
+            try:
+                memory = idle_memory(cluster, ns, factory, args.idle_seconds, args.memory_tasks)
+            finally:
+                factory.stop_all()
+            print(f"\n#### Agent memory (RSS), idle {args.idle_seconds:.0f} s then {args.memory_tasks} tasks\n")
+            print(
+                "| credentials | serving (MiB) | idle (MiB) | after tasks (MiB) | peak (MiB) | status writes per task |"
+            )
+            print("|---|---:|---:|---:|---:|---:|")
+            for label, serving, idle_rss, after, writes in memory:
+                print(
+                    f"| {label} | {serving[0]:.1f} | {idle_rss[0]:.1f} | {after[0]:.1f} | {after[1]:.1f} "
+                    f"| {writes:.2f} |"
+                )
+        if "restart" in only:
+            ns = namespace_for(cluster, workdir, "bench-restart")
+            factory = AgentFactory(ns, ns.tmp)
+            try:
+                with FakeCometBFT() as chain:
+                    restarted = restart(
+                        cluster, ns, factory, chain.url, args.restart_tasks, args.restart_status_concurrency
+                    )
+            finally:
+                factory.stop_all()
+            print("\n#### Restart with unfinished tasks (SIGKILL, start again)\n")
+            print("| unfinished tasks | start -> serving (s) | start -> every status resumed (s) |")
+            print("|---:|---:|---:|")
+            for count, serving, all_resumed in restarted:
+                print(f"| {count} | {serving:.2f} | {all_resumed:.2f} |")
+        if not only & {"latency", "throughput"}:
+            return
 
         namespace = "bench-latency"
         cluster.kubectl("create", "namespace", namespace)
@@ -264,6 +488,8 @@ def main() -> None:
         for label, values in lat.items():
             p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
             print(f"| {label} | {p50:.1f} | {p99:.1f} | {max(values) * 1000:.1f} |")
+        if "throughput" not in only:
+            return
 
         runs = [("server-side field selector", {})]
         if not args.skip_filtered:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need, then runs every check and every test tier this machine can
-# run. With CI=true the real kube-apiserver, real chain (cometbft, simd) and image (buildah, podman) tiers are
-# required: a failed build or install fails the run instead of skipping it.
+# run. With CI=true the real kube-apiserver, real chain (cometbft, simd), real S3 server (versitygw) and image
+# (buildah, podman) tiers are required: a failed build or install fails the run instead of skipping it.
 # Extra arguments go to pytest (for example: scripts/test.sh tests/engine -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,14 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 else
   echo "scripts/test.sh: real chain tier unavailable on this machine; its tests will be skipped" >&2
+fi
+if s3_dir=$(scripts/s3-tools.sh); then
+  export NODETASK_S3_CACHE="$s3_dir"
+elif [ "${CI:-}" = "true" ]; then
+  echo "scripts/test.sh: building the real S3 server (versitygw) failed and CI=true requires it" >&2
+  exit 1
+else
+  echo "scripts/test.sh: versitygw unavailable on this machine; the S3 tests run on moto only" >&2
 fi
 if ! scripts/image-tools.sh; then
   if [ "${CI:-}" = "true" ]; then

@@ -11,6 +11,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.s3",
+    "tests.fixtures.versitygw",
     "tests.fixtures.ceremony",
     "tests.fixtures.kube",
     "tests.fixtures.faultproxy",

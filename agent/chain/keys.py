@@ -28,13 +28,13 @@ import binascii
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from typing import TYPE_CHECKING, Any
 
 from agent.io.files import write_once
 from agent.models import TaskError
+
+if TYPE_CHECKING:  # cryptography is imported when a key is made or read: an idle agent does not carry it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "PRIV_KEY_TYPE",
@@ -98,6 +98,8 @@ class Ed25519Key:
     __slots__ = ("_private", "public_key")
 
     def __init__(self, private: Ed25519PrivateKey):
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         self._private = private
         self.public_key: bytes = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         """The 32-byte public key."""
@@ -105,6 +107,8 @@ class Ed25519Key:
     @classmethod
     def generate(cls) -> Ed25519Key:
         """A new key from the operating system's CSPRNG."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
@@ -125,6 +129,8 @@ class Ed25519Key:
                 f"{source}: decodes to {len(raw)} bytes, expected {_VALUE_SIZE} (32-byte seed + 32-byte public key)",
                 hint=_RESTORE_HINT,
             )
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = cls(Ed25519PrivateKey.from_private_bytes(raw[:_SEED_SIZE]))
         if key.public_key != raw[_SEED_SIZE:]:
             raise TaskError(f"{source}: the public half does not belong to the private seed", hint=_RESTORE_HINT)
@@ -148,6 +154,8 @@ class Ed25519Key:
 
     def _tendermint_value(self) -> str:
         """base64(seed || public key): the private `priv_key.value`. Used only to write the key file."""
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
         seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return base64.b64encode(seed + self.public_key).decode("ascii")
 

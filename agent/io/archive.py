@@ -1,5 +1,7 @@
 """Tar archives compressed with gzip, lz4 or zstd: one streaming writer and one safe streaming extractor.
 
+The codecs (zstandard, lz4) are imported when an archive is written or read, not with this module.
+
 Both sides stream: nothing is held whole in memory or written to a temporary archive, so memory use does not grow
 with the archive (file data moves in 1 MiB pieces; tar member lists are not accumulated).
 
@@ -41,6 +43,7 @@ indistinguishable from a complete one). A full disk (ENOSPC) is `InsufficientDis
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import io
@@ -56,13 +59,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import lz4.frame
-import zstandard
-
 from agent.models import TaskError
 
 from .files import fsync_dir
-from .s3 import check_cancel
+from .s3.threads import check_cancel
 
 ARCHIVE_UNSAFE = "ArchiveUnsafe"
 ARCHIVE_CORRUPT = "ArchiveCorrupt"
@@ -70,6 +70,10 @@ ARCHIVE_SOURCE_CHANGED = "ArchiveSourceChanged"
 INSUFFICIENT_DISK = "InsufficientDisk"
 
 CHUNK = 1024 * 1024
+PIPE_DEPTH = 16
+"""Decompressed chunks buffered between the decompressing thread and the extracting thread (at most ~16 MiB)."""
+FSYNC_THREADS = 4
+"""Files flushed to disk at once during extraction (see `_Flusher`)."""
 MAX_HEADER_BYTES = 1024 * 1024
 """Largest pax / GNU long-name header accepted; real ones are a few hundred bytes."""
 DEFAULT_MAX_MEMBERS = 2_000_000
@@ -146,6 +150,8 @@ class _Identity:
 
 class _Lz4Codec:
     def __init__(self) -> None:
+        import lz4.frame
+
         self._compressor = lz4.frame.LZ4FrameCompressor(content_checksum=True)
         self._header: bytes = self._compressor.begin()
 
@@ -165,6 +171,8 @@ def _codec(compression: Compression, level: int | None) -> _Codec:
     if compression is Compression.GZIP:
         return zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
     if compression is Compression.ZSTD:
+        import zstandard
+
         codec: _Codec = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True).compressobj()
         return codec
     if compression is Compression.LZ4:
@@ -334,26 +342,114 @@ class _Unsafe(Exception):
     """A hostile or malformed member (turned into a TaskError with reason ArchiveUnsafe)."""
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts the bytes read through it (the uncompressed tar stream), to check the end-of-archive blocks."""
+class _Failed:
+    """An exception raised on the decompressing thread, carried through the queue to the reading thread."""
 
-    def __init__(self, source: IO[bytes]):
-        super().__init__()
-        self._source = source
-        self.count = 0
+    def __init__(self, error: BaseException):
+        self.error = error
 
-    def readable(self) -> bool:
+
+class _DecompressedPipe:
+    """The decompressed tar stream, produced on a background thread and read back as a forward-only file.
+
+    The thread reads the compressed `source` (and with it whatever reading it costs: the download, the hashing) and
+    decompresses it into a bounded queue, so that work overlaps tar parsing and file writes on the reading thread;
+    zstd, zlib, lz4, hashlib and socket reads release the GIL while they work. The reading side offers what
+    tarfile's random-access mode needs (`read`, `tell`, and `seek` forward only), plus `read_view` for member data,
+    which hands out slices of the decompressed chunks without copying them. Memory: at most `PIPE_DEPTH` chunks.
+    After the decompressed stream ends, the thread reads `raw` to its end too (so a hashing source sees every byte).
+    """
+
+    def __init__(self, decompressed: IO[bytes], raw: _PeekReader, cancel: threading.Event | None):
+        self._decompressed = decompressed
+        self._raw = raw
+        self._cancel = cancel
+        self._queue: queue.Queue[memoryview | _Failed | None] = queue.Queue(maxsize=PIPE_DEPTH)
+        self._stopping = threading.Event()
+        self._current = memoryview(b"")
+        self._position = 0
+        self._ended = False
+        self._thread = threading.Thread(target=self._produce, name="extract-decompress", daemon=True)
+        self._thread.start()
+
+    # ---- the decompressing thread
+
+    def _produce(self) -> None:
+        try:
+            while data := self._decompressed.read(CHUNK):
+                if not self._put(memoryview(data)):
+                    return
+            while self._raw.read(CHUNK):  # trailing bytes after the last frame, if any
+                if self._stopping.is_set():
+                    return
+        except BaseException as error:  # handed to the reading thread, which raises it
+            self._put(_Failed(error))
+        else:
+            self._put(None)
+
+    def _put(self, item: memoryview | _Failed | None) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # ---- the reading thread
+
+    def _next_chunk(self) -> bool:
+        if self._ended:
+            return False
+        while True:
+            check_cancel(self._cancel)
+            try:
+                item = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                continue
+        if item is None or isinstance(item, _Failed):
+            self._ended = True
+            if isinstance(item, _Failed):
+                raise item.error
+            return False
+        self._current = item
         return True
 
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._source.read(CHUNK if size is None or size < 0 else size)
-        self.count += len(data)
-        return data
+    def read_view(self, size: int) -> memoryview:
+        """Up to `size` bytes (fewer at a chunk boundary, empty at the end), as a view into the chunk: no copy."""
+        if not self._current and not self._next_chunk():
+            return memoryview(b"")
+        view, self._current = self._current[:size], self._current[size:]
+        self._position += len(view)
+        return view
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
+    def read(self, size: int | None = -1) -> bytes:
+        pieces = []
+        remaining = CHUNK if size is None or size < 0 else size
+        while remaining > 0 and (view := self.read_view(remaining)):
+            pieces.append(view)
+            remaining -= len(view)
+        return b"".join(pieces)
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset < self._position:
+            raise tarfile.StreamError(f"the tar stream can only move forward (to {offset} from {self._position})")
+        while self._position < offset and self.read_view(offset - self._position):
+            pass
+        return self._position
+
+    def close(self) -> None:
+        """Stop the decompressing thread and wait for it (it never outlives the extraction)."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            self._thread.join(0.05)
 
 
 class _PeekReader(io.RawIOBase):
@@ -394,8 +490,12 @@ def _decompressing(source: _PeekReader, compression: Compression) -> IO[bytes]:
     if compression is Compression.GZIP:
         return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
     if compression is Compression.LZ4:
+        import lz4.frame
+
         return lz4.frame.LZ4FrameFile(source, mode="rb")  # type: ignore[no-any-return]
     if compression is Compression.ZSTD:
+        import zstandard
+
         reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
             source,  # type: ignore[arg-type]
             read_size=CHUNK,
@@ -442,15 +542,23 @@ def _sane_mode(mode: int, directory: bool) -> int:
 
 
 class _Flusher:
-    """fsyncs extracted files on a background thread while extraction goes on, so making the tree durable overlaps
-    the download instead of following it (and, unlike `os.sync()`, flushes only this tree)."""
+    """Makes extracted files durable while extraction goes on, so the flush overlaps the download instead of
+    following it (and, unlike `os.sync()`, flushes only this tree).
+
+    The extracting thread starts each file's writeback as soon as the file is written (`start_writeback`: the kernel
+    queues it and returns); `FSYNC_THREADS` threads then fsync the files, so several flushes are in flight at once.
+    One fsync at a time keeps a disk at queue depth one, while `tar -x && sync` hands it everything at once.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Path | None] = queue.Queue(maxsize=4096)
         self._stopping = False
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="extract-fsync", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"extract-fsync-{n}", daemon=True) for n in range(FSYNC_THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _run(self) -> None:
         while (path := self._queue.get()) is not None:
@@ -465,15 +573,27 @@ class _Flusher:
             except OSError as error:
                 self._error = error
 
+    @staticmethod
+    def start_writeback(descriptor: int) -> None:
+        """Ask the kernel to start writing a just-written file back now, without waiting (Linux starts writeback
+        of dirty pages on POSIX_FADV_DONTNEED; elsewhere this is a no-op and the fsync threads do all the work)."""
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+
     def add(self, path: Path) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(path)
 
+    def _stop_threads(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
     def finish(self, directories: list[Path]) -> None:
         """Wait until every queued file is on disk, then flush the directories holding their names."""
-        self._queue.put(None)
-        self._thread.join()
+        self._stop_threads()
         if self._error is not None:
             raise self._error
         for directory in directories:
@@ -481,8 +601,7 @@ class _Flusher:
 
     def abort(self) -> None:
         self._stopping = True
-        self._queue.put(None)
-        self._thread.join()
+        self._stop_threads()
 
 
 class _Extractor:
@@ -496,8 +615,10 @@ class _Extractor:
         cancel: threading.Event | None,
         flusher: _Flusher | None,
         max_members: int = DEFAULT_MAX_MEMBERS,
+        pipe: _DecompressedPipe | None = None,
     ):
         self.destination = destination
+        self.pipe = pipe
         self.flusher = flusher
         self.summary = summary
         self.max_total_bytes = max_total_bytes
@@ -595,6 +716,21 @@ class _Extractor:
         else:
             raise _Unsafe(f"member {name!r} has an unsupported type {member.type!r}")
 
+    def member_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes | memoryview]:
+        """A regular member's bytes, straight from the decompressed chunks (tarfile's own reader, for the rare
+        sparse member, copies every piece two or three times)."""
+        if member.sparse is not None or self.pipe is None:
+            source = tar.extractfile(member)
+            assert source is not None  # a regular member always has data
+            while data := source.read(CHUNK):
+                yield data
+            return
+        self.pipe.seek(member.offset_data)
+        remaining = member.size
+        while remaining and (view := self.pipe.read_view(min(remaining, CHUNK))):
+            remaining -= len(view)
+            yield view
+
     def regular_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         name = "/".join(parts)
         self.declared += member.size
@@ -606,13 +742,11 @@ class _Extractor:
                 hint="free space on the volume, grow the PVC, or check that the archive is the intended one",
             )
         self.clear_target(parts, for_directory=False)
-        source = tar.extractfile(member)
-        assert source is not None  # a regular member always has data
         path = self.path(parts)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             written = 0
-            while data := source.read(CHUNK):
+            for data in self.member_data(tar, member):
                 check_cancel(self.cancel)
                 view = memoryview(data)
                 while view:
@@ -620,6 +754,8 @@ class _Extractor:
                 written += len(data)
             if written != member.size:
                 raise tarfile.ReadError(f"member {name!r} has {written} of {member.size} bytes")
+            if self.flusher is not None:
+                self.flusher.start_writeback(descriptor)
             os.fchmod(descriptor, _sane_mode(member.mode, directory=False))
             try:
                 os.utime(descriptor, (member.mtime, member.mtime))
@@ -662,6 +798,7 @@ def extract_stream(
         )
     summary = ExtractSummary(compression)
     flusher = _Flusher() if durable else None
+    pipe = _DecompressedPipe(_decompressing(peek, compression), peek, cancel)
     extractor = _Extractor(
         destination,
         summary,
@@ -670,22 +807,22 @@ def extract_stream(
         cancel=cancel,
         flusher=flusher,
         max_members=max_members,
+        pipe=pipe,
     )
-    decompressed = _CountingReader(_decompressing(peek, compression))
     try:
-        with tarfile.open(fileobj=decompressed, mode="r|", tarinfo=_BoundedTarInfo, bufsize=CHUNK) as tar:
+        # Random-access mode over a forward-only pipe: tarfile only ever seeks forward, and member data is read
+        # from the pipe's chunks directly (stream mode "r|" would copy every byte three times).
+        with tarfile.open(fileobj=pipe, mode="r:", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
             for member in tar:
                 check_cancel(cancel)
                 extractor.member(tar, member)
-                # tarfile keeps every member it has seen (not in typeshed); a snapshot can have millions.
-                tar.members.clear()  # type: ignore[attr-defined]
+                # tarfile keeps every member it has seen; a snapshot can have millions.
+                tar.members.clear()
             end = tar.offset
-        while decompressed.read(CHUNK):  # the rest of the stream: end-of-archive blocks and padding
+        while pipe.read_view(CHUNK):  # the rest of the stream: end-of-archive blocks and padding
             check_cancel(cancel)
-        if decompressed.count < end + _END_OF_ARCHIVE:
+        if pipe.tell() < end + _END_OF_ARCHIVE:
             raise tarfile.ReadError("the tar stream ends without its end-of-archive blocks (truncated)")
-        while peek.read(CHUNK):
-            check_cancel(cancel)
         if flusher is not None:
             pending: _Flusher = flusher
             flusher = None  # finished below: nothing left to abort
@@ -706,16 +843,23 @@ def extract_stream(
         if isinstance(error, gzip.BadGzipFile):
             raise _corrupt(error) from error
         raise
-    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as error:
+    except (tarfile.TarError, EOFError, zlib.error, _zstd_error()) as error:
         raise _corrupt(error) from error
     except RuntimeError as error:
         if "LZ4F" not in str(error):
             raise
         raise _corrupt(error) from error
     finally:
+        pipe.close()
         if flusher is not None:
             flusher.abort()
     return summary
+
+
+def _zstd_error() -> type[Exception]:
+    import zstandard
+
+    return zstandard.ZstdError
 
 
 def _corrupt(error: BaseException) -> TaskError:

@@ -3,8 +3,9 @@
 kopf watches NodeTasks; everything the agent *writes* (status patches, Events) and its start-up list go through
 `KubeApi`, an aiohttp client with short per-request timeouts whose errors are classified for the retry logic
 (`ApiError.retryable`). Both use one set of credentials (`load_connection`): a kubeconfig when one is given, the
-pod's ServiceAccount when running in a cluster, else the default kubeconfig. The bearer token is re-read on every
-request (the kubernetes library's refresh hook), so a projected, rotating ServiceAccount token keeps working.
+pod's ServiceAccount when running in a cluster, else the default kubeconfig. The bearer token is re-read at least every
+minute (`InClusterConfiguration`, or the kubernetes library's refresh hook for a kubeconfig), so a projected, rotating
+ServiceAccount token keeps working. The kubernetes package is imported only to read a kubeconfig.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 import kopf
-from kubernetes import client as k8s_client  # type: ignore[import-untyped]
-from kubernetes import config as k8s_config
 
 from agent.models import TaskError
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -57,7 +61,7 @@ class ApiError(Exception):
 class Connection:
     """Where the API server is and how to authenticate, as loaded by the kubernetes library."""
 
-    configuration: k8s_client.Configuration
+    configuration: k8s_client.Configuration | InClusterConfiguration
     namespace: str | None = None
 
     @property
@@ -97,19 +101,68 @@ class Connection:
         )
 
 
-def load_connection(kubeconfig: str | None = None, *, namespace: str | None = None) -> Connection:
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_REREAD_SECONDS = 60.0
+
+
+class InClusterConfiguration:
+    """The pod's ServiceAccount credentials, read as client-go and the kubernetes library read them, without loading
+    that library (its client package costs an idle agent about 55 MiB and 1,300 modules for what are three files and
+    two environment variables): the API server from `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT`, its CA
+    from `ca.crt`, and the bearer token from the projected `token` file, re-read at least every minute because the
+    kubelet rotates it. Offers the attributes of a kubernetes `Configuration` that `Connection` uses."""
+
+    verify_ssl = True
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __init__(self, directory: str = SERVICE_ACCOUNT_DIR):
+        host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "")
+        if not host or not port:
+            raise ValueError("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set in a pod")
+        self.host = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+        self.ssl_ca_cert = str(Path(directory) / "ca.crt")
+        if not Path(self.ssl_ca_cert).is_file():
+            raise ValueError(f"the ServiceAccount CA {self.ssl_ca_cert} does not exist (is the token volume mounted?)")
+        self._token_file = Path(directory) / "token"
+        self._token = ""
+        self._read_at = 0.0
+        self.get_api_key_with_prefix("authorization")  # fail now, at start-up, when the token is unreadable
+
+    def get_api_key_with_prefix(self, identifier: str, alias: str | None = None) -> str | None:
+        if identifier != "authorization":
+            return None
+        now = time.monotonic()
+        if not self._token or now - self._read_at >= TOKEN_REREAD_SECONDS:
+            try:
+                token = self._token_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                if not self._token:
+                    raise ValueError(f"cannot read the ServiceAccount token {self._token_file}: {error}") from error
+                token = self._token  # keep the last good token through a transient read error
+            if not token:
+                raise ValueError(f"the ServiceAccount token {self._token_file} is empty")
+            self._token, self._read_at = token, now
+        return f"Bearer {self._token}"
+
+
+def load_connection(
+    kubeconfig: str | None = None, *, namespace: str | None = None, service_account_dir: str | None = None
+) -> Connection:
     """Credentials from `kubeconfig`, else the in-cluster ServiceAccount, else the default kubeconfig.
 
-    Loads into a private `Configuration`, never the library's global default, so several agents (tests, benchmarks)
-    can live in one process.
+    In a pod (no kubeconfig) the ServiceAccount is read directly (`InClusterConfiguration`); a kubeconfig is loaded by
+    the kubernetes library, imported only then, into a private `Configuration`, never the library's global default,
+    so several agents (tests, benchmarks) can live in one process.
     """
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return Connection(InClusterConfiguration(service_account_dir or SERVICE_ACCOUNT_DIR), namespace)
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
     configuration = k8s_client.Configuration()
-    if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    else:
-        k8s_config.load_kube_config(client_configuration=configuration)
+    k8s_config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)
     return Connection(configuration, namespace)
 
 

@@ -6,7 +6,8 @@ so the engine's listener never waits on the network; background workers do the I
 Status writer rules:
 - One entry per NodeTask object (namespace, name, uid). A newer status for an object replaces the pending one
   (top-level keys merged, newest wins), so a burst of progress reports becomes one patch.
-- Transitions (`urgent=True`) are written at once; progress and heartbeats at most once per `progress_interval`
+- Transitions (`urgent=True`) are written at once (after `SETTLE_TURNS` event-loop turns, so transitions that
+  follow each other immediately go out as one patch); progress and heartbeats at most once per `progress_interval`
   per object.
 - A status never goes backwards: a non-terminal status of run N is dropped once a terminal status of run N is
   pending or written (a late heartbeat must not reopen a finished task).
@@ -48,6 +49,11 @@ from .status import TERMINAL_PHASES
 log = logging.getLogger(__name__)
 
 ObjectKey = tuple[str, str, str]  # namespace, name, uid
+
+SETTLE_TURNS = 4
+"""Event-loop turns the writer lets pass after being woken before it writes. A task that finishes at once (Accepted,
+Started and Succeeded a few turns apart) then costs one patch instead of one per phase, for microseconds of delay:
+less than a millisecond-scale timer would cost the Create -> Running latency."""
 
 STATUS_BACKOFF_CAP = 10.0
 """A status patch is small and the latest status matters: after an outage, retry at least every 10 s."""
@@ -174,6 +180,8 @@ class StatusWriter:
         try:
             while True:
                 self._wake.clear()
+                for _ in range(SETTLE_TURNS):  # let transitions made in the same few loop turns merge (see above)
+                    await asyncio.sleep(0)
                 now = self.clock()
                 next_due: float | None = None
                 for entry in list(self._entries.values()):

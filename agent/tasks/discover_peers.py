@@ -29,13 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.chain.keys import node_id_from_file, node_key_path
 from agent.chain.rpc import RpcClient, RpcError
@@ -84,6 +81,10 @@ def _hostport(host: str, port: int) -> str:
 def _ec2_addresses(source: Ec2TagsSource, label: str) -> list[str]:
     filters = [{"Name": "instance-state-name", "Values": ["running"]}]
     filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(source.tags.items())]
+    import boto3  # imported by the task that needs it: an idle agent does not carry boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
     client = boto3.client(
         "ec2", region_name=source.region, config=Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3})
     )

@@ -1,4 +1,5 @@
-"""agent.io.s3 against moto's HTTP server through boto3, with faults injected by a real HTTP proxy."""
+"""agent.io.s3 against moto's HTTP server (and versitygw where marked) through boto3, with faults injected by a real
+HTTP proxy."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from agent.io.s3 import (
     S3_MIN_PART_SIZE,
     GiB,
     MiB,
+    OperationCancelled,
+    ParallelObjectReader,
     S3Client,
     base_part_size,
     multipart_capacity,
@@ -237,6 +240,89 @@ async def test_iter_chunks_yields_the_whole_object(s3: S3Client, s3_bucket: str)
     chunks = [chunk async for chunk in s3.iter_chunks(s3_bucket, "blob", chunk_size=256 * 1024)]
     assert b"".join(chunks) == data
     assert max(map(len, chunks)) <= 256 * 1024
+
+
+def read_parallel(
+    client: S3Client, bucket: str, key: str, *, read_size: int, cancel: threading.Event | None = None, **kwargs: Any
+) -> tuple[bytes, list[tuple[int, int | None]]]:
+    reports: list[tuple[int, int | None]] = []
+    reader = ParallelObjectReader(
+        client, bucket, key, cancel=cancel, progress=lambda done, total: reports.append((done, total)), **kwargs
+    )
+    with reader:
+        reader.open()
+        data = b"".join(iter(lambda: reader.read(read_size), b""))
+    return data, reports
+
+
+@pytest.mark.s3_backends
+@pytest.mark.parametrize("size", [0, 1, 3 * MiB + 17])
+async def test_parallel_reader_returns_the_object_in_order_from_ranged_gets(
+    s3: S3Client, s3_bucket: str, s3_backend: str, size: int
+) -> None:
+    data = payload(size)
+    await s3.put_bytes(s3_bucket, "blob", data)
+
+    received, reports = await asyncio.to_thread(
+        read_parallel, s3, s3_bucket, "blob", read_size=300_001, range_size=MiB, connections=3
+    )
+
+    assert received == data
+    if size:
+        assert reports[-1] == (size, size)
+
+
+async def test_parallel_reader_pins_every_range_to_the_etag_and_resumes_a_broken_range(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
+) -> None:
+    data = payload(4 * MiB)
+    await s3.put_bytes(s3_bucket, "blob", data)
+    s3_faults.truncate("GET", "/blob", after=200_000, times=2, ranged_only=True)
+
+    received, _ = await asyncio.to_thread(
+        read_parallel, proxied(s3_faults), s3_bucket, "blob", read_size=MiB, range_size=MiB, connections=4
+    )
+
+    assert received == data
+    ranges = sorted(byte_range for method, path, byte_range in s3_faults.requests if method == "GET")
+    assert len(ranges) == 4 + 2  # one GET per range, plus a resume for each of the two cut ones
+    assert {f"bytes={n * MiB}-{(n + 1) * MiB - 1}" for n in range(4)} <= set(ranges)
+
+
+async def test_parallel_reader_fails_when_the_object_is_replaced_mid_download(
+    s3_bucket: str, s3: S3Client, s3_admin: Any
+) -> None:
+    await s3.put_bytes(s3_bucket, "blob", payload(4 * MiB))
+
+    def read_then_replace() -> None:
+        reader = ParallelObjectReader(s3, s3_bucket, "blob", range_size=MiB, connections=1)
+        with reader:
+            reader.open()
+            reader.read(MiB)
+            s3_admin.put_object(Bucket=s3_bucket, Key="blob", Body=payload(4 * MiB, seed=1))
+            while reader.read(MiB):
+                pass
+
+    with pytest.raises(TaskError) as caught:
+        await asyncio.to_thread(read_then_replace)
+    assert caught.value.reason == "S3ObjectChanged"
+
+
+async def test_parallel_reader_stops_on_cancel_and_its_threads_end(
+    s3_faults: S3FaultProxy, s3_bucket: str, s3: S3Client
+) -> None:
+    await s3.put_bytes(s3_bucket, "blob", payload(4 * MiB))
+    s3_faults.stall("GET", "/blob", seconds=1, times=100)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()  # while the first ranges are held by the proxy
+    before = {thread.name for thread in threading.enumerate()}
+
+    with pytest.raises(OperationCancelled):
+        await asyncio.to_thread(
+            read_parallel, proxied(s3_faults), s3_bucket, "blob", read_size=MiB, cancel=cancel, range_size=MiB
+        )
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("s3-range") and t.name not in before]
 
 
 def chunked(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:

@@ -68,6 +68,20 @@ async def test_a_burst_of_progress_becomes_one_patch_with_the_newest_values(writ
     assert status_of(writing.ns, "busy") == {"phase": "Running", "run": 1, "progress": {"current": 49}}
 
 
+async def test_a_task_that_finishes_at_once_costs_one_patch_not_one_per_phase(writing: Writing) -> None:
+    writing.ns.apply(nodetask("quick", "node-0", "mark-ready"))
+    ref = writing.ref("quick")
+
+    # the engine's order for a task that finishes at once, a loop turn apart (its listener runs between steps)
+    for status in ({"phase": "Pending", "run": 1}, running(), {"phase": "Succeeded", "run": 1}):
+        writing.writer.update(ref, status, urgent=True)
+        await asyncio.sleep(0)
+    assert await writing.writer.flush(within=10)
+
+    assert writing.counter("nodetask_status_patches_total") == 1
+    assert status_of(writing.ns, "quick") == {"phase": "Succeeded", "run": 1}
+
+
 async def test_progress_is_throttled_but_a_transition_goes_out_at_once(writing: Writing) -> None:
     writing.ns.apply(nodetask("throttled", "node-0", "mark-ready"))
     ref = writing.ref("throttled")

@@ -19,6 +19,9 @@ from tests.fixtures.common import HandlerRunner
 from tests.fixtures.kube import Pki
 from tests.fixtures.s3 import S3FaultProxy
 
+# The S3 tests run on moto and on versitygw, a real S3 server whose stricter behaviour is what users get.
+pytestmark = pytest.mark.s3_backends
+
 GENESIS = json.dumps({"chain_id": "test-chain", "initial_height": "1", "app_state": {"bank": {}}}, indent=2).encode()
 DIGEST = hashlib.sha256(GENESIS).hexdigest()
 OLD_GENESIS = b'{"chain_id": "old"}'

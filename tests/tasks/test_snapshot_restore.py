@@ -30,6 +30,9 @@ from tests.fixtures.s3 import (
 )
 from tests.fixtures.waiting import wait_until
 
+# The S3 tests run on moto and on versitygw, a real S3 server whose stricter behaviour is what users get.
+pytestmark = pytest.mark.s3_backends
+
 PREFIX = "test-chain/state-sync/"
 VALIDATOR_STATE = '{"height":"12345","round":0,"step":3}'
 

@@ -19,6 +19,9 @@ from tests.fixtures.common import HandlerRunner
 from tests.fixtures.s3 import S3FaultProxy, make_snapshots
 from tests.fixtures.waiting import wait_until
 
+# The S3 tests run on moto and on versitygw, a real S3 server whose stricter behaviour is what users get.
+pytestmark = pytest.mark.s3_backends
+
 PREFIX = "test-chain/state-sync/"
 
 

@@ -8,9 +8,7 @@ low-S, and verification refuses high-S ones, as the Cosmos SDK does (it rejects 
 from __future__ import annotations
 
 import secrets
-
-from coincurve import PrivateKey, PublicKey
-from coincurve.ecdsa import cdata_to_der, deserialize_compact
+from typing import Any
 
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SIGNATURE_LENGTH = 64
@@ -25,7 +23,9 @@ class Secp256k1PrivateKey:
     def __init__(self, secret: bytes):
         if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < CURVE_ORDER:
             raise ValueError("a secp256k1 private key is 32 bytes encoding an integer in [1, n-1]")
-        self._key = PrivateKey(secret)
+        from coincurve import PrivateKey  # imported on first use: an idle agent does not load libsecp256k1
+
+        self._key: Any = PrivateKey(secret)
 
     @classmethod
     def generate(cls) -> Secp256k1PrivateKey:
@@ -59,6 +59,8 @@ class Secp256k1PrivateKey:
 
 def uncompressed(public_key: bytes) -> bytes:
     """The 65-byte uncompressed form of a compressed (or already uncompressed) public key."""
+    from coincurve import PublicKey
+
     return bytes(PublicKey(public_key).format(compressed=False))
 
 
@@ -73,6 +75,9 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < CURVE_ORDER and 0 < s <= CURVE_ORDER // 2):
         return False
+    from coincurve import PublicKey
+    from coincurve.ecdsa import cdata_to_der, deserialize_compact
+
     try:
         key = PublicKey(public_key)
         return bool(key.verify(cdata_to_der(deserialize_compact(signature)), message))
