@@ -31,6 +31,7 @@ from tests.fixtures.chain import (
     rpc_get,
     wait_for_height,
 )
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.chain
 
@@ -186,8 +187,13 @@ async def test_restart_seid_resumed_after_a_crash_does_not_stop_the_node_that_ca
 
     # Run 1 is "killed" (cancelled) once it has signalled and the node exited; the container brings the node back.
     running = asyncio.create_task(spec.handler(params, context))
-    while (pod.node.home / RESTART_STATE_FILE).exists() is False or pod.node_process() == first:
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: (pod.node.home / RESTART_STATE_FILE).exists() and pod.node_process() != first,
+        what="run 1 to record its stop and the container to bring the node back",
+        timeout=120,
+        unless_done=running,
+        interval=0.05,
+    )
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
@@ -253,8 +259,7 @@ async def test_stop_seid_never_kills_a_node_that_ignores_sigterm(
         "time.sleep(300)\n"
     )
     stuck = chain_processes.start("stuck", [bin_dir / binary, "start"], cwd=work)
-    while not (work / "ready").exists():
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: (work / "ready").exists(), what="the stand-in node to start", interval=0.05)
     (tmp_path / "home").mkdir()
     (idle_port,) = reserve_ports(1)  # not consulted: the process is visible
     agent: InProcessAgent = chain_agent(

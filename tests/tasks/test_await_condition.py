@@ -64,8 +64,7 @@ async def test_catching_up_is_not_done_on_an_empty_node_that_says_false_at_heigh
 ) -> None:
     node = cometbft_factory("local", height=0, catching_up=False)
     waiting = asyncio.create_task(run_handler(TaskType.AWAIT_CONDITION, params(node, condition="catchingUp")))
-    while len(node.requests) < 3:
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(node.requests) >= 3, what="three polls of the node", unless_done=waiting)
     assert not waiting.done()
     node.set_height(2)
     result = await waiting

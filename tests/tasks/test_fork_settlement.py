@@ -23,6 +23,7 @@ from agent.models import TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.chain.test_fork_stream import _synthetic_export
 from tests.fixtures.ceremony import ValidatorPod, new_pod, seid_init_genesis
+from tests.fixtures.waiting import wait_until
 
 EXPORT = Path(__file__).parents[1] / "chain" / "data" / "simd-v0.45.16-export.json"
 SOURCE = "src-1"
@@ -154,9 +155,11 @@ async def test_cancelling_a_fork_mid_rewrite_stops_it_and_leaves_nothing(
     before = pods[0].genesis_path.read_bytes()
 
     task = asyncio.ensure_future(pods[0].run(TaskType.ASSEMBLE_GENESIS_FORK, FORK_PARAMS))
-    while not any("rewriting" in report.message for report in pods[0].runner.progress):
-        assert not task.done(), task.result()
-        await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: any("rewriting" in report.message for report in pods[0].runner.progress),
+        what="the fork to start rewriting the export",
+        unless_done=task,
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
