@@ -19,7 +19,7 @@ from agent.models.settings import AgentSettings
 from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT
 from tests.fixtures.common import HandlerRunner
 from tests.fixtures.httpfaults import HttpFaultProxy, http_fault_proxy
-from tests.fixtures.s3 import make_snapshots, tree_fingerprint
+from tests.fixtures.s3 import as_extracted, make_snapshots, tree_fingerprint
 
 ARCHIVE = "test-chain/state-sync/200.tar.zst"  # the upload takes the second-newest snapshot, zstd by default
 
@@ -53,9 +53,9 @@ async def test_snapshot_restore_survives_5xx_throttling_slow_bodies_and_resets_m
     assert faults.injected == 7, faults.requests
     snapshots = source_home / "data" / "snapshots"
     restored = tree_fingerprint(s3_settings.home / "data" / "snapshots")
-    assert restored == {
-        k: v for k, v in tree_fingerprint(snapshots).items() if k.split("/")[0] in ("200", "metadata.db")
-    }
+    assert restored == as_extracted(
+        {k: v for k, v in tree_fingerprint(snapshots).items() if k.split("/")[0] in ("200", "metadata.db")}
+    )
 
 
 async def test_snapshot_restore_that_never_gets_the_archive_fails_clearly_and_keeps_the_data(

@@ -49,7 +49,10 @@ def dead_api(tmp_path: Path) -> Iterator[Path]:
 async def test_stop_goes_through_every_step_in_order_and_records_a_clean_stop(tmp_path: Path, dead_api: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    settings = AgentSettings(home=home, pod_name="pod-0", pod_namespace="ns", pod_uid="uid-1", http_port=0)
+    # Port 0 (the OS picks one) is for tests only: the variable itself refuses it.
+    settings = AgentSettings(home=home, pod_name="pod-0", pod_namespace="ns", pod_uid="uid-1").model_copy(
+        update={"http_port": 0}
+    )
     stop = asyncio.Event()
     process = AgentProcess(
         settings,

@@ -17,6 +17,7 @@ import pytest
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.settings import AgentSettings
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.httpfaults import HttpFaultProxy
 from tests.fixtures.s3 import (
     HOSTILE,
     Member,
@@ -294,12 +295,14 @@ async def test_cancelled_restore_removes_its_staging_and_keeps_the_data(
     s3_run_handler: HandlerRunner,
     s3_settings: AgentSettings,
     source_home: Path,
-    s3_faults: S3FaultProxy,
+    s3_http_faults: HttpFaultProxy,
 ) -> None:
     await upload_from(source_home, s3_settings)
     before = prepare_existing_node(s3_settings.home)
-    s3_faults.stall("GET", ".tar.zst", seconds=1.5)
-    s3_run_handler.settings = s3_settings.model_copy(update={"s3_endpoint_url": s3_faults.url})
+    # The archive (~1 MiB) trickles in at 256 KiB/s: the restore is extracting into its staging directory for seconds
+    # (a stall before the first byte is not enough: once the body flows, the whole restore takes milliseconds).
+    s3_http_faults.slow_body(256 * 1024, method="GET", path=".tar.zst$", times=10)
+    s3_run_handler.settings = s3_settings.model_copy(update={"s3_endpoint_url": s3_http_faults.url})
     restore = asyncio.create_task(s3_run_handler(TaskType.SNAPSHOT_RESTORE, {}))
     staging = s3_settings.home / "data" / ".snapshot-restore-staging"
     await wait_until(staging.exists, what="the restore's staging directory", unless_done=restore)
