@@ -28,6 +28,9 @@ class TaskType(StrEnum):
     SET_GENESIS_PEERS = "set-genesis-peers"
     ASSEMBLE_GENESIS_FORK = "assemble-genesis-fork"
     EXPORT_STATE = "export-state"
+    GOV_VOTE = "gov-vote"
+    GOV_SOFTWARE_UPGRADE = "gov-software-upgrade"
+    GOV_PARAM_CHANGE = "gov-param-change"
 
     @classmethod
     def parse(cls, value: str) -> TaskType | None:
