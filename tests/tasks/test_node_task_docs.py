@@ -21,6 +21,9 @@ TYPES = [
     "config-apply",
     "config-validate",
     "config-reload",
+    "gov-vote",
+    "gov-software-upgrade",
+    "gov-param-change",
 ]
 
 
