@@ -314,6 +314,7 @@ class TxSender:
         if rejection is not None:
             self.records.discard(intent.task_id)  # the node refused these bytes: they exist nowhere
             raise rejection
+        self.log.info("tx %s accepted by the node; waiting for a block", record.tx_hash)
         return await self._await_inclusion(record, adopted=False)
 
     # --- steps ---------------------------------------------------------------------------------------------------

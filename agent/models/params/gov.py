@@ -45,8 +45,7 @@ def _vote_option(value: object) -> str:
 
 def _raw_json(value: object) -> str:
     """The compact JSON text of a param value given as JSON (or as an already-encoded JSON text string)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 VoteOptionName = Annotated[Literal["yes", "no", "abstain", "no_with_veto"], BeforeValidator(_vote_option)]
