@@ -6,11 +6,15 @@ Read from the environment by `AgentSettings.from_env`; the CLI overrides individ
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+_BECH32_PREFIX = re.compile(r"[a-z0-9]{1,83}")
+_DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
 
 
 class AgentSettings(BaseModel):
@@ -38,6 +42,34 @@ class AgentSettings(BaseModel):
     """The node binary used by export-state (`SEI_BINARY`)."""
     retention: timedelta = Field(default=timedelta(days=30))
     """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`)."""
+    # Chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
+    # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
+    bech32_prefix: str = "sei"
+    """Account address prefix (`SEI_BECH32_PREFIX`); the SDK derives `<p>pub`, `<p>valoper`, `<p>valcons`..."""
+    bech32_validator_prefix: str = ""
+    """Operator address prefix (`SEI_BECH32_VALIDATOR_PREFIX`); empty means `<bech32_prefix>valoper`."""
+    bech32_consensus_prefix: str = ""
+    """Consensus address prefix (`SEI_BECH32_CONSENSUS_PREFIX`); empty means `<bech32_prefix>valcons`."""
+    bond_denom: str = "usei"
+    """Staking denom when genesis has no `staking.params.bond_denom` (`SEI_BOND_DENOM`); genesis's wins."""
+    coin_type: int = Field(default=118, ge=0, lt=2**31)
+    """BIP44 coin type of new account keys, `m/44'/<coin_type>'/0'/0/0` (`SEI_COIN_TYPE`)."""
+
+    @field_validator("bech32_prefix", "bech32_validator_prefix", "bech32_consensus_prefix")
+    @classmethod
+    def _bech32_prefix(cls, value: str, info: ValidationInfo) -> str:
+        if value and not _BECH32_PREFIX.fullmatch(value):
+            raise ValueError(f"{info.field_name}: {value!r} is not a Bech32 prefix (1-83 of a-z and 0-9)")
+        if info.field_name == "bech32_prefix" and not value:
+            raise ValueError("bech32_prefix: must not be empty")
+        return value
+
+    @field_validator("bond_denom")
+    @classmethod
+    def _denom(cls, value: str) -> str:
+        if not _DENOM.fullmatch(value):
+            raise ValueError(f"bond_denom: {value!r} is not a denom (a letter, then 2-127 of a-z A-Z 0-9 /:._-)")
+        return value
 
     @property
     def store_path(self) -> Path:
@@ -61,6 +93,11 @@ class AgentSettings(BaseModel):
             "snapshot_region": "SEI_SNAPSHOT_REGION",
             "rpc_endpoint": "SEI_RPC_ENDPOINT",
             "seid_binary": "SEI_BINARY",
+            "bech32_prefix": "SEI_BECH32_PREFIX",
+            "bech32_validator_prefix": "SEI_BECH32_VALIDATOR_PREFIX",
+            "bech32_consensus_prefix": "SEI_BECH32_CONSENSUS_PREFIX",
+            "bond_denom": "SEI_BOND_DENOM",
+            "coin_type": "SEI_COIN_TYPE",
         }
         for field, variable in mapping.items():
             value = env.get(variable, "").strip()

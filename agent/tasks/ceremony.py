@@ -38,7 +38,7 @@ from typing import Any
 
 from agent.chain.cosmos import artifacts
 from agent.chain.cosmos import genesis as genesis_doc
-from agent.chain.cosmos.address import SEI, consensus_address_bytes
+from agent.chain.cosmos.address import ChainIdentity, consensus_address_bytes
 from agent.chain.cosmos.coins import coin_map, format_coins
 from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
 from agent.chain.crypto.evm import eth_address
@@ -73,6 +73,7 @@ class Bucket:
     chain_id: str
     name: str
     s3: S3Client
+    identity: ChainIdentity
 
 
 def genesis_bucket(params: GenesisBucketParams, ctx: TaskContext) -> Bucket:
@@ -82,13 +83,16 @@ def genesis_bucket(params: GenesisBucketParams, ctx: TaskContext) -> Bucket:
     if not bucket:
         raise ParamsInvalid("params.s3Bucket: not given, and SEI_GENESIS_BUCKET is not set")
     region = params.s3_region or ctx.settings.genesis_region
-    return Bucket(chain_id, bucket, S3Client.from_settings(ctx.settings, region=region))
+    s3 = S3Client.from_settings(ctx.settings, region=region)
+    return Bucket(chain_id, bucket, s3, ChainIdentity.from_settings(ctx.settings))
 
 
 # --- upload-genesis-artifacts --------------------------------------------------------------------------------------
 
 
-def _local_artifacts(home: Path, chain_id: str, node_name: str) -> tuple[bytes, artifacts.NodeIdentity]:
+def _local_artifacts(
+    home: Path, chain_id: str, node_name: str, chain: ChainIdentity
+) -> tuple[bytes, artifacts.NodeIdentity]:
     node_id = load_node_key(node_key_path(home)).node_id
     path = gentx_path(home, node_id)
     try:
@@ -98,7 +102,7 @@ def _local_artifacts(home: Path, chain_id: str, node_name: str) -> tuple[bytes, 
             f"{path}: no gentx for this node", reason=GENTX_MISSING, hint="run generate-gentx first"
         ) from None
     try:
-        verified = verify_gentx(parse_gentx_bytes(data), chain_id, SEI)
+        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes)
     except GentxProblem as problem:
         raise TaskError(f"{path}: {problem.detail}", reason=problem.reason, hint="re-run generate-gentx") from None
     if verified.node_id != node_id:
@@ -129,7 +133,9 @@ async def upload_genesis_artifacts(params: UploadGenesisArtifactsParams, ctx: Ta
     }
     if has_marker(ctx.home, UPLOAD_MARKER):
         return {"alreadyDone": True, **keys}
-    gentx, identity = await asyncio.to_thread(_local_artifacts, ctx.home, bucket.chain_id, params.node_name)
+    gentx, identity = await asyncio.to_thread(
+        _local_artifacts, ctx.home, bucket.chain_id, params.node_name, bucket.identity
+    )
     await bucket.s3.put_bytes(bucket.name, keys["gentxKey"], gentx, content_type="application/json")
     await bucket.s3.put_json(bucket.name, keys["identityKey"], identity.to_json(), indent=2)
     write_marker(ctx.home, UPLOAD_MARKER)
@@ -169,15 +175,15 @@ async def _collect(bucket: Bucket, node_names: list[str], ctx: TaskContext) -> l
         ctx.progress(index, len(node_names), "validators", f"verifying {name}")
         gentx_data = await _fetch(bucket, artifacts.gentx_key(bucket.chain_id, name), name)
         identity_data = await _fetch(bucket, artifacts.identity_key(bucket.chain_id, name), name)
-        validators.append(_verify_node(name, gentx_data, identity_data, bucket.chain_id))
+        validators.append(_verify_node(name, gentx_data, identity_data, bucket.chain_id, bucket.identity))
     ctx.progress(len(node_names), len(node_names), "validators", "verified")
     _check_unique(validators)
     return validators
 
 
-def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str) -> Validator:
+def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str, chain: ChainIdentity) -> Validator:
     try:
-        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, SEI)
+        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes)
     except GentxProblem as problem:
         raise TaskError(f"validator {name!r}: gentx {problem.detail}", reason=problem.reason) from None
     validator = Validator(name, verified)
@@ -217,9 +223,14 @@ def _check_unique(validators: list[Validator]) -> None:
             seen[value] = validator
 
 
-def _assemble(document: genesis_doc.Document, validators: list[Validator], account_balance: dict[str, int]) -> None:
+def _assemble(
+    document: genesis_doc.Document,
+    validators: list[Validator],
+    account_balance: dict[str, int],
+    chain: ChainIdentity,
+) -> None:
     """Accounts, balances, gen_txs and validators into `document` (in memory); raises before any write."""
-    bond_denom = genesis_doc.bond_denom(document)
+    bond_denom = genesis_doc.bond_denom(document) or chain.bond_denom
     limit = genesis_doc.max_validators(document)
     if limit is not None and len(validators) > limit:
         raise TaskError(
@@ -230,7 +241,7 @@ def _assemble(document: genesis_doc.Document, validators: list[Validator], accou
     for validator in validators:
         gentx = validator.gentx
         stake = gentx.self_delegation
-        if bond_denom and stake.denom != bond_denom:
+        if stake.denom != bond_denom:
             raise validator.problem(GENTX_INVALID, f"self-delegation {stake} is not in the bond denom {bond_denom!r}")
         if stake.amount < genesis_doc.POWER_REDUCTION:
             raise validator.problem(
@@ -305,7 +316,7 @@ async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskCo
                 f"{genesis_path}: chain_id {document.get('chain_id')!r} is not {bucket.chain_id!r}",
                 reason=GENESIS_INVALID,
             )
-        _assemble(document, validators, balance)
+        _assemble(document, validators, balance, bucket.identity)
         return genesis_doc.write_genesis(genesis_path, document)
 
     written = await asyncio.to_thread(build)
@@ -383,7 +394,7 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
             document = load_genesis(export_path)
             export_path.unlink()
             _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
-            _assemble(document, validators, balance)
+            _assemble(document, validators, balance, bucket.identity)
             return genesis_doc.write_genesis(config / "genesis.json", document)
 
         ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.chain.cosmos import genesis as genesis_doc
-from agent.chain.cosmos.address import SEI, with_prefix
+from agent.chain.cosmos.address import ChainIdentity, with_prefix
 from agent.chain.cosmos.coins import coin_map
 from agent.chain.cosmos.gentx import GentxProblem, ValidatorSpec, build_gentx, gentx_file_bytes, memo_for, verify_gentx
 from agent.chain.cosmos.keystore import ensure_account_key, keystore_path
@@ -109,8 +109,13 @@ def _inputs(params: GenerateGentxParams, home: Path, settings: AgentSettings, do
         )
     stake = params.staking_amount[0]
     bond_denom = genesis_doc.bond_denom(document)
-    if bond_denom and stake.denom != bond_denom:
-        raise ParamsInvalid(f"params.stakingAmount: denom {stake.denom!r} is not genesis's bond denom {bond_denom!r}")
+    if bond_denom is None:
+        bond_denom = settings.bond_denom  # a minimal genesis (generate-identity's) has no staking params yet
+        where = "the bond denom (SEI_BOND_DENOM)"
+    else:
+        where = "genesis's bond denom"
+    if stake.denom != bond_denom:
+        raise ParamsInvalid(f"params.stakingAmount: denom {stake.denom!r} is not {where} {bond_denom!r}")
     balance = coin_map(params.account_balance)
     if balance.get(stake.denom, 0) < stake.amount:
         raise ParamsInvalid(
@@ -141,7 +146,8 @@ def _generate(params: GenerateGentxParams, home: Path, settings: AgentSettings) 
     genesis_path = home / "config" / "genesis.json"
     document = load_genesis(genesis_path)
     inputs = _inputs(params, home, settings, document)
-    key, created = ensure_account_key(home)
+    identity = ChainIdentity.from_settings(settings)
+    key, created = ensure_account_key(home, identity)
     balance = coin_map(params.account_balance)
     changed = genesis_doc.add_account(document, key.address, balance)
     existing = genesis_doc.balance_of(document, key.address) or {}
@@ -155,13 +161,13 @@ def _generate(params: GenerateGentxParams, home: Path, settings: AgentSettings) 
     changed |= genesis_doc.add_evm_association(document, key.address, eth_address(key.public_key))
     if changed:
         genesis_doc.write_genesis(genesis_path, document)
-    tx = build_gentx(inputs.spec, key.private_key, inputs.chain_id)
+    tx = build_gentx(inputs.spec, key.private_key, inputs.chain_id, identity.prefixes)
     path = gentx_path(home, inputs.node_id)
     atomic_write(path, gentx_file_bytes(tx), mode=0o600)
     write_marker(home, MARKER)
     return {
         "accountAddress": key.address,
-        "validatorAddress": with_prefix(key.address, SEI.validator),
+        "validatorAddress": with_prefix(key.address, identity.prefixes.validator),
         "nodeId": inputs.node_id,
         "moniker": inputs.spec.moniker,
         "memo": inputs.spec.memo,
@@ -177,7 +183,9 @@ def _already_done(params: GenerateGentxParams, home: Path, settings: AgentSettin
     try:
         node_id = load_node_key(node_key_path(home)).node_id
         path = gentx_path(home, node_id)
-        verified = verify_gentx(json.loads(path.read_bytes()), resolve_chain_id(params.chain_id, settings), SEI)
+        chain_id = resolve_chain_id(params.chain_id, settings)
+        prefixes = ChainIdentity.from_settings(settings).prefixes
+        verified = verify_gentx(json.loads(path.read_bytes()), chain_id, prefixes)
     except (OSError, ValueError, TaskError, GentxProblem):
         return result  # a home prepared by the Go sidecar: its marker is honoured, its files are its own
     result.update(

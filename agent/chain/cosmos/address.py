@@ -1,5 +1,9 @@
 """Cosmos addresses: which bytes stand for an account, an operator or a consensus key, and their Bech32 prefixes.
 
+The prefixes, the bond denom and the coin type are the chain's identity (`ChainIdentity`): Sei's by default
+(`sei`, `usei`, 118), configurable through the agent's settings so the same agent serves any Cosmos SDK chain (the
+chain tier runs stock `simd`: `cosmos`, `stake`).
+
 - Account (and operator) address: RIPEMD-160(SHA-256(compressed secp256k1 public key)), 20 bytes. The operator
   address of a validator is the same 20 bytes as its account, under the `valoper` prefix.
 - Consensus address: SHA-256(Ed25519 public key)[:20] (the Tendermint validator address), under `valcons`.
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from Crypto.Hash import RIPEMD160
 
 from agent.chain.crypto import bech32
+from agent.models.settings import AgentSettings
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,37 @@ class Bech32Prefixes:
 
 
 SEI = Bech32Prefixes.from_main("sei")
+
+
+@dataclass(frozen=True)
+class ChainIdentity:
+    """What the agent writes for a chain: address prefixes, the fallback bond denom, the account keys' coin type.
+
+    Account keys are secp256k1 and consensus keys Ed25519 on both Sei and the stock SDK, so the key types are fixed.
+    `bond_denom` is used only when genesis has no `staking.params.bond_denom`; the genesis's value always wins.
+    """
+
+    prefixes: Bech32Prefixes
+    bond_denom: str = "usei"
+    coin_type: int = 118
+
+    @property
+    def hd_path(self) -> str:
+        """BIP44 path of the validator's account key: `m/44'/<coin type>'/0'/0/0`."""
+        return f"m/44'/{self.coin_type}'/0'/0/0"
+
+    @classmethod
+    def from_settings(cls, settings: AgentSettings) -> ChainIdentity:
+        main = Bech32Prefixes.from_main(settings.bech32_prefix)
+        validator = settings.bech32_validator_prefix or main.validator
+        consensus = settings.bech32_consensus_prefix or main.consensus
+        prefixes = Bech32Prefixes(
+            main.account, main.account_pub, validator, f"{validator}pub", consensus, f"{consensus}pub"
+        )
+        return cls(prefixes, settings.bond_denom, settings.coin_type)
+
+
+SEI_IDENTITY = ChainIdentity(SEI)
 
 
 def account_address_bytes(secp256k1_public_key: bytes) -> bytes:
