@@ -54,11 +54,12 @@ def _cmd_keys_export(args: argparse.Namespace) -> int:
     or a terminal prompt, never from the command line (it would show in `ps` and shell history)."""
     import getpass
 
+    from agent.chain.cosmos.address import ChainIdentity
     from agent.chain.cosmos.armor import armor_private_key
     from agent.chain.cosmos.keystore import keystore_path, load_account_key
 
     settings = _settings(args)
-    key = load_account_key(keystore_path(settings.home))
+    key = load_account_key(keystore_path(settings.home), ChainIdentity.from_settings(settings))
     if sys.stdin.isatty():
         passphrase = getpass.getpass("Passphrase to encrypt the exported key: ")
         if getpass.getpass("Repeat the passphrase: ") != passphrase:

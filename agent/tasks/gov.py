@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from agent.chain.broadcast import TxIntent, TxOutcome, TxRecords, TxSender, committed_failure
-from agent.chain.cosmos.address import SEI, Bech32Prefixes
+from agent.chain.cosmos.address import ChainIdentity
 from agent.chain.cosmos.keystore import AccountKey, keystore_path, load_account_key
 from agent.chain.cosmos.proto import (
     Any as AnyMessage,
@@ -46,7 +46,6 @@ from agent.chain.rpc import RpcClient
 from agent.models import TaskError, TaskType, utcnow
 from agent.models.params.genesis import Coin as ParamCoin
 from agent.models.params.gov import GovParamChangeParams, GovSoftwareUpgradeParams, GovVoteParams, SignedTxParams
-from agent.models.settings import AgentSettings
 
 from .base import TaskContext, handler
 
@@ -59,11 +58,6 @@ _VOTE_OPTIONS = {
     "abstain": VoteOption.VOTE_OPTION_ABSTAIN,
     "no_with_veto": VoteOption.VOTE_OPTION_NO_WITH_VETO,
 }
-
-
-def chain_prefixes(settings: AgentSettings) -> Bech32Prefixes:
-    """The Bech32 prefixes of the chain the node runs."""
-    return SEI
 
 
 def params_hash(task_type: TaskType, params: SignedTxParams) -> str:
@@ -86,7 +80,7 @@ def _memo(memo: str, task_id: str) -> str:
 
 
 def _operator_key(ctx: TaskContext) -> AccountKey:
-    return load_account_key(keystore_path(ctx.home), chain_prefixes(ctx.settings))
+    return load_account_key(keystore_path(ctx.home), ChainIdentity.from_settings(ctx.settings))
 
 
 async def _send(ctx: TaskContext, params: SignedTxParams, build: Any) -> tuple[TxOutcome, AccountKey]:
