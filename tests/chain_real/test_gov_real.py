@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, wait_for_height
 
 from agent.chain.broadcast import TxRecord, TxRecords
 from agent.chain.cosmos.address import Bech32Prefixes, ChainIdentity
@@ -39,6 +37,8 @@ from agent.chain.cosmos.tx import sign_tx
 from agent.models import Task, TaskResult, TaskStatus, TaskType, format_timestamp, utcnow
 from agent.models.params.gov import GovVoteParams
 from agent.tasks.gov import params_hash
+from tests.chain_real.conftest import InProcessAgent
+from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, wait_for_height
 
 pytestmark = pytest.mark.chain
 
