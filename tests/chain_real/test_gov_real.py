@@ -68,6 +68,7 @@ class Validator:
 class GovChain:
     validators: list[Validator]
     tools: ChainTools
+    processes: ProcessGroup
 
     def query(self, *args: str) -> Any:
         node = self.validators[0].node
@@ -158,7 +159,7 @@ def gov_chain(chain_tools: ChainTools, tmp_path_factory: pytest.TempPathFactory)
             node.start(wait_height=None)
         for node in nodes:
             wait_for_height(node.rpc_url, 2, alive=lambda node=node: node.running)
-        yield GovChain(validators, chain_tools)
+        yield GovChain(validators, chain_tools, processes)
     finally:
         processes.stop_all()
 
@@ -465,3 +466,34 @@ async def test_a_record_for_other_params_is_not_adopted(gov_chain: GovChain, age
 
     assert result["txHash"] != old.tx_hash and result["adopted"] is False
     assert TxRecords(validator.node.home).load(task_id).tx_hash == result["txHash"]  # type: ignore[union-attr]
+
+
+async def test_a_node_without_a_transaction_index_fails_as_unverifiable(
+    gov_chain: GovChain, chain_agent: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The agent talks to a full node with `tx_index.indexer = "null"`: it broadcasts (the transaction is gossiped and
+    committed) but cannot confirm it, and says so instead of waiting out the deadline or reporting success."""
+    validator = gov_chain.validators[0]
+    factory = SimdChain(gov_chain.tools, tmp_path_factory.mktemp("unindexed"), gov_chain.processes)
+    follower = factory.follower("unindexed", of=validator.node)
+    follower.edit_config({"tx_index.indexer": "null"})
+    follower.edit_app({"minimum-gas-prices": MIN_GAS_PRICE})
+    follower.start(wait_height=(validator.node.height() or 1))
+    agent: InProcessAgent = chain_agent(
+        validator.node.home,
+        chain_id=CHAIN_ID,
+        rpc_endpoint=follower.rpc_url,
+        bech32_prefix=PREFIX,
+        bond_denom=DENOM,
+        db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
+    )
+    before = await asyncio.to_thread(gov_chain.sequence, validator.address)
+
+    result = await agent.run(TaskType.GOV_VOTE, _vote(1))
+
+    assert result.status is TaskStatus.FAILED and result.reason == "TxUnverifiable", result.error
+    assert "does not index transactions" in (result.error or "") and result.retryable is False
+    give_up = time.monotonic() + 30
+    while await asyncio.to_thread(gov_chain.sequence, validator.address) == before:  # it was committed all the same
+        assert time.monotonic() < give_up, "the broadcast transaction never reached a block"
+        await asyncio.sleep(0.5)
