@@ -36,11 +36,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.chain.cosmos import artifacts
+from agent.chain.cosmos import artifacts, genesis_extras
 from agent.chain.cosmos import genesis as genesis_doc
-from agent.chain.cosmos.address import ChainIdentity, consensus_address_bytes
+from agent.chain.cosmos.address import ChainIdentity, address_bytes, consensus_address_bytes
 from agent.chain.cosmos.coins import coin_map, format_coins
 from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
+from agent.chain.crypto import bech32
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
 from agent.io.files import atomic_write, has_marker, write_marker
@@ -264,6 +265,51 @@ def _assemble(
     ]
 
 
+def _check_extras(params: AssembleGenesisParams, chain: ChainIdentity) -> None:
+    """`accounts[]` addresses and `overrides` keys, checked before anything is read or written."""
+    for index, account in enumerate(params.accounts):
+        try:
+            address_bytes(account.address, chain.prefixes.account)
+        except bech32.Bech32Error as error:
+            raise ParamsInvalid(
+                f"params.accounts[{index}].address: {error} (expected a {chain.prefixes.account!r} address)"
+            ) from None
+    try:
+        genesis_extras.check_override_keys(list(params.overrides))
+    except ValueError as error:
+        raise ParamsInvalid(f"params.overrides: {error}") from None
+
+
+def _add_extras(document: genesis_doc.Document, params: AssembleGenesisParams, validators: list[Validator]) -> None:
+    """Overrides first (so the checks and the validators array see the final params), then external accounts.
+
+    Both are idempotent on a genesis an earlier run of this ceremony already wrote (see `genesis_extras`).
+    """
+    try:
+        genesis_extras.apply_overrides(document, params.overrides)
+        genesis_unix = int(parse_timestamp(str(document.get("genesis_time", ""))).timestamp())
+        accounts = [
+            genesis_extras.ExternalAccount(
+                account.address,
+                coin_map(account.balance),
+                None
+                if account.vesting is None
+                else genesis_extras.Vesting(
+                    coin_map(account.vesting.amount), account.vesting.end_time, account.vesting.delayed
+                ),
+            )
+            for account in params.accounts
+        ]
+        genesis_extras.add_external_accounts(
+            document,
+            accounts,
+            genesis_unix=genesis_unix,
+            validator_addresses={validator.gentx.delegator_address for validator in validators},
+        )
+    except ValueError as error:  # GenesisInvalid, or a genesis_time that does not parse
+        raise TaskError(str(error), reason=GENESIS_INVALID) from None
+
+
 async def _publish(
     bucket: Bucket, genesis_path: Path, written: genesis_doc.WrittenFile, validators: list[Validator]
 ) -> dict[str, Any]:
@@ -303,6 +349,7 @@ async def _begin_assembly(
 @handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams)
 async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskContext) -> dict[str, Any]:
     """Collect every node's gentx into this node's genesis, fill validators, and publish genesis and peers."""
+    _check_extras(params, ChainIdentity.from_settings(ctx.settings))
     bucket, validators = await _begin_assembly(params, ctx, ASSEMBLE_MARKER)
     if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
@@ -316,6 +363,7 @@ async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskCo
                 f"{genesis_path}: chain_id {document.get('chain_id')!r} is not {bucket.chain_id!r}",
                 reason=GENESIS_INVALID,
             )
+        _add_extras(document, params, validators)
         _assemble(document, validators, balance, bucket.identity)
         return genesis_doc.write_genesis(genesis_path, document)
 
@@ -370,6 +418,7 @@ def _rewrite_for_fork(
 async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskContext) -> dict[str, Any]:
     """Assemble a new chain's genesis from a source chain's exported state plus the new validators' gentxs."""
     # The gentxs are small and fail fast: they are checked before a multi-GB export is downloaded.
+    _check_extras(params, ChainIdentity.from_settings(ctx.settings))
     bucket, validators = await _begin_assembly(params, ctx, FORK_MARKER)
     if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
@@ -394,6 +443,7 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
             document = load_genesis(export_path)
             export_path.unlink()
             _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
+            _add_extras(document, params, validators)
             _assemble(document, validators, balance, bucket.identity)
             return genesis_doc.write_genesis(config / "genesis.json", document)
 
