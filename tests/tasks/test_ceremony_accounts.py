@@ -24,7 +24,11 @@ INVESTOR = bech32.encode(SEI.account, bytes([2] * 20))
 ADVISOR = bech32.encode(SEI.account, bytes([3] * 20))
 ACCOUNTS = [
     {"address": TREASURY, "balance": "1000usei"},
-    {"address": INVESTOR, "balance": "900usei,5uatom", "vesting": {"amount": "600usei", "endTime": GENESIS_UNIX + 3600}},
+    {
+        "address": INVESTOR,
+        "balance": "900usei,5uatom",
+        "vesting": {"amount": "600usei", "endTime": GENESIS_UNIX + 3600},
+    },
     {
         "address": ADVISOR,
         "balance": "300usei",
@@ -91,7 +95,8 @@ async def test_a_retry_after_a_failure_past_the_genesis_write_accepts_its_own_ac
     second = await pods[0].run(ASSEMBLE, params)
 
     assert second["genesisHash"] == first["genesisHash"]
-    assert hashlib.sha256(s3_object(s3_admin, s3_bucket, f"{CHAIN_ID}/genesis.json")).hexdigest() == first["genesisHash"]
+    uploaded = s3_object(s3_admin, s3_bucket, f"{CHAIN_ID}/genesis.json")
+    assert hashlib.sha256(uploaded).hexdigest() == first["genesisHash"]
 
 
 async def test_an_account_that_differs_from_the_one_in_genesis_is_a_collision(pods: list[ValidatorPod]) -> None:
@@ -126,7 +131,8 @@ async def test_a_validators_own_account_is_a_collision(pods: list[ValidatorPod])
         ({"overrides": {"staking.params.x": None}}, ParamsInvalid, "null is not a value"),
         ({"overrides": {"mint.params.x": 1}}, TaskError, "genesis has no module 'mint'"),
         ({"overrides": {"staking.params.max_validators.x": 1}}, TaskError, "is not an object"),
-        ({"accounts": [{"address": TREASURY, "balance": "1usei", "vesting": {"amount": "1usei", "endTime": GENESIS_UNIX}}]},
+        ({"accounts": [{"address": TREASURY, "balance": "1usei", "vesting": {"amount": "1usei",
+                                                                             "endTime": GENESIS_UNIX}}]},
          TaskError, "is not after the genesis time"),
     ],
 )  # fmt: skip
