@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.cometbft",
     "tests.fixtures.ec2",
     "tests.fixtures.dns",
+    "tests.fixtures.chain",
 ]

@@ -217,7 +217,7 @@ class Engine:
             return error
         except TimeoutError as error:
             if deadline.expired():
-                return _deadline_error(row)
+                return _deadline_error(row, context.deadline_cause)
             return _crash(error)
         except asyncio.CancelledError:
             raise
@@ -225,7 +225,7 @@ class Engine:
             log.exception("handler for %s task %s crashed", row.type, row.id)
             return _crash(error)
         if deadline.expired():  # the handler swallowed the cancellation and finished late: still past its deadline
-            return _deadline_error(row)
+            return _deadline_error(row, context.deadline_cause)
         return _checked_result(result)
 
     def _on_progress(self, run: _Run, progress: Progress) -> None:
@@ -561,7 +561,14 @@ def _remaining(row: TaskResult) -> float | None:
     return row.timeout_seconds - (utcnow() - started).total_seconds()
 
 
-def _deadline_error(row: TaskResult) -> TaskError:
+def _deadline_error(row: TaskResult, cause: TaskError | None = None) -> TaskError:
+    if cause is not None:  # the handler said what the wait was really stuck on (TaskContext.explain_deadline)
+        return TaskError(
+            f"run {row.run} exceeded its timeout of {row.timeout_seconds}s: {cause.message}",
+            reason=cause.reason,
+            hint=cause.hint,
+            retryable=cause.retryable,
+        )
     return TaskError(
         f"run {row.run} exceeded its timeout of {row.timeout_seconds}s",
         reason=Reason.DEADLINE_EXCEEDED,

@@ -53,6 +53,8 @@ __all__ = [
     "patch_toml_file",
     "prepare_toml_patch",
     "read_toml",
+    "respelled_keys",
+    "spelling_duplicates",
     "spelling_in",
 ]
 
@@ -270,6 +272,40 @@ def _match(table: Mapping[str, Any], patch: Mapping[str, Any], fallback: Separat
     return matched
 
 
+def _respelled(table: Mapping[str, Any], patch: Mapping[str, Any], path: list[str]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for key, value in patch.items():
+        existing = spelling_in(table, key)
+        if existing is not None and existing != key:
+            found.append((_render_path([*path, key]), _render_path([*path, existing])))
+        elif existing is not None and isinstance(value, Mapping) and _is_table(table[existing]):
+            found.extend(_respelled(table[existing], value, [*path, existing]))
+    return found
+
+
+def respelled_keys(document: Mapping[str, Any], patch: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key in the patch, key in the file) for every patch key the file already has under the other separator
+    (`max-num-inbound-peers` given, `max_num_inbound_peers` present). Written as given, each would become a second
+    key that the node ignores (it reads one spelling only) while the old value stays in force."""
+    return _respelled(document, patch, [])
+
+
+def spelling_duplicates(table: Mapping[str, Any], path: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Pairs of dotted keys in one table that differ only by '-' vs '_' (`p2p.max-num-inbound-peers` beside
+    `p2p.max_num_inbound_peers`): the node reads one of them and silently ignores the other."""
+    found: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for key, value in table.items():
+        normal = _normal(key)
+        if normal in seen:
+            found.append((_render_path([*path, seen[normal]]), _render_path([*path, key])))
+        else:
+            seen[normal] = key
+        if _is_table(value):
+            found.extend(spelling_duplicates(value, [*path, key]))
+    return found
+
+
 def match_key_spelling(document: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `patch` whose keys use the spelling `document` already uses.
 
@@ -388,7 +424,9 @@ def prepare_toml_patch(
 
     Raises `TaskError` for a file that is not valid TOML (naming file, line and cause) and `ParamsInvalid` for a patch
     TOML cannot hold (naming `label`, default the file, and the dotted key path). Nothing is written.
-    `match_spelling` first rewrites the patch's keys to the file's hyphen/underscore spelling (`match_key_spelling`).
+    `match_spelling` first rewrites the patch's keys to the file's hyphen/underscore spelling (`match_key_spelling`);
+    without it, a patch key that the file already has under the other spelling is refused (`ParamsInvalid`): written
+    as given it would be a second key the node ignores, and the patch would silently change nothing.
     """
     target = path.resolve()
     before = _read_text(target)
@@ -396,6 +434,16 @@ def prepare_toml_patch(
     check_patch(patch, label=label or str(path))
     if match_spelling:
         patch = match_key_spelling(document, patch)
+    else:
+        clashes = respelled_keys(document, patch)
+        if clashes:
+            given, existing = clashes[0]
+            others = f" (and {len(clashes) - 1} more: {', '.join(g for g, _ in clashes[1:])})" if clashes[1:] else ""
+            raise ParamsInvalid(
+                f"{label or path}: {given}: the file spells this key {existing}; writing {given} would add a second "
+                f"key that the node ignores{others}",
+                hint="spell the key as the file does, or set matchKeySpelling: true",
+            )
     merge_patch(document, patch, label=label or str(path))
     mode = NEW_FILE_MODE if before is None else stat.S_IMODE(target.stat().st_mode)
     return TomlEdit(path=path, target=target, before=before, after=tomlkit.dumps(document), mode=mode)

@@ -5,7 +5,9 @@
 - `/status` is polled every `pollIntervalSeconds` with a `requestTimeoutSeconds` timeout. RPC errors are expected
   (seid restarting, still opening its databases) and tolerated: the task keeps polling, counts them, and shows the
   last one in its progress message. The wait is bounded by the task's `spec.timeoutSeconds` (the engine cancels the
-  handler) and ends at once on cancel.
+  handler) and ends at once on cancel. A deadline that hits while the node does not answer fails the task
+  `NodeUnreachable`, with the number of failed requests and the last RPC error; one that hits while the node answers
+  but is behind says the last height seen.
 - Progress is `current/target` in blocks.
 - `action: SIGTERM_SEID`, once the condition holds: find seid in `/proc` (the pod needs `shareProcessNamespace`),
   send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as stopped; seid never found fails the
@@ -34,23 +36,53 @@ def _holds(params: AwaitConditionParams, status: NodeStatus) -> bool:
     return at_height
 
 
+def _unreachable(endpoint: str, errors: int, since_answer: int, last: RpcError) -> TaskError:
+    """What a deadline means while the node does not answer: unreachable, how often, and the last RPC error."""
+    return TaskError(
+        f"the node's RPC {endpoint} was unreachable: {since_answer} failed requests in a row "
+        f"({errors} in total), the last one: {last.cause}",
+        reason="NodeUnreachable",
+        hint="check that the node is running and its RPC listens on the address given (rpc.laddr); "
+        "a longer timeout will not help while it is down",
+        retryable=True,
+    )
+
+
+def _behind(params: AwaitConditionParams, status: NodeStatus) -> TaskError:
+    """What a deadline means while the node answers but the condition does not hold yet."""
+    wanted = f"height {params.target_height}" if params.target_height is not None else "caught up"
+    state = "catching up" if status.catching_up else "not catching up"
+    return TaskError(
+        f"the node answered but had not reached {wanted} (last seen: height {status.latest_height}, {state})",
+        reason="DeadlineExceeded",
+        hint="raise spec.timeoutSeconds if the node is making progress; check its peers and logs if it is not",
+        retryable=True,
+    )
+
+
 async def _poll_until_it_holds(
-    rpc: RpcClient, params: AwaitConditionParams, ctx: TaskContext
+    rpc: RpcClient, endpoint: str, params: AwaitConditionParams, ctx: TaskContext
 ) -> tuple[NodeStatus, int]:
     errors = 0
+    since_answer = 0  # failed requests since the node last answered
     height: int | None = None
     while True:
         try:
             status = await rpc.status(seconds=params.request_timeout_seconds)
         except RpcError as error:
             errors += 1
+            since_answer += 1
             if errors == 1 or errors % 100 == 0:
                 ctx.log.info("node RPC not answering (%d times so far): %s", errors, error.message)
+            ctx.explain_deadline(_unreachable(endpoint, errors, since_answer, error))
             ctx.progress(height, params.target_height, "blocks", f"waiting for the node's RPC: {error.cause}")
         else:
+            since_answer = 0
             if _holds(params, status):
+                ctx.explain_deadline(None)
                 return status, errors
             height = status.latest_height
+            ctx.explain_deadline(_behind(params, status))
             ctx.progress(height, params.target_height, "blocks", "catching up" if status.catching_up else "")
         await asyncio.sleep(params.poll_interval_seconds)
 
@@ -71,7 +103,7 @@ async def await_condition(params: AwaitConditionParams, ctx: TaskContext) -> dic
     """Wait for a block height or for the node to catch up; optionally stop seid afterwards."""
     endpoint = params.rpc_endpoint or ctx.settings.rpc_endpoint
     async with RpcClient(endpoint) as rpc:
-        status, errors = await _poll_until_it_holds(rpc, params, ctx)
+        status, errors = await _poll_until_it_holds(rpc, endpoint, params, ctx)
     ctx.progress(status.latest_height, params.target_height, "blocks", "condition holds")
     result: dict[str, Any] = {
         "condition": params.condition,

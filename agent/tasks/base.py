@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from agent.models import Progress, TaskType
+from agent.models import Progress, TaskError, TaskType
 from agent.models.params import TaskParams
 from agent.models.settings import AgentSettings
 
@@ -53,6 +53,8 @@ class TaskContext:
     settings: AgentSettings
     log: logging.LoggerAdapter[logging.Logger]
     report: Callable[[Progress], None] = field(default=lambda progress: None)
+    deadline_cause: TaskError | None = None
+    """Why the task would fail if its deadline hit now (see `explain_deadline`); None: a plain DeadlineExceeded."""
 
     @property
     def home(self) -> Path:
@@ -62,6 +64,16 @@ class TaskContext:
     def resumed(self) -> bool:
         """True when this run restarts work a previous process left unfinished."""
         return self.resumes > 0
+
+    def explain_deadline(self, cause: TaskError | None) -> None:
+        """Say what the deadline would really mean if it hit now (None clears it).
+
+        A handler that waits on something external (the node's RPC, a peer) calls this whenever the reason for the
+        wait changes, e.g. "the node's RPC has refused 57 requests, the last one: connection refused". If the task's
+        `timeoutSeconds` ends the run, the engine fails it with this error's reason, message and hint (prefixed by
+        the timeout) instead of a bare `DeadlineExceeded` whose hint says to raise the timeout.
+        """
+        self.deadline_cause = cause
 
     def progress(
         self, current: float | None = None, total: float | None = None, unit: str = "", message: str = ""

@@ -35,10 +35,13 @@ from agent.chain.seiconfig import (
     with_overrides,
     write_patches,
 )
+from agent.io.toml import load_toml_document, spelling_duplicates
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.node import ConfigApplyParams, ConfigReloadParams, ConfigValidateParams
 
 from .base import TaskContext, handler
+
+CONFIG_FILES = ("config.toml", "app.toml")
 
 
 def _refuse_invalid(report: ValidationReport) -> None:
@@ -86,9 +89,27 @@ async def config_apply(params: ConfigApplyParams, ctx: TaskContext) -> dict[str,
     return await asyncio.to_thread(_apply, ctx.home, params)
 
 
+def _spelling_duplicates(home: Path) -> list[Diagnostic]:
+    """An ERROR for every key present in both spellings (`max_num_inbound_peers` and `max-num-inbound-peers`) in
+    config.toml or app.toml: the node reads one and silently ignores the other, so the file says two things."""
+    found: list[Diagnostic] = []
+    for name in CONFIG_FILES:
+        document = load_toml_document(home / "config" / name)
+        for first, second in spelling_duplicates(document):
+            found.append(
+                Diagnostic(
+                    severity="ERROR",
+                    field=f"{name}:{second}",
+                    message=f"{name} has both {first} and {second}: the node reads one spelling and ignores the "
+                    "other; delete the one the node does not use",
+                )
+            )
+    return found
+
+
 def _validate(home: Path) -> dict[str, Any]:
     loaded = load_config(home)
-    report = validate(loaded.config, extra=loaded.diagnostics)
+    report = validate(loaded.config, extra=[*loaded.diagnostics, *_spelling_duplicates(home)])
     _refuse_invalid(report)
     return report.result()
 

@@ -49,7 +49,7 @@ def test_quickstart_examples_run_and_a_second_run_reports_them_done(
     assert f"{count} of {count} task(s) succeeded" in out
     assert (home / "config" / "node_key.json").exists()
     config = (home / "config" / "config.toml").read_text()
-    assert "persistent-peers" in config and "max-num-inbound-peers = 60" in config
+    assert "persistent-peers" in config and "max-incoming-connection-attempts = 50" in config
     assert (home / "config" / "app.toml").exists()
 
     before = {path: path.read_bytes() for path in (home / "config").rglob("*") if path.is_file()}

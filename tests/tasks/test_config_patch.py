@@ -197,25 +197,34 @@ async def test_no_temporary_files_are_left_behind(run_handler: HandlerRunner, co
     assert sorted(entry.name for entry in config_dir.iterdir()) == ["app.toml", "config.toml", "new.toml"]
 
 
-@pytest.mark.parametrize(
-    ("match", "expected"),
-    [
-        (True, CONFIG_TOML.replace('persistent-peers = ""', 'persistent-peers = "id@host:26656"')),
-        (
-            False,
-            CONFIG_TOML.replace("max-connections = 64\n", 'max-connections = 64\npersistent_peers = "id@host:26656"\n'),
-        ),
-    ],
-    ids=["matched", "exact-by-default"],
-)
-async def test_key_spelling_is_matched_only_when_asked(
-    run_handler: HandlerRunner, config_dir: Path, match: bool, expected: str
-) -> None:
+async def test_key_spelling_is_matched_when_asked(run_handler: HandlerRunner, config_dir: Path) -> None:
     await run_handler(
         TaskType.CONFIG_PATCH,
-        {
-            "files": {"config.toml": {"p2p": {"persistent_peers": "id@host:26656"}}},
-            "matchKeySpelling": match,
-        },
+        {"files": {"config.toml": {"p2p": {"persistent_peers": "id@host:26656"}}}, "matchKeySpelling": True},
     )
+    expected = CONFIG_TOML.replace('persistent-peers = ""', 'persistent-peers = "id@host:26656"')
     assert (config_dir / "config.toml").read_text() == expected
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"p2p": {"persistent_peers": "id@host:26656"}},
+        {"p2p": {"persistent_peers": None}},  # deleting the other spelling would silently delete nothing
+        {"mempool": {"size": 5}, "p2p": {"max_connections": 10}},
+    ],
+    ids=["set", "delete", "second-key-of-two"],
+)
+async def test_a_key_the_file_spells_differently_is_refused_by_default(
+    run_handler: HandlerRunner, config_dir: Path, patch: dict[str, Any]
+) -> None:
+    before = snapshot(config_dir)
+    with pytest.raises(ParamsInvalid, match=r"the file spells this key p2p\.(persistent|max)-") as raised:
+        await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": patch}})
+    assert "matchKeySpelling" in raised.value.hint
+    assert snapshot(config_dir) == before
+
+
+async def test_a_new_key_is_written_exactly_as_given_by_default(run_handler: HandlerRunner, config_dir: Path) -> None:
+    await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"p2p": {"brand_new_key": 1}}}})
+    assert "brand_new_key = 1" in (config_dir / "config.toml").read_text()

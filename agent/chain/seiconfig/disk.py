@@ -125,7 +125,7 @@ def with_overrides(config: SeiConfig, typed: Mapping[str, Any], *, mode: Mode | 
 
 
 def _encode(value: Any, comma: bool, existing: Any) -> Any:
-    if comma:
+    if comma or (isinstance(existing, str) and isinstance(value, list)):  # keep a file's "a,b" string a string
         return ",".join(value)
     if isinstance(existing, str) and isinstance(value, bool | int):
         return str(value).lower() if isinstance(value, bool) else str(value)

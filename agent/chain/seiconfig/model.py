@@ -233,7 +233,10 @@ def _kv_indexer() -> list[Indexer]:
 
 
 class TxIndexSection(_Section):
-    indexer: Annotated[list[Indexer], _config("tx-index.indexer")] = Field(default_factory=_kv_indexer)
+    # CometBFT / Tendermint 0.34 write one string (`indexer = "kv"`), sei-tendermint a list: both read as a list.
+    indexer: Annotated[list[Indexer], BeforeValidator(_comma_list), _config("tx-index.indexer")] = Field(
+        default_factory=_kv_indexer
+    )
 
 
 class StateCommitSection(_Section):
