@@ -19,6 +19,7 @@ class TaskType(StrEnum):
     CONFIGURE_GENESIS = "configure-genesis"
     CONFIGURE_STATE_SYNC = "configure-state-sync"
     SNAPSHOT_UPLOAD = "snapshot-upload"
+    SNAPSHOT_UPLOAD_ONCE = "snapshot-upload-once"
     RESULT_EXPORT = "result-export"
     AWAIT_CONDITION = "await-condition"
     GENERATE_IDENTITY = "generate-identity"

@@ -155,6 +155,20 @@ class SnapshotUploadParams(SnapshotLayoutParams):
         return self
 
 
+class SnapshotUploadOnceParams(SnapshotUploadParams):
+    """`snapshot-upload-once`: one snapshot-upload run under a deadline (the current original's one-shot type)."""
+
+    timeout_seconds: int = Field(
+        default=7200, ge=1, le=7 * 24 * 3600, description="Deadline of the upload (the original's default 2 h)."
+    )
+
+    @model_validator(mode="after")
+    def _no_interval(self) -> SnapshotUploadOnceParams:
+        if self.interval_seconds is not None:
+            raise ValueError("intervalSeconds: snapshot-upload-once uploads once; use snapshot-upload for the loop")
+        return self
+
+
 class ConfigureGenesisParams(S3Params):
     """`configure-genesis`: `config/genesis.json` from `url` (https) or `s3://<bucket>/<chainId>/genesis.json`."""
 
