@@ -245,6 +245,18 @@ def committed_failure(outcome: TxOutcome) -> TaskError:
     )
 
 
+_SIGNER_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def _signer_lock(address: str) -> asyncio.Lock:
+    """One lock per signer and event loop (a lock must not be shared across loops)."""
+    key = (id(asyncio.get_running_loop()), address)
+    lock = _SIGNER_LOCKS.get(key)
+    if lock is None:
+        lock = _SIGNER_LOCKS[key] = asyncio.Lock()
+    return lock
+
+
 class TxSender:
     """Runs the path in the module docstring against one node for one signing key."""
 
@@ -267,7 +279,17 @@ class TxSender:
 
     async def send(self, intent: TxIntent) -> TxOutcome:
         """The committed outcome of the task's one transaction (code 0 or not: the caller decides what a non-zero
-        code means); `TaskError` for everything that did not end in a commit."""
+        code means); `TaskError` for everything that did not end in a commit.
+
+        Transactions of one signer are sent one at a time in this process (held until inclusion or failure): the
+        account query reads committed state, so a second transaction signed while the first is still in the mempool
+        would get the same sequence and be refused. Two gov tasks submitted together therefore both succeed, one
+        after the other.
+        """
+        async with _signer_lock(self.key.address):
+            return await self._send(intent)
+
+    async def _send(self, intent: TxIntent) -> TxOutcome:
         await self._check_chain(intent.chain_id)
         record = self.records.load(intent.task_id)
         if record is not None:

@@ -497,3 +497,18 @@ async def test_a_node_without_a_transaction_index_fails_as_unverifiable(
     while await asyncio.to_thread(gov_chain.sequence, validator.address) == before:  # it was committed all the same
         assert time.monotonic() < give_up, "the broadcast transaction never reached a block"
         await asyncio.sleep(0.5)
+
+
+async def test_two_votes_of_one_agent_submitted_together_both_succeed(
+    gov_chain: GovChain, agents: list[InProcessAgent]
+) -> None:
+    """Without the per-signer serialisation the second would be signed with the same sequence and refused."""
+    validator = gov_chain.validators[1]
+    first, second = await _open_proposal(gov_chain, agents[1]), await _open_proposal(gov_chain, agents[1])
+    before = await asyncio.to_thread(gov_chain.sequence, validator.address)
+
+    results = await asyncio.gather(*(agents[1].run(TaskType.GOV_VOTE, _vote(pid)) for pid in (first, second)))
+
+    sequences = sorted(_ok(result)["sequence"] for result in results)
+    assert sequences == [before, before + 1]
+    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before + 2
