@@ -344,8 +344,9 @@ async def test_software_upgrade_proposal_sets_the_plan(gov_chain: GovChain, agen
         (_vote(1, fees="1stake"), "InsufficientFee", "insufficient fee", False),
         (_vote(1, chainId="another-chain"), "ChainIdMismatch", "is on chain 'gov-real'", False),
         (_vote(999_999), "UnknownProposal", "999999", True),
+        (_vote(1, gas=1000, fees="10stake"), "OutOfGas", "out of gas", False),
     ],
-    ids=["insufficient-fees", "wrong-chain-id", "unknown-proposal"],
+    ids=["insufficient-fees", "wrong-chain-id", "unknown-proposal", "out-of-gas"],
 )
 async def test_a_refused_transaction_fails_with_a_clear_reason(
     gov_chain: GovChain,
