@@ -417,7 +417,7 @@ class TxSender:
             try:
                 found = await self._lookup(record)
             except RpcError as error:
-                self.log.info("looking up tx %s: %s", record.tx_hash, error.cause)
+                self.log.debug("looking up tx %s: %s", record.tx_hash, error.cause)
                 found = None
             if found is not None:
                 return _outcome(found, record, adopted)

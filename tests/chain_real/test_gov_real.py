@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -513,3 +514,53 @@ async def test_two_votes_of_one_agent_submitted_together_both_succeed(
     sequences = sorted(_ok(result)["sequence"] for result in results)
     assert sequences == [before, before + 1]
     assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before + 2
+
+
+async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_adopts_it(
+    gov_chain: GovChain,
+    agents: list[InProcessAgent],
+    chain_agent: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The validators are frozen (SIGSTOP) after a full node accepted the transaction: no block comes, the run ends
+    `TxPending` (retryable) with the transaction recorded; once they run again, running the task again adopts that
+    transaction (found on chain) instead of signing a second one."""
+    monkeypatch.setattr("agent.tasks.gov.INCLUSION_TIMEOUT_SECONDS", 3.0)
+    validator = gov_chain.validators[2]
+    factory = SimdChain(gov_chain.tools, tmp_path_factory.mktemp("full-node"), gov_chain.processes)
+    full_node = factory.follower("full-node", of=validator.node)
+    full_node.edit_app({"minimum-gas-prices": MIN_GAS_PRICE})
+    await asyncio.to_thread(full_node.start, wait_height=(validator.node.height() or 1))
+    agent: InProcessAgent = chain_agent(
+        validator.node.home,
+        chain_id=CHAIN_ID,
+        rpc_endpoint=full_node.rpc_url,
+        bech32_prefix=PREFIX,
+        bond_denom=DENOM,
+        db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
+    )
+    proposal_id = await _open_proposal(gov_chain, agents[2])
+    task_id = str(uuid.uuid4())
+    before = await asyncio.to_thread(gov_chain.sequence, validator.address)
+    frozen = [v.node.process for v in gov_chain.validators if v.node.process is not None]
+    try:
+        for process in frozen:
+            os.kill(process.pid, signal.SIGSTOP)
+        first = await _run_as(agent, task_id, _vote(proposal_id))
+    finally:
+        for process in frozen:
+            os.kill(process.pid, signal.SIGCONT)
+
+    assert first.status is TaskStatus.FAILED and first.reason == "TxPending" and first.retryable is True, first.error
+    record = TxRecords(validator.node.home).load(task_id)
+    assert record is not None and record.tx_hash in (first.error or "")
+    monkeypatch.setattr("agent.tasks.gov.INCLUSION_TIMEOUT_SECONDS", 60.0)
+    thawed = validator.node.height() or 0
+    await asyncio.to_thread(validator.node.wait_for_height, thawed + 2)  # the chain makes blocks again
+    await agent.engine.submit(
+        Task(id=task_id, type=TaskType.GOV_VOTE, params=_vote(proposal_id), timeout_seconds=120, retry_nonce="again")
+    )
+    second = _ok(await agent.wait(task_id))
+    assert (second["txHash"], second["adopted"], second["sequence"]) == (record.tx_hash, True, before)
+    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before + 1
