@@ -65,15 +65,19 @@ def _named(argv: tuple[str, ...], name: str) -> bool:
     return bool(argv) and (argv[0] == name or argv[0].endswith("/" + name))
 
 
-def find_process(name: str, *, proc: Path = PROC) -> ProcessInfo | None:
-    """The lowest-PID live process whose argv[0] is `name` or ends with `/name`, or None."""
+def find_process(name: str, *, subcommand: str | None = None, proc: Path = PROC) -> ProcessInfo | None:
+    """The lowest-PID live process whose argv[0] is `name` or ends with `/name`, or None.
+
+    With `subcommand`, argv[1] must also be exactly that (`seid start`, not `seid version` or an init helper; the
+    node container's bash loop that waits at the readiness gate has argv[0] `bash` and never matches).
+    """
     own = os.getpid()
     pids = sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit())
     for pid in pids:
         if pid == own:
             continue
         argv = _argv(pid, proc)
-        if not _named(argv, name):
+        if not _named(argv, name) or (subcommand is not None and (len(argv) < 2 or argv[1] != subcommand)):
             continue
         stat = _stat(pid, proc)
         if stat is None or stat[0] in ("Z", "X"):
@@ -110,6 +114,29 @@ async def _gone_within(process: ProcessInfo, seconds: float, poll: float, proc: 
             return False
         await asyncio.sleep(poll)
     return True
+
+
+async def terminate_gracefully(
+    process: ProcessInfo, *, grace_seconds: float, poll_seconds: float = 0.1, proc: Path = PROC
+) -> StopOutcome:
+    """SIGTERM and wait up to `grace_seconds` for the process to exit; never SIGKILL.
+
+    A validator killed mid-commit can corrupt its databases or, worse, lose the record of what it signed; a process
+    that does not exit in time is left running and the call fails (`StopTimedOut`, retryable: running again waits
+    again). A process already gone, or gone between lookup and signal, is a success (`signal` empty).
+    """
+    if not is_running(process, proc=proc) or not _signal(process, signal.SIGTERM):
+        return StopOutcome(process.pid, "", exited=True)
+    if await _gone_within(process, grace_seconds, poll_seconds, proc):
+        return StopOutcome(process.pid, "SIGTERM", exited=True)
+    raise TaskError(
+        f"{process.argv[0]} (pid {process.pid}) is still running {grace_seconds:g}s after SIGTERM; it was left "
+        "running (never force-killed: a validator killed mid-commit can corrupt its data)",
+        reason="StopTimedOut",
+        hint="check the node's log for what it is doing; raise params.graceSeconds, or run the task again to keep "
+        "waiting",
+        retryable=True,
+    )
 
 
 async def stop_process(

@@ -60,7 +60,7 @@ from agent.models import (
 from agent.models.params import TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
 from agent.store import Store
-from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
+from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
 
 from .events import EventKind, TaskEvent
 
@@ -107,8 +107,10 @@ class Engine:
         *,
         progress_interval: float = 1.0,
         stop_grace: float = 10.0,
+        kube: KubeReader | None = None,
     ) -> None:
         self._registry = registry
+        self._kube = kube  # handed to every handler (TaskContext.kube): the agent's one Kubernetes access path
         self._store = store
         self._settings = settings
         self._progress_interval = progress_interval
@@ -206,6 +208,7 @@ class Engine:
             settings=self._settings,
             log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), {"task_id": row.id}),
             report=lambda progress: self._on_progress(run, progress),
+            kube=self._kube,
         )
         remaining = _remaining(row)
         if remaining is not None and remaining <= 0:

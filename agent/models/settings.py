@@ -39,7 +39,8 @@ class AgentSettings(BaseModel):
     rpc_endpoint: str = "http://localhost:26657"
     """The local node's CometBFT RPC (`SEI_RPC_ENDPOINT`)."""
     seid_binary: str = "seid"
-    """The node binary used by export-state (`SEI_BINARY`)."""
+    """The node binary (`SEI_BINARY`): what export-state runs, and the name stop-seid, restart-seid and reset-data look
+    for in /proc (`<name> start`; a path counts by its last component). `simd` in the real chain tier's tests."""
     retention: timedelta = Field(default=timedelta(days=30))
     """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`)."""
     # Chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK

@@ -32,6 +32,9 @@ class TaskType(StrEnum):
     GOV_VOTE = "gov-vote"
     GOV_SOFTWARE_UPGRADE = "gov-software-upgrade"
     GOV_PARAM_CHANGE = "gov-param-change"
+    STOP_SEID = "stop-seid"
+    RESTART_SEID = "restart-seid"
+    RESET_DATA = "reset-data"
 
     @classmethod
     def parse(cls, value: str) -> TaskType | None:

@@ -21,6 +21,7 @@ import kopf
 from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 from kubernetes import config as k8s_config
 
+from agent.models import TaskError
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
@@ -191,6 +192,26 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
         return answer
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Every pod in `namespace` matching `label_selector`, following `continue` (tasks' `KubeReader`)."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods"
+        params = {"labelSelector": label_selector, "limit": "500"}
+        pods: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = await self.request("GET", path, params=params)
+            except ApiError as error:
+                raise TaskError(
+                    f"listing pods with labelSelector {label_selector!r} in namespace {namespace!r}: {error}",
+                    hint="the agent's Role needs list on pods" if error.status == 403 else "",
+                    retryable=error.retryable,
+                ) from None
+            pods += page.get("items") or []
+            following = (page.get("metadata") or {}).get("continue")
+            if not following:
+                return pods
+            params["continue"] = following
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=event)

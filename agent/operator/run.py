@@ -177,11 +177,12 @@ async def run_operator(
         log.error("%s", error)
         return 1
 
-    engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace)
+    api = await KubeApi(connection).open()
+    # Tasks read the API (discover-peers' kubernetes source) through the agent's own client: one access path.
+    engine = Engine(registry or default_registry(), store, settings, stop_grace=options.shutdown_grace, kube=api)
     metrics = AgentMetrics()
     metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
     engine.add_listener(metrics.observe)
-    api = await KubeApi(connection).open()
     writer = StatusWriter(
         api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
     )

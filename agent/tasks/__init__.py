@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import HandlerRegistry, HandlerSpec, TaskContext, handler
+from .base import HandlerRegistry, HandlerSpec, KubeReader, TaskContext, handler
 
-__all__ = ["HandlerRegistry", "HandlerSpec", "TaskContext", "default_registry", "handler"]
+__all__ = ["HandlerRegistry", "HandlerSpec", "KubeReader", "TaskContext", "default_registry", "handler"]
 
 _NOT_FAMILIES = {"base"}
 

@@ -1,7 +1,7 @@
 """`await-condition`: wait until the local node reaches a height (or has caught up), then optionally stop seid.
 
 - `condition: height` holds when `/status` reports `latest_block_height >= targetHeight`; `condition: catchingUp`
-  holds when it reports `catching_up == false` (and, with `targetHeight`, the height too).
+  holds when it reports `catching_up == false` at a height of at least 2 (and, with `targetHeight`, the height too).
 - `/status` is polled every `pollIntervalSeconds` with a `requestTimeoutSeconds` timeout. RPC errors are expected
   (seid restarting, still opening its databases) and tolerated: the task keeps polling, counts them, and shows the
   last one in its progress message. The wait is bounded by the task's `spec.timeoutSeconds` (the engine cancels the
@@ -9,14 +9,15 @@
   `NodeUnreachable`, with the number of failed requests and the last RPC error; one that hits while the node answers
   but is behind says the last height seen.
 - Progress is `current/target` in blocks.
-- `action: SIGTERM_SEID`, once the condition holds: find seid in `/proc` (the pod needs `shareProcessNamespace`),
-  send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as stopped; seid never found fails the
-  task (the condition held, but the asked-for stop did not happen).
+- `action: SIGTERM_SEID`, once the condition holds: find seid (`SEI_BINARY`, default `seid`) in `/proc` (the pod
+  needs `shareProcessNamespace`), send SIGTERM, and SIGKILL after `graceSeconds`. seid already gone counts as
+  stopped; seid never found fails the task (the condition held, but the asked-for stop did not happen).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from agent.chain.process import find_process, stop_process
@@ -29,10 +30,15 @@ from .base import TaskContext, handler
 SEID_PROCESS = "seid"
 
 
+CAUGHT_UP_MIN_HEIGHT = 2
+"""`catchingUp` also needs a height of at least 2 (as the Go sidecar): a node that just started with an empty store,
+or has not begun state sync yet, reports `catching_up: false` at height 0 while it has caught up on nothing."""
+
+
 def _holds(params: AwaitConditionParams, status: NodeStatus) -> bool:
     at_height = params.target_height is None or status.latest_height >= params.target_height
     if params.condition == "catchingUp":
-        return at_height and not status.catching_up
+        return at_height and not status.catching_up and status.latest_height >= CAUGHT_UP_MIN_HEIGHT
     return at_height
 
 
@@ -87,11 +93,11 @@ async def _poll_until_it_holds(
         await asyncio.sleep(params.poll_interval_seconds)
 
 
-async def _stop_seid(grace_seconds: float) -> dict[str, Any]:
-    process = await asyncio.to_thread(find_process, SEID_PROCESS)
+async def _stop_seid(grace_seconds: float, binary: str) -> dict[str, Any]:
+    process = await asyncio.to_thread(find_process, binary)
     if process is None:
         raise TaskError(
-            f"the condition holds, but no process named {SEID_PROCESS!r} was found in /proc to stop",
+            f"the condition holds, but no process named {binary!r} was found in /proc to stop",
             hint="the pod needs shareProcessNamespace: true so the agent can see seid",
         )
     outcome = await stop_process(process, grace_seconds=grace_seconds)
@@ -113,7 +119,7 @@ async def await_condition(params: AwaitConditionParams, ctx: TaskContext) -> dic
         "rpcErrors": errors,
     }
     if params.action == "SIGTERM_SEID":
-        result["seid"] = await _stop_seid(params.grace_seconds)
+        result["seid"] = await _stop_seid(params.grace_seconds, Path(ctx.settings.seid_binary).name or SEID_PROCESS)
     return result
 
 

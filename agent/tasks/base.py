@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from agent.models import Progress, TaskError, TaskType
 from agent.models.params import TaskParams
@@ -42,6 +42,16 @@ def handler(task_type: TaskType, params_model: type[P], summary: str = "") -> Ca
     return wrap
 
 
+class KubeReader(Protocol):
+    """What tasks may read from the Kubernetes API, over the agent's own connection (the operator's credentials and
+    client): one access path for the agent and its tasks. Failures raise `TaskError` (retryable when running again may
+    help; a 403 says which RBAC rule is missing)."""
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Every pod in `namespace` matching `label_selector` (all pages)."""
+        ...
+
+
 @dataclass
 class TaskContext:
     """Per-run context handed to a handler by the engine."""
@@ -53,6 +63,8 @@ class TaskContext:
     settings: AgentSettings
     log: logging.LoggerAdapter[logging.Logger]
     report: Callable[[Progress], None] = field(default=lambda progress: None)
+    kube: KubeReader | None = None
+    """The agent's Kubernetes API access; None when the agent runs without a cluster (local mode)."""
     deadline_cause: TaskError | None = None
     """Why the task would fail if its deadline hit now (see `explain_deadline`); None: a plain DeadlineExceeded."""
 

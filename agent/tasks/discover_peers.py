@@ -8,7 +8,8 @@ Sources, in the order given:
 - `dns`: A records of `hosts` (P2P port `p2pPort`), and SRV records of `srv` (P2P port from each record, its target
   resolved to A records). A name that does not resolve is skipped with a note, not fatal.
 - `kubernetes`: running pods matching `labelSelector` in `namespace` (default: the agent's own), listed through the
-  Kubernetes API with the pod's ServiceAccount token and CA; only available when the agent runs in a cluster.
+  agent's own Kubernetes API client and credentials (`TaskContext.kube`, the operator's connection: one access path
+  for the agent and its tasks); not available in local mode.
   The agent's own pod is never a candidate. The agent's Role needs `list` on `pods`.
 
 Every discovered candidate is asked for `/status` on `rpcPort` (`queryTimeoutSeconds` each, 16 at a time) and
@@ -24,15 +25,10 @@ config.toml (which must exist) is replaced with the comma-joined list, keeping c
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
 import boto3
 import dns.asyncresolver
 import dns.exception
@@ -54,12 +50,9 @@ from agent.models.params.node import (
     StaticSource,
     parse_nameserver,
 )
-from agent.models.settings import AgentSettings
 
 from .base import TaskContext, handler
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-"""Where Kubernetes mounts the pod's ServiceAccount token, CA and namespace."""
 QUERY_CONCURRENCY = 16
 NO_PEERS_FOUND = "NoPeersFound"
 
@@ -153,59 +146,26 @@ async def _from_dns(source: DnsSource, label: str, params: DiscoverPeersParams) 
     return found
 
 
-def _service_account(settings: AgentSettings, source: KubernetesSource, label: str) -> tuple[str, str, str, Path]:
-    """(API base URL, token, namespace, CA file) of the in-cluster API; a TaskError when not in a cluster."""
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST", ""), os.environ.get("KUBERNETES_SERVICE_PORT", "")
-    token_file = SERVICE_ACCOUNT_DIR / "token"
-    if not host or not port or not token_file.exists():
+async def _from_kubernetes(
+    source: KubernetesSource, label: str, params: DiscoverPeersParams, ctx: TaskContext
+) -> Discovery:
+    if ctx.kube is None:
         raise TaskError(
-            f"{label}: the agent is not running in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST/PORT or no "
-            f"ServiceAccount token in {SERVICE_ACCOUNT_DIR})",
+            f"{label}: the agent is not running with Kubernetes API access (local mode, or no cluster)",
             hint="use a static, dns or ec2Tags source outside a cluster",
         )
-    namespace = source.namespace or settings.pod_namespace
+    namespace = source.namespace or ctx.settings.pod_namespace
+    if not namespace:
+        raise TaskError(f"{label}: no namespace given and POD_NAMESPACE is not set", hint="set the source's namespace")
     try:
-        namespace = namespace or (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-        token = token_file.read_text().strip()  # re-read every time: projected tokens rotate
-    except OSError as error:
-        raise TaskError(f"{label}: cannot read the ServiceAccount in {SERVICE_ACCOUNT_DIR}: {error.strerror}") from None
-    return f"https://{_hostport(host, int(port))}", token, namespace, SERVICE_ACCOUNT_DIR / "ca.crt"
-
-
-async def _from_kubernetes(
-    source: KubernetesSource, label: str, params: DiscoverPeersParams, settings: AgentSettings
-) -> Discovery:
-    base, token, namespace, ca_file = await asyncio.to_thread(_service_account, settings, source, label)
-    tls = await asyncio.to_thread(ssl.create_default_context, cafile=str(ca_file))
-    url = f"{base}/api/v1/namespaces/{quote(namespace, safe='')}/pods"
-    query = {"labelSelector": source.label_selector, "limit": "500"}
+        pods = await ctx.kube.list_pods(namespace, source.label_selector)
+    except TaskError as error:
+        raise TaskError(f"{label}: {error.message}", hint=error.hint, retryable=error.retryable) from None
     found = Discovery(label)
-    pods: list[dict[str, Any]] = []
-    where = f"{label}: listing pods with labelSelector {source.label_selector!r} in namespace {namespace!r}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=False) as session:
-            while True:
-                headers = {"Authorization": f"Bearer {token}"}
-                async with session.get(url, params=query, ssl=tls, headers=headers) as response:
-                    body = await response.read()
-                    if response.status != 200:
-                        raise TaskError(
-                            f"{where}: HTTP {response.status}: {body[:300].decode('utf-8', 'replace')}",
-                            hint="the agent's Role needs list on pods" if response.status == 403 else "",
-                            retryable=response.status >= 500 or response.status == 429,
-                        )
-                page = json.loads(body)
-                pods += page.get("items") or []
-                next_page = (page.get("metadata") or {}).get("continue")
-                if not next_page:
-                    break
-                query["continue"] = next_page
-    except (aiohttp.ClientError, TimeoutError, ValueError, ssl.SSLError) as error:
-        raise TaskError(f"{where}: {type(error).__name__}: {error}", retryable=True) from None
     for pod in pods:
         name = (pod.get("metadata") or {}).get("name", "")
         status = pod.get("status") or {}
-        if name == settings.pod_name or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        if name == ctx.settings.pod_name or (pod.get("metadata") or {}).get("deletionTimestamp"):
             continue
         if status.get("phase") != "Running" or not status.get("podIP"):
             found.skipped.append({"source": label, "address": name, "reason": "pod not running or has no IP yet"})
@@ -214,7 +174,7 @@ async def _from_kubernetes(
     return found
 
 
-async def _discover(index: int, source: PeerSource, params: DiscoverPeersParams, settings: AgentSettings) -> Discovery:
+async def _discover(index: int, source: PeerSource, params: DiscoverPeersParams, ctx: TaskContext) -> Discovery:
     label = f"sources[{index}] ({source.type})"
     if isinstance(source, StaticSource):
         return Discovery(label, peers=list(source.addresses))
@@ -222,7 +182,7 @@ async def _discover(index: int, source: PeerSource, params: DiscoverPeersParams,
         return await _from_ec2(source, label, params)
     if isinstance(source, DnsSource):
         return await _from_dns(source, label, params)
-    return await _from_kubernetes(source, label, params, settings)
+    return await _from_kubernetes(source, label, params, ctx)
 
 
 # --- node IDs and the result ---------------------------------------------------------------------------------------
@@ -261,7 +221,7 @@ async def discover_peers(params: DiscoverPeersParams, ctx: TaskContext) -> dict[
     summary = []
     for index, source in enumerate(params.sources):
         ctx.progress(index, len(params.sources), "sources", f"discovering from sources[{index}] ({source.type})")
-        found = await _discover(index, source, params, ctx.settings)
+        found = await _discover(index, source, params, ctx)
         queried, unreachable = await _identify(found.candidates, params)
         skipped += found.skipped + unreachable
         new = 0

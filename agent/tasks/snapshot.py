@@ -19,7 +19,10 @@ durability overlaps the download), then swaps the staging directory in as
 snapshots). Then the height file `.sei-sidecar-snapshot-height` (decimal, no newline) and last the marker
 `.sei-sidecar-snapshot-done`. Any failure removes the staging directory and leaves `data/` as it was.
 `priv_validator_state.json` is never extracted, whatever the archive carries. One restore runs at a time per home
-(an flock on `data/` itself).
+(an flock on `data/` itself). When the archive carries the Cosmos SDK's `metadata.db`, it is replaced, before the swap,
+by one listing exactly the restored snapshot(s), computed from the chunk files (`agent.chain.snapshots`): the
+uploader's lists every snapshot it kept, and a node advertising snapshots it does not have stalls every peer that
+state-syncs from it.
 
 snapshot-upload: the second-highest numeric directory under `data/snapshots/` (the highest may still be being
 written), unless `.sei-sidecar-last-upload.json` says it was already uploaded; tar + compression streamed into a
@@ -45,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.chain.snapshots import METADATA_DB, rebuild_metadata
 from agent.io.archive import (
     INSUFFICIENT_DISK,
     Compression,
@@ -258,6 +262,7 @@ async def snapshot_restore(params: SnapshotRestoreParams, ctx: TaskContext) -> d
     data_dir = ctx.home / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     key_url = s3_url(bucket, snapshot.info.key)
+    metadata_rebuilt: list[int] | None = None
     with _restore_lock(data_dir):
         staging = data_dir / STAGING
         for leftover in (staging, data_dir / REPLACED):  # from a run that crashed; nothing else uses these names
@@ -285,6 +290,15 @@ async def snapshot_restore(params: SnapshotRestoreParams, ctx: TaskContext) -> d
                     reason=CHECKSUM_MISMATCH,
                     hint="the archive is not the one that was pinned or published; nothing was moved into place",
                 )
+            if (staging / METADATA_DB).exists():
+                # The uploader's metadata.db lists every snapshot it kept, not just this one: see agent.chain.snapshots
+                ctx.progress(snapshot.info.size, snapshot.info.size, "bytes", "rebuilding snapshots/metadata.db")
+                listed = await asyncio.to_thread(rebuild_metadata, staging)
+                if listed is None:
+                    ctx.log.warning("snapshot-restore: not the Cosmos SDK snapshot layout; metadata.db kept as is")
+                else:
+                    ctx.log.info("snapshot-restore: metadata.db rebuilt for (height, format) %s", listed)
+                    metadata_rebuilt = [height for height, _ in listed]
             # run_blocking, not to_thread: a cancel must wait for the renames to finish before cleanup starts
             await run_blocking(lambda _: _swap_into_place(staging, data_dir / "snapshots"))
         finally:
@@ -302,6 +316,7 @@ async def snapshot_restore(params: SnapshotRestoreParams, ctx: TaskContext) -> d
         "sha256": digest or None,
         "verifiedAgainst": expected_from or None,
         "skippedMembers": summary.skipped[:10],
+        "metadataRebuiltFor": metadata_rebuilt,
     }
 
 

@@ -23,8 +23,6 @@ from agent.server.metrics import AgentMetrics
 from agent.store import SqliteStore
 from agent.tasks import default_registry
 
-pytestmark = pytest.mark.chain
-
 
 class InProcessAgent:
     """One agent (engine + store, optionally its HTTP server) for one node home."""

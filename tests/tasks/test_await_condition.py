@@ -59,6 +59,19 @@ async def test_catching_up_waits_until_the_node_reports_it_has_caught_up(
     assert result is not None and result["catchingUp"] is False
 
 
+async def test_catching_up_is_not_done_on_an_empty_node_that_says_false_at_height_zero(
+    cometbft_factory: CometBFTFactory, run_handler: HandlerRunner
+) -> None:
+    node = cometbft_factory("local", height=0, catching_up=False)
+    waiting = asyncio.create_task(run_handler(TaskType.AWAIT_CONDITION, params(node, condition="catchingUp")))
+    while len(node.requests) < 3:
+        await asyncio.sleep(0.02)
+    assert not waiting.done()
+    node.set_height(2)
+    result = await waiting
+    assert result is not None and result["height"] == 2
+
+
 async def test_catching_up_with_a_target_also_needs_the_height(
     cometbft_factory: CometBFTFactory, run_handler: HandlerRunner
 ) -> None:

@@ -4,17 +4,19 @@ HTTPS) sources, each candidate identified by an in-test CometBFT node's /status.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 
 from agent.chain.keys import ensure_node_key, node_key_path
 from agent.io.toml import read_toml
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.node import Ec2TagsSource
+from agent.operator.kubeapi import Connection, KubeApi
 from agent.tasks import discover_peers as discover_module
 from tests.chain.sei_files import install_sample_config, snapshot
 from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, node_id_for
@@ -155,13 +157,18 @@ async def test_dns_srv_records_give_targets_and_p2p_ports(
 
 
 @pytest.fixture
-def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeApi]:
-    """The agent seen as running in a cluster: service env vars and a ServiceAccount directory for a fake API."""
+async def kube_api(tmp_path: Path, run_handler: HandlerRunner) -> AsyncIterator[FakeKubeApi]:
+    """The agent seen as running with API access: the operator's own client (`KubeApi`), with a ServiceAccount's
+    bearer token and CA, pointed at a fake pod-list API, handed to the handler as `TaskContext.kube`."""
     api = FakeKubeApi(tmp_path / "kube", namespace="sei")
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
-    monkeypatch.setattr(discover_module, "SERVICE_ACCOUNT_DIR", api.service_account)
+    configuration = k8s_client.Configuration()
+    configuration.host = f"https://127.0.0.1:{api.port}"
+    configuration.ssl_ca_cert = str(api.service_account / "ca.crt")
+    configuration.api_key = {"authorization": f"Bearer {api.token}"}
+    client = await KubeApi(Connection(configuration, "sei")).open()
+    run_handler.kube = client
     yield api
+    await client.close()
     api.stop()
 
 
@@ -198,15 +205,14 @@ async def test_kubernetes_api_refusal_fails_the_task_with_an_rbac_hint(
     kube_api.status_override = 403
     with pytest.raises(TaskError) as caught:
         await run_handler(TaskType.DISCOVER_PEERS, {"sources": [{"type": "kubernetes", "labelSelector": "app=sei"}]})
-    assert "labelSelector 'app=sei' in namespace 'default': HTTP 403" in caught.value.message
+    assert "labelSelector 'app=sei' in namespace 'default'" in caught.value.message
+    assert ": 403 " in caught.value.message
     assert "list on pods" in caught.value.hint
 
 
-async def test_kubernetes_source_outside_a_cluster_is_refused(
-    sei_home: Path, run_handler: HandlerRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(TaskError, match="not running in a Kubernetes cluster"):
+async def test_kubernetes_source_outside_a_cluster_is_refused(sei_home: Path, run_handler: HandlerRunner) -> None:
+    assert run_handler.kube is None  # local mode: the engine has no Kubernetes access to hand over
+    with pytest.raises(TaskError, match="not running with Kubernetes API access"):
         await run_handler(TaskType.DISCOVER_PEERS, {"sources": [{"type": "kubernetes", "labelSelector": "app=sei"}]})
 
 

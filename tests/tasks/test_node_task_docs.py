@@ -24,6 +24,9 @@ TYPES = [
     "gov-vote",
     "gov-software-upgrade",
     "gov-param-change",
+    "stop-seid",
+    "restart-seid",
+    "reset-data",
 ]
 
 

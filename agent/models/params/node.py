@@ -283,7 +283,10 @@ class DiscoverPeersParams(TaskParams):
 
     sources: list[PeerSource] = Field(min_length=1)
     rpc_port: int = Field(default=26657, ge=1, le=65535, description="Candidates' RPC port (node ID from /status).")
-    p2p_port: int = Field(default=26656, ge=1, le=65535, description="Candidates' P2P port (in the peer address).")
+    # Explicit alias: the camelCase generator would spell it `p2PPort`, which no user types (the docs say p2pPort).
+    p2p_port: int = Field(
+        default=26656, ge=1, le=65535, alias="p2pPort", description="Candidates' P2P port (in the peer address)."
+    )
     query_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_peers: int | None = Field(default=None, ge=1, description="Keep at most this many peers (first found first).")
 
