@@ -125,7 +125,7 @@ def gov_chain(chain_tools: ChainTools, tmp_path_factory: pytest.TempPathFactory)
     processes = ProcessGroup(directory)
     factory = SimdChain(chain_tools, directory, processes)
     try:
-        nodes = [factory._init(f"val{index}", CHAIN_ID) for index in range(3)]
+        nodes = [factory._init(f"val{index}", CHAIN_ID, "127.0.0.1", None) for index in range(3)]
         validators = []
         for node in nodes:
             key, created = ensure_account_key(node.home, IDENTITY)
