@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -55,6 +56,10 @@ class AgentSettings(BaseModel):
     """Staking denom when genesis has no `staking.params.bond_denom` (`SEI_BOND_DENOM`); genesis's wins."""
     coin_type: int = Field(default=118, ge=0, lt=2**31)
     """BIP44 coin type of new account keys, `m/44'/<coin_type>'/0'/0/0` (`SEI_COIN_TYPE`)."""
+    gentx_account_numbers: Literal["zero", "initial-height"] = "zero"
+    """Account number genesis transactions are signed with (`SEI_GENTX_ACCOUNT_NUMBERS`): `zero` always (Sei's node
+    treats genesis by context), or `initial-height` (stock Cosmos SDK: 0 when the chain starts at height 1, the
+    account's own number when genesis's `initial_height` is above 1, as in a fork)."""
 
     @field_validator("bech32_prefix", "bech32_validator_prefix", "bech32_consensus_prefix")
     @classmethod
@@ -99,6 +104,7 @@ class AgentSettings(BaseModel):
             "bech32_consensus_prefix": "SEI_BECH32_CONSENSUS_PREFIX",
             "bond_denom": "SEI_BOND_DENOM",
             "coin_type": "SEI_COIN_TYPE",
+            "gentx_account_numbers": "SEI_GENTX_ACCOUNT_NUMBERS",
         }
         for field, variable in mapping.items():
             value = env.get(variable, "").strip()

@@ -27,25 +27,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.chain.cosmos import artifacts, genesis_extras
+from agent.chain.cosmos import artifacts, fork, genesis_extras
 from agent.chain.cosmos import genesis as genesis_doc
 from agent.chain.cosmos.address import ChainIdentity, address_bytes, consensus_address_bytes
-from agent.chain.cosmos.coins import coin_map, format_coins
-from agent.chain.cosmos.gentx import GENTX_INVALID, GentxProblem, VerifiedGentx, parse_gentx_bytes, verify_gentx
+from agent.chain.cosmos.coins import add as coin_add
+from agent.chain.cosmos.coins import coin_map, coins_to_json, format_coins
+from agent.chain.cosmos.gentx import (
+    GENTX_INVALID,
+    GentxProblem,
+    VerifiedGentx,
+    check_signature,
+    parse_gentx_bytes,
+    verify_gentx,
+)
 from agent.chain.crypto import bech32
 from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, node_key_path
-from agent.io.files import atomic_write, has_marker, write_marker
-from agent.io.s3 import S3_NOT_FOUND, S3Client
+from agent.io.files import atomic_write, atomic_writer, has_marker, write_marker
+from agent.io.s3 import S3_NOT_FOUND, S3Client, check_cancel, run_blocking
 from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
 from agent.models.params.genesis import (
     AssembleGenesisForkParams,
@@ -67,6 +77,11 @@ GENTX_MISSING = "GentxMissing"
 IDENTITY_INVALID = "IdentityInvalid"
 MAX_ARTIFACT_BYTES = 1024 * 1024
 FORK_TIME_FILE = ".nodetask-fork-genesis-time.json"
+MIN_SEI_NETWORK_NODES = 3
+FEW_NODES_WARNING = (
+    "{count} validator(s): Sei's node does not leave block sync with fewer than two peers, so this network neither "
+    "starts nor survives a validator restart unless it has at least 3 nodes (add full nodes peered with the validators)"
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,8 @@ def _local_artifacts(
             f"{path}: no gentx for this node", reason=GENTX_MISSING, hint="run generate-gentx first"
         ) from None
     try:
-        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes)
+        account_number = None if chain.defers_gentx_signatures else 0  # the assembler checks a deferred one
+        verified = verify_gentx(parse_gentx_bytes(data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"{path}: {problem.detail}", reason=problem.reason, hint="re-run generate-gentx") from None
     if verified.node_id != node_id:
@@ -184,7 +200,8 @@ async def _collect(bucket: Bucket, node_names: list[str], ctx: TaskContext) -> l
 
 def _verify_node(name: str, gentx_data: bytes, identity_data: bytes, chain_id: str, chain: ChainIdentity) -> Validator:
     try:
-        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes)
+        account_number = None if chain.defers_gentx_signatures else 0  # deferred: checked in _assemble
+        verified = verify_gentx(parse_gentx_bytes(gentx_data), chain_id, chain.prefixes, account_number)
     except GentxProblem as problem:
         raise TaskError(f"validator {name!r}: gentx {problem.detail}", reason=problem.reason) from None
     validator = Validator(name, verified)
@@ -224,15 +241,8 @@ def _check_unique(validators: list[Validator]) -> None:
             seen[value] = validator
 
 
-def _assemble(
-    document: genesis_doc.Document,
-    validators: list[Validator],
-    account_balance: dict[str, int],
-    chain: ChainIdentity,
-) -> None:
-    """Accounts, balances, gen_txs and validators into `document` (in memory); raises before any write."""
-    bond_denom = genesis_doc.bond_denom(document) or chain.bond_denom
-    limit = genesis_doc.max_validators(document)
+def _check_stakes(validators: list[Validator], bond_denom: str, limit: int | None) -> None:
+    """The validator count against max_validators; every self-delegation in the bond denom, worth voting power."""
     if limit is not None and len(validators) > limit:
         raise TaskError(
             f"{len(validators)} validators but staking.params.max_validators is {limit}: the extra ones would not be "
@@ -240,8 +250,7 @@ def _assemble(
             reason=TOO_MANY_VALIDATORS,
         )
     for validator in validators:
-        gentx = validator.gentx
-        stake = gentx.self_delegation
+        stake = validator.gentx.self_delegation
         if stake.denom != bond_denom:
             raise validator.problem(GENTX_INVALID, f"self-delegation {stake} is not in the bond denom {bond_denom!r}")
         if stake.amount < genesis_doc.POWER_REDUCTION:
@@ -249,17 +258,33 @@ def _assemble(
                 GENTX_INVALID,
                 f"self-delegation {stake} is below {genesis_doc.POWER_REDUCTION}{stake.denom}, i.e. zero voting power",
             )
-        genesis_doc.add_account(document, gentx.delegator_address, account_balance)
-        genesis_doc.add_evm_association(document, gentx.delegator_address, eth_address(gentx.account_public_key))
-        balance = genesis_doc.balance_of(document, gentx.delegator_address) or {}
-        if balance.get(stake.denom, 0) < stake.amount:
-            raise validator.problem(
-                INSUFFICIENT_BALANCE,
-                f"account {gentx.delegator_address} holds {format_coins(balance)}, which does not cover the "
-                f"self-delegation {stake}",
-            )
-    genesis_doc.set_gen_txs(document, [validator.gentx.to_json() for validator in validators])
-    document["validators"] = [
+
+
+def _check_covered(validator: Validator, balance: dict[str, int]) -> None:
+    stake = validator.gentx.self_delegation
+    if balance.get(stake.denom, 0) < stake.amount:
+        raise validator.problem(
+            INSUFFICIENT_BALANCE,
+            f"account {validator.gentx.delegator_address} holds {format_coins(balance)}, which does not cover the "
+            f"self-delegation {stake}",
+        )
+
+
+def _check_signatures(
+    validators: list[Validator], chain: ChainIdentity, chain_id: str, initial_height: int, positions: dict[str, int]
+) -> None:
+    """Deferred check (stock SDK rule): above height 1 a gentx is verified with its account's position in genesis."""
+    for validator in validators:
+        position = positions.get(validator.gentx.delegator_address, 0)  # known whenever the rule needs it
+        number = chain.gentx_account_number(initial_height, position)
+        try:
+            check_signature(validator.gentx, chain_id, number)
+        except GentxProblem as problem:
+            raise validator.problem(problem.reason, f"gentx {problem.detail}") from None
+
+
+def _validator_entries(validators: list[Validator]) -> list[dict[str, Any]]:
+    return [
         genesis_doc.validator_entry(v.gentx.consensus_public_key, v.gentx.self_delegation.amount, v.gentx.moniker)
         for v in validators
     ]
@@ -310,6 +335,29 @@ def _add_extras(document: genesis_doc.Document, params: AssembleGenesisParams, v
         raise TaskError(str(error), reason=GENESIS_INVALID) from None
 
 
+def _assemble(
+    document: genesis_doc.Document,
+    validators: list[Validator],
+    account_balance: dict[str, int],
+    chain: ChainIdentity,
+) -> None:
+    """Accounts, balances, gen_txs and validators into `document` (in memory); raises before any write."""
+    _check_stakes(
+        validators, genesis_doc.bond_denom(document) or chain.bond_denom, genesis_doc.max_validators(document)
+    )
+    for validator in validators:
+        gentx = validator.gentx
+        genesis_doc.add_account(document, gentx.delegator_address, account_balance)
+        genesis_doc.add_evm_association(document, gentx.delegator_address, eth_address(gentx.account_public_key))
+        _check_covered(validator, genesis_doc.balance_of(document, gentx.delegator_address) or {})
+    if chain.defers_gentx_signatures:
+        initial_height = genesis_doc.initial_height(document)
+        positions = genesis_doc.account_positions(document)
+        _check_signatures(validators, chain, str(document.get("chain_id")), initial_height, positions)
+    genesis_doc.set_gen_txs(document, [validator.gentx.to_json() for validator in validators])
+    document["validators"] = _validator_entries(validators)
+
+
 async def _publish(
     bucket: Bucket, genesis_path: Path, written: genesis_doc.WrittenFile, validators: list[Validator]
 ) -> dict[str, Any]:
@@ -324,12 +372,15 @@ async def _publish(
             content_type="application/json",
             size_hint=written.size,
         )
-    return {
+    result: dict[str, Any] = {
         "genesisHash": written.sha256,
         "genesisKey": artifacts.genesis_key(bucket.chain_id),
         "peersKey": artifacts.peers_key(bucket.chain_id),
         "validators": len(validators),
     }
+    if len(validators) < MIN_SEI_NETWORK_NODES:
+        result["warning"] = FEW_NODES_WARNING.format(count=len(validators))
+    return result
 
 
 def _already_assembled(home: Path) -> dict[str, Any]:
@@ -395,30 +446,135 @@ def _fork_genesis_time(home: Path, chain_id: str, requested: datetime | None) ->
     return chosen
 
 
-def _rewrite_for_fork(
-    document: genesis_doc.Document, params: AssembleGenesisForkParams, chain_id: str, genesis_time: str
-) -> None:
+def _fork_initial_height(params: AssembleGenesisForkParams, exported: object) -> int:
     if params.initial_height is not None:
-        document["initial_height"] = str(params.initial_height)
-    else:
-        exported = document.get("initial_height", "1")
-        if not str(exported).isdigit() or int(exported) < 1:
-            raise TaskError(
-                f"the export's initial_height {exported!r} is not a positive integer", reason=GENESIS_INVALID
-            )
-        # Kept as is: an export already records last height + 1 (seictl added another 1, leaving a one-block gap).
-        document["initial_height"] = str(int(exported))
-    document["chain_id"] = chain_id
-    document["genesis_time"] = genesis_time
-    document["validators"] = []
-    genesis_doc.strip_validator_state(document)
+        return params.initial_height
+    exported = "1" if exported is None else exported
+    if not str(exported).isdigit() or int(str(exported)) < 1:
+        raise TaskError(f"the export's initial_height {exported!r} is not a positive integer", reason=GENESIS_INVALID)
+    # Kept as is: an export already records last height + 1 (seictl added another 1, leaving a one-block gap).
+    return int(str(exported))
+
+
+@dataclass(frozen=True)
+class _ForkPlan:
+    edits: fork.ForkEdits
+    result: dict[str, str]
+
+
+def _plan_fork(
+    checkpoint: Callable[[], None],
+    export_path: Path,
+    params: AssembleGenesisForkParams,
+    validators: list[Validator],
+    account_balance: dict[str, int],
+    chain: ChainIdentity,
+    chain_id: str,
+    genesis_time: str,
+) -> _ForkPlan:
+    """Scan the export (first pass) and decide every edit; raises before anything is written."""
+    facts = fork.scan_export(export_path, {v.gentx.delegator_address for v in validators}, checkpoint)
+    if "app_state" not in facts.top_level:
+        raise TaskError("the export has no app_state: not a genesis document", reason=GENESIS_INVALID)
+    initial_height = _fork_initial_height(params, facts.initial_height)
+    _check_stakes(validators, facts.bond_denom or chain.bond_denom, facts.max_validators)
+
+    accounts: list[dict[str, Any]] = []
+    balances: list[dict[str, Any]] = []
+    associations: list[dict[str, str]] = []
+    positions: dict[str, int] = {}
+    added: dict[str, int] = {}
+    for validator in validators:
+        gentx = validator.gentx
+        address = gentx.delegator_address
+        if address in facts.account_numbers:
+            number = facts.account_numbers[address]
+            if chain.defers_gentx_signatures and initial_height > 1:
+                positions[address] = facts.rank(number, export_path)  # rare: an extra pass over the accounts
+        else:
+            positions[address] = facts.account_count + len(accounts)
+            accounts.append(genesis_doc.new_account_entry(address, facts.max_account_number + 1 + len(accounts)))
+        existing = facts.balances.get(fork.address_bytes(address) or b"")
+        if existing is None:
+            balances.append({"address": address, "coins": coins_to_json(account_balance)})
+            added = coin_add(added, account_balance)
+        _check_covered(validator, account_balance if existing is None else existing)
+        if "evm" in facts.modules and address not in facts.associated:
+            associations.append({"sei_address": address, "eth_address": eth_address(gentx.account_public_key)})
+    if chain.defers_gentx_signatures:
+        _check_signatures(validators, chain, chain_id, initial_height, positions)
+
+    distribution = genesis_doc.module_address_bytes(genesis_doc.DISTRIBUTION)
+    pools: dict[str, int] = {}
+    for name in (genesis_doc.BONDED_POOL, genesis_doc.NOT_BONDED_POOL):
+        pools = coin_add(pools, facts.balances.get(genesis_doc.module_address_bytes(name), {}))
+    fee_pool = facts.fee_pool or {}
+    settled = genesis_doc.settle_stripped_stake(
+        pools, facts.balances.get(distribution, {}), fee_pool.get("community_pool"), "distribution" in facts.modules
+    )
+    if settled.distribution_balance and distribution not in facts.balances:
+        balances.append(
+            {
+                "address": bech32.encode(chain.prefixes.account, distribution),
+                "coins": coins_to_json(settled.distribution_balance),
+            }
+        )
+    base_supply = facts.supply or facts.total_balances
+    supply = coins_to_json({d: a - settled.burned.get(d, 0) for d, a in coin_add(base_supply, added).items()})
+    gen_txs = [validator.gentx.to_json() for validator in validators]
+
+    edits = fork.ForkEdits(
+        replace={
+            "chain_id": chain_id,
+            "genesis_time": genesis_time,
+            "initial_height": str(initial_height),
+            "validators": _validator_entries(validators),
+            **fork.stripped_state_edits(facts.modules),
+            "app_state.bank.supply": supply,
+            "app_state.genutil.gen_txs": gen_txs,
+        },
+        create={
+            "app_state.auth": {"accounts": accounts},
+            "app_state.bank": {"balances": balances, "supply": supply},
+            "app_state.genutil": {"gen_txs": gen_txs},
+            f"{fork.ACCOUNTS}": accounts,
+            f"{fork.BALANCES}": balances,
+            f"{fork.ASSOCIATIONS}": associations,
+        },
+        item_by_address={fork.BALANCES: fork.settled_balance_rule(settled.distribution_balance)},
+        append_items={fork.ACCOUNTS: accounts, fork.BALANCES: balances, fork.ASSOCIATIONS: associations},
+    )
+    if settled.community_pool is not None:
+        edits.replace["app_state.distribution.fee_pool"] = {**fee_pool, "community_pool": settled.community_pool}
+    return _ForkPlan(
+        edits, {"movedToCommunityPool": format_coins(settled.moved), "burned": format_coins(settled.burned)}
+    )
+
+
+def _write_fork(
+    export_path: Path, target: Path, edits: fork.ForkEdits, checkpoint: Callable[[], None]
+) -> genesis_doc.WrittenFile:
+    """Second pass: the export streamed into `target` (atomically) with the edits, hashed while written."""
+    digest = hashlib.sha256()
+    size = 0
+    with atomic_writer(target, mode=0o644) as handle:
+
+        class _Sink:
+            @staticmethod
+            def write(data: bytes) -> None:
+                nonlocal size
+                digest.update(data)
+                size += len(data)
+                handle.write(data)
+
+        fork.write_fork(export_path, _Sink(), edits, checkpoint)
+    return genesis_doc.WrittenFile(digest.hexdigest(), size)
 
 
 @handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
 async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskContext) -> dict[str, Any]:
     """Assemble a new chain's genesis from a source chain's exported state plus the new validators' gentxs."""
     # The gentxs are small and fail fast: they are checked before a multi-GB export is downloaded.
-    _check_extras(params, ChainIdentity.from_settings(ctx.settings))
     bucket, validators = await _begin_assembly(params, ctx, FORK_MARKER)
     if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
@@ -438,23 +594,34 @@ async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskCont
         genesis_time = await asyncio.to_thread(_fork_genesis_time, ctx.home, bucket.chain_id, params.genesis_time)
         balance = coin_map(params.account_balance)
 
-        def build() -> genesis_doc.WrittenFile:
-            # One parsed copy of the export in memory; the serialized form streams to disk while being hashed.
-            document = load_genesis(export_path)
-            export_path.unlink()
-            _rewrite_for_fork(document, params, bucket.chain_id, genesis_time)
-            _add_extras(document, params, validators)
-            _assemble(document, validators, balance, bucket.identity)
-            return genesis_doc.write_genesis(config / "genesis.json", document)
+        def build(cancel: threading.Event) -> tuple[genesis_doc.WrittenFile, dict[str, str]]:
+            # Two streamed passes over the export: memory does not grow with its size (agent.chain.cosmos.fork).
+            # A cancelled task stops within a few thousand JSON events; the atomic write leaves nothing behind.
+            def checkpoint() -> None:
+                check_cancel(cancel)
+
+            try:
+                plan = _plan_fork(
+                    checkpoint, export_path, params, validators, balance, bucket.identity, bucket.chain_id, genesis_time
+                )
+                return _write_fork(export_path, config / "genesis.json", plan.edits, checkpoint), plan.result
+            except (genesis_doc.GenesisInvalid, ValueError) as error:
+                raise TaskError(f"s3://{bucket.name}/{export_key}: {error}", reason=GENESIS_INVALID) from None
 
         ctx.progress(info.size, info.size, "bytes", "rewriting the exported state")
-        written = await asyncio.to_thread(build)
+        written, settled = await run_blocking(build)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(export_path)  # noqa: PTH108 - a cheap unlink in cleanup, also on cancellation
     result = await _publish(bucket, config / "genesis.json", written, validators)
     write_marker(ctx.home, FORK_MARKER)
-    return {**result, "sourceChainId": params.source_chain_id, "exportKey": export_key, "exportBytes": info.size}
+    return {
+        **result,
+        "sourceChainId": params.source_chain_id,
+        "exportKey": export_key,
+        "exportBytes": info.size,
+        **settled,
+    }
 
 
 HANDLERS = [upload_genesis_artifacts, assemble_and_upload_genesis, assemble_genesis_fork]

@@ -10,7 +10,7 @@ Steps (all in this pod, no `seid`), each safe to repeat, so a run interrupted an
    (`agent.chain.cosmos.keystore` documents the file and why the mnemonic is not kept);
 4. genesis: the account (next account number), its balance, the supply when genesis lists one, and the EVM
    address association when genesis has an `evm` module; an account already there with this address is kept as is;
-5. the gentx, signed offline (SIGN_MODE_DIRECT, account number 0, sequence 0, RFC 6979), written to
+5. the gentx, signed offline (SIGN_MODE_DIRECT, account number `accountNumber` (0), sequence 0, RFC 6979), written to
    `config/gentx/gentx-<nodeID>.json`; deterministic, so a re-run rewrites identical bytes;
 6. the `gentx` done-marker, last.
 
@@ -161,7 +161,7 @@ def _generate(params: GenerateGentxParams, home: Path, settings: AgentSettings) 
     changed |= genesis_doc.add_evm_association(document, key.address, eth_address(key.public_key))
     if changed:
         genesis_doc.write_genesis(genesis_path, document)
-    tx = build_gentx(inputs.spec, key.private_key, inputs.chain_id, identity.prefixes)
+    tx = build_gentx(inputs.spec, key.private_key, inputs.chain_id, identity.prefixes, params.account_number)
     path = gentx_path(home, inputs.node_id)
     atomic_write(path, gentx_file_bytes(tx), mode=0o600)
     write_marker(home, MARKER)
@@ -185,7 +185,7 @@ def _already_done(params: GenerateGentxParams, home: Path, settings: AgentSettin
         path = gentx_path(home, node_id)
         chain_id = resolve_chain_id(params.chain_id, settings)
         prefixes = ChainIdentity.from_settings(settings).prefixes
-        verified = verify_gentx(json.loads(path.read_bytes()), chain_id, prefixes)
+        verified = verify_gentx(json.loads(path.read_bytes()), chain_id, prefixes, params.account_number)
     except (OSError, ValueError, TaskError, GentxProblem):
         return result  # a home prepared by the Go sidecar: its marker is honoured, its files are its own
     result.update(

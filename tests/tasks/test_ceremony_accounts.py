@@ -145,3 +145,12 @@ async def test_bad_accounts_and_overrides_fail_naming_what_is_wrong_and_write_no
         await pods[0].run(ASSEMBLE, assemble_params(**extra))
 
     assert pods[0].genesis_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("extra", [{"accounts": ACCOUNTS[:1]}, {"overrides": {"staking.params.max_validators": 5}}])
+async def test_the_streamed_fork_refuses_accounts_and_overrides(
+    make_pod: Callable[..., ValidatorPod], extra: dict[str, Any]
+) -> None:
+    pod = make_pod("val-a")
+    with pytest.raises(ParamsInvalid, match="not supported by assemble-genesis-fork"):
+        await pod.run(TaskType.ASSEMBLE_GENESIS_FORK, assemble_params(sourceChainId="old-chain", **extra))

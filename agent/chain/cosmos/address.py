@@ -50,6 +50,20 @@ class ChainIdentity:
     prefixes: Bech32Prefixes
     bond_denom: str = "usei"
     coin_type: int = 118
+    gentx_account_numbers: str = "zero"
+    """`zero` (Sei) or `initial-height` (stock SDK): see `AgentSettings.gentx_account_numbers`."""
+
+    def gentx_account_number(self, initial_height: int, position: int) -> int:
+        """The account number a gentx is verified with on this chain, for an account at `position` in genesis's
+        accounts (auth's InitGenesis renumbers accounts in order) when the chain starts at `initial_height`."""
+        if self.gentx_account_numbers == "initial-height" and initial_height > 1:
+            return position
+        return 0
+
+    @property
+    def defers_gentx_signatures(self) -> bool:
+        """Whether a gentx's account number is known only once the genesis it joins is (stock SDK rule)."""
+        return self.gentx_account_numbers == "initial-height"
 
     @property
     def hd_path(self) -> str:
@@ -64,7 +78,7 @@ class ChainIdentity:
         prefixes = Bech32Prefixes(
             main.account, main.account_pub, validator, f"{validator}pub", consensus, f"{consensus}pub"
         )
-        return cls(prefixes, settings.bond_denom, settings.coin_type)
+        return cls(prefixes, settings.bond_denom, settings.coin_type, settings.gentx_account_numbers)
 
 
 SEI_IDENTITY = ChainIdentity(SEI)

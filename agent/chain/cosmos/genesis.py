@@ -16,9 +16,10 @@ bytes on disk (and later uploaded) is known without holding a second serialized 
 from __future__ import annotations
 
 import base64
-import copy
+import decimal
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,17 @@ def balance_of(document: Document, address: str) -> CoinMap | None:
     return None
 
 
+def new_account_entry(address: str, number: int) -> dict[str, Any]:
+    """A fresh `BaseAccount` as genesis lists it (no public key yet, sequence 0)."""
+    return {
+        "@type": BASE_ACCOUNT_TYPE,
+        "address": address,
+        "pub_key": None,
+        "account_number": str(number),
+        "sequence": "0",
+    }
+
+
 def add_account(document: Document, address: str, coins: CoinMap) -> bool:
     """Add a BaseAccount and its balance (and grow a non-empty `supply` by the same coins). False if present.
 
@@ -160,28 +172,54 @@ def add_account(document: Document, address: str, coins: CoinMap) -> bool:
     added = False
     if address not in account_addresses(document):
         next_number = max((_account_number(entry) for entry in accounts), default=-1) + 1
-        accounts.append(
-            {
-                "@type": BASE_ACCOUNT_TYPE,
-                "address": address,
-                "pub_key": None,
-                "account_number": str(next_number),
-                "sequence": "0",
-            }
-        )
+        accounts.append(new_account_entry(address, next_number))
         accounts.sort(key=_account_number)
         added = True
     if balance_of(document, address) is None:
         balances.append({"address": address, "coins": coin_lists.coins_to_json(coins)})
         balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))
         supply = bank.get("supply")
-        # An empty supply is computed by bank's InitGenesis from the balances; a non-empty one must equal their sum.
         if supply:
             bank["supply"] = coin_lists.coins_to_json(
                 coin_lists.add(coin_lists.coins_from_json(supply, "app_state.bank.supply"), coins)
             )
+        else:
+            # Seid accepts an empty supply (InitGenesis computes it), but SDK 0.45's add-genesis-account then grows
+            # it by its own coins only and validate-genesis fails: write the sum of every balance instead, which
+            # both accept.
+            bank["supply"] = coin_lists.coins_to_json(total_balances(document))
         added = True
     return added
+
+
+def total_balances(document: Document) -> CoinMap:
+    """The sum of every `bank.balances` entry (what a consistent `bank.supply` equals)."""
+    bank = _module(document, "bank", create=False) or {}
+    total: CoinMap = {}
+    for index, entry in enumerate(bank.get("balances") or []):
+        if isinstance(entry, dict):
+            where = f"app_state.bank.balances[{index}].coins"
+            total = coin_lists.add(total, coin_lists.coins_from_json(entry.get("coins", []), where))
+    return total
+
+
+def initial_height(document: Document) -> int:
+    """Genesis's `initial_height` (1 when absent); `GenesisInvalid` when it is not a positive integer."""
+    value = document.get("initial_height", "1")
+    if not str(value).isdigit() or int(value) < 1:
+        raise GenesisInvalid(f"initial_height {value!r} is not a positive integer")
+    return int(value)
+
+
+def account_positions(document: Document) -> dict[str, int]:
+    """address -> the account number auth's InitGenesis gives it: its position once sorted by account number."""
+    auth = _module(document, "auth", create=False) or {}
+    ordered = sorted(auth.get("accounts") or [], key=_account_number)
+    return {
+        base["address"]: position
+        for position, base in enumerate(map(_base_account, ordered))
+        if base and isinstance(base.get("address"), str)
+    }
 
 
 def add_evm_association(document: Document, sei_address: str, eth_address: str) -> bool:
@@ -225,7 +263,7 @@ def validator_entry(consensus_public_key: bytes, self_delegation: int, name: str
     }
 
 
-_STRIPPED_STATE: dict[str, dict[str, Any]] = {
+STRIPPED_STATE: dict[str, dict[str, Any]] = {
     "staking": {
         "validators": [],
         "delegations": [],
@@ -250,19 +288,73 @@ _STRIPPED_STATE: dict[str, dict[str, Any]] = {
 }
 
 
-def strip_validator_state(document: Document) -> list[str]:
-    """Remove the source chain's validator set from app_state (seictl's fork strip); returns the modules touched.
+BONDED_POOL = "bonded_tokens_pool"
+NOT_BONDED_POOL = "not_bonded_tokens_pool"
+DISTRIBUTION = "distribution"
+_DEC_PRECISION = 18
 
-    Only the listed keys are reset; params, pools and everything else stay. A module the export lacks is skipped,
-    not created. Bank balances of the bonded / not-bonded pools and of distribution are *not* touched: see
-    docs/tasks/assemble-genesis-fork.md for why that can make InitChain fail.
+
+def module_address_bytes(name: str) -> bytes:
+    """A module account's address: SHA-256(name)[:20] (`authtypes.NewModuleAddress`), under any prefix."""
+    return hashlib.sha256(name.encode()).digest()[:20]
+
+
+def _dec_coins(entries: object, where: str) -> dict[str, decimal.Decimal]:
+    if not isinstance(entries, list):
+        raise GenesisInvalid(f"{where}: expected a list of coins")
+    totals: dict[str, decimal.Decimal] = {}
+    for index, entry in enumerate(entries):
+        amount = entry.get("amount") if isinstance(entry, dict) else None
+        if not isinstance(amount, str) or not re.fullmatch(r"\d+(\.\d{1,18})?", amount):
+            raise GenesisInvalid(f"{where}[{index}]: amount {amount!r} is not a non-negative decimal")
+        denom = str(entry.get("denom"))
+        totals[denom] = totals.get(denom, decimal.Decimal(0)) + decimal.Decimal(amount)
+    return totals
+
+
+def _dec_coins_to_json(coins: dict[str, decimal.Decimal]) -> list[dict[str, str]]:
+    return [
+        {"denom": denom, "amount": f"{amount:.{_DEC_PRECISION}f}"} for denom, amount in sorted(coins.items()) if amount
+    ]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a fork settles what the removed validator set held (see `settle_stripped_stake`)."""
+
+    moved: CoinMap
+    """Taken from the bonded and not-bonded pools into the community pool."""
+    burned: CoinMap
+    """Taken from the pools and removed from supply (only without a distribution module)."""
+    distribution_balance: CoinMap | None
+    """The distribution module account's new balance (None without a distribution module)."""
+    community_pool: list[dict[str, str]] | None
+    """`distribution.fee_pool.community_pool`'s new value (None without a distribution module)."""
+
+
+def settle_stripped_stake(
+    pools: CoinMap, distribution_balance: CoinMap, community_pool: object, has_distribution: bool
+) -> Settlement:
+    """After the fork strips the old validator set: move what it held into the community pool.
+
+    Staking's InitGenesis requires the bonded and not-bonded pools to hold exactly the tokens of the genesis
+    validators and unbonding entries (none after the strip; the new validators bond through their gentxs later), and
+    distribution's requires its module account to hold exactly the community pool plus the outstanding rewards (none
+    after the strip). So the pools' balances (`pools`: old stake, bonded and unbonding) go to the distribution
+    account, and the community pool grows until its whole part equals that account's balance, which also absorbs
+    the old validators' unclaimed rewards and commission. Supply is unchanged, and governance can return the coins
+    (a community-pool spend). Without a distribution module the pools' coins are burned instead.
     """
-    touched = []
-    for name, cleared in _STRIPPED_STATE.items():
-        module = _module(document, name, create=False)
-        if module is None:
-            continue
-        for key, value in cleared.items():
-            module[key] = copy.deepcopy(value)
-        touched.append(name)
-    return touched
+    if not has_distribution:
+        return Settlement({}, dict(pools), None, None)
+    held = coin_lists.add(distribution_balance, pools)
+    with decimal.localcontext() as context:
+        context.prec = 200  # exact: amounts are up to ~80 digits, plus 18 decimals
+        pool = _dec_coins(community_pool or [], "app_state.distribution.fee_pool.community_pool")
+        for denom, amount in held.items():
+            current = pool.get(denom, decimal.Decimal(0))
+            pool[denom] = current + (amount - int(current))  # the whole part becomes the account's balance
+        for denom in list(pool):
+            if denom not in held:
+                pool[denom] = pool[denom] - int(pool[denom])  # no coins held: only a fraction may remain
+        return Settlement(dict(pools), {}, held, _dec_coins_to_json(pool))

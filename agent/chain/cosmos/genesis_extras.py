@@ -32,6 +32,7 @@ from .genesis import (
     _base_account,
     account_addresses,
     balance_of,
+    total_balances,
 )
 
 BASE_ACCOUNT = "/cosmos.auth.v1beta1.BaseAccount"
@@ -120,10 +121,12 @@ def add_external_accounts(
         entries.append(_account_json(account, number, genesis_unix))
         balances.append({"address": account.address, "coins": wanted_balance})
         supply = bank.get("supply")
-        if supply:  # an empty supply is computed at InitGenesis; a listed one must stay the sum of the balances
+        if supply:  # a listed supply must stay the sum of the balances
             bank["supply"] = coin_lists.coins_to_json(
                 coin_lists.add(coin_lists.coins_from_json(supply, "app_state.bank.supply"), account.balance)
             )
+        else:  # as genesis.add_account: SDK 0.45's validate-genesis needs the sum written out
+            bank["supply"] = coin_lists.coins_to_json(total_balances(document))
         added += 1
     entries.sort(key=_account_number)
     balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))

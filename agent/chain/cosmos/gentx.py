@@ -6,11 +6,19 @@ writes), and the memo `<nodeID>@<host>:<port>` that `collect-gentxs` turns into 
 the SDK's proto-JSON, compact, with a trailing newline.
 
 Verification recomputes the sign bytes from the decoded JSON with the codec in `proto` (byte-identical to gogoproto),
-so a gentx that verifies here also verifies when the chain re-encodes it at InitChain.
+so a gentx that verifies here also verifies when the chain re-encodes it at InitChain. Two sign modes are accepted,
+as the SDK's ante handler accepts them: SIGN_MODE_DIRECT, and SIGN_MODE_LEGACY_AMINO_JSON (what a Ledger-held key
+produces: the signature covers the amino JSON `StdSignDoc`, rebuilt here as `amino_sign_bytes`).
+
+Account number: the SDK's ante handler signs genesis transactions with account number 0 only while the block height
+is 0. A chain that starts at `initial_height > 1` (a fork) runs InitChain at that height, and stock Cosmos SDK 0.45
+then checks the account's real number (its position in genesis, which auth's InitGenesis renumbers in order). Sei's
+fork treats genesis by context and keeps 0. `build_gentx` and `verify_gentx` take the number to use.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -88,10 +96,77 @@ def sign_doc_bytes(body: TxBody, auth_info: AuthInfo, chain_id: str, account_num
     return SignDoc(body.encode(), auth_info.encode(), chain_id, account_number).encode()
 
 
+_AMINO_MSG_CREATE_VALIDATOR = "cosmos-sdk/MsgCreateValidator"
+_AMINO_ED25519_PUB_KEY = "tendermint/PubKeyEd25519"
+_GO_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_sorted_json(value: object) -> bytes:
+    """`sdk.MustSortJSON`: Go's encoding/json of the value with sorted keys, compact, HTML characters escaped."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for character, escaped in _GO_JSON_ESCAPES.items():
+        text = text.replace(character, escaped)
+    return text.encode()
+
+
+def _amino_coin(coin: ProtoCoin) -> dict[str, str]:
+    return {"amount": str(coin.amount), "denom": coin.denom} if coin.denom else {"amount": str(coin.amount)}
+
+
+def _amino_create_validator(message: MsgCreateValidator) -> dict[str, AnyType]:
+    """`MsgCreateValidator` as legacy amino JSON: gogoproto's `omitempty` tags drop empty strings, `Dec`s keep 18
+    decimals, the consensus key is `{type: tendermint/PubKeyEd25519, value: <base64>}`."""
+    description = {
+        key: value
+        for key, value in message.description.to_json().items()
+        if value  # json:",omitempty" on every Description field
+    }
+    value: dict[str, AnyType] = {
+        "commission": message.commission.to_json(),
+        "description": description,
+        "min_self_delegation": str(message.min_self_delegation),
+        "value": _amino_coin(message.value),
+    }
+    if message.delegator_address:
+        value["delegator_address"] = message.delegator_address
+    if message.validator_address:
+        value["validator_address"] = message.validator_address
+    if message.pubkey is not None:
+        consensus = message.pubkey.unpack("pubkey")
+        assert isinstance(consensus, Ed25519PubKey)
+        value["pubkey"] = {"type": _AMINO_ED25519_PUB_KEY, "value": base64.b64encode(consensus.key).decode()}
+    return {"type": _AMINO_MSG_CREATE_VALIDATOR, "value": value}
+
+
+def amino_sign_bytes(tx: Tx, chain_id: str, account_number: int) -> bytes:
+    """SIGN_MODE_LEGACY_AMINO_JSON bytes of a gentx: the SDK's `StdSignBytes` (legacytx) for its one message.
+
+    `{"account_number", "chain_id", "fee": {"amount", "gas"}, "memo", "msgs", "sequence"}`, keys sorted, uint64s as
+    strings, `timeout_height` omitted when zero (gentxs have none). Only `MsgCreateValidator` is supported.
+    """
+    assert tx.body is not None and tx.auth_info is not None
+    fee = tx.auth_info.fee or Fee()
+    document = {
+        "account_number": str(account_number),
+        "chain_id": chain_id,
+        "fee": {"amount": [_amino_coin(coin) for coin in fee.amount], "gas": str(fee.gas_limit)},
+        "memo": tx.body.memo,
+        "msgs": [_amino_create_validator(_single_message(tx))],
+        "sequence": str(tx.auth_info.signer_infos[0].sequence),
+    }
+    if tx.body.timeout_height:
+        document["timeout_height"] = str(tx.body.timeout_height)
+    return _go_sorted_json(document)
+
+
 def build_gentx(
-    spec: ValidatorSpec, account_key: Secp256k1PrivateKey, chain_id: str, prefixes: Bech32Prefixes = SEI
+    spec: ValidatorSpec,
+    account_key: Secp256k1PrivateKey,
+    chain_id: str,
+    prefixes: Bech32Prefixes = SEI,
+    account_number: int = GENESIS_ACCOUNT_NUMBER,
 ) -> Tx:
-    """A signed gentx. Deterministic: the same inputs always give the same bytes (RFC 6979 signatures)."""
+    """A signed gentx (SIGN_MODE_DIRECT). Deterministic: the same inputs always give the same bytes (RFC 6979)."""
     account = account_address_bytes(account_key.public_key)
     message = MsgCreateValidator(
         description=Description(spec.moniker, spec.identity, spec.website, spec.security_contact, spec.details),
@@ -113,7 +188,7 @@ def build_gentx(
         ),
         fee=Fee(gas_limit=GENTX_GAS_LIMIT),
     )
-    signature = account_key.sign(sign_doc_bytes(body, auth_info, chain_id, GENESIS_ACCOUNT_NUMBER))
+    signature = account_key.sign(sign_doc_bytes(body, auth_info, chain_id, account_number))
     return Tx(body, auth_info, (signature,))
 
 
@@ -136,6 +211,7 @@ class VerifiedGentx:
     min_self_delegation: int
     node_id: str
     p2p_address: str
+    sign_mode: SignMode = SignMode.SIGN_MODE_DIRECT
 
     @property
     def memo(self) -> str:
@@ -165,6 +241,9 @@ def _single_message(tx: Tx) -> MsgCreateValidator:
     return message
 
 
+_ACCEPTED_SIGN_MODES = (SignMode.SIGN_MODE_DIRECT, SignMode.SIGN_MODE_LEGACY_AMINO_JSON)
+
+
 def _signer_public_key(tx: Tx) -> bytes:
     assert tx.auth_info is not None
     signers = tx.auth_info.signer_infos
@@ -173,8 +252,10 @@ def _signer_public_key(tx: Tx) -> bytes:
     signer = signers[0]
     if signer.mode_info is None or signer.mode_info.single is None:
         raise _invalid("the signer has no single sign mode (multisig gentxs are not supported)")
-    if signer.mode_info.single.mode != SignMode.SIGN_MODE_DIRECT:
-        raise _invalid(f"sign mode {signer.mode_info.single.mode.name}, expected SIGN_MODE_DIRECT")
+    if signer.mode_info.single.mode not in _ACCEPTED_SIGN_MODES:
+        raise _invalid(
+            f"sign mode {signer.mode_info.single.mode.name}, expected SIGN_MODE_DIRECT or SIGN_MODE_LEGACY_AMINO_JSON"
+        )
     if signer.sequence != GENESIS_SEQUENCE:
         raise _invalid(f"signer sequence {signer.sequence}, expected {GENESIS_SEQUENCE}")
     if signer.public_key is None or signer.public_key.type_url != Secp256k1PubKey.TYPE_URL:
@@ -232,26 +313,48 @@ def parse_memo(memo: str) -> tuple[str, str]:
     return match["node_id"], f"{match['host']}:{match['port']}"
 
 
-def verify_gentx(document: object, chain_id: str, prefixes: Bech32Prefixes = SEI) -> VerifiedGentx:
+def sign_bytes_for(tx: Tx, chain_id: str, account_number: int) -> bytes:
+    """The bytes the signer signed, in the gentx's own sign mode (DIRECT or LEGACY_AMINO_JSON)."""
+    assert tx.body is not None and tx.auth_info is not None
+    mode_info = tx.auth_info.signer_infos[0].mode_info
+    assert mode_info is not None and mode_info.single is not None
+    if mode_info.single.mode == SignMode.SIGN_MODE_LEGACY_AMINO_JSON:
+        return amino_sign_bytes(tx, chain_id, account_number)
+    return sign_doc_bytes(tx.body, tx.auth_info, chain_id, account_number)
+
+
+def signature_verifies(verified: VerifiedGentx, chain_id: str, account_number: int) -> bool:
+    """Whether the gentx's signature verifies for `account_number` (assembly checks a fork's real numbers)."""
+    sign_bytes = sign_bytes_for(verified.tx, chain_id, account_number)
+    return secp256k1.verify(verified.account_public_key, sign_bytes, verified.tx.signatures[0])
+
+
+def verify_gentx(
+    document: object,
+    chain_id: str,
+    prefixes: Bech32Prefixes = SEI,
+    account_number: int | None = GENESIS_ACCOUNT_NUMBER,
+) -> VerifiedGentx:
     """Decode and check a gentx's proto-JSON; `GentxProblem` says what is wrong.
 
     The signature is checked against the signer's own public key over sign bytes recomputed from the decoded
-    message for `chain_id` with account number 0: a gentx signed for another chain, or edited after signing, fails.
+    message (in its sign mode) for `chain_id` with `account_number`: a gentx signed for another chain, or edited
+    after signing, fails. `account_number=None` checks everything but the signature, for a caller that learns the
+    number later (a fork on a stock SDK chain) and then calls `check_signature`.
     """
     try:
         tx = Tx.from_json(document, "gentx")
         message = _single_message(tx)
         signer = _signer_public_key(tx)
         consensus_key = _check_message(message, signer, prefixes)
+        sign_bytes = sign_bytes_for(tx, chain_id, account_number or 0)
     except ProtoError as error:
         raise _invalid(f"not a valid transaction: {error}") from None
     assert tx.body is not None and tx.auth_info is not None
-    sign_bytes = sign_doc_bytes(tx.body, tx.auth_info, chain_id, GENESIS_ACCOUNT_NUMBER)
-    if not secp256k1.verify(signer, sign_bytes, tx.signatures[0]):
-        raise _invalid(
-            f"the signature does not verify for chain {chain_id!r} and account number 0 "
-            "(signed for another chain, with another key, or changed after signing)"
-        )
+    if account_number is not None and not secp256k1.verify(signer, sign_bytes, tx.signatures[0]):
+        raise _invalid(_bad_signature(chain_id, account_number))
+    mode_info = tx.auth_info.signer_infos[0].mode_info
+    assert mode_info is not None and mode_info.single is not None
     node_id, p2p_address = parse_memo(tx.body.memo)
     return VerifiedGentx(
         tx=tx,
@@ -264,7 +367,31 @@ def verify_gentx(document: object, chain_id: str, prefixes: Bech32Prefixes = SEI
         min_self_delegation=message.min_self_delegation,
         node_id=node_id,
         p2p_address=p2p_address,
+        sign_mode=mode_info.single.mode,
     )
+
+
+def _bad_signature(chain_id: str, account_number: int) -> str:
+    return (
+        f"the signature does not verify for chain {chain_id!r} and account number {account_number} "
+        "(signed for another chain, with another key, or changed after signing)"
+    )
+
+
+def check_signature(verified: VerifiedGentx, chain_id: str, account_number: int) -> None:
+    """The deferred signature check of `verify_gentx(..., account_number=None)`; `GentxProblem` when it fails.
+
+    When the signature verifies only for account number 0, the message says so and names the number to sign with.
+    """
+    if signature_verifies(verified, chain_id, account_number):
+        return
+    if account_number != GENESIS_ACCOUNT_NUMBER and signature_verifies(verified, chain_id, GENESIS_ACCOUNT_NUMBER):
+        raise _invalid(
+            f"signed with account number 0, but this genesis starts above height 1, where the chain verifies "
+            f"genesis transactions with the account's own number {account_number}; sign it with account number "
+            f"{account_number} (generate-gentx's accountNumber)"
+        )
+    raise _invalid(_bad_signature(chain_id, account_number))
 
 
 def parse_gentx_bytes(data: bytes) -> object:

@@ -74,6 +74,9 @@ class FieldSpec:
     """gogoproto `nullable=false` / customtype: encoded even when empty or zero."""
     oneof: bool = False
     """Member of a oneof: omitted from JSON when unset (jsonpb does not emit unset oneofs)."""
+    fork: bool = False
+    """A field a chain's fork added (Sei's `Fee.gas_estimate`): accepted when read, omitted from JSON while it holds
+    its default, so the JSON written for a stock SDK chain carries no field that chain does not know."""
     message: type[Message] | None = None
     enum: type[IntEnum] | None = None
 
@@ -85,11 +88,12 @@ def proto_field(
     repeated: bool = False,
     always: bool = False,
     oneof: bool = False,
+    fork: bool = False,
     message: type[Message] | None = None,
     enum: type[IntEnum] | None = None,
 ) -> AnyType:
     """A dataclass field carrying its protobuf description, with the proto3 default as the Python default."""
-    spec = FieldSpec(number, kind, repeated, always or kind in (INT, DEC), oneof, message, enum)
+    spec = FieldSpec(number, kind, repeated, always or kind in (INT, DEC), oneof, fork, message, enum)
     metadata = {"proto": spec}
     if repeated:
         return dataclasses.field(default=(), metadata=metadata)
@@ -256,6 +260,8 @@ class Message:
         for name, spec in self.field_specs():
             value = getattr(self, name)
             if spec.oneof and value is None:
+                continue
+            if spec.fork and not value:
                 continue
             if spec.repeated:
                 out[name] = [_value_to_json(spec, item) for item in value]
@@ -527,6 +533,9 @@ class Fee(Message):
     gas_limit: int = proto_field(2, UINT64)
     payer: str = proto_field(3, STRING)
     granter: str = proto_field(4, STRING)
+    gas_estimate: int = proto_field(5, UINT64, fork=True)
+    """Sei's fork: the estimated gas (`seid gentx` writes `"gas_estimate": "0"`). Zero is not encoded, so the signed
+    bytes of a gentx with a zero estimate are those of the stock SDK."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,6 +125,13 @@ class GenerateGentxParams(TaskParams):
     commission_max_rate: Rate = Decimal("0.20")
     commission_max_change_rate: Rate = Decimal("0.01")
     min_self_delegation: PositiveInt = 1
+    account_number: int = Field(
+        default=0,
+        ge=0,
+        lt=2**64,
+        description="Account number the gentx is signed with: 0, except for a fork onto a stock Cosmos SDK chain "
+        "(SEI_GENTX_ACCOUNT_NUMBERS=initial-height), where it is the account's position in the fork's genesis.",
+    )
 
     _chain_id = field_validator("chain_id")(check_chain_id)
 
@@ -258,6 +265,15 @@ class AssembleGenesisForkParams(AssembleGenesisParams):
     initial_height: PositiveInt | None = Field(default=None, description="Default: the export's initial_height.")
 
     _source_chain_id = field_validator("source_chain_id")(check_chain_id)
+
+    @model_validator(mode="after")
+    def _no_accounts_or_overrides(self) -> AssembleGenesisForkParams:
+        if self.accounts or self.overrides:
+            raise ValueError(
+                "accounts and overrides are not supported by assemble-genesis-fork: the export is streamed, never "
+                "held whole; put such changes into the source chain's state"
+            )
+        return self
 
     @model_validator(mode="after")
     def _new_chain(self) -> AssembleGenesisForkParams:
