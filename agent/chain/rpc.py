@@ -296,6 +296,20 @@ class RpcClient:
     def _error(self, path: str, kind: str, cause: str, *, retryable: bool = True) -> RpcError:
         return RpcError(self.endpoint, path, kind, cause, retryable=retryable)
 
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, or its first `max_body_bytes + 1` bytes when it is larger (the caller refuses those).
+
+        One `content.read(n)` returns what has arrived so far, up to n: a body that comes in several TCP segments
+        (a large block_results, a busy node) would be cut short and fail as "not JSON". Read until EOF.
+        """
+        body = bytearray()
+        while len(body) <= self.max_body_bytes:
+            chunk = await response.content.read(self.max_body_bytes + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        return bytes(body)
+
     async def _fetch(self, path: str, params: dict[str, str], seconds: float | None) -> tuple[bytes, Any]:
         """GET `path`, returning (raw body, parsed JSON); every failure is an RpcError naming endpoint and path."""
         shown = _shown(path, params)
@@ -303,7 +317,7 @@ class RpcClient:
         try:
             async with asyncio.timeout(seconds):
                 async with self._client_session().get(self.endpoint + path, params=params) as response:
-                    body = await response.content.read(self.max_body_bytes + 1)
+                    body = await self._read_body(response)
                     status = response.status
         except TimeoutError:
             raise self._error(shown, "timeout", f"no answer within {seconds:g}s") from None

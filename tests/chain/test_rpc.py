@@ -223,3 +223,33 @@ def test_rpc_addresses_are_normalized_to_urls(address: str, url: str) -> None:
 def test_unusable_rpc_addresses_are_refused_by_name(address: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         normalize_endpoint(address)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_that_arrives_in_pieces_is_read_whole(chunked: bool) -> None:
+    """A large block_results from a busy node comes in several TCP segments; one read would cut it short."""
+    body = json.dumps({"jsonrpc": "2.0", "id": -1, "result": {"height": "6", "pad": "x" * 300_000}}).encode()
+    halves = [body[: len(body) // 2], body[len(body) // 2 :]]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        framing = b"Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}".encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n")
+        for half in halves:
+            writer.write(f"{len(half):x}\r\n".encode() + half + b"\r\n" if chunked else half)
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the second half arrives later
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RpcClient(f"http://127.0.0.1:{port}") as rpc:
+            raw = await rpc.block_results_raw(6)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert raw == body
