@@ -16,8 +16,7 @@ An export of a real chain is many GB; parsed into Python objects it needs severa
 The edits: the source chain's validator state cleared (`genesis.STRIPPED_STATE`) and its stake settled
 (`genesis.settle_stripped_stake`). The output is compact JSON (no indentation: the file is for machines and may be
 GB). Array order is kept and new entries are appended: the SDK's InitGenesis sorts accounts by number and balances by
-address itself. Throughput, measured on a loaded 2-core machine: about 5 MB/s for the scan and 3 MB/s for the
-rewrite (a whole-document `json.load` reads about 12 MB/s but needs several times the file in memory).
+address itself. Throughput and memory against a whole-document parse: bench/fork.py, docs/benchmarks.md.
 """
 
 from __future__ import annotations
