@@ -541,6 +541,9 @@ async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_
         db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
     )
     proposal_id = await _open_proposal(gov_chain, agents[2])
+    # The full node must have committed that proposal's transaction too: until then its mempool expects the next
+    # sequence while its committed state still says this one (a real SequenceMismatch, not what is tested here).
+    await asyncio.to_thread(full_node.wait_for_height, (validator.node.height() or 0) + 1)
     task_id = str(uuid.uuid4())
     before = await asyncio.to_thread(gov_chain.sequence, validator.address)
     frozen = [v.node.process for v in gov_chain.validators if v.node.process is not None]
