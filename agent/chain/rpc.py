@@ -407,3 +407,34 @@ class RpcClient:
         """`/net_info`: the node's connected peers."""
         _, result = await self._result("/net_info", {}, seconds)
         return self._typed("/net_info", NetInfo.parse, result)
+
+    # --- transactions (signed-tx tasks) --------------------------------------------------------------------------
+    # URI form, as for every other call: string arguments are JSON-quoted, byte arguments are `0x` + hex.
+
+    async def abci_query(self, path: str, data: bytes, *, seconds: float | None = None) -> dict[str, Any]:
+        """`/abci_query` at the latest height: the `response` object (`code`, `log`, `value` base64, `codespace`)."""
+        result = await self.get("/abci_query", {"path": json.dumps(path), "data": "0x" + data.hex()}, seconds=seconds)
+        response = result.get("response")
+        if not isinstance(response, dict):
+            raise self._error(
+                "/abci_query", "malformed", "result.response is missing or not an object", retryable=False
+            )
+        return response
+
+    async def broadcast_tx_sync(self, tx: bytes, *, seconds: float | None = None) -> dict[str, Any]:
+        """`/broadcast_tx_sync`: CheckTx's answer (`code`, `codespace`, `log`, `hash`). A JSON-RPC error (for example
+        CometBFT's "tx already exists in cache") is an `RpcError` of kind `rpc` carrying the node's text."""
+        return await self.get("/broadcast_tx_sync", {"tx": "0x" + tx.hex()}, seconds=seconds)
+
+    async def tx(self, tx_hash: str, *, seconds: float | None = None) -> dict[str, Any] | None:
+        """`/tx?hash=`: the committed transaction (`height`, `tx_result`), or None when the node has not indexed it.
+
+        A node with `tx_index.indexer = "null"` answers every lookup with an error saying indexing is disabled; that
+        stays an `RpcError` (not None), because "not found" would then be a lie.
+        """
+        try:
+            return await self.get("/tx", {"hash": "0x" + tx_hash}, seconds=seconds)
+        except RpcError as error:
+            if error.kind == "rpc" and re.search(r"\bnot found\b", error.cause) and "indexing" not in error.cause:
+                return None
+            raise

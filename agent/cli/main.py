@@ -85,6 +85,29 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys_export(args: argparse.Namespace) -> int:
+    """Print the operator account key armored for `seid keys import`; the passphrase is read from stdin (one line)
+    or a terminal prompt, never from the command line (it would show in `ps` and shell history)."""
+    import getpass
+
+    from agent.chain.cosmos.address import ChainIdentity
+    from agent.chain.cosmos.armor import armor_private_key
+    from agent.chain.cosmos.keystore import keystore_path, load_account_key
+
+    settings = _settings(args)
+    key = load_account_key(keystore_path(settings.home), ChainIdentity.from_settings(settings))
+    if sys.stdin.isatty():
+        passphrase = getpass.getpass("Passphrase to encrypt the exported key: ")
+        if getpass.getpass("Repeat the passphrase: ") != passphrase:
+            print("nodetask-agent: error: the passphrases differ", file=sys.stderr)
+            return 1
+    else:
+        passphrase = sys.stdin.readline().rstrip("\r\n")
+    sys.stdout.write(armor_private_key(key.private_key, passphrase))
+    print(f"exported the key of {key.address}; import it with: seid keys import <name> <file>", file=sys.stderr)
+    return 0
+
+
 def _cmd_tasks_types(args: argparse.Namespace) -> int:
     from agent.tasks import default_registry
 
@@ -281,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", metavar="ID_OR_NAME")
     home_options(show)
     show.set_defaults(func=_cmd_tasks_list, output="json", limit=1)
+
+    keys = commands.add_parser(
+        "keys", help="the node's operator account key (made by generate-gentx)", parents=inherited
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
+    export = keys_commands.add_parser(
+        "export",
+        help="print the key encrypted and armored for `seid keys import` (passphrase from stdin or a prompt)",
+        parents=inherited,
+    )
+    home_options(export)
+    export.set_defaults(func=_cmd_keys_export)
 
     version = commands.add_parser("version", help="print the version", parents=inherited)
     version.set_defaults(func=_cmd_version)

@@ -84,9 +84,8 @@ TYPE_MAPPINGS: dict[str, tuple[str, ParamsMapper | None]] = {
     # validator advertises in its own gentx memo, so `namespace` has nothing to say.
     "assemble-and-upload-genesis": ("assemble-and-upload-genesis", _drop("namespace")),
     # The original's snapshot-upload is an endless loop every SEI_SNAPSHOT_UPLOAD_INTERVAL (168 h by default); ours
-    # loops when given `intervalSeconds` and uploads once without it.
+    # loops when given `intervalSeconds` and uploads once without it. (`snapshot-upload-once` is a type of ours too.)
     "snapshot-upload": ("snapshot-upload", _snapshot_upload_loop),
-    "snapshot-upload-once": ("snapshot-upload", None),
 }
 
 

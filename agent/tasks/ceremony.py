@@ -38,9 +38,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.chain.cosmos import artifacts, fork
+from agent.chain.cosmos import artifacts, fork, genesis_extras
 from agent.chain.cosmos import genesis as genesis_doc
-from agent.chain.cosmos.address import ChainIdentity, consensus_address_bytes
+from agent.chain.cosmos.address import ChainIdentity, address_bytes, consensus_address_bytes
 from agent.chain.cosmos.coins import add as coin_add
 from agent.chain.cosmos.coins import coin_map, coins_to_json, format_coins
 from agent.chain.cosmos.gentx import (
@@ -290,6 +290,51 @@ def _validator_entries(validators: list[Validator]) -> list[dict[str, Any]]:
     ]
 
 
+def _check_extras(params: AssembleGenesisParams, chain: ChainIdentity) -> None:
+    """`accounts[]` addresses and `overrides` keys, checked before anything is read or written."""
+    for index, account in enumerate(params.accounts):
+        try:
+            address_bytes(account.address, chain.prefixes.account)
+        except bech32.Bech32Error as error:
+            raise ParamsInvalid(
+                f"params.accounts[{index}].address: {error} (expected a {chain.prefixes.account!r} address)"
+            ) from None
+    try:
+        genesis_extras.check_override_keys(list(params.overrides))
+    except ValueError as error:
+        raise ParamsInvalid(f"params.overrides: {error}") from None
+
+
+def _add_extras(document: genesis_doc.Document, params: AssembleGenesisParams, validators: list[Validator]) -> None:
+    """Overrides first (so the checks and the validators array see the final params), then external accounts.
+
+    Both are idempotent on a genesis an earlier run of this ceremony already wrote (see `genesis_extras`).
+    """
+    try:
+        genesis_extras.apply_overrides(document, params.overrides)
+        genesis_unix = int(parse_timestamp(str(document.get("genesis_time", ""))).timestamp())
+        accounts = [
+            genesis_extras.ExternalAccount(
+                account.address,
+                coin_map(account.balance),
+                None
+                if account.vesting is None
+                else genesis_extras.Vesting(
+                    coin_map(account.vesting.amount), account.vesting.end_time, account.vesting.delayed
+                ),
+            )
+            for account in params.accounts
+        ]
+        genesis_extras.add_external_accounts(
+            document,
+            accounts,
+            genesis_unix=genesis_unix,
+            validator_addresses={validator.gentx.delegator_address for validator in validators},
+        )
+    except ValueError as error:  # GenesisInvalid, or a genesis_time that does not parse
+        raise TaskError(str(error), reason=GENESIS_INVALID) from None
+
+
 def _assemble(
     document: genesis_doc.Document,
     validators: list[Validator],
@@ -355,6 +400,7 @@ async def _begin_assembly(
 @handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams)
 async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskContext) -> dict[str, Any]:
     """Collect every node's gentx into this node's genesis, fill validators, and publish genesis and peers."""
+    _check_extras(params, ChainIdentity.from_settings(ctx.settings))
     bucket, validators = await _begin_assembly(params, ctx, ASSEMBLE_MARKER)
     if validators is None:
         return await asyncio.to_thread(_already_assembled, ctx.home)
@@ -368,6 +414,7 @@ async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskCo
                 f"{genesis_path}: chain_id {document.get('chain_id')!r} is not {bucket.chain_id!r}",
                 reason=GENESIS_INVALID,
             )
+        _add_extras(document, params, validators)
         _assemble(document, validators, balance, bucket.identity)
         return genesis_doc.write_genesis(genesis_path, document)
 

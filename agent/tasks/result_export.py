@@ -16,8 +16,8 @@ atomically, so a failure or a restart continues with the next page. With no (rea
 after the restored snapshot's height (`.sei-sidecar-snapshot-height`), else at the node's earliest kept block.
 
 Deliberate differences from the original: an unreachable RPC fails the task (retryable `RpcError`) instead of
-reporting success with nothing done; `maxPages` bounds one run; comparison mode (`canonicalRpc`) is not implemented
-and is refused with `ParamsInvalid`.
+reporting success with nothing done; `maxPages` bounds one run. Comparison mode (`canonicalRpc`) is in
+`result_compare`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from agent.models import ParamsInvalid, TaskType
 from agent.models.params.data import ResultExportParams
 
 from .base import TaskContext, handler
+from .result_compare import compare_results
 from .snapshot import HEIGHT_FILE
 
 STATE_FILE = ".sei-sidecar-last-export.json"
@@ -97,6 +98,8 @@ async def result_export(params: ResultExportParams, ctx: TaskContext) -> dict[st
     last = _read_int(ctx.home / STATE_FILE, "lastExportedHeight", ctx.log)
     if last is None:
         last = _read_int(ctx.home / HEIGHT_FILE, None, ctx.log) or 0
+    if params.canonical_rpc:
+        return await compare_results(params, ctx, endpoint, s3, ctx.home / STATE_FILE, last)
     async with RpcClient(endpoint) as rpc:
         status = await rpc.status()
         latest = status.latest_height

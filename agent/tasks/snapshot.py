@@ -61,7 +61,12 @@ from agent.io.archive import (
 from agent.io.files import atomic_write, fsync_dir, has_marker, write_marker
 from agent.io.s3 import S3_NOT_FOUND, ObjectInfo, ProgressRelay, S3Client, run_blocking, s3_url
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.data import SnapshotLayoutParams, SnapshotRestoreParams, SnapshotUploadParams
+from agent.models.params.data import (
+    SnapshotLayoutParams,
+    SnapshotRestoreParams,
+    SnapshotUploadOnceParams,
+    SnapshotUploadParams,
+)
 
 from .base import TaskContext, handler
 
@@ -455,4 +460,27 @@ async def snapshot_upload(params: SnapshotUploadParams, ctx: TaskContext) -> dic
         await asyncio.sleep(params.interval_seconds)
 
 
-HANDLERS = [snapshot_restore, snapshot_upload]
+NOOP_REASONS = {"fewer": "fewer-than-2-snapshots", "already": "already-uploaded"}
+
+
+@handler(TaskType.SNAPSHOT_UPLOAD_ONCE, SnapshotUploadOnceParams)
+async def snapshot_upload_once(params: SnapshotUploadOnceParams, ctx: TaskContext) -> dict[str, Any]:
+    """Upload the newest complete snapshot once, under a deadline (the original's snapshot-upload-once)."""
+    s3, bucket, prefix = _layout(params, ctx)
+    try:
+        async with asyncio.timeout(params.timeout_seconds):
+            outcome = await _upload_once(params, ctx, s3, bucket, prefix)
+    except TimeoutError:
+        raise TaskError(
+            f"snapshot upload did not finish within timeoutSeconds={params.timeout_seconds}",
+            reason="DeadlineExceeded",
+            hint="the multipart upload was aborted; raise timeoutSeconds or check the S3 throughput",
+            retryable=True,
+        ) from None
+    if outcome["uploaded"]:
+        return {"outcome": "uploaded", **outcome}
+    noop = NOOP_REASONS["already"] if "height" in outcome else NOOP_REASONS["fewer"]
+    return {"outcome": "noop", "noopReason": noop, **outcome}
+
+
+HANDLERS = [snapshot_restore, snapshot_upload, snapshot_upload_once]

@@ -16,8 +16,8 @@ The key is derived from a fresh 24-word BIP39 mnemonic at the Cosmos path `m/44'
 and the stock SDK; `ChainIdentity.coin_type`). **The mnemonic itself
 is not stored** (as with the original, which discarded it): the private key is all this validator's account needs,
 and a stored mnemonic would also expose every other key derivable from it (other account indexes, other coin types
-such as Ethereum's `m/44'/60'/...`) if the file ever leaked. The hex private key can be imported by any tool that
-takes a raw secp256k1 key.
+such as Ethereum's `m/44'/60'/...`) if the file ever leaked. To use the key with `seid` (whose `keys import` takes
+only an armored, passphrase-encrypted key), export it with `nodetask-agent keys export` (`agent.chain.cosmos.armor`).
 
 This is not a `seid` keyring: the original's `keyring-test/` (JWE files with a fixed password) protected nothing an
 0600 file does not, and reproducing its amino-encoded records would add format risk for no security. The

@@ -23,7 +23,10 @@ oneof omitted, and `google.protobuf.Any` inlined as `{"@type": <type URL>, ...fi
 
 Messages covered: `google.protobuf.Any`, `cosmos.base.v1beta1.Coin`, `cosmos.crypto.{ed25519,secp256k1}.PubKey`,
 `cosmos.staking.v1beta1.{Description,CommissionRates,MsgCreateValidator}` and `cosmos.tx.v1beta1.{TxBody,AuthInfo,
-SignerInfo,ModeInfo,Fee,Tx,TxRaw,SignDoc}`. Another message is a dataclass away (the tests define `MsgSend` to check
+SignerInfo,ModeInfo,Fee,Tx,TxRaw,SignDoc}`; for signed transactions after genesis also `cosmos.gov.v1beta1.{MsgVote,
+MsgSubmitProposal(Response)}`, `cosmos.upgrade.v1beta1.{Plan,SoftwareUpgradeProposal}`,
+`cosmos.params.v1beta1.{ParamChange,ParameterChangeProposal}`, `cosmos.auth.v1beta1.{BaseAccount,QueryAccount*}` and
+`cosmos.base.abci.v1beta1.{MsgData,TxMsgData}`. Another message is a dataclass away (the tests define `MsgSend` to check
 the codec against cosmjs's published sign-bytes vectors).
 """
 
@@ -576,3 +579,102 @@ class SignDoc(Message):
     auth_info_bytes: bytes = proto_field(2, BYTES)
     chain_id: str = proto_field(3, STRING)
     account_number: int = proto_field(4, UINT64)
+
+
+# --- transactions after genesis: governance messages and the queries signing needs -------------------------------
+# Field numbers from cosmos-sdk v0.45 (x/gov v1beta1, x/upgrade, x/params, x/auth, types/abci.proto). Sei's fork adds
+# `is_expedited` to proposals; it is left out here (false is the proto3 default and is not encoded either way).
+
+
+class VoteOption(IntEnum):
+    VOTE_OPTION_UNSPECIFIED = 0
+    VOTE_OPTION_YES = 1
+    VOTE_OPTION_ABSTAIN = 2
+    VOTE_OPTION_NO = 3
+    VOTE_OPTION_NO_WITH_VETO = 4
+
+
+@registered("/cosmos.gov.v1beta1.MsgVote")
+@dataclasses.dataclass(frozen=True)
+class MsgVote(Message):
+    proposal_id: int = proto_field(1, UINT64)
+    voter: str = proto_field(2, STRING)
+    option: VoteOption = proto_field(3, ENUM, enum=VoteOption)
+
+
+@registered("/cosmos.gov.v1beta1.MsgSubmitProposal")
+@dataclasses.dataclass(frozen=True)
+class MsgSubmitProposal(Message):
+    content: Any | None = proto_field(1, MESSAGE, message=Any)
+    initial_deposit: tuple[Coin, ...] = proto_field(2, MESSAGE, message=Coin, repeated=True)
+    proposer: str = proto_field(3, STRING)
+
+
+@dataclasses.dataclass(frozen=True)
+class MsgSubmitProposalResponse(Message):
+    proposal_id: int = proto_field(1, UINT64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan(Message):
+    """`cosmos.upgrade.v1beta1.Plan`. Field 2 (`time`) is deprecated and must stay unset: the SDK rejects a plan
+    with a time, and an absent field decodes to Go's zero time. Field 5 (IBC client state) is not supported."""
+
+    name: str = proto_field(1, STRING)
+    height: int = proto_field(3, UINT64)  # int64 on the wire; only positive heights are valid
+    info: str = proto_field(4, STRING)
+
+
+@registered("/cosmos.upgrade.v1beta1.SoftwareUpgradeProposal")
+@dataclasses.dataclass(frozen=True)
+class SoftwareUpgradeProposal(Message):
+    title: str = proto_field(1, STRING)
+    description: str = proto_field(2, STRING)
+    plan: Plan = proto_field(3, MESSAGE, message=Plan, always=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamChange(Message):
+    subspace: str = proto_field(1, STRING)
+    key: str = proto_field(2, STRING)
+    value: str = proto_field(3, STRING)
+
+
+@registered("/cosmos.params.v1beta1.ParameterChangeProposal")
+@dataclasses.dataclass(frozen=True)
+class ParameterChangeProposal(Message):
+    title: str = proto_field(1, STRING)
+    description: str = proto_field(2, STRING)
+    changes: tuple[ParamChange, ...] = proto_field(3, MESSAGE, message=ParamChange, repeated=True)
+
+
+@registered("/cosmos.auth.v1beta1.BaseAccount")
+@dataclasses.dataclass(frozen=True)
+class BaseAccount(Message):
+    address: str = proto_field(1, STRING)
+    pub_key: Any | None = proto_field(2, MESSAGE, message=Any)
+    account_number: int = proto_field(3, UINT64)
+    sequence: int = proto_field(4, UINT64)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryAccountRequest(Message):
+    address: str = proto_field(1, STRING)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryAccountResponse(Message):
+    account: Any | None = proto_field(1, MESSAGE, message=Any)
+
+
+@dataclasses.dataclass(frozen=True)
+class MsgData(Message):
+    msg_type: str = proto_field(1, STRING)
+    data: bytes = proto_field(2, BYTES)
+
+
+@dataclasses.dataclass(frozen=True)
+class TxMsgData(Message):
+    """What a committed transaction's `tx_result.data` holds: one `MsgData` per message, in order."""
+
+    data: tuple[MsgData, ...] = proto_field(1, MESSAGE, message=MsgData, repeated=True)

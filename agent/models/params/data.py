@@ -155,6 +155,20 @@ class SnapshotUploadParams(SnapshotLayoutParams):
         return self
 
 
+class SnapshotUploadOnceParams(SnapshotUploadParams):
+    """`snapshot-upload-once`: one snapshot-upload run under a deadline (the current original's one-shot type)."""
+
+    timeout_seconds: int = Field(
+        default=7200, ge=1, le=7 * 24 * 3600, description="Deadline of the upload (the original's default 2 h)."
+    )
+
+    @model_validator(mode="after")
+    def _no_interval(self) -> SnapshotUploadOnceParams:
+        if self.interval_seconds is not None:
+            raise ValueError("intervalSeconds: snapshot-upload-once uploads once; use snapshot-upload for the loop")
+        return self
+
+
 class ConfigureGenesisParams(S3Params):
     """`configure-genesis`: `config/genesis.json` from `url` (https) or `s3://<bucket>/<chainId>/genesis.json`."""
 
@@ -184,15 +198,30 @@ class ResultExportParams(S3Params):
     rpc_endpoint: RpcAddress = ""
     page_size: int = Field(default=1000, ge=1, le=10_000, description="Blocks per object (the seed used 1000).")
     max_pages: int | None = Field(default=None, ge=1, description="Stop after this many pages in one run.")
-    canonical_rpc: str | None = Field(default=None, description="Comparison mode: not implemented.")
+    canonical_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison mode: compare with this canonical node's blocks (pageSize default 100)."
+    )
+    migration_mode: bool = Field(default=False, description="Comparison: an app-hash mismatch is expected.")
+    continue_on_divergence: bool = Field(default=False, description="Comparison: record divergences and go on.")
+    shadow_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
+    canonical_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
+    trace_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
 
     @model_validator(mode="after")
-    def _no_comparison_mode(self) -> ResultExportParams:
-        if self.canonical_rpc is not None:
+    def _comparison_fields_need_canonical_rpc(self) -> ResultExportParams:
+        layer2 = [name for name in ("shadowEvmRpc", "canonicalEvmRpc", "traceRpc") if getattr(self, _snake(name))]
+        if layer2:
             raise ValueError(
-                "canonicalRpc (comparison mode) is not implemented by this agent; only export mode is available"
+                f"{', '.join(layer2)}: comparison Layer 2 (EVM state) is not implemented by this agent; "
+                "Layers 0 and 1 run without it"
             )
+        if not self.canonical_rpc and (self.migration_mode or self.continue_on_divergence):
+            raise ValueError("migrationMode and continueOnDivergence need canonicalRpc (comparison mode)")
         return self
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)
 
 
 class SetGenesisPeersParams(S3Params):

@@ -203,11 +203,61 @@ class CeremonyNode(TaskParams):
     _name = field_validator("name")(_check_node_name)
 
 
+class VestingSpec(TaskParams):
+    """Vesting of an external genesis account (continuous from genesis time, or all at `endTime` when delayed)."""
+
+    amount: Coins = Field(description="Original vesting amount; at most the account's balance.")
+    end_time: PositiveInt = Field(description="Unix seconds when vesting ends; after the genesis time.")
+    delayed: bool = Field(default=False, description="DelayedVestingAccount instead of ContinuousVestingAccount.")
+
+
+class GenesisAccountSpec(TaskParams):
+    """An account of the new chain that belongs to no validator (a treasury, a faucet, an investor)."""
+
+    address: str = Field(min_length=1, description="Bech32 account address with the chain's prefix.")
+    balance: Coins = Field(description="Full genesis balance, vesting part included.")
+    vesting: VestingSpec | None = Field(default=None, description="Makes it a vesting account.")
+
+    @model_validator(mode="after")
+    def _vesting_within_balance(self) -> GenesisAccountSpec:
+        if self.vesting is not None:
+            held = {coin.denom: coin.amount for coin in self.balance}
+            for coin in self.vesting.amount:
+                if held.get(coin.denom, 0) < coin.amount:
+                    raise ValueError(f"vesting.amount {coin} is more than the balance holds of {coin.denom}")
+        return self
+
+
 class AssembleGenesisParams(GenesisBucketParams):
     """`assemble-and-upload-genesis`: collect every node's gentx into this node's genesis and publish it."""
 
     account_balance: Coins = Field(description="Balance given to a gentx's account that genesis does not hold yet.")
     nodes: list[CeremonyNode] = Field(min_length=1, description="Every validator of the ceremony.")
+    accounts: list[GenesisAccountSpec] = Field(
+        default_factory=list, description="External (and vesting) accounts added to genesis."
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted app_state paths set to JSON values: {'staking.params.max_validators': 50}.",
+    )
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, accounts: list[GenesisAccountSpec]) -> list[GenesisAccountSpec]:
+        seen: set[str] = set()
+        for account in accounts:
+            if account.address in seen:
+                raise ValueError(f"account {account.address!r} is listed twice")
+            seen.add(account.address)
+        return accounts
+
+    @field_validator("overrides")
+    @classmethod
+    def _no_null_values(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key, value in overrides.items():
+            if value is None:
+                raise ValueError(f"{key!r}: null is not a value (omit the key to keep the genesis's)")
+        return overrides
 
     @field_validator("nodes")
     @classmethod
@@ -231,6 +281,15 @@ class AssembleGenesisForkParams(AssembleGenesisParams):
     initial_height: PositiveInt | None = Field(default=None, description="Default: the export's initial_height.")
 
     _source_chain_id = field_validator("source_chain_id")(check_chain_id)
+
+    @model_validator(mode="after")
+    def _no_accounts_or_overrides(self) -> AssembleGenesisForkParams:
+        if self.accounts or self.overrides:
+            raise ValueError(
+                "accounts and overrides are not supported by assemble-genesis-fork: the export is streamed, never "
+                "held whole; put such changes into the source chain's state"
+            )
+        return self
 
     @model_validator(mode="after")
     def _new_chain(self) -> AssembleGenesisForkParams:

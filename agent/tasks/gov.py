@@ -1,0 +1,168 @@
+"""Governance through signed transactions: `gov-vote`, `gov-software-upgrade`, `gov-param-change`.
+
+Each handler builds one x/gov v1beta1 message (cosmos-sdk v0.45, what Sei runs) and hands it to the one
+sign-and-broadcast path, `agent.chain.broadcast.TxSender`, which documents signing, the tx record that keeps a task
+to one transaction across crashes and retries, and how CheckTx/DeliverTx codes become reasons. The signer is the
+node's operator account: the keystore key generate-gentx made (`agent.chain.cosmos.keystore`); its private key is
+used in this process only and never reaches a result, a log line or an error.
+
+Result (the same keys for all three; `proposalId` for proposals):
+
+    {"txHash": "<UPPER HEX>", "height": 123, "code": 0, "gasWanted": 200000, "gasUsed": 81234, "sequence": 4,
+     "adopted": false, "signer": "sei1...", "proposalId": 7}
+
+`adopted` is true when the transaction was signed by an earlier run of the task (a crash or retry), false when this
+run signed it. A proposal committed with code 0 but without a proposal ID in its result data fails
+(`ProposalIdMissing`) rather than report success without the one value the caller needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from agent.chain.broadcast import TxIntent, TxOutcome, TxRecords, TxSender, committed_failure
+from agent.chain.cosmos.address import ChainIdentity
+from agent.chain.cosmos.keystore import AccountKey, keystore_path, load_account_key
+from agent.chain.cosmos.proto import (
+    Any as AnyMessage,
+)
+from agent.chain.cosmos.proto import (
+    Coin,
+    Message,
+    MsgSubmitProposal,
+    MsgVote,
+    ParamChange,
+    ParameterChangeProposal,
+    Plan,
+    SoftwareUpgradeProposal,
+    VoteOption,
+)
+from agent.chain.cosmos.tx import proposal_id_from_data
+from agent.chain.rpc import RpcClient
+from agent.models import TaskError, TaskType, utcnow
+from agent.models.params.genesis import Coin as ParamCoin
+from agent.models.params.gov import GovParamChangeParams, GovSoftwareUpgradeParams, GovVoteParams, SignedTxParams
+
+from .base import TaskContext, handler
+
+INCLUSION_TIMEOUT_SECONDS = 60.0
+"""How long one run waits for its transaction in a block (the original's 60 s); then `TxPending`, retryable."""
+PROPOSAL_ID_MISSING = "ProposalIdMissing"
+_VOTE_OPTIONS = {
+    "yes": VoteOption.VOTE_OPTION_YES,
+    "no": VoteOption.VOTE_OPTION_NO,
+    "abstain": VoteOption.VOTE_OPTION_ABSTAIN,
+    "no_with_veto": VoteOption.VOTE_OPTION_NO_WITH_VETO,
+}
+
+
+def params_hash(task_type: TaskType, params: SignedTxParams) -> str:
+    """SHA-256 over the type and the validated params (canonical JSON): what binds a tx record to its intent."""
+    canonical = json.dumps(
+        {"type": str(task_type), "params": params.model_dump(mode="json", by_alias=True)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _coins(coins: tuple[ParamCoin, ...]) -> tuple[Coin, ...]:
+    return tuple(Coin(coin.denom, coin.amount) for coin in coins)
+
+
+def _memo(memo: str, task_id: str) -> str:
+    """The caller's memo plus `taskID=<id>`, so a transaction on chain names the task that sent it."""
+    return f"{memo} taskID={task_id}".strip()
+
+
+def _operator_key(ctx: TaskContext) -> AccountKey:
+    return load_account_key(keystore_path(ctx.home), ChainIdentity.from_settings(ctx.settings))
+
+
+async def _send(ctx: TaskContext, params: SignedTxParams, build: Any) -> tuple[TxOutcome, AccountKey]:
+    """Load the key, build the message for its address, and run the one transaction of this task."""
+    key = await asyncio.to_thread(_operator_key, ctx)
+    message: Message = build(key.address)
+    records = TxRecords(ctx.home)
+    await asyncio.to_thread(records.prune, utcnow() - max(ctx.settings.retention, timedelta(hours=1)))
+    intent = TxIntent(
+        task_id=ctx.task_id,
+        run=ctx.run,
+        params_hash=params_hash(ctx.task_type, params),
+        chain_id=params.chain_id,
+        message=message,
+        fee=_coins(params.fees),
+        gas=params.gas,
+        memo=_memo(params.memo, ctx.task_id),
+    )
+    async with RpcClient(ctx.settings.rpc_endpoint) as rpc:
+        sender = TxSender(rpc, key, records, log=ctx.log, inclusion_timeout=INCLUSION_TIMEOUT_SECONDS)
+        outcome = await sender.send(intent)
+    ctx.log.info("tx %s committed at height %d with code %d", outcome.tx_hash, outcome.height, outcome.code)
+    if outcome.code != 0:
+        raise committed_failure(outcome)
+    return outcome, key
+
+
+def _result(outcome: TxOutcome, key: AccountKey) -> dict[str, Any]:
+    return {**outcome.result(), "signer": key.address}
+
+
+async def _propose(
+    ctx: TaskContext, params: SignedTxParams, content: Message, deposit: tuple[Coin, ...]
+) -> dict[str, Any]:
+    outcome, key = await _send(
+        ctx,
+        params,
+        lambda proposer: MsgSubmitProposal(
+            content=AnyMessage.pack(content), initial_deposit=deposit, proposer=proposer
+        ),
+    )
+    proposal_id = proposal_id_from_data(outcome.data)
+    if proposal_id is None:
+        raise TaskError(
+            f"tx {outcome.tx_hash} committed at height {outcome.height} but its result data holds no proposal ID",
+            reason=PROPOSAL_ID_MISSING,
+            hint="look the proposal up on chain (gov proposals by proposer); the transaction is final",
+        )
+    return {**_result(outcome, key), "proposalId": proposal_id}
+
+
+@handler(TaskType.GOV_VOTE, GovVoteParams)
+async def gov_vote(params: GovVoteParams, ctx: TaskContext) -> dict[str, Any]:
+    """Vote on a governance proposal with the node's operator account (one signed MsgVote)."""
+    outcome, key = await _send(
+        ctx,
+        params,
+        lambda voter: MsgVote(proposal_id=params.proposal_id, voter=voter, option=_VOTE_OPTIONS[params.option]),
+    )
+    return {**_result(outcome, key), "proposalId": params.proposal_id, "option": params.option}
+
+
+@handler(TaskType.GOV_SOFTWARE_UPGRADE, GovSoftwareUpgradeParams)
+async def gov_software_upgrade(params: GovSoftwareUpgradeParams, ctx: TaskContext) -> dict[str, Any]:
+    """Submit a SoftwareUpgradeProposal (plan name, height, info) with its initial deposit."""
+    content = SoftwareUpgradeProposal(
+        title=params.title,
+        description=params.description,
+        plan=Plan(name=params.upgrade_name, height=params.upgrade_height, info=params.upgrade_info),
+    )
+    return await _propose(ctx, params, content, _coins(params.initial_deposit))
+
+
+@handler(TaskType.GOV_PARAM_CHANGE, GovParamChangeParams)
+async def gov_param_change(params: GovParamChangeParams, ctx: TaskContext) -> dict[str, Any]:
+    """Submit a ParameterChangeProposal (subspace, key, raw JSON value per change) with its initial deposit."""
+    content = ParameterChangeProposal(
+        title=params.title,
+        description=params.description,
+        changes=tuple(ParamChange(change.subspace, change.key, change.value_text()) for change in params.changes),
+    )
+    return await _propose(ctx, params, content, _coins(params.initial_deposit))
+
+
+HANDLERS = [gov_vote, gov_software_upgrade, gov_param_change]
