@@ -321,6 +321,8 @@ class AgentProcess:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._kopf_task, timeout=15.0)
         self.steps.append("kopf")
+        if self.agent is not None:
+            self.agent.cancel_expiries()  # pending TTL deletions; the next start times them again from completedAt
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
