@@ -40,6 +40,8 @@ from .genesis import (
     NOT_BONDED_POOL,
     STRIPPED_STATE,
     GenesisInvalid,
+    account_number_of,
+    base_account,
     module_address_bytes,
 )
 
@@ -93,14 +95,6 @@ def _items(path: Path, prefix: str) -> Iterator[Any]:
             yield from ijson.items(handle, prefix, use_float=False)
         except ijson.JSONError as error:
             raise GenesisInvalid(f"not valid JSON: {error}") from None
-
-
-def _base_account(entry: object) -> dict[str, Any] | None:
-    while isinstance(entry, dict):
-        if "address" in entry:
-            return entry
-        entry = entry.get("base_account") or entry.get("base_vesting_account")
-    return None
 
 
 def address_bytes(address: object) -> bytes | None:
@@ -159,16 +153,7 @@ class ExportFacts:
 
     def rank(self, number: int, path: Path) -> int:
         """How many exported accounts have a smaller number: the position auth's InitGenesis gives `number`."""
-        return sum(_account_number(account) < number for account in _items(path, f"{ACCOUNTS}.item"))
-
-
-def _account_number(entry: object) -> int:
-    base = _base_account(entry)
-    number = base.get("account_number", "0") if base else "0"
-    try:
-        return int(number)
-    except (TypeError, ValueError):
-        raise GenesisInvalid(f"account {base and base.get('address')!r} has account_number {number!r}") from None
+        return sum(account_number_of(account) < number for account in _items(path, f"{ACCOUNTS}.item"))
 
 
 def _never() -> None:
@@ -229,10 +214,10 @@ def _scan_value(facts: ExportFacts, prefix: str, value: Any, watched: set[str], 
         valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
         facts.max_validators = value if valid else None
     elif prefix == f"{ACCOUNTS}.item":
-        number = _account_number(value)
+        number = account_number_of(value)
         facts.account_count += 1
         facts.max_account_number = max(facts.max_account_number, number)
-        base = _base_account(value)
+        base = base_account(value)
         if base and base.get("address") in watched:
             facts.account_numbers[base["address"]] = number
     elif prefix == f"{BALANCES}.item":

@@ -107,7 +107,7 @@ def _list(module: dict[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
-def _base_account(entry: object) -> dict[str, Any] | None:
+def base_account(entry: object) -> dict[str, Any] | None:
     """The BaseAccount inside any account type (module accounts and vesting accounts nest it)."""
     while isinstance(entry, dict):
         if "address" in entry:
@@ -116,8 +116,9 @@ def _base_account(entry: object) -> dict[str, Any] | None:
     return None
 
 
-def _account_number(entry: object) -> int:
-    base = _base_account(entry)
+def account_number_of(entry: object) -> int:
+    """An account entry's `account_number` (any account type; a missing one counts as 0)."""
+    base = base_account(entry)
     number = base.get("account_number", "0") if base else "0"
     try:
         return int(number)
@@ -135,7 +136,7 @@ def _address_sort_key(address: str) -> tuple[int, bytes, str]:
 def account_addresses(document: Document) -> set[str]:
     auth = _module(document, "auth", create=False) or {}
     accounts = auth.get("accounts") or []
-    return {base["address"] for base in map(_base_account, accounts) if base and isinstance(base.get("address"), str)}
+    return {base["address"] for base in map(base_account, accounts) if base and isinstance(base.get("address"), str)}
 
 
 def balance_of(document: Document, address: str) -> CoinMap | None:
@@ -171,9 +172,9 @@ def add_account(document: Document, address: str, coins: CoinMap) -> bool:
     balances = _list(bank, "balances", "app_state.bank")
     added = False
     if address not in account_addresses(document):
-        next_number = max((_account_number(entry) for entry in accounts), default=-1) + 1
+        next_number = max((account_number_of(entry) for entry in accounts), default=-1) + 1
         accounts.append(new_account_entry(address, next_number))
-        accounts.sort(key=_account_number)
+        accounts.sort(key=account_number_of)
         added = True
     if balance_of(document, address) is None:
         balances.append({"address": address, "coins": coin_lists.coins_to_json(coins)})
@@ -214,10 +215,10 @@ def initial_height(document: Document) -> int:
 def account_positions(document: Document) -> dict[str, int]:
     """address -> the account number auth's InitGenesis gives it: its position once sorted by account number."""
     auth = _module(document, "auth", create=False) or {}
-    ordered = sorted(auth.get("accounts") or [], key=_account_number)
+    ordered = sorted(auth.get("accounts") or [], key=account_number_of)
     return {
         base["address"]: position
-        for position, base in enumerate(map(_base_account, ordered))
+        for position, base in enumerate(map(base_account, ordered))
         if base and isinstance(base.get("address"), str)
     }
 

@@ -27,11 +27,11 @@ from . import coins as coin_lists
 from .genesis import (
     Document,
     GenesisInvalid,
-    _account_number,
     _address_sort_key,
-    _base_account,
     account_addresses,
+    account_number_of,
     balance_of,
+    base_account,
     total_balances,
 )
 
@@ -117,7 +117,7 @@ def add_external_accounts(
             raise GenesisInvalid(f"external account {account.address} collides with an existing genesis account")
         if balance_of(document, account.address) is not None:
             raise GenesisInvalid(f"external account {account.address} already has a genesis balance")
-        number = max((_account_number(entry) for entry in entries), default=-1) + 1
+        number = max((account_number_of(entry) for entry in entries), default=-1) + 1
         entries.append(_account_json(account, number, genesis_unix))
         balances.append({"address": account.address, "coins": wanted_balance})
         supply = bank.get("supply")
@@ -128,13 +128,13 @@ def add_external_accounts(
         else:  # as genesis.add_account: SDK 0.45's validate-genesis needs the sum written out
             bank["supply"] = coin_lists.coins_to_json(total_balances(document))
         added += 1
-    entries.sort(key=_account_number)
+    entries.sort(key=account_number_of)
     balances.sort(key=lambda entry: _address_sort_key(str(entry.get("address", ""))))
     return added
 
 
 def _address_of(entry: Any) -> str | None:
-    base = _base_account(entry)
+    base = base_account(entry)
     return str(base["address"]) if base else None
 
 
