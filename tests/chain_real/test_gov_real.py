@@ -257,7 +257,7 @@ def _kill_after_broadcast_then_resume(validator: Validator, params: dict[str, An
         check=True,
     )
     rows = json.loads(shown.stdout)
-    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["resumes"] == 1, rows
+    assert len(rows) == 1 and rows[0]["phase"] == "Succeeded" and rows[0]["resumes"] == 1, rows
     result: dict[str, Any] = rows[0]["result"]
     return result
 
