@@ -6,37 +6,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-if kube_dir=$(scripts/kube-tools.sh); then
-  export NODETASK_KUBE_CACHE="$kube_dir"
-elif [ "${CI:-}" = "true" ]; then
-  echo "scripts/test.sh: building the kube-apiserver tier failed and CI=true requires it" >&2
-  exit 1
-else
-  echo "scripts/test.sh: kube-apiserver tier unavailable on this machine; its tests will be skipped" >&2
-fi
-if chain_dir=$(scripts/chain-tools.sh); then
-  export NODETASK_CHAIN_CACHE="$chain_dir"
-elif [ "${CI:-}" = "true" ]; then
-  echo "scripts/test.sh: building the real chain tier (cometbft, simd) failed and CI=true requires it" >&2
-  exit 1
-else
-  echo "scripts/test.sh: real chain tier unavailable on this machine; its tests will be skipped" >&2
-fi
-if s3_dir=$(scripts/s3-tools.sh); then
-  export NODETASK_S3_CACHE="$s3_dir"
-elif [ "${CI:-}" = "true" ]; then
-  echo "scripts/test.sh: building the real S3 server (versitygw) failed and CI=true requires it" >&2
-  exit 1
-else
-  echo "scripts/test.sh: versitygw unavailable on this machine; the S3 tests run on moto only" >&2
-fi
-if ! scripts/image-tools.sh; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "scripts/test.sh: the image tier (buildah, podman, mmdebstrap) is unavailable and CI=true requires it" >&2
+
+# tier NAME SCRIPT [VARIABLE]: run a tier's tools script (which builds or installs once, then costs nothing); export
+# the cache directory it prints as VARIABLE. A failure skips the tier's tests locally and fails the run under CI=true.
+tier() {
+  local name=$1 script=$2 variable=${3:-} dir
+  if dir=$("$script"); then
+    [ -z "$variable" ] || export "$variable=$dir"
+  elif [ "${CI:-}" = "true" ]; then
+    echo "scripts/test.sh: the $name tier is unavailable ($script failed) and CI=true requires it" >&2
     exit 1
+  else
+    echo "scripts/test.sh: the $name tier is unavailable on this machine; its tests will be skipped" >&2
   fi
-  echo "scripts/test.sh: image tier unavailable on this machine; its tests will be skipped" >&2
-fi
+}
+tier "kube-apiserver" scripts/kube-tools.sh NODETASK_KUBE_CACHE
+tier "real chain (cometbft, simd)" scripts/chain-tools.sh NODETASK_CHAIN_CACHE
+tier "real S3 server (versitygw)" scripts/s3-tools.sh NODETASK_S3_CACHE
+tier "image (buildah, podman, mmdebstrap)" scripts/image-tools.sh
+
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
 echo "== ruff" && ruff check . && ruff format --check .
