@@ -4,9 +4,10 @@ The same store, engine and handlers as `nodetask-agent run`, with the Go sidecar
 always mounted and no NodeTask watch: what a fleet runs when its controller speaks the original's HTTP API and the
 cluster has no NodeTask CRD (the original's pods carry no POD_NAME/POD_NAMESPACE and no RBAC for it).
 
-Lifecycle: open (and migrate) the store; recover the tasks a previous process left running (holds first, exactly as
-`run` does); serve HTTP; prune finished tasks hourly. On SIGTERM/SIGINT the engine cancels its handlers and leaves
-their rows running for the next start, then the server stops and the store closes.
+Lifecycle: open (and migrate) the store, exclusively (one process per store), and remove temporary files a killed
+process left; recover the tasks a previous process left running (holds first, exactly as `run` does); serve HTTP;
+prune finished tasks hourly. On SIGTERM/SIGINT the engine cancels its handlers and leaves their rows running for the
+next start, then the server stops and the store closes (recording a clean stop).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import threading
 
 from agent.engine import Engine
+from agent.io.files import clean_temporary_files
 from agent.models.settings import AgentSettings
 from agent.store import SqliteStore, StoreError
 from agent.tasks import HandlerRegistry, default_registry
@@ -46,11 +48,14 @@ async def serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    try:
-        store = SqliteStore(settings.store_path)
+    try:  # one process per store, as `run` and `local`: a second agent on the same home is refused
+        store = SqliteStore(settings.store_path, exclusive=True, owner={"podUID": settings.pod_uid})
     except StoreError as error:
         log.error("%s", error)
         return 1
+    removed = clean_temporary_files(settings.home)  # left by a killed process; safe: the store's lock is ours
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(removed), removed)
     engine = Engine(registry or default_registry(), store, settings, stop_grace=shutdown_grace)
     metrics = AgentMetrics()
     metrics.bind(running=lambda: len(engine.running()), ready=engine.healthz, overdue=lambda: len(engine.overdue()))
@@ -84,5 +89,5 @@ async def serve(
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
         await server.stop()
-        store.close()
+        await engine.store.close()  # after the queued store calls; records the clean stop in the lock file
     return 0
