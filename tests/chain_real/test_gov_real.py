@@ -85,6 +85,16 @@ class GovChain:
     def sequence(self, address: str) -> int:
         return int(self.query("auth", "account", address)["sequence"])
 
+    def settled_sequence(self, address: str, expected: int, deadline: float = 15.0) -> int:
+        """The sequence as the queried node (validator 0) sees it once it reached `expected`, or the last one seen:
+        the agent waits for inclusion on its own node, which may be a block ahead of validator 0."""
+        give_up = time.monotonic() + deadline
+        while True:
+            sequence = self.sequence(address)
+            if sequence >= expected or time.monotonic() > give_up:
+                return sequence
+            time.sleep(0.2)
+
     def proposal(self, proposal_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self.query("gov", "proposal", str(proposal_id))
         return result
@@ -295,7 +305,9 @@ async def test_param_change_proposal_passes_with_three_votes_one_through_a_kill(
     before = await asyncio.to_thread(gov_chain.sequence, killed.address)
     resumed = await asyncio.to_thread(_kill_after_broadcast_then_resume, killed, _vote(proposal_id), tmp_path)
     assert resumed["adopted"] is True and resumed["code"] == 0
-    assert await asyncio.to_thread(gov_chain.sequence, killed.address) == before + 1  # exactly one transaction
+    assert (
+        await asyncio.to_thread(gov_chain.settled_sequence, killed.address, before + 1) == before + 1
+    )  # exactly one transaction
     secret = killed.key.private_key.secret_bytes()
     for leftover in (
         tmp_path / "agent.db",
@@ -437,7 +449,7 @@ async def test_a_resumed_run_broadcasts_the_recorded_bytes_instead_of_signing_ag
     result = _ok(await _run_as(agents[1], task_id, params))
 
     assert (result["txHash"], result["adopted"], result["sequence"]) == (record.tx_hash, True, sequence)
-    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == sequence + 1
+    assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, sequence + 1) == sequence + 1
 
 
 async def test_a_record_whose_sequence_another_tx_used_fails_without_signing_again(
@@ -454,7 +466,7 @@ async def test_a_record_whose_sequence_another_tx_used_fails_without_signing_aga
 
     assert result.status is TaskStatus.FAILED and result.reason == "SequenceConsumed", result.error
     assert record.tx_hash in (result.error or "") and f"sequence {sequence}" in (result.error or "")
-    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == sequence + 1
+    assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, sequence + 1) == sequence + 1
 
 
 async def test_a_record_for_other_params_is_not_adopted(gov_chain: GovChain, agents: list[InProcessAgent]) -> None:
@@ -513,7 +525,7 @@ async def test_two_votes_of_one_agent_submitted_together_both_succeed(
 
     sequences = sorted(_ok(result)["sequence"] for result in results)
     assert sequences == [before, before + 1]
-    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before + 2
+    assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, before + 2) == before + 2
 
 
 async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_adopts_it(
@@ -566,4 +578,4 @@ async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_
     )
     second = _ok(await agent.wait(task_id))
     assert (second["txHash"], second["adopted"], second["sequence"]) == (record.tx_hash, True, before)
-    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before + 1
+    assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, before + 1) == before + 1
