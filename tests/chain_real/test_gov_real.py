@@ -72,7 +72,13 @@ class GovChain:
     processes: ProcessGroup
 
     def query(self, *args: str) -> Any:
+        """`simd query` on validator 0, once it has caught up with the highest running validator: an agent confirms
+        inclusion on its own node, which may be a block ahead of validator 0."""
         node = self.validators[0].node
+        others = [v.node.height() for v in self.validators[1:] if v.node.running]
+        highest = max((height for height in others if height is not None), default=0)
+        if highest:
+            node.wait_for_height(highest, deadline=15.0)
         output = subprocess.run(
             [str(self.tools.simd), "query", *args, "--node", f"tcp://127.0.0.1:{node.rpc_port}", "-o", "json"],
             capture_output=True,
