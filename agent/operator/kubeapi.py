@@ -10,6 +10,7 @@ ServiceAccount token keeps working. The kubernetes package is imported only to r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -30,6 +31,21 @@ if TYPE_CHECKING:
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+READ_THROTTLE_BUDGET_SECONDS = 10.0
+"""How long a read answered 429 is tried again, after the server's Retry-After (capped at 1 s a round), as client-go
+does. A busy server's priority-and-fairness limits answer 429, and so does a resource whose watch cache is still
+(re)initialising after its CRD changed ("storage is (re)initializing"): both mean "not processed, come back". Writes
+are not retried here: their callers (the status writer, the Event recorder) have their own backoff and metrics."""
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait before asking again: the server's Retry-After (seconds form), between 0.1 and 1 s."""
+    try:
+        seconds = float(header) if header else 0.5
+    except ValueError:
+        seconds = 0.5
+    return min(1.0, max(0.1, seconds))
 
 
 class ApiError(Exception):
@@ -209,7 +225,8 @@ class KubeApi:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        """One call; returns the decoded JSON answer or raises `ApiError` (never retries: callers decide)."""
+        """One call; returns the decoded JSON answer or raises `ApiError`. Retries only a GET answered 429, within
+        `READ_THROTTLE_BUDGET_SECONDS`; every other failure is the caller's to retry."""
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -222,16 +239,21 @@ class KubeApi:
             headers["Content-Type"] = content_type
             data = json.dumps(body).encode()
         url = self.connection.server + path
-        try:
-            async with self._session.request(method, url, data=data, params=params, headers=headers) as response:
-                text = await response.text()
-                if response.status >= 400:
-                    raise ApiError(response.status, f"{method} {path}: {response.status} {_status_message(text)}")
-                return json.loads(text) if text else None
-        except TimeoutError as error:
-            raise ApiError(0, f"{method} {path}: timed out", cause="timeout") from error
-        except aiohttp.ClientError as error:
-            raise ApiError(0, f"{method} {path}: {type(error).__name__}: {error}", cause="connection") from error
+        give_up = time.monotonic() + READ_THROTTLE_BUDGET_SECONDS
+        while True:
+            try:
+                async with self._session.request(method, url, data=data, params=params, headers=headers) as response:
+                    text = await response.text()
+                    if response.status == 429 and method == "GET" and time.monotonic() < give_up:
+                        await asyncio.sleep(_retry_after(response.headers.get("Retry-After")))
+                        continue
+                    if response.status >= 400:
+                        raise ApiError(response.status, f"{method} {path}: {response.status} {_status_message(text)}")
+                    return json.loads(text) if text else None
+            except TimeoutError as error:
+                raise ApiError(0, f"{method} {path}: timed out", cause="timeout") from error
+            except aiohttp.ClientError as error:
+                raise ApiError(0, f"{method} {path}: {type(error).__name__}: {error}", cause="connection") from error
 
     async def list_nodetasks(self, namespace: str, *, field_selector: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, str] = {}

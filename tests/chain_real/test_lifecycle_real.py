@@ -50,12 +50,15 @@ class Pod:
     async def wait_height(self, height: int, deadline: float = 90) -> int:
         return await asyncio.to_thread(wait_for_height, self.node.rpc_url, height, deadline)
 
-    async def wait_parked(self, deadline: float = 30) -> None:
-        """Until the node is down and its container waits at the gate (the bash loop is alive, no node process)."""
+    async def wait_parked(self, *, restarted_after: int, deadline: float = 30) -> None:
+        """Until the node is down and its container, started again after its `restarted_after`-th start, waits at the
+        gate (the bash loop is alive, no node process). The start count matters: right after the node exits, the old
+        container process is still alive for a moment and would look parked."""
         give_up = time.monotonic() + deadline
         while time.monotonic() < give_up:
             if (
-                self.node_process() is None
+                self.container.starts > restarted_after
+                and self.node_process() is None
                 and current_height(self.node.rpc_url) is None
                 and self.container.process.running
             ):
@@ -122,10 +125,10 @@ async def test_state_sync_re_bootstrap_recipe_on_a_gated_node(simd_chain: SimdCh
 
     # The recipe.
     await ok(pod.agent, TaskType.MARK_NOT_READY)
+    starts = pod.container.starts
     stopped = await ok(pod.agent, TaskType.STOP_SEID, {"graceSeconds": 60})
     assert stopped["signal"] == "SIGTERM" and stopped["alreadyStopped"] is False
-    await pod.wait_parked()
-    assert pod.container.starts >= 2  # the container was restarted and parks at the closed gate
+    await pod.wait_parked(restarted_after=starts)  # the container was restarted and parks at the closed gate
     reset = await ok(pod.agent, TaskType.RESET_DATA)
     assert reset["wipedBytes"] > 0
     data = pod.node.home / "data"
@@ -283,6 +286,7 @@ async def test_await_condition_stops_the_configured_node_binary_once_the_height_
     await pod.wait_height(2)
     first = pod.node_process()
     assert first is not None
+    starts = pod.container.starts
     target = (current_height(pod.node.rpc_url) or 0) + 3
     waiting = asyncio.create_task(
         ok(
@@ -298,4 +302,4 @@ async def test_await_condition_stops_the_configured_node_binary_once_the_height_
 
     assert result["height"] >= target
     assert result["seid"] == {"pid": first.pid, "signal": "SIGTERM", "stopped": True}
-    await pod.wait_parked()
+    await pod.wait_parked(restarted_after=starts)
