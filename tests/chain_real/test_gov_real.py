@@ -40,6 +40,7 @@ from agent.models.params.gov import GovVoteParams
 from agent.tasks.gov import params_hash
 from tests.chain_real.conftest import InProcessAgent
 from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, wait_for_height
+from tests.fixtures.httpfaults import HttpFaultProxy
 
 pytestmark = pytest.mark.chain
 
@@ -583,5 +584,44 @@ async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_
         Task(id=task_id, type=TaskType.GOV_VOTE, params=_vote(proposal_id), timeout_seconds=120, retry_nonce="again")
     )
     second = _ok(await agent.wait(task_id))
+    assert (second["txHash"], second["adopted"], second["sequence"]) == (record.tx_hash, True, before)
+    assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, before + 1) == before + 1
+
+
+async def test_a_broadcast_whose_answer_is_lost_is_pending_and_the_next_run_adopts_the_same_transaction(
+    gov_chain: GovChain, agents: list[InProcessAgent], chain_agent: Any
+) -> None:
+    """The node receives the transaction but the connection is reset before its answer arrives: the outcome is
+    unknown, so the run ends `TxPending` (retryable) with the transaction recorded, and running the task again adopts
+    that transaction instead of signing a second one."""
+    validator = gov_chain.validators[1]
+    proposal_id = await _open_proposal(gov_chain, agents[1])
+    proxy = HttpFaultProxy(validator.node.rpc_url).start()
+    try:
+        agent: InProcessAgent = chain_agent(
+            validator.node.home,
+            chain_id=CHAIN_ID,
+            rpc_endpoint=proxy.url,
+            bech32_prefix=PREFIX,
+            bond_denom=DENOM,
+            db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
+        )
+        lost = proxy.reset_mid_body(0, method="GET", path="/broadcast_tx_sync")
+        task_id = str(uuid.uuid4())
+        before = await asyncio.to_thread(gov_chain.sequence, validator.address)
+
+        first = await _run_as(agent, task_id, _vote(proposal_id))
+
+        assert lost.hits == 1
+        assert first.status is TaskStatus.FAILED and first.reason == "TxPending" and first.retryable, first.error
+        record = TxRecords(validator.node.home).load(task_id)
+        assert record is not None and record.tx_hash in (first.error or "") and record.sequence == before
+        await agent.engine.submit(
+            Task(id=task_id, type=TaskType.GOV_VOTE, params=_vote(proposal_id), timeout_seconds=120, retry_nonce="2")
+        )
+        second = _ok(await agent.wait(task_id))
+    finally:
+        proxy.stop()
+
     assert (second["txHash"], second["adopted"], second["sequence"]) == (record.tx_hash, True, before)
     assert await asyncio.to_thread(gov_chain.settled_sequence, validator.address, before + 1) == before + 1
