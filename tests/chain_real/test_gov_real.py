@@ -182,19 +182,22 @@ def gov_chain(chain_tools: ChainTools, tmp_path_factory: pytest.TempPathFactory)
         processes.stop_all()
 
 
+def _agent_of(chain_agent: Any, validator: Validator, rpc_endpoint: str) -> InProcessAgent:
+    """An agent on the validator's home, with its own store, reaching a node through `rpc_endpoint`."""
+    agent: InProcessAgent = chain_agent(
+        validator.node.home,
+        chain_id=CHAIN_ID,
+        rpc_endpoint=rpc_endpoint,
+        bech32_prefix=PREFIX,
+        bond_denom=DENOM,
+        db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
+    )
+    return agent
+
+
 @pytest.fixture
 def agents(gov_chain: GovChain, chain_agent: Any) -> list[InProcessAgent]:
-    return [
-        chain_agent(
-            validator.node.home,
-            chain_id=CHAIN_ID,
-            rpc_endpoint=validator.node.rpc_url,
-            bech32_prefix=PREFIX,
-            bond_denom=DENOM,
-            db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
-        )
-        for validator in gov_chain.validators
-    ]
+    return [_agent_of(chain_agent, validator, validator.node.rpc_url) for validator in gov_chain.validators]
 
 
 def _common(**extra: Any) -> dict[str, Any]:
@@ -500,14 +503,7 @@ async def test_a_node_without_a_transaction_index_fails_as_unverifiable(
     follower.edit_config({"tx_index.indexer": "null"})
     follower.edit_app({"minimum-gas-prices": MIN_GAS_PRICE})
     follower.start(wait_height=(validator.node.height() or 1))
-    agent: InProcessAgent = chain_agent(
-        validator.node.home,
-        chain_id=CHAIN_ID,
-        rpc_endpoint=follower.rpc_url,
-        bech32_prefix=PREFIX,
-        bond_denom=DENOM,
-        db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
-    )
+    agent = _agent_of(chain_agent, validator, follower.rpc_url)
     before = await asyncio.to_thread(gov_chain.sequence, validator.address)
 
     result = await agent.run(TaskType.GOV_VOTE, _vote(1))
@@ -551,14 +547,7 @@ async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_
     full_node = factory.follower("full-node", of=validator.node)
     full_node.edit_app({"minimum-gas-prices": MIN_GAS_PRICE})
     await asyncio.to_thread(full_node.start, wait_height=(validator.node.height() or 1))
-    agent: InProcessAgent = chain_agent(
-        validator.node.home,
-        chain_id=CHAIN_ID,
-        rpc_endpoint=full_node.rpc_url,
-        bech32_prefix=PREFIX,
-        bond_denom=DENOM,
-        db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
-    )
+    agent = _agent_of(chain_agent, validator, full_node.rpc_url)
     proposal_id = await _open_proposal(gov_chain, agents[2])
     # The full node must have committed that proposal's transaction too: until then its mempool expects the next
     # sequence while its committed state still says this one (a real SequenceMismatch, not what is tested here).
@@ -598,14 +587,7 @@ async def test_a_broadcast_whose_answer_is_lost_is_pending_and_the_next_run_adop
     proposal_id = await _open_proposal(gov_chain, agents[1])
     proxy = HttpFaultProxy(validator.node.rpc_url).start()
     try:
-        agent: InProcessAgent = chain_agent(
-            validator.node.home,
-            chain_id=CHAIN_ID,
-            rpc_endpoint=proxy.url,
-            bech32_prefix=PREFIX,
-            bond_denom=DENOM,
-            db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
-        )
+        agent = _agent_of(chain_agent, validator, proxy.url)
         lost = proxy.reset_mid_body(0, method="GET", path="/broadcast_tx_sync")
         task_id = str(uuid.uuid4())
         before = await asyncio.to_thread(gov_chain.sequence, validator.address)
