@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from agent.models.settings import AgentSettings
 from agent.store import SqliteStore
 from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
 from agent.tasks.readiness import HANDLERS as READINESS_HANDLERS
+from tests.fixtures.waiting import wait_until
 
 ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 OTHER_ID = "6ba7b811-9dad-11d1-80b4-00c04fd430c8"
@@ -348,8 +350,8 @@ async def test_a_handler_that_ignores_its_deadline_is_reported_overdue(engine: E
     await engine.submit(task(params={"ignoreCancel": True}, timeout_seconds=1))
     await work.entered.wait()
     assert engine.overdue() == []
-    await asyncio.sleep(1.3)
-    assert engine.overdue() == [ID]  # the timeout fired, the handler did not stop
+    # the timeout fired (after 1 s), the handler did not stop
+    assert await wait_until(lambda: engine.overdue() == [ID], what="the task reported overdue", timeout=15)
     work.release.set()
     result = await engine.wait(ID, timeout=10)
     assert (result.status, result.reason) == (TaskStatus.FAILED, Reason.DEADLINE_EXCEEDED)
@@ -667,8 +669,10 @@ async def test_retention_loop_prunes_at_once_and_survives_a_failing_store(
     work.release.set()
     await engine.wait(await engine.submit(task()))
     loop = asyncio.create_task(engine.prune_forever(interval=0.05))
-    await asyncio.sleep(0.1)
-    assert await engine.get(ID) is None  # pruned by the first pass
+    give_up = time.monotonic() + 15
+    while await engine.get(ID) is not None:  # pruned by the first pass
+        assert not loop.done() and time.monotonic() < give_up, "the row was not pruned"
+        await asyncio.sleep(0.02)
     store.close()  # every later pass fails: the loop logs and keeps going
     await asyncio.sleep(0.15)
     assert not loop.done()
