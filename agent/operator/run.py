@@ -92,6 +92,16 @@ class _ForeverBackoff:
             yield 15.0
 
 
+class _NoDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base with an empty essence. kopf builds the essence of every event's body (a deep copy of the whole
+    object, status included) to detect changes for change-detecting handlers; the agent registers none (one
+    `on.event` handler), so that copy is pure cost: about 7 % of the agent's CPU while 1,000 resumed statuses echo
+    back through its watch. Nothing is ever stored (only change-detecting handlers store a diff base)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 def kopf_settings(identity: PodIdentity, field_selector: str | None) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.peering.standalone = True
@@ -104,7 +114,7 @@ def kopf_settings(identity: PodIdentity, field_selector: str | None) -> kopf.Ope
     settings.watching.server_timeout = 300
     settings.persistence.finalizer = f"{KOPF_PREFIX}/kopf-unused"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = _NoDiffBaseStorage(prefix=KOPF_PREFIX)
     if field_selector:
         settings.watching.field_selectors[API_GROUP, PLURAL] = field_selector
     return settings
