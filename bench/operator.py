@@ -213,12 +213,18 @@ async def bare_agent(kubeconfig: str, namespace: str, pod: str) -> None:
 
         def on_event(kind: str, obj: dict[str, Any], at: float) -> None:
             meta = obj["metadata"]
-            if kind == "ADDED" and (obj.get("spec") or {}).get("targetPod") == pod:
+            new = kind == "ADDED" or (kind == "LISTED" and not obj.get("status"))  # LISTED: created before it watched
+            if new and (obj.get("spec") or {}).get("targetPod") == pod:
                 status = {"phase": "Running", "run": 1}
                 patch = api.patch_status(namespace, meta["name"], status, resource_version=meta["resourceVersion"])
                 task = asyncio.create_task(patch)
                 patches.add(task)
-                task.add_done_callback(patches.discard)
+                task.add_done_callback(done)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            patches.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                print(f"bare agent: status patch failed: {task.exception()!r}", file=sys.stderr)
 
         async with Watch(connection, namespace, on_event):
             await asyncio.Event().wait()  # until terminated
@@ -514,9 +520,41 @@ def namespace_for(cluster: KubeCluster, workdir: Path, name: str) -> KubeNamespa
     return ns
 
 
+class ChainProcess:
+    """The CometBFT fake in a process of its own (`--fake-chain`): serving the agents' RPC polls from a thread of the
+    bench's process would take the GIL from the bench's watch, which times everything."""
+
+    def __enter__(self) -> ChainProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--fake-chain"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # the fake logs every client that hangs up
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().decode().strip()
+        if not self.url:
+            raise RuntimeError("the fake chain did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def serve_fake_chain() -> None:
+    with FakeCometBFT() as chain:
+        print(chain.url, flush=True)
+        sys.stdin.read()  # until the bench closes it or terminates this process
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--bare-agent"]:
         asyncio.run(bare_agent(*sys.argv[2:5]))
+        return
+    if sys.argv[1:2] == ["--fake-chain"]:
+        serve_fake_chain()
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-samples", type=int, default=200)
@@ -560,7 +598,7 @@ def main() -> None:
             ns = namespace_for(cluster, workdir, "bench-restart")
             factory = AgentFactory(ns, ns.tmp)
             try:
-                with FakeCometBFT() as chain:
+                with ChainProcess() as chain:
                     restarted = restart(
                         cluster, ns, factory, chain.url, args.restart_tasks, args.restart_status_concurrency
                     )
@@ -582,7 +620,7 @@ def main() -> None:
         ns = KubeNamespace(cluster, namespace, workdir / namespace)
         ns.tmp.mkdir(parents=True)
         factory = AgentFactory(ns, ns.tmp)
-        with FakeCometBFT() as chain:
+        with ChainProcess() as chain:
             pod = factory.pod("node-0")
             pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
             factory.started.append(ProcessAgent(pod, shipped=True).start())

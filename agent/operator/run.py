@@ -242,7 +242,7 @@ class AgentProcess:
         writer = self.writer = StatusWriter(
             api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
         )
-        events = self.events = EventRecorder(api, metrics, pod=identity.name)
+        events = self.events = EventRecorder(api, metrics, pod=identity.name, status_first=writer.settled)
         agent = self.agent = NodeTaskAgent(
             engine,
             api,

@@ -134,6 +134,9 @@ class StatusWriter:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._holding_unobserved = False
         self._busy: dict[ObjectKey, None] = {}  # keys with a pending or in-flight status, oldest first
+        self._pressing: set[ObjectKey] = set()  # keys with an urgent status pending, or a patch in flight
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     # -------------------------------------------------------------- producers
 
@@ -213,6 +216,14 @@ class StatusWriter:
             self._busy.setdefault(key)
         else:
             self._busy.pop(key, None)
+        if entry is not None and (entry.in_flight or (entry.pending is not None and entry.urgent)):
+            self._pressing.add(key)
+        else:
+            self._pressing.discard(key)
+        if self._pressing:
+            self._settled.clear()
+        else:
+            self._settled.set()
         backlog = len(self._busy)
         self.metrics.status_backlog.set(backlog)
         if backlog:
@@ -321,6 +332,11 @@ class StatusWriter:
         """Wait until nothing is pending or in flight (True), or `within` seconds have passed (False)."""
         return await _done_within(self._idle.wait(), within)
 
+    async def settled(self, within: float | None = None) -> bool:
+        """Wait until no transition is waiting to be written and no patch is in flight (True; throttled progress may
+        still be pending), or `within` seconds have passed (False)."""
+        return await _done_within(self._settled.wait(), within)
+
 
 # --------------------------------------------------------------------------------------------------- events
 
@@ -354,6 +370,13 @@ class EventRecorder:
     Best effort but patient: a failed post is retried with backoff for up to `give_up_after` seconds (an API outage
     shorter than that loses no Event); the queue holds at most `max_queued` Events, the oldest dropped first.
 
+    Status first: with `status_first` (the `StatusWriter.settled` of the agent), an Event waits until the status
+    transitions are written, at most `status_first_wait` seconds after it was recorded. The status is the record and
+    Events are informational: the Accepted and Started Events of a new task would otherwise reach the API server
+    before the status patch saying Running and slow it down (two POSTs ahead of it on a busy API server, and their
+    encoding in the event-loop turns the writer lets pass). Under a steady stream of statuses the bound keeps Events
+    flowing (each at most that late).
+
     Similar Events are aggregated, as client-go's event correlator does: of one (object, reason) pair, the first
     `aggregate_after` Events within `aggregate_window` seconds are posted as they come; after that, occurrences are
     only counted, and at most one Event per `combined_every` seconds is posted, with `count` = the occurrences it
@@ -370,6 +393,8 @@ class EventRecorder:
     aggregate_after: int = 10
     aggregate_window: float = 600.0
     combined_every: float = 60.0
+    status_first: Callable[[float], Coroutine[Any, Any, bool]] | None = None
+    status_first_wait: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _queue: asyncio.Queue[_PendingEvent] = field(default_factory=asyncio.Queue)
     _sequence: int = 0
@@ -450,6 +475,10 @@ class EventRecorder:
         while True:
             item = await self._queue.get()
             try:
+                if self.status_first is not None:
+                    wait = item.first_try + self.status_first_wait - self.clock()
+                    if wait > 0:
+                        await self.status_first(wait)
                 await self._post(item)
             finally:
                 self._queue.task_done()
