@@ -620,12 +620,14 @@ def main() -> None:
         ns = KubeNamespace(cluster, namespace, workdir / namespace)
         ns.tmp.mkdir(parents=True)
         factory = AgentFactory(ns, ns.tmp)
-        with ChainProcess() as chain:
-            pod = factory.pod("node-0")
-            pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
-            factory.started.append(ProcessAgent(pod, shipped=True).start())
-            lat = asyncio.run(latency(cluster, ns, pod, args.latency_samples))
-        factory.stop_all()
+        try:
+            with ChainProcess() as chain:
+                pod = factory.pod("node-0")
+                pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
+                factory.started.append(ProcessAgent(pod, shipped=True).start())
+                lat = asyncio.run(latency(cluster, ns, pod, args.latency_samples))
+        finally:
+            factory.stop_all()
 
         print(f"\n#### Create -> Running ({args.latency_samples} samples, one agent)\n")
         print("| measurement | p50 (ms) | p99 (ms) | max (ms) |")

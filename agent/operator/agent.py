@@ -114,7 +114,7 @@ unfinished tasks would otherwise cost 1,000 Event POSTs competing with the statu
 RESUMED_NAMES_SHOWN = 20
 """NodeTask names listed in the Pod's summary Event (the rest are counted)."""
 
-RESUME_REPORT_WAIT = 5.0
+RESUME_REPORT_WAIT = 10.0
 """At start-up, resumed handlers wait (`Engine.hold_resumed`) until the first list is done and the statuses saying
 they resumed are written, at most this many seconds after the list: the report of a restart is not slowed down by the
 work it reports on (1,000 handlers polling the node's RPC at once took the agent's event loop from the status writer).
@@ -529,10 +529,16 @@ class NodeTaskAgent:
         self._resumed_release_timed = True
 
         async def release() -> None:
+            started = time.monotonic()
             try:
-                await self.writer.flush(within=RESUME_REPORT_WAIT)
+                written = await self.writer.flush(within=RESUME_REPORT_WAIT)
             finally:
                 self.engine.release_resumed()
+            log.info(
+                "start-up statuses %s after %.1fs; resumed handlers start now",
+                "written" if written else "still being written",
+                time.monotonic() - started,
+            )
 
         self._resumed_release = asyncio.create_task(release(), name="release-resumed")
 
@@ -568,6 +574,7 @@ class NodeTaskAgent:
                     listed = await self.resync()
                 await self._settle_deferred(listed)
                 await asyncio.sleep(0)  # resumed runs emit RESUMED in their first step, queued before this one
+                log.info("start-up list reconciled: %d NodeTask(s) of this pod", len(listed))
                 self._summarize_resumes()
                 self._release_resumed_after_report()
                 return True
