@@ -227,7 +227,9 @@ class AgentProcess:
             log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(removed), removed)
 
         # Tasks read the API (discover-peers' kubernetes source) through the agent's own client: one access path.
-        api = self.api = await KubeApi(self._connection).open()
+        # Room for every status patch in flight, the Event posters, the list and a task's reads: a smaller pool would
+        # silently cap NODETASK_STATUS_CONCURRENCY (it was 16 connections whatever the setting).
+        api = self.api = await KubeApi(self._connection, connections=max(16, options.status_concurrency + 8)).open()
         engine = self.engine = Engine(
             self.registry or default_registry(), store, settings, stop_grace=options.shutdown_grace, kube=api
         )
