@@ -242,7 +242,11 @@ class AgentProcess:
         )
         engine.add_listener(metrics.observe)
         writer = self.writer = StatusWriter(
-            api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
+            api,
+            metrics,
+            progress_interval=options.progress_interval,
+            concurrency=options.status_concurrency,
+            settle=engine.store.writes_settled,
         )
         events = self.events = EventRecorder(api, metrics, pod=identity.name, status_first=writer.settled)
         agent = self.agent = NodeTaskAgent(

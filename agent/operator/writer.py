@@ -67,6 +67,13 @@ SETTLE_TURNS = 4
 Started and Succeeded a few turns apart) then costs one patch instead of one per phase, for microseconds of delay:
 less than a millisecond-scale timer would cost the Create -> Running latency."""
 
+SETTLE_STORE_WRITES = 0.02
+"""After those turns, the writer also waits (at most this many seconds, with `settle`: the engine store's
+`writes_settled`) for store writes in flight: the outcome of a task that finished at once is being stored on the
+store's thread while the writer would send Running, and would be a second patch right after. A task that keeps
+running leaves no write in flight, so its Running costs no wait. (Until the first patch of an object also needed a
+GET, that round trip did this waiting, by accident.)"""
+
 STATUS_BACKOFF_CAP = 10.0
 """A status patch is small and the latest status matters: after an outage, retry at least every 10 s."""
 
@@ -126,8 +133,11 @@ class StatusWriter:
         progress_interval: float = 5.0,
         concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
+        settle: Callable[[float], Coroutine[Any, Any, bool]] | None = None,
     ) -> None:
+        """`settle(seconds)`: waits until the engine's store has no write in flight (see `SETTLE_STORE_WRITES`)."""
         self.api = api
+        self.settle = settle
         self.metrics = metrics
         self.progress_interval = progress_interval
         self.concurrency = concurrency
@@ -246,14 +256,11 @@ class StatusWriter:
                 self._wake.clear()
                 for _ in range(SETTLE_TURNS):  # let transitions made in the same few loop turns merge (see above)
                     await asyncio.sleep(0)
+                if self.settle is not None and self._first_transition_due():
+                    await self.settle(SETTLE_STORE_WRITES)
                 now = self.clock()
                 next_due: float | None = None
-                for key in list(self._busy):  # not every entry: observed objects without a status to write are many
-                    entry = self._entries.get(key)
-                    if entry is None or entry.pending is None or entry.in_flight:
-                        continue
-                    if self._holding_unobserved and entry.key[2] and entry.resource_version is None:
-                        continue  # waits for the list to observe it (`hold_unobserved`)
+                for entry in self._launchable():
                     due = entry.due(self.progress_interval)
                     if due > now:
                         next_due = due if next_due is None else min(next_due, due)
@@ -265,6 +272,25 @@ class StatusWriter:
         finally:
             for task in list(self._in_flight):
                 task.cancel()
+
+    def _launchable(self) -> list[_Entry]:
+        """Entries with a status to write and nothing in flight (only the busy ones: observed objects are many)."""
+        entries = []
+        for key in list(self._busy):
+            entry = self._entries.get(key)
+            if entry is None or entry.pending is None or entry.in_flight:
+                continue
+            if self._holding_unobserved and entry.key[2] and entry.resource_version is None:
+                continue  # waits for the list to observe it (`hold_unobserved`)
+            entries.append(entry)
+        return entries
+
+    def _first_transition_due(self) -> bool:
+        """Whether an object's first status is about to go out and is not final: the case where the task may be
+        finishing this instant (`SETTLE_STORE_WRITES`). Later writes (progress, heartbeats, outcomes) never wait."""
+        return any(
+            entry.urgent and entry.written is None and not _ends_run(entry.pending)[1] for entry in self._launchable()
+        )
 
     def _launch(self, entry: _Entry) -> None:
         entry.in_flight = True
