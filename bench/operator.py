@@ -139,29 +139,95 @@ async def latency(cluster: KubeCluster, ns: KubeNamespace, pod: AgentPod, sample
         if (obj.get("status") or {}).get("phase") == "Running":
             seen.setdefault((name, "running"), at)
 
-    results: dict[str, list[float]] = {"watch round trip (create -> ADDED)": [], "agent (create -> status Running)": []}
-    async with KubeApi(connection) as api, Watch(connection, ns.name, record):
-        for index in range(samples):
-            # baseline: an object no agent serves
-            name = f"probe-{index}"
-            started = time.monotonic()
-            await create(api, ns.name, nodetask(name, "no-such-pod", "mark-ready"))
-            while (name, "added") not in seen:
-                await asyncio.sleep(0.0005)
-            results["watch round trip (create -> ADDED)"].append(seen[(name, "added")] - started)
-
-            name = f"task-{index}"
-            params = {"condition": "height", "targetHeight": 10**9, "pollIntervalSeconds": 5}
-            started = time.monotonic()
-            await create(api, ns.name, nodetask(name, pod.name, "await-condition", params))
-            deadline = started + 30
-            while (name, "running") not in seen and time.monotonic() < deadline:
-                await asyncio.sleep(0.0005)
-            if (name, "running") not in seen:
-                raise RuntimeError(f"{name} never reported Running")
-            results["agent (create -> status Running)"].append(seen[(name, "running")] - started)
-            await delete(api, ns.name, name)
+    results: dict[str, list[float]] = {
+        "watch round trip (create -> ADDED)": [],
+        "agent (create -> status Running)": [],
+        "floor: bare client watches and patches Running (create -> status Running)": [],
+    }
+    bare = subprocess.Popen(
+        [sys.executable, __file__, "--bare-agent", str(cluster.kubeconfig), ns.name, BARE_POD],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        async with KubeApi(connection) as api, Watch(connection, ns.name, record):
+            await _measure_latency(api, ns, pod, samples, seen, results)
+    finally:
+        bare.terminate()
+        bare.wait(10)
     return results
+
+
+BARE_POD = "bare-0"
+
+
+async def _measure_latency(
+    api: KubeApi,
+    ns: KubeNamespace,
+    pod: AgentPod,
+    samples: int,
+    seen: dict[tuple[str, str], float],
+    results: dict[str, list[float]],
+) -> None:
+    async def running_after(name: str, manifest: dict[str, Any]) -> float:
+        started = time.monotonic()
+        await create(api, ns.name, manifest)
+        deadline = started + 30
+        while (name, "running") not in seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.0005)
+        if (name, "running") not in seen:
+            raise RuntimeError(f"{name} never reported Running")
+        return seen[(name, "running")] - started
+
+    # The bare client is ready once it answers a first object (not measured).
+    await running_after("bare-warm-up", nodetask("bare-warm-up", BARE_POD, "mark-ready"))
+    for index in range(samples):
+        # baseline: an object no agent serves
+        name = f"probe-{index}"
+        started = time.monotonic()
+        await create(api, ns.name, nodetask(name, "no-such-pod", "mark-ready"))
+        while (name, "added") not in seen:
+            await asyncio.sleep(0.0005)
+        results["watch round trip (create -> ADDED)"].append(seen[(name, "added")] - started)
+
+        name = f"task-{index}"
+        params = {"condition": "height", "targetHeight": 10**9, "pollIntervalSeconds": 5}
+        manifest = nodetask(name, pod.name, "await-condition", params)
+        results["agent (create -> status Running)"].append(await running_after(name, manifest))
+        await delete(api, ns.name, name)
+
+        name = f"bare-{index}"
+        manifest = nodetask(name, BARE_POD, "await-condition", params)
+        results["floor: bare client watches and patches Running (create -> status Running)"].append(
+            await running_after(name, manifest)
+        )
+
+
+async def bare_agent(kubeconfig: str, namespace: str, pod: str) -> None:
+    """The floor of Create -> Running for any agent, run as its own process: watch the namespace's NodeTasks and, when
+    one addressed to `pod` is ADDED, merge-patch `status.phase: Running` at once (with the resourceVersion precondition
+    the agent uses). No store, no engine, no kopf: two API round trips and nothing else."""
+    connection = load_connection(kubeconfig)
+    async with KubeApi(connection) as api:
+        patches: set[asyncio.Task[Any]] = set()
+
+        def on_event(kind: str, obj: dict[str, Any], at: float) -> None:
+            meta = obj["metadata"]
+            new = kind == "ADDED" or (kind == "LISTED" and not obj.get("status"))  # LISTED: created before it watched
+            if new and (obj.get("spec") or {}).get("targetPod") == pod:
+                status = {"phase": "Running", "run": 1}
+                patch = api.patch_status(namespace, meta["name"], status, resource_version=meta["resourceVersion"])
+                task = asyncio.create_task(patch)
+                patches.add(task)
+                task.add_done_callback(done)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            patches.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                print(f"bare agent: status patch failed: {task.exception()!r}", file=sys.stderr)
+
+        async with Watch(connection, namespace, on_event):
+            await asyncio.Event().wait()  # until terminated
 
 
 # ----------------------------------------------------------------------------------------------- throughput
@@ -386,8 +452,49 @@ def restart(
             return serving, max(resumed.values()) - started
 
     serving, all_resumed = asyncio.run(measure())
+    # Read at once: 5 s after its resumed status, each task's first progress report (height seen) is written too.
+    writes = agent_metric(agent, "nodetask_status_patches_total") / tasks
     agent.stop()
-    return [(tasks, serving, all_resumed)]
+    floor = asyncio.run(bare_status_round(cluster, ns, names, concurrency or 8))
+    return [(tasks, serving, all_resumed, floor, writes)]
+
+
+async def bare_status_round(cluster: KubeCluster, ns: KubeNamespace, names: set[str], concurrency: int) -> float:
+    """The floor for reporting a restart, measured in the same run: a bare client that lists the NodeTasks and
+    merge-patches each one's status (its current status with `resumes` + 1, so the same size as the agent's, with the
+    same resourceVersion precondition), `concurrency` patches in flight, until the bench's watch has seen them all.
+    No store, no handlers, no kopf: what the API server on this machine needs for the statuses alone."""
+    connection = load_connection(str(cluster.kubeconfig))
+    target: dict[str, int] = {}
+    seen: dict[str, float] = {}
+    done = asyncio.Event()
+
+    def record(kind: str, obj: dict[str, Any], at: float) -> None:
+        name = obj["metadata"]["name"]
+        if name in target and int((obj.get("status") or {}).get("resumes") or 0) >= target[name]:
+            seen.setdefault(name, at)
+            if len(seen) == len(target):
+                done.set()
+
+    async with KubeApi(connection) as api, Watch(connection, ns.name, record):
+        started = time.monotonic()
+        items = [item for item in await api.list_nodetasks(ns.name) if item["metadata"]["name"] in names]
+        for item in items:
+            target[item["metadata"]["name"]] = int((item.get("status") or {}).get("resumes") or 0) + 1
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+
+        async def patcher() -> None:
+            while not queue.empty():
+                item = queue.get_nowait()
+                meta = item["metadata"]
+                status = {**(item.get("status") or {}), "resumes": target[meta["name"]]}
+                await api.patch_status(ns.name, meta["name"], status, resource_version=meta["resourceVersion"])
+
+        await asyncio.gather(*(patcher() for _ in range(concurrency)))
+        await asyncio.wait_for(done.wait(), 600)
+        return max(seen.values()) - started
 
 
 def start_agents(factory: AgentFactory, count: int, extra_env: dict[str, str]) -> list[ProcessAgent]:
@@ -413,7 +520,42 @@ def namespace_for(cluster: KubeCluster, workdir: Path, name: str) -> KubeNamespa
     return ns
 
 
+class ChainProcess:
+    """The CometBFT fake in a process of its own (`--fake-chain`): serving the agents' RPC polls from a thread of the
+    bench's process would take the GIL from the bench's watch, which times everything."""
+
+    def __enter__(self) -> ChainProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--fake-chain"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # the fake logs every client that hangs up
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().decode().strip()
+        if not self.url:
+            raise RuntimeError("the fake chain did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def serve_fake_chain() -> None:
+    with FakeCometBFT() as chain:
+        print(chain.url, flush=True)
+        sys.stdin.read()  # until the bench closes it or terminates this process
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--bare-agent"]:
+        asyncio.run(bare_agent(*sys.argv[2:5]))
+        return
+    if sys.argv[1:2] == ["--fake-chain"]:
+        serve_fake_chain()
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--agents", type=int, default=50)
@@ -456,17 +598,20 @@ def main() -> None:
             ns = namespace_for(cluster, workdir, "bench-restart")
             factory = AgentFactory(ns, ns.tmp)
             try:
-                with FakeCometBFT() as chain:
+                with ChainProcess() as chain:
                     restarted = restart(
                         cluster, ns, factory, chain.url, args.restart_tasks, args.restart_status_concurrency
                     )
             finally:
                 factory.stop_all()
             print("\n#### Restart with unfinished tasks (SIGKILL, start again)\n")
-            print("| unfinished tasks | start -> serving (s) | start -> every status resumed (s) |")
-            print("|---:|---:|---:|")
-            for count, serving, all_resumed in restarted:
-                print(f"| {count} | {serving:.2f} | {all_resumed:.2f} |")
+            print(
+                "| unfinished tasks | start -> serving (s) | start -> every status resumed (s) "
+                "| floor: bare client lists and patches every status (s) | status writes per task |"
+            )
+            print("|---:|---:|---:|---:|---:|")
+            for count, serving, all_resumed, floor, writes in restarted:
+                print(f"| {count} | {serving:.2f} | {all_resumed:.2f} | {floor:.2f} | {writes:.2f} |")
         if not only & {"latency", "throughput"}:
             return
 
@@ -475,12 +620,14 @@ def main() -> None:
         ns = KubeNamespace(cluster, namespace, workdir / namespace)
         ns.tmp.mkdir(parents=True)
         factory = AgentFactory(ns, ns.tmp)
-        with FakeCometBFT() as chain:
-            pod = factory.pod("node-0")
-            pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
-            factory.started.append(ProcessAgent(pod, shipped=True).start())
-            lat = asyncio.run(latency(cluster, ns, pod, args.latency_samples))
-        factory.stop_all()
+        try:
+            with ChainProcess() as chain:
+                pod = factory.pod("node-0")
+                pod.extra_env.update({**PRODUCTION_INTERVALS, "SEI_RPC_ENDPOINT": chain.url})
+                factory.started.append(ProcessAgent(pod, shipped=True).start())
+                lat = asyncio.run(latency(cluster, ns, pod, args.latency_samples))
+        finally:
+            factory.stop_all()
 
         print(f"\n#### Create -> Running ({args.latency_samples} samples, one agent)\n")
         print("| measurement | p50 (ms) | p99 (ms) | max (ms) |")

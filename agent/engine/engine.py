@@ -88,6 +88,11 @@ KILL_LIMIT = 3
 """A task still running after this many resumes, each ended by an unclean process stop, fails `AgentKilled`."""
 PERSIST_RETRY_CAP = 10.0
 """A run waiting for the store to take its outcome tries again at least this often (and at once on recovery)."""
+RESUME_SPACING = 0.01
+"""Seconds between the handler starts of resumed runs: a restart that resumes many tasks starts their handlers at
+most 100 per second (the first at once; 1,000 over 10 s), so they do not all hit the node's RPC and the agent's event
+loop in the same instant. Each run's RESUMED event (its status) is immediate, and its deadline counts from its
+original start as always. See also `hold_resumed`."""
 
 
 class _Stop(Enum):
@@ -136,6 +141,9 @@ class Engine:
         self._progress_interval = progress_interval
         self._stop_grace = stop_grace
         self._runs: dict[str, _Run] = {}
+        self._last_resume_start = float("-inf")
+        self._resumed_may_start = asyncio.Event()
+        self._resumed_may_start.set()
         self._listeners: list[Listener] = []
         self._submit_lock = asyncio.Lock()
         self._closing = False
@@ -179,8 +187,9 @@ class Engine:
         task_id, _, _ = check_task(self._registry, task)
         return task_id
 
-    async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind) -> None:
-        """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task."""
+    async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind, *, spaced: bool = False) -> None:
+        """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task (its first
+        event at once; with `spaced`, the handler as resumed runs start: `hold_resumed`, `RESUME_SPACING`)."""
         try:
             params = _validate_params(spec, row.params)
         except ParamsInvalid as error:
@@ -188,16 +197,22 @@ class Engine:
             return
         run = _Run(row.id, row)
         self._runs[row.id] = run
-        run.task = asyncio.create_task(self._execute(run, spec, params, kind), name=f"task-{row.type}-{row.id}")
+        run.task = asyncio.create_task(self._execute(run, spec, params, kind, spaced), name=f"task-{row.type}-{row.id}")
 
     # ------------------------------------------------------------------ execution
 
-    async def _execute(self, run: _Run, spec: HandlerSpec[Any], params: TaskParams, first: EventKind) -> None:
+    async def _execute(
+        self, run: _Run, spec: HandlerSpec[Any], params: TaskParams, first: EventKind, spaced: bool = False
+    ) -> None:
         row = run.row
         kind = first
         try:
             while True:
                 self._emit(kind, row)
+                if spaced:  # a resumed run waits for its turn (hold_resumed, RESUME_SPACING); cancellable
+                    await self._resumed_may_start.wait()
+                    await asyncio.sleep(self._resume_delay())
+                    spaced = False
                 outcome = await self._run_handler(run, spec, params)
                 if run.stop is not None:
                     return  # cancel/remove/shutdown owns the row now
@@ -404,10 +419,11 @@ class Engine:
         for hold in (row for row in stale if row.type == TaskType.MARK_NOT_READY):
             spec = self._registry.get(hold.type)
             assert spec is not None, "mark-not-ready is always registered"
-            await self._resume(hold, spec)
+            await self._resume(hold, spec, spaced=False)  # awaited right here: nothing else runs before it
             await self.wait(hold.id)
             handled.append(hold.id)
         newest_hold = await self._db.latest_by_type(TaskType.MARK_NOT_READY, status=TaskStatus.COMPLETED)
+        resuming: list[tuple[TaskResult, HandlerSpec[Any]]] = []
         for row in stale:
             if row.type == TaskType.MARK_NOT_READY:
                 continue
@@ -427,8 +443,11 @@ class Engine:
                 self._deferred[row.id] = row
                 continue
             else:
-                await self._resume(row, spec)
+                resuming.append((row, spec))
             handled.append(row.id)
+        # All at once: the store thread takes the saves back to back (one loop round trip each would cost 1,000 of
+        # them for 1,000 rows); each run starts, in order, as soon as its row is saved.
+        await asyncio.gather(*(self._resume(row, spec) for row, spec in resuming))
         return handled
 
     def deferred(self) -> list[TaskResult]:
@@ -451,10 +470,27 @@ class Engine:
         await self._record_terminal(failed)
         return failed
 
-    async def _resume(self, row: TaskResult, spec: HandlerSpec[Any]) -> None:
+    async def _resume(self, row: TaskResult, spec: HandlerSpec[Any], *, spaced: bool = True) -> None:
         row = row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
         await self._persist(row)
-        await self._start(row, spec, EventKind.RESUMED)
+        await self._start(row, spec, EventKind.RESUMED, spaced=spaced)
+
+    def hold_resumed(self) -> None:
+        """Until `release_resumed`, resumed runs report (their RESUMED event) but their handlers wait. The agent holds
+        them while it reports a restart (list, resumed statuses written), so that 1,000 handlers starting their work
+        do not compete with the statuses saying they resumed. Holds (`mark-not-ready`) never wait."""
+        self._resumed_may_start.clear()
+
+    def release_resumed(self) -> None:
+        """Let held resumed handlers start, `RESUME_SPACING` apart."""
+        self._resumed_may_start.set()
+
+    def _resume_delay(self) -> float:
+        """How long the next resumed handler waits so that resumed handlers start `RESUME_SPACING` apart."""
+        now = time.monotonic()
+        start = max(now, self._last_resume_start + RESUME_SPACING)
+        self._last_resume_start = start
+        return start - now
 
     # ------------------------------------------------------------------ read side
 

@@ -105,6 +105,21 @@ STALE_BODY_WINDOW = 10.0
 """Seconds during which a body whose status differs from what this process just wrote is taken for a late delivery
 of an older version (kopf re-delivers stale bodies under load) rather than re-patched; the resync re-checks later."""
 
+RESUMED_EVENTS_EACH = 10
+"""Resumed tasks of one agent process that get their own `Resumed` Event on their NodeTask. Every resume is in its
+status (`resumes`, reason `Resumed`, message "resumed after an agent restart"), and each start that resumed tasks
+posts one summary Event on the agent's Pod; beyond this many, the per-task Events are left out (a restart with 1,000
+unfinished tasks would otherwise cost 1,000 Event POSTs competing with the statuses for the API server)."""
+
+RESUMED_NAMES_SHOWN = 20
+"""NodeTask names listed in the Pod's summary Event (the rest are counted)."""
+
+RESUME_REPORT_WAIT = 10.0
+"""At start-up, resumed handlers wait (`Engine.hold_resumed`) until the first list is done and the statuses saying
+they resumed are written, at most this many seconds after the list: the report of a restart is not slowed down by the
+work it reports on (1,000 handlers polling the node's RPC at once took the agent's event loop from the status writer).
+Holds (`mark-not-ready`) never wait, and nothing waits on an unreachable API server beyond the first list attempt."""
+
 # Engine event -> (Kubernetes Event reason, is a warning). PROGRESS and REMOVED post no Event.
 _EVENT_REASONS: dict[EventKind, tuple[str, bool]] = {
     EventKind.ACCEPTED: ("Accepted", False),
@@ -177,6 +192,10 @@ class NodeTaskAgent:
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
         self._expiries: dict[str, asyncio.Task[None]] = {}  # object UID -> its pending TTL deletion
+        self._resumed: list[ResourceRef] = []  # NodeTasks resumed since the last summary Event (`_summarize_resumes`)
+        self._resumed_each = 0  # per-task Resumed Events posted by this process
+        self._resumed_release_timed = False  # `_release_resumed_after_report` has been called
+        self._resumed_release: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------------ addressing
 
@@ -196,6 +215,15 @@ class NodeTaskAgent:
         if source is not None and source.namespace == self.identity.namespace and source.name and source.uid:
             return [source]
         return []
+
+    def _ref_of(self, body: Mapping[str, Any]) -> ResourceRef:
+        meta = _meta(body)
+        return ResourceRef(
+            namespace=str(meta.get("namespace") or self.identity.namespace),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+        )
 
     def _remember(self, task_id: str, ref: ResourceRef) -> None:
         self._refs.setdefault(task_id, {})[ref.uid] = ref
@@ -218,6 +246,11 @@ class NodeTaskAgent:
         row = event.result
         for ref in self._targets(row):
             status = self._publish(ref, row, event.kind, urgent=event.kind is not EventKind.PROGRESS)
+            if event.kind is EventKind.RESUMED:
+                self._resumed.append(ref)
+                if self._resumed_each >= RESUMED_EVENTS_EACH:
+                    continue  # told by its status and the Pod's summary Event (`RESUMED_EVENTS_EACH`)
+                self._resumed_each += 1
             if event.kind in _EVENT_REASONS:
                 reason, warning = _EVENT_REASONS[event.kind]
                 self.events.record(ref, reason, self._event_message(event.kind, row, status), warning=warning)
@@ -261,12 +294,9 @@ class NodeTaskAgent:
 
     async def _reconcile(self, body: Mapping[str, Any], *, deleted: bool) -> None:
         meta = _meta(body)
-        ref = ResourceRef(
-            namespace=str(meta.get("namespace") or self.identity.namespace),
-            name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-            generation=int(meta.get("generation") or 0),
-        )
+        ref = self._ref_of(body)
+        if not deleted:  # the first status patch needs no GET (see the StatusWriter)
+            self.writer.observe(ref, meta.get("resourceVersion"))
         observed = body.get("status") if isinstance(body.get("status"), Mapping) else None
         observed_status = dict(observed) if observed else {}
         if ref.uid not in self._conditions and observed_status.get("conditions"):
@@ -479,7 +509,53 @@ class NodeTaskAgent:
         three-way, then running rows whose NodeTask is gone removed. Returns False if stopped before listing worked.
 
         `recover` needs no API: a hold runs, and readiness is restored, even while the API server is unreachable.
+        The statuses of resumed tasks wait for the list (`StatusWriter.hold_unobserved`), which gives the writer each
+        object's resourceVersion, instead of costing a GET each; if the list fails they are written with a GET each.
+        One summary Event on the agent's Pod tells how many tasks this start resumed (`RESUMED_EVENTS_EACH`).
         """
+        self.writer.hold_unobserved()
+        self.engine.hold_resumed()
+        try:
+            return await self._start(stop)
+        finally:
+            self.writer.release_unobserved()
+            if not self._resumed_release_timed:
+                self.engine.release_resumed()
+
+    def _release_resumed_after_report(self) -> None:
+        """Let resumed handlers start once the statuses written so far are out (`RESUME_REPORT_WAIT` at most)."""
+        if self._resumed_release_timed:
+            return
+        self._resumed_release_timed = True
+
+        async def release() -> None:
+            started = time.monotonic()
+            try:
+                written = await self.writer.flush(within=RESUME_REPORT_WAIT)
+            finally:
+                self.engine.release_resumed()
+            log.info(
+                "start-up statuses %s after %.1fs; resumed handlers start now",
+                "written" if written else "still being written",
+                time.monotonic() - started,
+            )
+
+        self._resumed_release = asyncio.create_task(release(), name="release-resumed")
+
+    async def _start(self, stop: asyncio.Event) -> bool:
+        # The first list is under way while the store is recovered (neither waits for the other).
+        listed_at = utcnow()
+        listing = asyncio.create_task(self.list_addressed(), name="first-list")
+        try:
+            return await self._recover_and_list(stop, (listed_at, listing))
+        finally:
+            listing.cancel()
+            if listing.done() and not listing.cancelled():
+                listing.exception()  # retrieved (a stop came first), so asyncio does not log it as lost
+
+    async def _recover_and_list(
+        self, stop: asyncio.Event, first_list: tuple[datetime, asyncio.Task[list[dict[str, Any]]]] | None
+    ) -> bool:
         resumed: list[str] | None = None
         while resumed is None and not stop.is_set():
             try:
@@ -491,10 +567,21 @@ class NodeTaskAgent:
         failures = 0
         while not stop.is_set():
             try:
-                listed = await self.resync()
+                if first_list is not None:
+                    (listed_at, listing), first_list = first_list, None
+                    listed = await self.resync((listed_at, await listing))
+                else:
+                    listed = await self.resync()
                 await self._settle_deferred(listed)
+                await asyncio.sleep(0)  # resumed runs emit RESUMED in their first step, queued before this one
+                log.info("start-up list reconciled: %d NodeTask(s) of this pod", len(listed))
+                self._summarize_resumes()
+                self._release_resumed_after_report()
                 return True
             except (ApiError, StoreError) as error:
+                # The list may take long: write resumed statuses with a GET each, and let their handlers work.
+                self.writer.release_unobserved()
+                self.engine.release_resumed()
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
                 log.warning("cannot list NodeTasks yet (%s); retrying in %.1fs", error, delay)
@@ -503,6 +590,23 @@ class NodeTaskAgent:
                 except TimeoutError:
                     pass
         return False
+
+    def _summarize_resumes(self) -> None:
+        """One Normal Event `Resumed` on the agent's Pod: how many tasks this start resumed, and which."""
+        resumed, self._resumed = self._resumed, []
+        if not resumed:
+            return
+        names = sorted({ref.name for ref in resumed})
+        shown = ", ".join(names[:RESUMED_NAMES_SHOWN]) + (
+            f" and {len(names) - RESUMED_NAMES_SHOWN} more" if len(names) > RESUMED_NAMES_SHOWN else ""
+        )
+        each = "each has" if len(names) <= RESUMED_EVENTS_EACH else f"the first {RESUMED_EVENTS_EACH} have"
+        message = (
+            f"agent session {self.identity.session} resumed {len(names)} NodeTask(s) left running by the previous "
+            f"agent process: {shown} (status.resumes counts it on each; {each} a Resumed Event of its own)"
+        )
+        pod = ResourceRef(namespace=self.identity.namespace, name=self.identity.name, uid=self.identity.uid)
+        self.events.record(pod, "Resumed", message, kind="Pod", api_version="v1")
 
     def _defer(self, row: TaskResult) -> bool:
         """`recover`'s filter on a new pod incarnation: rows of this namespace's NodeTasks wait for the first list."""
@@ -540,13 +644,21 @@ class NodeTaskAgent:
                     log.warning("task %s: %s", row.id, failed.error)
                     self.events.record(failed.source, "PodReplaced", failed.error, warning=True)
 
-    async def resync(self) -> list[dict[str, Any]]:
-        """List this pod's NodeTasks, reconcile each, and remove running tasks whose NodeTask no longer exists.
+    async def resync(self, listed: tuple[datetime, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+        """List this pod's NodeTasks (or take `listed`: when the list was started, and its items), reconcile each,
+        and remove running tasks whose NodeTask no longer exists.
 
         Returns every NodeTask addressed to this pod by name (whatever its UID pin)."""
-        listed_at: datetime = utcnow()
-        addressed = await self.list_addressed()
+        if listed is None:
+            listed_at: datetime = utcnow()
+            addressed = await self.list_addressed()
+        else:
+            listed_at, addressed = listed
         items = [item for item in addressed if self.owns(item)]
+        for body in items:  # every resourceVersion first: statuses held at start-up go out while the rest reconcile
+            if not _meta(body).get("deletionTimestamp"):
+                self.writer.observe(self._ref_of(body), _meta(body).get("resourceVersion"))
+        self.writer.release_unobserved()
         listed_ids: set[str] = set()
         for body in items:
             await self.reconcile(body)

@@ -194,14 +194,19 @@ def nodetasks_path(namespace: str, name: str | None = None, *, subresource: str 
 class KubeApi:
     """The agent's own API calls (list, status patch, Event create); open with `async with` or `open()`/`close()`."""
 
-    def __init__(self, connection: Connection, *, timeout: aiohttp.ClientTimeout = _REQUEST_TIMEOUT):
+    def __init__(
+        self, connection: Connection, *, timeout: aiohttp.ClientTimeout = _REQUEST_TIMEOUT, connections: int = 16
+    ):
+        """`connections`: kept-alive connections to the API server, the bound on requests in flight (the status
+        writer's concurrency plus the Event posters and the occasional list need to fit)."""
         self.connection = connection
         self.timeout = timeout
+        self.connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> KubeApi:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=16)
+            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=self.connections)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=False)
         return self
 

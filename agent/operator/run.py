@@ -92,6 +92,16 @@ class _ForeverBackoff:
             yield 15.0
 
 
+class _NoDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base with an empty essence. kopf builds the essence of every event's body (a deep copy of the whole
+    object, status included) to detect changes for change-detecting handlers; the agent registers none (one
+    `on.event` handler), so that copy is pure cost: about 7 % of the agent's CPU while 1,000 resumed statuses echo
+    back through its watch. Nothing is ever stored (only change-detecting handlers store a diff base)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 def kopf_settings(identity: PodIdentity, field_selector: str | None) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.peering.standalone = True
@@ -104,7 +114,7 @@ def kopf_settings(identity: PodIdentity, field_selector: str | None) -> kopf.Ope
     settings.watching.server_timeout = 300
     settings.persistence.finalizer = f"{KOPF_PREFIX}/kopf-unused"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = _NoDiffBaseStorage(prefix=KOPF_PREFIX)
     if field_selector:
         settings.watching.field_selectors[API_GROUP, PLURAL] = field_selector
     return settings
@@ -217,7 +227,9 @@ class AgentProcess:
             log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(removed), removed)
 
         # Tasks read the API (discover-peers' kubernetes source) through the agent's own client: one access path.
-        api = self.api = await KubeApi(self._connection).open()
+        # Room for every status patch in flight, the Event posters, the list and a task's reads: a smaller pool would
+        # silently cap NODETASK_STATUS_CONCURRENCY (it was 16 connections whatever the setting).
+        api = self.api = await KubeApi(self._connection, connections=max(16, options.status_concurrency + 8)).open()
         engine = self.engine = Engine(
             self.registry or default_registry(), store, settings, stop_grace=options.shutdown_grace, kube=api
         )
@@ -230,9 +242,13 @@ class AgentProcess:
         )
         engine.add_listener(metrics.observe)
         writer = self.writer = StatusWriter(
-            api, metrics, progress_interval=options.progress_interval, concurrency=options.status_concurrency
+            api,
+            metrics,
+            progress_interval=options.progress_interval,
+            concurrency=options.status_concurrency,
+            settle=engine.store.writes_settled,
         )
-        events = self.events = EventRecorder(api, metrics, pod=identity.name)
+        events = self.events = EventRecorder(api, metrics, pod=identity.name, status_first=writer.settled)
         agent = self.agent = NodeTaskAgent(
             engine,
             api,

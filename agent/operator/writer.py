@@ -19,10 +19,22 @@ Status writer rules:
 
 A pending status addressed to a deleted object is dropped by `forget` (the agent calls it on deletion). A status is
 never written onto another object of the same name (deleted and re-created): every patch carries a resourceVersion
-precondition, taken from a GET that checked the object's UID (the first write of an object, and after a conflict) or
-from the previous patch's answer. A 409 means the object changed: the writer reads it again, drops the status if the
-UID is another, else patches again at once. (A `metadata.uid` in the patch is ignored by the server on a custom
-resource's status subresource, so the UID is compared here.)
+precondition that belongs to the entry's UID. It comes from the object as the agent received it from its watch or
+list (`observe`: the body's `metadata.uid` and `metadata.resourceVersion` are one object's, so the first patch needs no
+GET), from the previous patch's answer, or from a GET that checked the UID (an object nobody observed, and always
+after a conflict). A 409 means the object changed: the writer reads it again, drops the status if the UID is another,
+else patches again at once. (A `metadata.uid` in the patch is ignored by the server on a custom resource's status
+subresource, so the UID is compared here.) An observed resourceVersion never replaces one the writer holds (a watch
+may deliver an older body after the writer's own patch); a stale one costs a 409 and a GET, never a wrong write.
+
+After a restart (`hold_unobserved`, until the agent's first list): statuses of objects the writer knows no
+resourceVersion of wait for the list to observe them instead of each costing a GET (1,000 resumed tasks: 1,000 GETs
+fewer); `release_unobserved` lets them go, with a GET each for any object the list did not bring.
+
+Events (`EventRecorder`) come second: each waits until the status transitions are written (`settled`), at most a
+second. A restart posts one `Resumed` Event per resumed task only for the first ten, then one summary on the agent's
+Pod (`agent.operator.agent.RESUMED_EVENTS_EACH`): 1,000 Event POSTs would compete with the 1,000 statuses that already
+say each task resumed.
 """
 
 from __future__ import annotations
@@ -54,6 +66,13 @@ SETTLE_TURNS = 4
 """Event-loop turns the writer lets pass after being woken before it writes. A task that finishes at once (Accepted,
 Started and Succeeded a few turns apart) then costs one patch instead of one per phase, for microseconds of delay:
 less than a millisecond-scale timer would cost the Create -> Running latency."""
+
+SETTLE_STORE_WRITES = 0.02
+"""After those turns, the writer also waits (at most this many seconds, with `settle`: the engine store's
+`writes_settled`) for store writes in flight: the outcome of a task that finished at once is being stored on the
+store's thread while the writer would send Running, and would be a second patch right after. A task that keeps
+running leaves no write in flight, so its Running costs no wait. (Until the first patch of an object also needed a
+GET, that round trip did this waiting, by accident.)"""
 
 STATUS_BACKOFF_CAP = 10.0
 """A status patch is small and the latest status matters: after an outage, retry at least every 10 s."""
@@ -88,8 +107,13 @@ class _Entry:
     written: dict[str, Any] | None = None
     written_at: float = float("-inf")
     in_flight: bool = False
+    sending: dict[str, Any] | None = None
+    """The status of the patch in flight."""
     resource_version: str | None = None
-    """Of the object this entry's UID names, as last seen (GET or patch answer): the next patch's precondition."""
+    """Of the object this entry's UID names, as last seen (watch, list, GET or patch answer): the next patch's
+    precondition."""
+    must_read: bool = False
+    """After a conflict: the next write GETs the object (and compares its UID) whatever was observed meanwhile."""
     failures: int = 0
     not_before: float = 0.0
 
@@ -109,8 +133,11 @@ class StatusWriter:
         progress_interval: float = 5.0,
         concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
+        settle: Callable[[float], Coroutine[Any, Any, bool]] | None = None,
     ) -> None:
+        """`settle(seconds)`: waits until the engine's store has no write in flight (see `SETTLE_STORE_WRITES`)."""
         self.api = api
+        self.settle = settle
         self.metrics = metrics
         self.progress_interval = progress_interval
         self.concurrency = concurrency
@@ -120,8 +147,37 @@ class StatusWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._holding_unobserved = False
+        self._busy: dict[ObjectKey, None] = {}  # keys with a pending or in-flight status, oldest first
+        self._pressing: set[ObjectKey] = set()  # keys with an urgent status pending, or a patch in flight
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     # -------------------------------------------------------------- producers
+
+    def observe(self, ref: ResourceRef, resource_version: str | None) -> None:
+        """What the agent received of the object `ref` names (watch event or list item, whose `metadata.uid` is
+        `ref.uid`): its `metadata.resourceVersion` becomes the next patch's precondition unless the writer already
+        holds one (never blocks, never raises)."""
+        if not ref.uid or not resource_version:
+            return
+        key = (ref.namespace, ref.name, ref.uid)
+        entry = self._entries.get(key) or self._entries.setdefault(key, _Entry(key))
+        if entry.resource_version is None and not entry.must_read:
+            entry.resource_version = str(resource_version)
+            if self._holding_unobserved and entry.pending is not None:
+                self._wake.set()
+
+    def hold_unobserved(self) -> None:
+        """Until `release_unobserved`: statuses of objects without a known resourceVersion wait (for `observe`)
+        instead of costing a GET each. The agent holds them from start-up until its first list."""
+        self._holding_unobserved = True
+
+    def release_unobserved(self) -> None:
+        """Write the held statuses: with the resourceVersion observed meanwhile, else after a GET."""
+        if self._holding_unobserved:
+            self._holding_unobserved = False
+            self._wake.set()
 
     def update(self, ref: ResourceRef, status: dict[str, Any], *, urgent: bool) -> None:
         """Queue `status` for `ref` (never blocks, never raises)."""
@@ -131,14 +187,14 @@ class StatusWriter:
             return
         entry.pending = {**entry.pending, **status} if entry.pending else dict(status)
         entry.urgent = entry.urgent or urgent
-        self._changed()
+        self._changed(key)
 
     def forget(self, ref: ResourceRef) -> None:
         """Drop everything pending for a deleted object."""
         entry = self._entries.pop((ref.namespace, ref.name, ref.uid), None)
         if entry is not None:
             entry.pending = None
-            self._changed()
+            self._changed(entry.key)
 
     def last_written(self, ref: ResourceRef) -> tuple[dict[str, Any] | None, float]:
         """The newest status the server accepted for `ref` in this process, and when (monotonic seconds)."""
@@ -146,12 +202,16 @@ class StatusWriter:
         return (entry.written, entry.written_at) if entry else (None, float("-inf"))
 
     def pending(self, ref: ResourceRef) -> dict[str, Any] | None:
+        """What `ref`'s status will say once the queued and in-flight patches land (None when there are none)."""
         entry = self._entries.get((ref.namespace, ref.name, ref.uid))
-        return entry.pending if entry else None
+        if entry is None or (entry.pending is None and entry.sending is None):
+            return None
+        return {**(entry.sending or {}), **(entry.pending or {})}
 
     @property
     def backlog(self) -> int:
-        return sum(1 for entry in self._entries.values() if entry.pending is not None or entry.in_flight)
+        """Objects with a status pending or in flight."""
+        return len(self._busy)
 
     @staticmethod
     def _regresses(entry: _Entry, status: dict[str, Any]) -> bool:
@@ -164,8 +224,22 @@ class StatusWriter:
                 return True
         return False
 
-    def _changed(self) -> None:
-        backlog = self.backlog
+    def _changed(self, key: ObjectKey) -> None:
+        """Account for a change of the entry under `key` (O(1): a burst of 1,000 statuses must not cost 1,000^2)."""
+        entry = self._entries.get(key)
+        if entry is not None and (entry.pending is not None or entry.in_flight):
+            self._busy.setdefault(key)
+        else:
+            self._busy.pop(key, None)
+        if entry is not None and (entry.in_flight or (entry.pending is not None and entry.urgent)):
+            self._pressing.add(key)
+        else:
+            self._pressing.discard(key)
+        if self._pressing:
+            self._settled.clear()
+        else:
+            self._settled.set()
+        backlog = len(self._busy)
         self.metrics.status_backlog.set(backlog)
         if backlog:
             self._idle.clear()
@@ -182,11 +256,11 @@ class StatusWriter:
                 self._wake.clear()
                 for _ in range(SETTLE_TURNS):  # let transitions made in the same few loop turns merge (see above)
                     await asyncio.sleep(0)
+                if self.settle is not None and self._first_transition_due():
+                    await self.settle(SETTLE_STORE_WRITES)
                 now = self.clock()
                 next_due: float | None = None
-                for entry in list(self._entries.values()):
-                    if entry.pending is None or entry.in_flight:
-                        continue
+                for entry in self._launchable():
                     due = entry.due(self.progress_interval)
                     if due > now:
                         next_due = due if next_due is None else min(next_due, due)
@@ -199,9 +273,29 @@ class StatusWriter:
             for task in list(self._in_flight):
                 task.cancel()
 
+    def _launchable(self) -> list[_Entry]:
+        """Entries with a status to write and nothing in flight (only the busy ones: observed objects are many)."""
+        entries = []
+        for key in list(self._busy):
+            entry = self._entries.get(key)
+            if entry is None or entry.pending is None or entry.in_flight:
+                continue
+            if self._holding_unobserved and entry.key[2] and entry.resource_version is None:
+                continue  # waits for the list to observe it (`hold_unobserved`)
+            entries.append(entry)
+        return entries
+
+    def _first_transition_due(self) -> bool:
+        """Whether an object's first status is about to go out and is not final: the case where the task may be
+        finishing this instant (`SETTLE_STORE_WRITES`). Later writes (progress, heartbeats, outcomes) never wait."""
+        return any(
+            entry.urgent and entry.written is None and not _ends_run(entry.pending)[1] for entry in self._launchable()
+        )
+
     def _launch(self, entry: _Entry) -> None:
         entry.in_flight = True
         body, urgent = entry.pending, entry.urgent
+        entry.sending = body
         entry.pending, entry.urgent = None, False
         assert body is not None
         task = asyncio.create_task(self._write(entry, body, urgent), name=f"status-{entry.key[1]}")
@@ -211,7 +305,7 @@ class StatusWriter:
     async def _write(self, entry: _Entry, body: dict[str, Any], urgent: bool) -> None:
         namespace, name, uid = entry.key
         try:
-            if uid and entry.resource_version is None:
+            if uid and (entry.resource_version is None or entry.must_read):
                 current = await self.api.get_nodetask(namespace, name)
                 metadata = current.get("metadata") or {}
                 if metadata.get("uid") != uid:
@@ -219,6 +313,7 @@ class StatusWriter:
                         404, f"NodeTask {namespace}/{name} is now another object (uid {metadata.get('uid')})"
                     )
                 entry.resource_version = str(metadata.get("resourceVersion") or "") or None
+                entry.must_read = False
             answer = await self.api.patch_status(namespace, name, body, resource_version=entry.resource_version)
             entry.resource_version = str((answer.get("metadata") or {}).get("resourceVersion") or "") or None
         except ApiError as error:
@@ -229,6 +324,7 @@ class StatusWriter:
                 self._entries.pop(entry.key, None)
             elif error.conflict and uid:  # changed since last seen: read it again (its UID too), then patch at once
                 entry.resource_version = None
+                entry.must_read = True
                 entry.pending = {**body, **entry.pending} if entry.pending else body
                 entry.urgent = entry.urgent or urgent
             elif error.retryable:
@@ -260,11 +356,17 @@ class StatusWriter:
             entry.written_at = self.clock()
         finally:
             entry.in_flight = False
-            self._changed()
+            entry.sending = None
+            self._changed(entry.key)
 
     async def flush(self, within: float | None = None) -> bool:
         """Wait until nothing is pending or in flight (True), or `within` seconds have passed (False)."""
         return await _done_within(self._idle.wait(), within)
+
+    async def settled(self, within: float | None = None) -> bool:
+        """Wait until no transition is waiting to be written and no patch is in flight (True; throttled progress may
+        still be pending), or `within` seconds have passed (False)."""
+        return await _done_within(self._settled.wait(), within)
 
 
 # --------------------------------------------------------------------------------------------------- events
@@ -299,6 +401,13 @@ class EventRecorder:
     Best effort but patient: a failed post is retried with backoff for up to `give_up_after` seconds (an API outage
     shorter than that loses no Event); the queue holds at most `max_queued` Events, the oldest dropped first.
 
+    Status first: with `status_first` (the `StatusWriter.settled` of the agent), an Event waits until the status
+    transitions are written, at most `status_first_wait` seconds after it was recorded. The status is the record and
+    Events are informational: the Accepted and Started Events of a new task would otherwise reach the API server
+    before the status patch saying Running and slow it down (two POSTs ahead of it on a busy API server, and their
+    encoding in the event-loop turns the writer lets pass). Under a steady stream of statuses the bound keeps Events
+    flowing (each at most that late).
+
     Similar Events are aggregated, as client-go's event correlator does: of one (object, reason) pair, the first
     `aggregate_after` Events within `aggregate_window` seconds are posted as they come; after that, occurrences are
     only counted, and at most one Event per `combined_every` seconds is posted, with `count` = the occurrences it
@@ -315,14 +424,26 @@ class EventRecorder:
     aggregate_after: int = 10
     aggregate_window: float = 600.0
     combined_every: float = 60.0
+    status_first: Callable[[float], Coroutine[Any, Any, bool]] | None = None
+    status_first_wait: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _queue: asyncio.Queue[_PendingEvent] = field(default_factory=asyncio.Queue)
     _sequence: int = 0
     _tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
 
-    def record(self, ref: ResourceRef, reason: str, message: str, *, warning: bool = False) -> None:
-        """Queue an Event about `ref` (never blocks, never raises); repeats are aggregated (see the class)."""
+    def record(
+        self,
+        ref: ResourceRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        kind: str = KIND,
+        api_version: str = f"{API_GROUP}/{API_VERSION}",
+    ) -> None:
+        """Queue an Event about `ref`, a NodeTask unless `kind`/`api_version` say otherwise (the agent's Pod: `Pod`,
+        `v1`); never blocks, never raises; repeats are aggregated (see the class)."""
         moment = self.clock()
         if len(self._series) > 10 * self.max_queued:  # bound the memory: forget pairs whose window has passed
             self._series = {k: v for k, v in self._series.items() if moment - v.started < self.aggregate_window}
@@ -349,11 +470,11 @@ class EventRecorder:
                 "namespace": ref.namespace,
             },
             "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": KIND,
+                "apiVersion": api_version,
+                "kind": kind,
                 "name": ref.name,
                 "namespace": ref.namespace,
-                "uid": ref.uid,
+                **({"uid": ref.uid} if ref.uid else {}),
             },
             "reason": reason,
             "message": redact_text(message)[:1024],
@@ -385,6 +506,10 @@ class EventRecorder:
         while True:
             item = await self._queue.get()
             try:
+                if self.status_first is not None:
+                    wait = item.first_try + self.status_first_wait - self.clock()
+                    if wait > 0:
+                        await self.status_first(wait)
                 await self._post(item)
             finally:
                 self._queue.task_done()

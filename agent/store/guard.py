@@ -64,6 +64,9 @@ class GuardedStore:
         self._recovered = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._closed = False
+        self._writes_in_flight = 0
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
 
     # -------------------------------------------------------------------------------------------- health
 
@@ -139,13 +142,31 @@ class GuardedStore:
         if write and not self._health.ok and self._failed_write:
             raise StoreError(f"cannot {action}: task store unavailable ({self._health.cause})")
         loop = asyncio.get_running_loop()
+        if write:
+            self._writes_in_flight += 1
+            self._no_writes.clear()
         try:
             result = await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
         except StoreError as error:
             self._failed(error, write=write)
             raise
+        finally:
+            if write:
+                self._writes_in_flight -= 1
+                if not self._writes_in_flight:
+                    self._no_writes.set()
         self._succeeded(write=write)
         return result
+
+    async def writes_settled(self, within: float) -> bool:
+        """Wait until no write is on the store's thread (True), or `within` seconds (False). A write in flight is a
+        state transition about to be published (a task that finishes at once stores its outcome right after it
+        started): the status writer waits for it so that both go out as one patch."""
+        try:
+            await asyncio.wait_for(self._no_writes.wait(), within)
+        except TimeoutError:
+            return False
+        return True
 
     async def save(self, result: TaskResult) -> None:
         await self.call("save", self.store.save, result, write=True)

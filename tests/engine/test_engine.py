@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from agent.engine import Engine, EngineClosed, EventKind, TaskEvent
+from agent.engine.engine import RESUME_SPACING
 from agent.models import (
     InvalidTaskID,
     Reason,
@@ -477,6 +478,55 @@ async def test_shutdown_leaves_rows_running_and_recover_resumes_them(harness: Ha
     assert (result.status, result.run, result.resumes) == (TaskStatus.COMPLETED, 1, 1)
     assert result.result == {"label": "resumed", "run": 1, "resumes": 1}
     assert harness.kinds(ID)[-2:] == [EventKind.RESUMED, EventKind.SUCCEEDED]
+    await second.shutdown()
+
+
+async def test_held_resumed_runs_report_at_once_and_start_their_handlers_spaced_after_release(
+    harness: Harness,
+) -> None:
+    started: list[tuple[str, float]] = []
+    gate = asyncio.Event()
+
+    async def recording(params: WorkParams, ctx: TaskContext) -> dict[str, Any]:
+        started.append((ctx.task_id, asyncio.get_running_loop().time()))
+        await gate.wait()
+        return {}
+
+    hold_spec = next(s for s in READINESS_HANDLERS if s.task_type is TaskType.MARK_NOT_READY)
+    harness.registry = HandlerRegistry([HandlerSpec(WORK, WorkParams, recording), hold_spec])
+    ids = [f"{n}0000000-0000-4000-8000-000000000000" for n in range(1, 5)]
+    first = harness.engine()
+    for task_id in ids:
+        await first.submit(task(task_id=task_id))
+    hold = "50000000-0000-4000-8000-000000000000"
+    await first.submit(Task(id=hold, type=TaskType.MARK_NOT_READY))
+    await first.wait(hold)
+    await asyncio.sleep(0.05)
+    await first.shutdown()
+    store = harness.stores[-1]
+    hold_row = store.get(hold)
+    assert hold_row is not None
+    store.save(hold_row.model_copy(update={"status": TaskStatus.RUNNING, "completed_at": None}))  # a stale hold
+    started.clear()
+    harness.events.clear()
+
+    second = harness.engine()
+    second.hold_resumed()
+    assert sorted(await second.recover()) == sorted([*ids, hold])
+    assert harness.kinds(hold)[-1] is EventKind.SUCCEEDED  # holds never wait
+    await asyncio.sleep(0.2)
+    assert all(harness.kinds(task_id) == [EventKind.RESUMED] for task_id in ids)  # each reported at once...
+    assert started == []  # ...while no resumed handler runs
+
+    second.release_resumed()
+    while len(started) < len(ids):
+        await asyncio.sleep(0.001)
+    assert [task_id for task_id, _ in started] == ids  # in the order they were resumed
+    first_start, last_start = started[0][1], started[-1][1]
+    assert last_start - first_start >= (len(ids) - 1) * RESUME_SPACING * 0.9  # not all in the same instant
+    gate.set()
+    for task_id in ids:
+        assert (await second.wait(task_id)).status is TaskStatus.COMPLETED
     await second.shutdown()
 
 

@@ -5,14 +5,18 @@
 - a task that finished while the agent could not reach the API, then kill -9: the next start writes the outcome from
   the store and does not run the task again.
 - a NodeTask deleted while its agent was down: the next start stops the task and forgets it.
+- a restart with more than `RESUMED_EVENTS_EACH` unfinished tasks: every status says it resumed, the first ten get a
+  Resumed Event each, and one summary Event goes on the Pod.
 """
 
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 
+from agent.operator.agent import RESUMED_EVENTS_EACH
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.kube import redirect_kubeconfig
 from tests.operator.agents import AgentFactory, ProcessAgent, wait_for
@@ -102,3 +106,35 @@ def test_nodetask_deleted_while_agent_down_is_stopped_and_forgotten_on_restart(a
     assert any("no longer exists" in message for message in messages), restarted.tail()
     pod.release("kept")
     kubectl_wait(pod.ns, "kept", "Succeeded")
+
+
+def test_a_restart_reports_each_resume_in_status_events_for_the_first_ten_and_one_summary_on_the_pod(
+    agents: AgentFactory,
+) -> None:
+    pod = agents.pod("node-0")
+    first = agents.process(pod)
+    names = [f"many-{n:02d}" for n in range(RESUMED_EVENTS_EACH + 2)]
+    pod.ns.apply(*(gate_task(name, name) for name in names))
+    for name in names:
+        wait_phase(pod.ns, name, "Running")
+    first.kill(signal.SIGKILL)
+
+    agents.process(pod)
+    for name in names:
+        resumed = wait_status(pod.ns, name, lambda s: s.get("resumes") == 1, what=f"{name} to resume")
+        assert resumed["reason"] == "Resumed" and resumed["phase"] == "Running"
+
+    def resumed_events() -> list[dict[str, Any]]:
+        items = pod.ns.cluster.get_json("events", namespace=pod.ns.name)["items"]
+        return [event for event in items if event["reason"] == "Resumed"]
+
+    def about(kind: str) -> list[dict[str, Any]]:
+        return [event for event in resumed_events() if event["involvedObject"]["kind"] == kind]
+
+    (summary,) = wait_for(lambda: about("Pod"), 15, "the summary Event on the Pod")
+    assert summary["involvedObject"]["name"] == "node-0" and summary["involvedObject"]["uid"] == pod.uid
+    assert f"resumed {len(names)} NodeTask(s)" in summary["message"] and "many-00" in summary["message"]
+    wait_for(lambda: len(about("NodeTask")) >= RESUMED_EVENTS_EACH, 15, "the per-task Resumed Events")
+    per_task = about("NodeTask")
+    assert len(per_task) == RESUMED_EVENTS_EACH and len({e["involvedObject"]["name"] for e in per_task}) == 10
+    assert len(about("Pod")) == 1

@@ -180,3 +180,135 @@ async def test_list_with_the_field_selector_returns_only_the_pods_tasks(writing:
     with pytest.raises(ApiError) as refused:
         await writing.api.list_nodetasks(writing.ns.name, field_selector="spec.type=mark-ready")
     assert refused.value.status == 400 and not refused.value.retryable
+
+
+# ------------------------------------------------------------------- observed resourceVersions (no GET before a patch)
+
+
+class RecordingApi(KubeApi):
+    """The real client, recording each call's method and the last part of its path (`status` for a patch)."""
+
+    calls: list[tuple[str, str]]
+
+    async def request(self, method: str, path: str, **options: Any) -> Any:
+        self.calls.append((method, path.rsplit("/", 1)[-1]))
+        return await super().request(method, path, **options)
+
+
+@pytest.fixture
+async def recording(nodetask_crd: KubeCluster, kube_namespace: KubeNamespace) -> AsyncIterator[Writing]:
+    metrics = AgentMetrics()
+    api = RecordingApi(load_connection(str(nodetask_crd.kubeconfig)))
+    api.calls = []
+    await api.open()
+    writer = StatusWriter(api, metrics, progress_interval=60.0)
+    worker = asyncio.create_task(writer.run())
+    try:
+        yield Writing(kube_namespace, api, writer, metrics)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await api.close()
+
+
+def calls(writing: Writing) -> list[tuple[str, str]]:
+    assert isinstance(writing.api, RecordingApi)
+    return writing.api.calls
+
+
+def observed(writing: Writing, name: str) -> tuple[ResourceRef, str]:
+    """The object as the agent's watch would deliver it: its ref and resourceVersion."""
+    meta = writing.ns.get("nodetask", name)["metadata"]
+    ref = ResourceRef(namespace=writing.ns.name, name=name, uid=meta["uid"], generation=meta["generation"])
+    return ref, meta["resourceVersion"]
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["observed", "never-observed"])
+async def test_an_observed_object_is_patched_without_a_get(recording: Writing, seen: bool) -> None:
+    recording.ns.apply(nodetask("seen", "node-0", "mark-ready"))
+    ref, version = observed(recording, "seen")
+    if seen:
+        recording.writer.observe(ref, version)
+
+    recording.writer.update(ref, running(), urgent=True)
+    assert await recording.writer.flush(within=10)
+
+    assert status_of(recording.ns, "seen") == running()
+    assert calls(recording) == ([] if seen else [("GET", "seen")]) + [("PATCH", "status")]
+
+
+async def test_an_observed_version_never_replaces_a_newer_one_the_writer_holds(recording: Writing) -> None:
+    recording.ns.apply(nodetask("echo", "node-0", "mark-ready"))
+    ref, version = observed(recording, "echo")
+    recording.writer.observe(ref, version)
+    recording.writer.update(ref, running(), urgent=True)
+    assert await recording.writer.flush(within=10)
+
+    recording.writer.observe(ref, version)  # the watch delivers the body from before the writer's own patch, late
+    recording.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
+    assert await recording.writer.flush(within=10)
+
+    assert status_of(recording.ns, "echo") == {"phase": "Succeeded", "run": 1}
+    assert calls(recording) == [("PATCH", "status"), ("PATCH", "status")]  # no conflict, no GET
+
+
+async def test_a_stale_observed_version_costs_a_conflict_and_a_read_never_a_lost_status(recording: Writing) -> None:
+    recording.ns.apply(nodetask("moved", "node-0", "mark-ready"))
+    ref, version = observed(recording, "moved")
+    recording.writer.observe(ref, version)
+    recording.ns.kubectl("label", "nodetask", "moved", "changed=yes")  # someone changes the object meanwhile
+
+    recording.writer.update(ref, running(), urgent=True)
+    assert await recording.writer.flush(within=10)
+
+    assert status_of(recording.ns, "moved") == running()
+    assert calls(recording) == [("PATCH", "status"), ("GET", "moved"), ("PATCH", "status")]
+    assert recording.counter("nodetask_status_patch_errors_total", cause="409") == 0  # routine, not an error
+
+
+async def test_a_status_observed_for_a_deleted_object_never_lands_on_its_successor(recording: Writing) -> None:
+    ns = recording.ns
+    ns.apply(nodetask("reborn", "node-0", "mark-ready"))
+    ref, version = observed(recording, "reborn")
+    recording.writer.observe(ref, version)
+    ns.kubectl("delete", "nodetask", "reborn", "--wait=true")
+    ns.apply(nodetask("reborn", "node-0", "mark-ready"))
+
+    recording.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
+    assert await recording.writer.flush(within=15)
+
+    assert status_of(ns, "reborn") == {}
+    assert calls(recording) == [("PATCH", "status"), ("GET", "reborn")]  # 409, then the UID shows another object
+    assert recording.counter("nodetask_status_patches_total") == 0
+
+
+async def test_held_statuses_wait_for_their_object_to_be_observed(recording: Writing) -> None:
+    recording.ns.apply(nodetask("held", "node-0", "mark-ready"), nodetask("unlisted", "node-0", "mark-ready"))
+    held, version = observed(recording, "held")
+    unlisted, _ = observed(recording, "unlisted")
+    recording.writer.hold_unobserved()
+    recording.writer.update(held, running(), urgent=True)
+    recording.writer.update(unlisted, running(), urgent=True)
+    assert not await recording.writer.flush(within=0.5)
+    assert calls(recording) == []  # nothing is read one by one while the list is coming
+
+    recording.writer.observe(held, version)
+    while recording.writer.backlog > 1:
+        await asyncio.sleep(0.01)
+    recording.writer.release_unobserved()  # what the list did not bring is read, then written
+    assert await recording.writer.flush(within=10)
+
+    assert status_of(recording.ns, "held") == status_of(recording.ns, "unlisted") == running()
+    assert calls(recording) == [("PATCH", "status"), ("GET", "unlisted"), ("PATCH", "status")]
+
+
+async def test_pending_includes_the_status_in_flight(recording: Writing) -> None:
+    recording.ns.apply(nodetask("flying", "node-0", "mark-ready"))
+    ref, version = observed(recording, "flying")
+    recording.writer.observe(ref, version)
+    recording.writer.update(ref, running(), urgent=True)
+    while not recording.writer._entries[(ref.namespace, ref.name, ref.uid)].in_flight:
+        await asyncio.sleep(0)
+    assert recording.writer.pending(ref) == running()  # the agent does not queue the same status again
+    assert await recording.writer.flush(within=10)
+    assert recording.writer.pending(ref) is None
