@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from agent.io.s3 import (
+    MAX_PARALLEL_PARTS,
     S3_MAX_PART_SIZE,
     S3_MIN_PART_SIZE,
     GiB,
@@ -354,6 +355,23 @@ async def test_streaming_upload_of_unknown_length_uses_multipart_and_round_trips
     assert s3_admin.get_object(Bucket=s3_bucket, Key="big.bin")["Body"].read() == data
     assert reports[-1] == (len(data), None)
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+@pytest.mark.slow
+@pytest.mark.s3_backends
+@pytest.mark.parametrize("tail", [0, 1, 3 * MiB + 7], ids=["ends-on-a-part-boundary", "one-byte-part", "short-part"])
+async def test_multipart_upload_reusing_part_buffers_round_trips_byte_for_byte(
+    s3: S3Client, s3_bucket: str, s3_admin: Any, tail: int
+) -> None:
+    # More parts than the upload keeps buffers (in flight + queued + filling), so buffers of sent parts are refilled
+    # while later parts are in flight: a buffer reused too early would corrupt a part that is still being sent.
+    parts = 2 * (MAX_PARALLEL_PARTS + 2) + 1
+    data = payload(parts * S3_MIN_PART_SIZE + tail, seed=7)
+
+    result = await s3.upload_stream(s3_bucket, "reused.bin", chunked(data, odd_sizes()))
+
+    assert (result.parts, result.size) == (parts + (1 if tail else 0), len(data))
+    assert s3_admin.get_object(Bucket=s3_bucket, Key="reused.bin")["Body"].read() == data
 
 
 async def test_streaming_upload_that_fits_one_part_is_a_single_put(s3: S3Client, s3_bucket: str) -> None:
