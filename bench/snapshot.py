@@ -1,17 +1,25 @@
 """Benchmark: snapshot-upload and snapshot-restore against the shell pipes they replace, on a real S3 server.
 
     .venv/bin/python bench/snapshot.py [--sizes 256,1024,4096] [--repeat 3] [--workdir DIR] [--server versitygw|moto]
+                                       [--server-root disk,tmpfs] [--skip upload,restore,limits,stages]
 
 For each size (MiB of snapshot data) it generates a node home with `data/snapshots/{100,200,300}` where height 200
 (the one uploaded) holds that many MiB in 16 MiB chunk files, each 1 MiB block half random and half repetitive
 (so zstd has work to do, about 2:1), then measures, interleaved in every round so that all figures of a round share
-the machine's load, on one S3 server (versitygw v1.8.0 from `scripts/s3-tools.sh`, a separate process serving a
-directory on the same disk; `--server moto` for the old baseline):
+the machine's load, on S3 servers (versitygw v1.8.0 from `scripts/s3-tools.sh`, a separate process; by default two
+of them, one serving a directory on the same disk and one a directory on tmpfs (/dev/shm), so the server's own disk
+writes can be told apart from the rest; uploads run on each, restore and its limits on the first;
+`--server moto` for the old baseline):
 
 - restore: the real `snapshot-restore` handler   vs  `curl <presigned GET> | zstd -d | tar -x && sync`
 - upload:  the real `snapshot-upload` handler    vs  `tar -c | zstd | rclone rcat` (rclone sizes the object itself:
            real S3 refuses an unsized `curl -T -` with 411)
 - producing side: tar + zstd + SHA-256 in the agent, written nowhere  vs  `tar -c | zstd | sha256sum`
+- upload limits, on each server: the agent's multipart writer sending the archive already compressed in memory
+  (raw upload, nothing produced while the clock runs), also with `UNSIGNED-PAYLOAD` (what the SigV4 payload hash,
+  computed over plain HTTP, costs); CompleteMultipartUpload alone; where the upload's time goes (producing while
+  sending, producer blocked on a part buffer, drain of the parts in flight, completion) and the CPU seconds of the
+  agent's process and of the server's during each upload
 - physical limits: `zstd -d` alone on the archive (from the page cache, to /dev/null); one GET of the archive with
   curl to /dev/null; the agent's parallel ranged GETs alone (to nowhere); raw write speed of the snapshot's size
   (`dd bs=1M conv=fsync`)
@@ -151,15 +159,24 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def raw_upload(home: Path, endpoint: str, compression: str) -> tuple[float, float]:
+def raw_upload(home: Path, endpoint: str, compression: str, *, signed: bool = True) -> tuple[float, float]:
     """The network side's limit: the agent's multipart writer sending an archive already compressed in memory (no
-    tar, no compression, no SHA-256 while the clock runs), on a client that exists before it starts."""
+    tar, no compression, no SHA-256 while the clock runs), on a client that exists before it starts. Unless `signed`,
+    parts go with `UNSIGNED-PAYLOAD` instead of their SHA-256 in the SigV4 signature (which botocore computes, and
+    the server verifies, for every part over plain HTTP): what that hash costs both sides."""
     from agent.io.archive import Compression, tar_chunks
     from agent.io.s3 import S3Client
+    from agent.io.s3 import client as s3_client
 
     archive = b"".join(tar_chunks(home / "data" / "snapshots", ["200", "metadata.db"], Compression(compression)))
     view = memoryview(archive)
     client = S3Client(region=REGION, endpoint_url=endpoint)
+    if not signed:
+        from botocore.config import Config
+
+        unsigned = Config(s3={"addressing_style": "path", "payload_signing_enabled": False})
+        config = client.client.meta.config.merge(unsigned)
+        client._client = s3_client._SESSION.client("s3", region_name=REGION, endpoint_url=endpoint, config=config)
     assert client.client is not None
     chunks = (view[offset : offset + MiB] for offset in range(0, len(view), MiB))
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -215,8 +232,8 @@ def run_child(task: str, home: Path, endpoint: str, compression: str, key: str) 
     # take milliseconds. Loaded here, before any clock starts, so that figure is not charged to every transfer.
     s3_client._SESSION.client("s3", region_name=REGION, endpoint_url=endpoint or None)
     import_seconds = time.perf_counter() - import_started
-    if task == "raw-upload":
-        seconds, cpu = raw_upload(home, endpoint, compression)
+    if task in ("raw-upload", "raw-upload-unsigned"):
+        seconds, cpu = raw_upload(home, endpoint, compression, signed=task == "raw-upload")
         return {
             "seconds": seconds,
             "cpu_seconds": cpu,
@@ -449,6 +466,11 @@ def main() -> None:
                     sample(f"{kind}/raw_upload", raw["seconds"])
                     sample(f"{kind}/raw_upload_cpu", raw["cpu_seconds"])
                     sample(f"{kind}/raw_upload_complete", raw["timeline"]["complete"])
+                    server_cpu = process_cpu_seconds(server_pid)
+                    raw = agent_run("raw-upload-unsigned", source, root_endpoint, options.compression)
+                    sample(f"{kind}/raw_unsigned_server_cpu", process_cpu_seconds(server_pid) - server_cpu)
+                    sample(f"{kind}/raw_unsigned", raw["seconds"])
+                    sample(f"{kind}/raw_unsigned_cpu", raw["cpu_seconds"])
                     sample(
                         f"{kind}/pipe_upload",
                         shell(
@@ -642,9 +664,10 @@ def print_upload_tables(rows: list[dict[str, Any]], kind: str) -> None:
     print(
         "| snapshot | producing alone (s) | agent upload (s) | of which: producing while sending | producer blocked "
         "| drain (parts in flight) | CompleteMultipartUpload | raw upload (s) | raw: CompleteMultipartUpload "
-        "| CPU s: producing alone | CPU s: agent upload, agent / server | CPU s: raw upload, agent / server |"
+        "| CPU s: producing alone | CPU s: agent upload, agent / server | CPU s: raw upload, agent / server "
+        "| raw upload, unsigned payload (s) | CPU s: raw unsigned, agent / server |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in uploads:
 
         def sec(name: str, row: dict[str, Any] = row) -> str:
@@ -656,7 +679,9 @@ def print_upload_tables(rows: list[dict[str, Any]], kind: str) -> None:
             f"| {sec(f'{kind}/agent_upload_drain')} | {sec(f'{kind}/agent_upload_complete')} "
             f"| {sec(f'{kind}/raw_upload')} | {sec(f'{kind}/raw_upload_complete')} | {sec('agent_archive_cpu')} "
             f"| {sec(f'{kind}/agent_upload_cpu')} / {sec(f'{kind}/agent_upload_server_cpu')} "
-            f"| {sec(f'{kind}/raw_upload_cpu')} / {sec(f'{kind}/raw_upload_server_cpu')} |"
+            f"| {sec(f'{kind}/raw_upload_cpu')} / {sec(f'{kind}/raw_upload_server_cpu')} "
+            f"| {sec(f'{kind}/raw_unsigned')} "
+            f"| {sec(f'{kind}/raw_unsigned_cpu')} / {sec(f'{kind}/raw_unsigned_server_cpu')} |"
         )
 
 
