@@ -8,8 +8,9 @@ For each size (MiB of snapshot data) it generates a node home with `data/snapsho
 (so zstd has work to do, about 2:1), then measures, interleaved in every round so that all figures of a round share
 the machine's load, on S3 servers (versitygw v1.8.0 from `scripts/s3-tools.sh`, a separate process; by default two
 of them, one serving a directory on the same disk and one a directory on tmpfs (/dev/shm), so the server's own disk
-writes can be told apart from the rest; uploads run on each, restore and its limits on the first;
-`--server moto` for the old baseline):
+writes can be told apart from the rest; `--server-root tmpfs+https` (or `disk+https`) adds one served over TLS, with a
+throwaway CA that `AWS_CA_BUNDLE` and rclone's `--ca-cert` name; uploads run on each, restore and its limits on the
+first; `--server moto` for the old baseline):
 
 - restore: the real `snapshot-restore` handler   vs  `curl <presigned GET> | zstd -d | tar -x && sync`
 - upload:  the real `snapshot-upload` handler    vs  `tar -c | zstd | rclone rcat` (rclone sizes the object itself:
@@ -324,15 +325,31 @@ def process_cpu_seconds(pid: int | None) -> float:
 TMPFS = Path("/dev/shm")
 
 
+SERVER_ROOTS = ("disk", "tmpfs", "disk+https", "tmpfs+https")
+
+
 def server_root(kind: str, workdir: Path) -> Path:
     """Where the server keeps its objects: `disk` (the workdir's file system) or `tmpfs` (/dev/shm: no disk writes,
-    so versitygw's write-every-part-then-concatenate costs memory copies only)."""
-    if kind == "tmpfs":
+    so versitygw's write-every-part-then-concatenate costs memory copies only); `+https`: served over TLS."""
+    if kind.startswith("tmpfs"):
         return Path(tempfile.mkdtemp(prefix="snapshot-bench-s3-", dir=TMPFS))
-    return workdir / "s3-root"
+    return workdir / f"s3-root-{kind}"
 
 
-def start_server(kind: str, workdir: Path, root: Path | None = None) -> tuple[str, Any, Any]:
+def server_tls(kind: str, workdir: Path) -> tuple[Path, Path] | None:
+    """A certificate for a `+https` server, from a throwaway CA that `AWS_CA_BUNDLE` names for every client."""
+    if not kind.endswith("+https"):
+        return None
+    from tests.fixtures.kube import Pki
+
+    pki = Pki(workdir / "pki") if (workdir / "pki" / "ca.crt").exists() else Pki.create(workdir / "pki")
+    os.environ["AWS_CA_BUNDLE"] = str(pki.ca_cert)
+    return pki.issue("versitygw", server=True)
+
+
+def start_server(
+    kind: str, workdir: Path, root: Path | None = None, tls: tuple[Path, Path] | None = None
+) -> tuple[str, Any, Any]:
     """(endpoint, stop function, process id or None) of the S3 server the bench runs against."""
     if kind == "moto":
         from tests.fixtures.versitygw import _free_port
@@ -356,7 +373,7 @@ def start_server(kind: str, workdir: Path, root: Path | None = None) -> tuple[st
         raise SystemExit(f"versitygw is not built in {tool_dir()}: run scripts/s3-tools.sh")
     root = root or workdir / "s3-root"
     gateway = VersityGateway(
-        binary, root, access_key=ACCESS_KEY, secret_key=SECRET_KEY, log=workdir / f"versitygw-{root.name}.log"
+        binary, root, access_key=ACCESS_KEY, secret_key=SECRET_KEY, log=workdir / f"versitygw-{root.name}.log", tls=tls
     )
     endpoint = gateway.start()
 
@@ -381,7 +398,8 @@ def main() -> None:
         "--server-root",
         default="disk,tmpfs",
         help="versitygw's root directory, comma separated, one server each: disk (the workdir) and/or tmpfs "
-        "(/dev/shm); uploads run on every one, restore and the limits on the first",
+        "(/dev/shm), each also as +https (served over TLS); uploads run on every one, restore and the limits on "
+        "the first",
     )
     parser.add_argument("--skip", default="", help="comma separated: upload, restore, limits, stages")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -396,8 +414,8 @@ def main() -> None:
         return
     skip = set(filter(None, options.skip.split(",")))
     roots = ["memory"] if options.server == "moto" else [kind for kind in options.server_root.split(",") if kind]
-    if not roots or set(roots) - {"disk", "tmpfs", "memory"}:
-        raise SystemExit(f"--server-root: expected disk and/or tmpfs, got {options.server_root!r}")
+    if not roots or set(roots) - {*SERVER_ROOTS, "memory"}:
+        raise SystemExit(f"--server-root: expected some of {', '.join(SERVER_ROOTS)}, got {options.server_root!r}")
 
     import boto3
 
@@ -414,7 +432,8 @@ def main() -> None:
         from botocore.config import Config
 
         for kind in roots:
-            servers[kind] = start_server(options.server, workdir, server_root(kind, workdir))
+            tls = server_tls(kind, workdir)
+            servers[kind] = start_server(options.server, workdir, server_root(kind, workdir), tls)
             # SigV4 presigned URLs: a real S3 server refuses the legacy V2 form botocore presigns by default.
             client = boto3.client(
                 "s3", region_name=REGION, endpoint_url=servers[kind][0], config=Config(signature_version="s3v4")
@@ -475,7 +494,8 @@ def main() -> None:
                         f"{kind}/pipe_upload",
                         shell(
                             f"tar -C {snapshots} -cf - 200 metadata.db | {pack} | "
-                            f"rclone rcat --s3-chunk-size 8M bench:{BUCKET}/baseline/200.tar",
+                            f"rclone {rclone_tls(root_endpoint)}rcat --s3-chunk-size 8M "
+                            f"bench:{BUCKET}/baseline/200.tar",
                             env=rclone_environment(root_endpoint),
                         ),
                     )
@@ -536,6 +556,11 @@ def main() -> None:
         if options.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print_tables(rows, options.compression)
+
+
+def rclone_tls(endpoint: str) -> str:
+    """rclone's flag for the bench's CA on an HTTPS endpoint (it ignores `AWS_CA_BUNDLE`, see below)."""
+    return f"--ca-cert {os.environ['AWS_CA_BUNDLE']} " if endpoint.startswith("https:") else ""
 
 
 def rclone_environment(endpoint: str) -> dict[str, str]:
