@@ -4,6 +4,7 @@ HTTP proxy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from agent.io.s3 import (
+    MAX_PARALLEL_PARTS,
     S3_MAX_PART_SIZE,
     S3_MIN_PART_SIZE,
     GiB,
@@ -29,6 +31,7 @@ from agent.io.s3 import (
 from agent.models import TaskError
 from agent.models.settings import AgentSettings
 from tests.fixtures.s3 import REGION, S3FaultProxy
+from tests.fixtures.versitygw import TlsEndpoint
 
 TiB = 1024 * GiB
 
@@ -354,6 +357,61 @@ async def test_streaming_upload_of_unknown_length_uses_multipart_and_round_trips
     assert s3_admin.get_object(Bucket=s3_bucket, Key="big.bin")["Body"].read() == data
     assert reports[-1] == (len(data), None)
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+@pytest.mark.slow
+@pytest.mark.s3_backends
+@pytest.mark.parametrize("tail", [0, 1, 3 * MiB + 7], ids=["ends-on-a-part-boundary", "one-byte-part", "short-part"])
+async def test_multipart_upload_reusing_part_buffers_round_trips_byte_for_byte(
+    s3: S3Client, s3_bucket: str, s3_admin: Any, tail: int
+) -> None:
+    # More parts than the upload keeps buffers (in flight + queued + filling), so buffers of sent parts are refilled
+    # while later parts are in flight: a buffer reused too early would corrupt a part that is still being sent.
+    parts = 2 * (MAX_PARALLEL_PARTS + 2) + 1
+    data = payload(parts * S3_MIN_PART_SIZE + tail, seed=7)
+
+    result = await s3.upload_stream(s3_bucket, "reused.bin", chunked(data, odd_sizes()))
+
+    assert (result.parts, result.size) == (parts + (1 if tail else 0), len(data))
+    assert s3_admin.get_object(Bucket=s3_bucket, Key="reused.bin")["Body"].read() == data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_upload_parts_are_hash_signed_over_plain_http_and_unsigned_over_tls(
+    scheme: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over plain HTTP the SHA-256 in each part's signature is the body's only integrity check; over TLS the agent
+    # skips it (the hash cost both sides a pass over every byte), and a real S3 server must still take the upload.
+    if scheme == "https":
+        endpoint: TlsEndpoint = request.getfixturevalue("versitygw_tls_endpoint")
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(endpoint.ca_bundle))
+        url = endpoint.url
+    else:
+        url = request.getfixturevalue("versitygw_endpoint")
+    s3 = S3Client(region=REGION, endpoint_url=url, min_part_size=S3_MIN_PART_SIZE)
+    bucket = f"signing-{scheme}"
+    with contextlib.suppress(s3.client.exceptions.BucketAlreadyOwnedByYou):
+        s3.client.create_bucket(Bucket=bucket)
+    signed: dict[int, str] = {}
+
+    def record(request: Any, **_: Any) -> None:
+        number = int(re.search(r"partNumber=(\d+)", request.url).group(1))  # type: ignore[union-attr]
+        value = request.headers["X-Amz-Content-SHA256"]
+        signed[number] = value.decode() if isinstance(value, bytes) else value
+
+    s3.client.meta.events.register("before-send.s3.UploadPart", record)
+    data = payload(2 * S3_MIN_PART_SIZE + 12345, seed=3)
+
+    result = await s3.upload_stream(bucket, "signed.bin", chunked(data, odd_sizes()))
+
+    assert result.parts == 3
+    assert await s3.get_bytes(bucket, "signed.bin") == data
+    if scheme == "https":
+        assert signed == {1: "UNSIGNED-PAYLOAD", 2: "UNSIGNED-PAYLOAD", 3: "UNSIGNED-PAYLOAD"}
+    else:
+        parts = [data[i : i + S3_MIN_PART_SIZE] for i in range(0, len(data), S3_MIN_PART_SIZE)]
+        assert signed == {n: hashlib.sha256(part).hexdigest() for n, part in enumerate(parts, start=1)}
 
 
 async def test_streaming_upload_that_fits_one_part_is_a_single_put(s3: S3Client, s3_bucket: str) -> None:

@@ -7,6 +7,9 @@ Configuration follows the AWS tools people already know:
   else AWS. S3-compatible stores (MinIO, Ceph, R2...) get path-style addressing, which all of them understand, and
   checksums only where the API requires them (boto3's newer default CRC headers break several of them);
 - credentials: boto3's default chain (env, IRSA / Pod Identity web identity, instance profile); never passed in params;
+- payload signing: over HTTPS to a custom endpoint, request bodies go with `UNSIGNED-PAYLOAD` (TLS protects them;
+  botocore would otherwise SHA-256 every body, since `when_required` sends no checksum header); over plain HTTP
+  every body's SHA-256 is signed (its only integrity check in transit);
 - retries: botocore's `standard` mode (SlowDown, throttling, 5xx, connection errors, with backoff), 8 attempts,
   unless `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` say otherwise (`adaptive` adds client-side rate limiting).
 

@@ -82,12 +82,21 @@ class S3Client:
                     from botocore.config import Config
 
                     custom = bool(self.endpoint_url)
+                    s3: dict[str, Any] = {"addressing_style": "path" if custom else "auto"}
+                    if self.endpoint_url.lower().startswith("https://"):
+                        # botocore SHA-256-hashes every request body for the SigV4 signature unless the body goes
+                        # over TLS *with* a checksum header, which `when_required` below leaves out: so uploads to
+                        # an S3-compatible store over HTTPS paid a hash per byte on both sides (half the agent's
+                        # network-side CPU, docs/benchmarks.md). TLS already protects the body in transit and a
+                        # snapshot's .sha256 the whole archive. Over plain HTTP the signed hash is the body's only
+                        # integrity check, so it stays; AWS itself (no endpoint) gets CRC32 checksums instead.
+                        s3["payload_signing_enabled"] = False
                     config = Config(
                         retries=self._retries,
                         connect_timeout=10,
                         read_timeout=60,
                         max_pool_connections=MAX_PARALLEL_PARTS * 2 + 4,
-                        s3={"addressing_style": "path" if custom else "auto"},
+                        s3=s3,
                         # boto3 >= 1.36 adds CRC checksums to every upload by default, which several S3-compatible
                         # stores reject or mishandle; for them, send checksums only where the API requires one
                         # (snapshots carry a .sha256).
