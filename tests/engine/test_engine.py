@@ -519,8 +519,7 @@ async def test_held_resumed_runs_report_at_once_and_start_their_handlers_spaced_
     assert started == []  # ...while no resumed handler runs
 
     second.release_resumed()
-    while len(started) < len(ids):
-        await asyncio.sleep(0.001)
+    await wait_until(lambda: len(started) >= len(ids), what="every resumed handler started", interval=0.001)
     assert [task_id for task_id, _ in started] == ids  # in the order they were resumed
     first_start, last_start = started[0][1], started[-1][1]
     assert last_start - first_start >= (len(ids) - 1) * RESUME_SPACING * 0.9  # not all in the same instant

@@ -15,6 +15,7 @@ from agent.operator.writer import EventRecorder, StatusWriter
 from agent.server import AgentMetrics
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.kube import KubeCluster, KubeNamespace, redirect_kubeconfig
+from tests.fixtures.waiting import wait_until
 from tests.operator.kit import nodetask, status_of
 
 pytestmark = pytest.mark.kube
@@ -293,8 +294,7 @@ async def test_held_statuses_wait_for_their_object_to_be_observed(recording: Wri
     assert calls(recording) == []  # nothing is read one by one while the list is coming
 
     recording.writer.observe(held, version)
-    while recording.writer.backlog > 1:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: recording.writer.backlog <= 1, what="the observed status written")
     recording.writer.release_unobserved()  # what the list did not bring is read, then written
     assert await recording.writer.flush(within=10)
 
@@ -307,8 +307,11 @@ async def test_pending_includes_the_status_in_flight(recording: Writing) -> None
     ref, version = observed(recording, "flying")
     recording.writer.observe(ref, version)
     recording.writer.update(ref, running(), urgent=True)
-    while not recording.writer._entries[(ref.namespace, ref.name, ref.uid)].in_flight:
-        await asyncio.sleep(0)
+    await wait_until(
+        lambda: recording.writer._entries[(ref.namespace, ref.name, ref.uid)].in_flight,
+        what="the patch in flight",
+        interval=0,
+    )
     assert recording.writer.pending(ref) == running()  # the agent does not queue the same status again
     assert await recording.writer.flush(within=10)
     assert recording.writer.pending(ref) is None

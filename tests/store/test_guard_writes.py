@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.store import GuardedStore, SqliteStore
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.mark.parametrize("write", [True, False], ids=["write-in-flight", "read-in-flight"])
@@ -22,8 +23,7 @@ async def test_writes_settled_waits_for_a_write_on_the_store_thread_not_for_a_re
 
     call = asyncio.create_task(guarded.call("slow", slow, write=write))
     try:
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
+        await wait_until(entered.is_set, what="the slow write entered", interval=0.001)
         assert await guarded.writes_settled(within=0.1) is not write
     finally:
         release.set()
