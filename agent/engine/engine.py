@@ -302,10 +302,14 @@ class Engine:
     async def _persist(self, row: TaskResult, run: _Run | None = None) -> None:
         """Save `row`, retrying until the store takes it (see the module rules); cancellation ends the wait (the row
         then stays as last stored: running, so the next start resumes it)."""
+        await self._persist_all([row], run)
+
+    async def _persist_all(self, rows: list[TaskResult], run: _Run | None = None) -> None:
+        """`_persist` for several rows at once, in one transaction."""
         failures = 0
-        while True:
+        while rows:
             try:
-                await self._db.save(row)
+                await (self._db.save(rows[0]) if len(rows) == 1 else self._db.save_many(rows))
             except StoreError as error:
                 failures += 1
                 if run is not None:
@@ -445,9 +449,12 @@ class Engine:
             else:
                 resuming.append((row, spec))
             handled.append(row.id)
-        # All at once: the store thread takes the saves back to back (one loop round trip each would cost 1,000 of
-        # them for 1,000 rows); each run starts, in order, as soon as its row is saved.
-        await asyncio.gather(*(self._resume(row, spec) for row, spec in resuming))
+        # One transaction for all of them: one store round trip and one commit each cost about 0.6 ms, 1,000 rows of
+        # a restart 0.6 s, during which no status could say the tasks resumed.
+        rows = [_resumed(row) for row, _ in resuming]
+        await self._persist_all(rows)
+        for row, (_, spec) in zip(rows, resuming, strict=True):
+            await self._start(row, spec, EventKind.RESUMED, spaced=True)
         return handled
 
     def deferred(self) -> list[TaskResult]:
@@ -471,7 +478,7 @@ class Engine:
         return failed
 
     async def _resume(self, row: TaskResult, spec: HandlerSpec[Any], *, spaced: bool = True) -> None:
-        row = row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
+        row = _resumed(row)
         await self._persist(row)
         await self._start(row, spec, EventKind.RESUMED, spaced=spaced)
 
@@ -719,6 +726,11 @@ def _completed(result: dict[str, Any] | None) -> dict[str, Any]:
 
 def _failure_fields(error: TaskError) -> dict[str, Any]:
     return {"error": error.message, "reason": error.reason, "hint": error.hint, "retryable": error.retryable}
+
+
+def _resumed(row: TaskResult) -> TaskResult:
+    """`row` as it runs again: one more resume, its first start time kept."""
+    return row.model_copy(update={"resumes": row.resumes + 1, "started_at": row.started_at or utcnow()})
 
 
 def _failed(error: TaskError) -> dict[str, Any]:

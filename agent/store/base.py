@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -28,6 +29,9 @@ class Store(Protocol):
 
     def save(self, result: TaskResult) -> None:
         """Insert or overwrite the row of `result.id` with every persisted field of `result` (not `progress`)."""
+
+    def save_many(self, results: Sequence[TaskResult]) -> None:
+        """`save` each of `results` in one transaction: all of them are written, or none."""
 
     def insert(self, result: TaskResult) -> bool:
         """Insert `result` only if no row has its ID: True if inserted, False if the ID exists. Atomic: of several

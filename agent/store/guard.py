@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,6 +170,9 @@ class GuardedStore:
 
     async def save(self, result: TaskResult) -> None:
         await self.call("save", self.store.save, result, write=True)
+
+    async def save_many(self, results: Sequence[TaskResult]) -> None:
+        await self.call("save", self.store.save_many, results, write=True)
 
     async def insert(self, result: TaskResult) -> bool:
         return await self.call("insert", self.store.insert, result, write=True)

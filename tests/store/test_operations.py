@@ -114,6 +114,34 @@ def test_save_of_non_json_value_is_refused_naming_task_and_field(
     assert store.get(task_id(1)) is None
 
 
+def test_save_many_writes_every_row_and_overwrites_existing_ones(store: SqliteStore) -> None:
+    store.save(make_result(1, **FULL_ROW))
+    rows = [make_result(n, status=TaskStatus.RUNNING, resumes=1) for n in range(1, 4)]
+    store.save_many(rows)
+    assert [store.get(task_id(n)) for n in range(1, 4)] == rows
+
+
+def test_save_many_with_an_unencodable_row_writes_none(store: SqliteStore) -> None:
+    rows = [make_result(1), make_result(2).model_copy(update={"result": {"ratio": float("nan")}})]
+    with pytest.raises(StoreError, match=rf"{task_id(2)}.*result"):
+        store.save_many(rows)
+    assert store.get(task_id(1)) is None
+
+
+def test_save_many_refused_by_the_database_midway_keeps_the_rows_as_they_were(
+    file_store: SqliteStore, raw_sql: Callable[..., list[tuple[Any, ...]]]
+) -> None:
+    before = [make_result(n, status=TaskStatus.RUNNING) for n in range(1, 4)]
+    file_store.save_many(before)
+    raw_sql(
+        "CREATE TRIGGER refuse_third BEFORE INSERT ON task_results "
+        f"WHEN NEW.id = '{task_id(3)}' BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"
+    )
+    with pytest.raises(StoreError, match="refused by trigger"):
+        file_store.save_many([row.model_copy(update={"resumes": 1}) for row in before])
+    assert [file_store.get(task_id(n)) for n in range(1, 4)] == before
+
+
 def test_unpaired_surrogates_are_stored_as_replacement_characters(store: SqliteStore) -> None:
     store.save(make_result(1, error="bad \ud800 byte", params={"name": "x\udfffy"}))
     loaded = store.get(task_id(1))
