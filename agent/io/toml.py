@@ -198,9 +198,10 @@ def _add_after_last_value(table: Table, key: str, value: Any) -> bool:
     if isinstance(new, AoT | Table):
         return False
     new.trivia.indent = anchor.trivia.indent
-    # tomlkit has no public "insert after"; `_insert_after` is what its own API uses. The table keeps a dict mirror of
-    # its container, updated here exactly as `Table.append` does.
-    table.value._insert_after(anchor_key, key, new)
+    # tomlkit has no public "insert at"; `Container._insert_at` is what its own API uses, and the one such method
+    # every supported tomlkit has (0.15 dropped `_insert_after`; pyproject bounds the version, and the tests pin the
+    # layout this produces). The table keeps a dict mirror of its container, updated here as `Table.append` does.
+    table.value._insert_at(anchors[-1] + 1, key, new)
     dict.__setitem__(table, key, new)
     return True
 
