@@ -18,6 +18,11 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
+A watch event that is the echo of the agent's own last status patch (its resourceVersion is the one the patch
+was answered with, and no newer status is queued) is not reconciled: the object is exactly as the agent left it.
+Lists (start-up, resync) reconcile every object regardless, and a terminal status always, since its echo times
+`ttlSecondsAfterFinished`.
+
 The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
 outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
 wrote it: `status.agent.pod` names this pod. A terminal status that someone else wrote before the agent saw the task
@@ -277,9 +282,15 @@ class NodeTaskAgent:
 
     # ----------------------------------------------------------------------------------------- reconcile
 
-    async def reconcile(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
-        """Bring one NodeTask and the store in line (see the module's table). Idempotent; safe on stale bodies."""
+    async def reconcile(self, body: Mapping[str, Any], *, deleted: bool = False, watched: bool = False) -> None:
+        """Bring one NodeTask and the store in line (see the module's table). Idempotent; safe on stale bodies.
+
+        `watched`: the body is a watch event, skipped when it is the echo of the agent's own status patch (lists, at
+        start-up and every resync, reconcile every object whatever its resourceVersion)."""
         if not self.owns(body):
+            return
+        if watched and not deleted and self._is_own_echo(body):
+            self.metrics.status_echoes.inc()
             return
         uid = str(_meta(body).get("uid", ""))
         async with self._locks[uid]:
@@ -365,6 +376,18 @@ class NodeTaskAgent:
             await self._submit(ref, spec, task_id, observed_status)
         else:
             self._ensure(ref, row, observed_status)
+
+    def _is_own_echo(self, body: Mapping[str, Any]) -> bool:
+        """The watch's echo of this agent's own status patch, while no newer status is queued: the object is exactly
+        as that patch left it, so a reconcile would find nothing to do (each status patch comes back as one such
+        event; after a restart with 1,000 resumed tasks, 1,000 of them). A terminal status is reconciled anyway: its
+        echo is what times `ttlSecondsAfterFinished`."""
+        status = body.get("status")
+        return (
+            self.writer.is_own_echo(self._ref_of(body), _meta(body).get("resourceVersion"))
+            and isinstance(status, Mapping)
+            and not is_terminal(status)
+        )
 
     def _written_here(self, status: Mapping[str, Any]) -> bool:
         agent = status.get("agent")

@@ -129,7 +129,7 @@ def kopf_registry(agent: NodeTaskAgent, login: kopf.ConnectionInfo) -> kopf.Oper
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def _event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
-        await agent.reconcile(body, deleted=event.get("type") == "DELETED")
+        await agent.reconcile(body, deleted=event.get("type") == "DELETED", watched=True)
 
     return registry
 

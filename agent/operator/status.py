@@ -15,7 +15,7 @@ after a failure or cancellation / after success, exactly one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -253,5 +253,5 @@ def essentials(status: dict[str, Any] | None) -> tuple[Any, ...]:
     return tuple(status.get(name) for name in ESSENTIAL_FIELDS)
 
 
-def is_terminal(status: dict[str, Any] | None) -> bool:
+def is_terminal(status: Mapping[str, Any] | None) -> bool:
     return bool(status) and (status or {}).get("phase") in {phase.value for phase in TERMINAL_PHASES}

@@ -112,6 +112,8 @@ class _Entry:
     resource_version: str | None = None
     """Of the object this entry's UID names, as last seen (watch, list, GET or patch answer): the next patch's
     precondition."""
+    answered_version: str | None = None
+    """The resourceVersion the server answered to this entry's last successful patch."""
     must_read: bool = False
     """After a conflict: the next write GETs the object (and compares its UID) whatever was observed meanwhile."""
     failures: int = 0
@@ -200,6 +202,18 @@ class StatusWriter:
         """The newest status the server accepted for `ref` in this process, and when (monotonic seconds)."""
         entry = self._entries.get((ref.namespace, ref.name, ref.uid))
         return (entry.written, entry.written_at) if entry else (None, float("-inf"))
+
+    def is_own_echo(self, ref: ResourceRef, resource_version: str | None) -> bool:
+        """Whether an object received at `resource_version` is exactly as this writer's last patch left it, with no
+        newer status queued or on the wire: the watch's echo of that patch, which tells the agent nothing new."""
+        entry = self._entries.get((ref.namespace, ref.name, ref.uid))
+        return (
+            entry is not None
+            and bool(resource_version)
+            and entry.answered_version == str(resource_version)
+            and entry.pending is None
+            and not entry.in_flight
+        )
 
     def pending(self, ref: ResourceRef) -> dict[str, Any] | None:
         """What `ref`'s status will say once the queued and in-flight patches land (None when there are none)."""
@@ -351,6 +365,7 @@ class StatusWriter:
             entry.not_before = self.clock() + backoff_delay(entry.failures + 1)
         else:
             self.metrics.status_patches.inc()
+            entry.answered_version = entry.resource_version
             entry.failures = 0
             entry.written = {**entry.written, **body} if entry.written else dict(body)
             entry.written_at = self.clock()

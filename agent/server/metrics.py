@@ -105,6 +105,11 @@ class AgentMetrics:
             ["cause"],
             registry=self.registry,
         )
+        self.status_echoes = Counter(
+            "nodetask_status_echoes",
+            "Watch events that were the echo of the agent's own status patch (nothing new: not reconciled).",
+            registry=self.registry,
+        )
         self.event_post_errors = Counter(
             "nodetask_event_post_errors", "Failed Kubernetes Event posts, by cause.", ["cause"], registry=self.registry
         )

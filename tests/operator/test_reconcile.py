@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.models import normalize_task_id
 from tests.operator.agents import AgentFactory, AgentPod, ThreadAgent, wait_for
@@ -187,6 +188,31 @@ def test_cancel_stops_the_running_handler(node0: tuple[AgentPod, ThreadAgent]) -
     pod.release("stoppable")  # too late: a cancelled task never resumes
     assert wait_for(lambda: "Cancelled" in event_reasons(pod.ns, "stoppable"), 15, "a Cancelled Event")
     assert status_of(pod.ns, "stoppable")["phase"] == "Cancelled"
+
+
+def status_echoes(pod: AgentPod) -> float:
+    _, text = pod.http("/metrics")
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    return sum(sample.value for sample in families["nodetask_status_echoes"].samples if sample.name.endswith("_total"))
+
+
+def test_the_echo_of_its_own_status_patch_is_skipped_but_a_status_changed_by_others_is_corrected(
+    node0: tuple[AgentPod, ThreadAgent],
+) -> None:
+    pod, _ = node0
+    pod.ns.apply(gate_task("echoed", "echoed"))
+    wait_phase(pod.ns, "echoed", "Running")
+    assert wait_for(lambda: status_echoes(pod) >= 1, 15, "the echo of the Running patch, skipped")
+
+    echoes = status_echoes(pod)
+    pod.ns.kubectl(
+        "patch", "nodetask", "echoed", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Pending"}}'
+    )
+    wait_phase(pod.ns, "echoed", "Running")  # another writer's status is a new version: reconciled, and put right
+    assert wait_for(lambda: status_echoes(pod) > echoes, 15, "the echo of the corrective patch, skipped")
+
+    pod.release("echoed")
+    kubectl_wait(pod.ns, "echoed", "Succeeded")  # a skipped echo never hides the outcome
 
 
 def test_task_created_cancelled_never_starts(node0: tuple[AgentPod, ThreadAgent]) -> None:
