@@ -18,10 +18,10 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
-A watch event that is the echo of the agent's own last status patch (its resourceVersion is the one the patch
-was answered with, and no newer status is queued) is not reconciled: the object is exactly as the agent left it.
-Lists (start-up, resync) reconcile every object regardless, and a terminal status always, since its echo times
-`ttlSecondsAfterFinished`.
+A watch event about a version the agent already handled is not reconciled: the echo of its own last status patch
+(the resourceVersion the patch was answered with, no newer status queued) or a version it already reconciled without
+error. Lists (start-up, resync) reconcile every object regardless, and a terminal status is always reconciled, since
+it times `ttlSecondsAfterFinished`.
 
 The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
 outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
@@ -196,6 +196,7 @@ class NodeTaskAgent:
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
+        self._reconciled_versions: dict[str, str] = {}  # object UID -> resourceVersion last reconciled without error
         self._expiries: dict[str, asyncio.Task[None]] = {}  # object UID -> its pending TTL deletion
         self._resumed: list[ResourceRef] = []  # NodeTasks resumed since the last summary Event (`_summarize_resumes`)
         self._resumed_each = 0  # per-task Resumed Events posted by this process
@@ -285,23 +286,26 @@ class NodeTaskAgent:
     async def reconcile(self, body: Mapping[str, Any], *, deleted: bool = False, watched: bool = False) -> None:
         """Bring one NodeTask and the store in line (see the module's table). Idempotent; safe on stale bodies.
 
-        `watched`: the body is a watch event, skipped when it is the echo of the agent's own status patch (lists, at
-        start-up and every resync, reconcile every object whatever its resourceVersion)."""
+        `watched`: the body is a watch event, skipped when its version was already handled (`_already_handled`);
+        lists, at start-up and every resync, reconcile every object whatever its resourceVersion."""
         if not self.owns(body):
-            return
-        if watched and not deleted and self._is_own_echo(body):
-            self.metrics.status_echoes.inc()
             return
         uid = str(_meta(body).get("uid", ""))
         async with self._locks[uid]:
+            if watched and not deleted and self._already_handled(body):
+                self.metrics.watch_events_skipped.inc()
+                return
             try:
                 await self._reconcile(body, deleted=deleted or bool(_meta(body).get("deletionTimestamp")))
             except EngineClosed:
                 pass  # shutting down: the next start reconciles again
             except StoreError as error:  # the store logged it; its recovery triggers a resync that retries this
                 log.debug("NodeTask %s not reconciled: %s", _meta(body).get("name"), error)
+            else:
+                self._reconciled_versions[uid] = str(_meta(body).get("resourceVersion") or "")
         if deleted:
             self._locks.pop(uid, None)
+            self._reconciled_versions.pop(uid, None)
 
     async def _reconcile(self, body: Mapping[str, Any], *, deleted: bool) -> None:
         meta = _meta(body)
@@ -377,16 +381,21 @@ class NodeTaskAgent:
         else:
             self._ensure(ref, row, observed_status)
 
-    def _is_own_echo(self, body: Mapping[str, Any]) -> bool:
-        """The watch's echo of this agent's own status patch, while no newer status is queued: the object is exactly
-        as that patch left it, so a reconcile would find nothing to do (each status patch comes back as one such
-        event; after a restart with 1,000 resumed tasks, 1,000 of them). A terminal status is reconciled anyway: its
-        echo is what times `ttlSecondsAfterFinished`."""
+    def _already_handled(self, body: Mapping[str, Any]) -> bool:
+        """Whether a reconcile of this watched body would find nothing to do: it is the echo of the agent's own status
+        patch while no newer status is queued (the object exactly as that patch left it), or a version this process
+        already reconciled without error (kopf's first list repeats the agent's start-up list). A restart with 1,000
+        resumed tasks brings 2,000 such events. A terminal status is reconciled anyway: it times
+        `ttlSecondsAfterFinished`, and a failed TTL deletion is timed again by the next reconcile."""
         status = body.get("status")
-        return (
-            self.writer.is_own_echo(self._ref_of(body), _meta(body).get("resourceVersion"))
-            and isinstance(status, Mapping)
-            and not is_terminal(status)
+        if not isinstance(status, Mapping) or is_terminal(status):
+            return False
+        meta = _meta(body)
+        version = str(meta.get("resourceVersion") or "")
+        if not version:
+            return False
+        return self._reconciled_versions.get(str(meta.get("uid", ""))) == version or self.writer.is_own_echo(
+            self._ref_of(body), version
         )
 
     def _written_here(self, status: Mapping[str, Any]) -> bool:

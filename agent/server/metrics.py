@@ -105,9 +105,10 @@ class AgentMetrics:
             ["cause"],
             registry=self.registry,
         )
-        self.status_echoes = Counter(
-            "nodetask_status_echoes",
-            "Watch events that were the echo of the agent's own status patch (nothing new: not reconciled).",
+        self.watch_events_skipped = Counter(
+            "nodetask_watch_events_skipped",
+            "Watch events about a NodeTask version already handled (the echo of the agent's own status patch, or a "
+            "version already reconciled): not reconciled again.",
             registry=self.registry,
         )
         self.event_post_errors = Counter(

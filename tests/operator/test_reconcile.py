@@ -190,10 +190,11 @@ def test_cancel_stops_the_running_handler(node0: tuple[AgentPod, ThreadAgent]) -
     assert status_of(pod.ns, "stoppable")["phase"] == "Cancelled"
 
 
-def status_echoes(pod: AgentPod) -> float:
+def skipped_events(pod: AgentPod) -> float:
     _, text = pod.http("/metrics")
     families = {family.name: family for family in text_string_to_metric_families(text)}
-    return sum(sample.value for sample in families["nodetask_status_echoes"].samples if sample.name.endswith("_total"))
+    samples = families["nodetask_watch_events_skipped"].samples
+    return sum(sample.value for sample in samples if sample.name.endswith("_total"))
 
 
 def test_the_echo_of_its_own_status_patch_is_skipped_but_a_status_changed_by_others_is_corrected(
@@ -202,14 +203,14 @@ def test_the_echo_of_its_own_status_patch_is_skipped_but_a_status_changed_by_oth
     pod, _ = node0
     pod.ns.apply(gate_task("echoed", "echoed"))
     wait_phase(pod.ns, "echoed", "Running")
-    assert wait_for(lambda: status_echoes(pod) >= 1, 15, "the echo of the Running patch, skipped")
+    assert wait_for(lambda: skipped_events(pod) >= 1, 15, "the echo of the Running patch, skipped")
 
-    echoes = status_echoes(pod)
+    echoes = skipped_events(pod)
     pod.ns.kubectl(
         "patch", "nodetask", "echoed", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Pending"}}'
     )
     wait_phase(pod.ns, "echoed", "Running")  # another writer's status is a new version: reconciled, and put right
-    assert wait_for(lambda: status_echoes(pod) > echoes, 15, "the echo of the corrective patch, skipped")
+    assert wait_for(lambda: skipped_events(pod) > echoes, 15, "the echo of the corrective patch, skipped")
 
     pod.release("echoed")
     kubectl_wait(pod.ns, "echoed", "Succeeded")  # a skipped echo never hides the outcome

@@ -315,3 +315,27 @@ async def test_pending_includes_the_status_in_flight(recording: Writing) -> None
     assert recording.writer.pending(ref) == running()  # the agent does not queue the same status again
     assert await recording.writer.flush(within=10)
     assert recording.writer.pending(ref) is None
+
+
+async def test_only_the_version_its_last_patch_was_answered_with_is_its_own_echo(recording: Writing) -> None:
+    recording.ns.apply(nodetask("mirror", "node-0", "mark-ready"))
+    ref, created = observed(recording, "mirror")
+    recording.writer.observe(ref, created)
+    assert not recording.writer.is_own_echo(ref, created)  # observed, never written: not the writer's
+
+    recording.writer.update(ref, running(), urgent=True)
+    assert await recording.writer.flush(within=10)
+    _, patched = observed(recording, "mirror")
+    assert patched != created
+    assert recording.writer.is_own_echo(ref, patched)
+    assert not recording.writer.is_own_echo(ref, created)  # the body from before the patch, delivered late
+
+    recording.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
+    assert not recording.writer.is_own_echo(ref, patched)  # a newer status is queued: the echo is out of date
+    assert await recording.writer.flush(within=10)
+    _, finished = observed(recording, "mirror")
+    assert recording.writer.is_own_echo(ref, finished) and not recording.writer.is_own_echo(ref, patched)
+
+    recording.ns.kubectl("label", "nodetask", "mirror", "changed=yes")  # someone else's change: a new version
+    _, relabelled = observed(recording, "mirror")
+    assert not recording.writer.is_own_echo(ref, relabelled)
