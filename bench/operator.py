@@ -454,9 +454,10 @@ def restart(
     serving, all_resumed = asyncio.run(measure())
     # Read at once: 5 s after its resumed status, each task's first progress report (height seen) is written too.
     writes = agent_metric(agent, "nodetask_status_patches_total") / tasks
+    skipped = agent_metric(agent, "nodetask_watch_events_skipped_total") / tasks
     agent.stop()
     floor = asyncio.run(bare_status_round(cluster, ns, names, concurrency or 8))
-    return [(tasks, serving, all_resumed, floor, writes)]
+    return [(tasks, serving, all_resumed, floor, writes, skipped)]
 
 
 async def bare_status_round(cluster: KubeCluster, ns: KubeNamespace, names: set[str], concurrency: int) -> float:
@@ -607,11 +608,12 @@ def main() -> None:
             print("\n#### Restart with unfinished tasks (SIGKILL, start again)\n")
             print(
                 "| unfinished tasks | start -> serving (s) | start -> every status resumed (s) "
-                "| floor: bare client lists and patches every status (s) | status writes per task |"
+                "| floor: bare client lists and patches every status (s) | status writes per task "
+                "| watch events skipped per task |"
             )
-            print("|---:|---:|---:|---:|---:|")
-            for count, serving, all_resumed, floor, writes in restarted:
-                print(f"| {count} | {serving:.2f} | {all_resumed:.2f} | {floor:.2f} | {writes:.2f} |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            for count, serving, all_resumed, floor, writes, skipped in restarted:
+                print(f"| {count} | {serving:.2f} | {all_resumed:.2f} | {floor:.2f} | {writes:.2f} | {skipped:.2f} |")
         if not only & {"latency", "throughput"}:
             return
 
