@@ -18,10 +18,10 @@ Every event about a NodeTask, however often kopf delivers it and however stale i
 | another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
 | anything else                | a row                       | re-patch the status if it tells a different story    |
 
-A watch event about a version the agent already handled is not reconciled: the echo of its own last status patch
-(the resourceVersion the patch was answered with, no newer status queued) or a version it already reconciled without
-error. Lists (start-up, resync) reconcile every object regardless, and a terminal status is always reconciled, since
-it times `ttlSecondsAfterFinished`.
+A watch event that is the echo of the agent's own last status patch (the resourceVersion the patch was answered
+with, no newer status queued, none dropped since) is not reconciled: the object is exactly as the agent left it.
+Lists (start-up, resync) reconcile every object regardless, and a terminal status is always reconciled, since it
+times `ttlSecondsAfterFinished`.
 
 The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
 outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
@@ -196,7 +196,6 @@ class NodeTaskAgent:
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
         self._conditions: dict[str, list[dict[str, Any]]] = {}  # object UID -> conditions last rendered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # object UID -> reconcile lock
-        self._reconciled_versions: dict[str, str] = {}  # object UID -> resourceVersion last reconciled without error
         self._expiries: dict[str, asyncio.Task[None]] = {}  # object UID -> its pending TTL deletion
         self._resumed: list[ResourceRef] = []  # NodeTasks resumed since the last summary Event (`_summarize_resumes`)
         self._resumed_each = 0  # per-task Resumed Events posted by this process
@@ -301,11 +300,8 @@ class NodeTaskAgent:
                 pass  # shutting down: the next start reconciles again
             except StoreError as error:  # the store logged it; its recovery triggers a resync that retries this
                 log.debug("NodeTask %s not reconciled: %s", _meta(body).get("name"), error)
-            else:
-                self._reconciled_versions[uid] = str(_meta(body).get("resourceVersion") or "")
         if deleted:
             self._locks.pop(uid, None)
-            self._reconciled_versions.pop(uid, None)
 
     async def _reconcile(self, body: Mapping[str, Any], *, deleted: bool) -> None:
         meta = _meta(body)
@@ -382,21 +378,16 @@ class NodeTaskAgent:
             self._ensure(ref, row, observed_status)
 
     def _already_handled(self, body: Mapping[str, Any]) -> bool:
-        """Whether a reconcile of this watched body would find nothing to do: it is the echo of the agent's own status
-        patch while no newer status is queued (the object exactly as that patch left it), or a version this process
-        already reconciled without error (kopf's first list repeats the agent's start-up list). A restart with 1,000
-        resumed tasks brings 2,000 such events. A terminal status is reconciled anyway: it times
-        `ttlSecondsAfterFinished`, and a failed TTL deletion is timed again by the next reconcile."""
+        """Whether this watched body is the echo of the agent's own last status patch while no newer status is queued
+        (`StatusWriter.is_own_echo`): the object exactly as that patch left it, so a reconcile would find nothing to
+        do. Each status patch comes back as one such event; a restart with 1,000 resumed tasks brings 1,000. A
+        terminal status is reconciled anyway: it times `ttlSecondsAfterFinished`, and a failed TTL deletion is timed
+        again by the next reconcile. (A version merely reconciled before is not skipped: kopf's re-list after a cut
+        watch is what puts right a status the writer had to drop, before the next resync.)"""
         status = body.get("status")
         if not isinstance(status, Mapping) or is_terminal(status):
             return False
-        meta = _meta(body)
-        version = str(meta.get("resourceVersion") or "")
-        if not version:
-            return False
-        return self._reconciled_versions.get(str(meta.get("uid", ""))) == version or self.writer.is_own_echo(
-            self._ref_of(body), version
-        )
+        return self.writer.is_own_echo(self._ref_of(body), _meta(body).get("resourceVersion"))
 
     def _written_here(self, status: Mapping[str, Any]) -> bool:
         agent = status.get("agent")

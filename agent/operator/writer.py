@@ -45,7 +45,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +113,7 @@ class _Entry:
     """Of the object this entry's UID names, as last seen (watch, list, GET or patch answer): the next patch's
     precondition."""
     answered_version: str | None = None
-    """The resourceVersion the server answered to this entry's last successful patch."""
+    """The resourceVersion the server answered to this entry's last patch, if that patch succeeded (`is_own_echo`)."""
     must_read: bool = False
     """After a conflict: the next write GETs the object (and compares its UID) whatever was observed meanwhile."""
     failures: int = 0
@@ -268,6 +268,11 @@ class StatusWriter:
         try:
             while True:
                 self._wake.clear()
+                if len(self._in_flight) >= self.concurrency:
+                    # Every slot taken: the next finished patch wakes the loop (`_changed`). Scanning the backlog
+                    # at every wake made a burst of 1,000 statuses cost 1,000 x 1,000 entry checks.
+                    await self._wake.wait()
+                    continue
                 for _ in range(SETTLE_TURNS):  # let transitions made in the same few loop turns merge (see above)
                     await asyncio.sleep(0)
                 if self.settle is not None and self._first_transition_due():
@@ -275,10 +280,13 @@ class StatusWriter:
                 now = self.clock()
                 next_due: float | None = None
                 for entry in self._launchable():
+                    if len(self._in_flight) >= self.concurrency:
+                        next_due = None  # the slots filled up: a finished patch wakes the loop, then it looks again
+                        break
                     due = entry.due(self.progress_interval)
                     if due > now:
                         next_due = due if next_due is None else min(next_due, due)
-                    elif len(self._in_flight) < self.concurrency:
+                    else:
                         self._launch(entry)
                 timeout = None if next_due is None else max(0.0, next_due - now)
                 with contextlib.suppress(TimeoutError):
@@ -287,17 +295,16 @@ class StatusWriter:
             for task in list(self._in_flight):
                 task.cancel()
 
-    def _launchable(self) -> list[_Entry]:
-        """Entries with a status to write and nothing in flight (only the busy ones: observed objects are many)."""
-        entries = []
+    def _launchable(self) -> Iterator[_Entry]:
+        """Entries with a status to write and nothing in flight, oldest first (only the busy ones: observed objects
+        are many). Lazy: the caller stops once every slot is taken."""
         for key in list(self._busy):
             entry = self._entries.get(key)
             if entry is None or entry.pending is None or entry.in_flight:
                 continue
             if self._holding_unobserved and entry.key[2] and entry.resource_version is None:
                 continue  # waits for the list to observe it (`hold_unobserved`)
-            entries.append(entry)
-        return entries
+            yield entry
 
     def _first_transition_due(self) -> bool:
         """Whether an object's first status is about to go out and is not final: the case where the task may be
@@ -333,6 +340,7 @@ class StatusWriter:
         except ApiError as error:
             if not (error.conflict and uid):  # a conflict is routine (someone else changed the object): no error
                 self.metrics.status_patch_errors.labels(error.cause).inc()
+            entry.answered_version = None  # whatever the object says now, it is not known to be this writer's
             if error.gone:
                 log.info("NodeTask %s/%s (uid %s) is gone; dropping its status", namespace, name, uid)
                 self._entries.pop(entry.key, None)
@@ -360,6 +368,7 @@ class StatusWriter:
                     "status patch of %s/%s refused, dropped (the store keeps the truth): %s", namespace, name, error
                 )
         except Exception:
+            entry.answered_version = None
             log.exception("status patch of %s/%s crashed", namespace, name)
             entry.pending = {**body, **entry.pending} if entry.pending else body
             entry.not_before = self.clock() + backoff_delay(entry.failures + 1)
@@ -372,6 +381,9 @@ class StatusWriter:
         finally:
             entry.in_flight = False
             entry.sending = None
+            # Out of `_in_flight` before the wake-up (its done-callback would run a turn later): the loop, woken by
+            # `_changed`, must see the slot free, or it waits for a wake-up that never comes.
+            self._in_flight.discard(asyncio.current_task())
             self._changed(entry.key)
 
     async def flush(self, within: float | None = None) -> bool:

@@ -107,8 +107,7 @@ class AgentMetrics:
         )
         self.watch_events_skipped = Counter(
             "nodetask_watch_events_skipped",
-            "Watch events about a NodeTask version already handled (the echo of the agent's own status patch, or a "
-            "version already reconciled): not reconciled again.",
+            "Watch events that were the echo of the agent's own status patch (nothing new): not reconciled.",
             registry=self.registry,
         )
         self.event_post_errors = Counter(

@@ -234,7 +234,8 @@ def test_delete_while_running_stops_the_handler_and_forgets_the_task(node0: tupl
     pod.ns.kubectl("delete", "nodetask", "doomed", "--wait=true", "--timeout=30s")
 
     wait_for(lambda: "cancelled doomed" in (pod.home / "gate.log").read_text(), 15, "the handler to be cancelled")
-    assert pod.http(f"/v0/tasks/{task_id}")[0] == 404
+    # The handler is cancelled first, then the row deleted (engine.remove): wait for the second, not only the first.
+    assert wait_for(lambda: pod.http(f"/v0/tasks/{task_id}")[0] == 404, 15, "the task to be forgotten")
     assert pod.http("/v0/status")[1]["running"] == 0
 
 

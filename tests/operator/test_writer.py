@@ -339,3 +339,34 @@ async def test_only_the_version_its_last_patch_was_answered_with_is_its_own_echo
     recording.ns.kubectl("label", "nodetask", "mirror", "changed=yes")  # someone else's change: a new version
     _, relabelled = observed(recording, "mirror")
     assert not recording.writer.is_own_echo(ref, relabelled)
+
+
+@pytest.mark.parametrize("objects", [2, 5])
+async def test_statuses_beyond_the_concurrency_limit_are_all_written(
+    nodetask_crd: KubeCluster, kube_namespace: KubeNamespace, objects: int
+) -> None:
+    names = [f"queued-{n}" for n in range(objects)]
+    kube_namespace.apply(*(nodetask(name, "node-0", "mark-ready") for name in names))
+    async for writing in start_writer(kube_namespace, nodetask_crd.kubeconfig, progress_interval=60.0, concurrency=1):
+        for name in names:
+            writing.writer.update(writing.ref(name), running(), urgent=True)
+        assert await writing.writer.flush(within=20)  # each finished patch frees the one slot for the next
+        assert [status_of(kube_namespace, name) for name in names] == [running()] * objects
+        assert writing.counter("nodetask_status_patches_total") == objects
+
+
+async def test_after_a_dropped_status_no_version_counts_as_its_own_echo(recording: Writing) -> None:
+    recording.ns.apply(nodetask("dropped", "node-0", "mark-ready"))
+    ref, version = observed(recording, "dropped")
+    recording.writer.observe(ref, version)
+    recording.writer.update(ref, running(), urgent=True)
+    assert await recording.writer.flush(within=10)
+    _, patched = observed(recording, "dropped")
+    assert recording.writer.is_own_echo(ref, patched)
+
+    recording.writer.update(ref, {"phase": "Exploded"}, urgent=True)  # refused by the schema (422): dropped
+    assert await recording.writer.flush(within=10)
+    assert recording.counter("nodetask_status_patch_errors_total", cause="422") == 1
+    # The object is still at the version of the last patch that landed, but it no longer says what the agent
+    # wanted: its watch event (a re-list after a cut watch) must be reconciled, which puts the status right.
+    assert not recording.writer.is_own_echo(ref, patched)
