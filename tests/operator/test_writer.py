@@ -224,6 +224,17 @@ def observed(writing: Writing, name: str) -> tuple[ResourceRef, str]:
     return ref, meta["resourceVersion"]
 
 
+async def observed_then_running(writing: Writing, name: str) -> tuple[ResourceRef, str, str]:
+    """A new NodeTask observed as the watch delivers it, then its status written Running: the ref, the version
+    observed and the version the patch was answered with."""
+    writing.ns.apply(nodetask(name, "node-0", "mark-ready"))
+    ref, created = observed(writing, name)
+    writing.writer.observe(ref, created)
+    writing.writer.update(ref, running(), urgent=True)
+    assert await writing.writer.flush(within=10)
+    return ref, created, observed(writing, name)[1]
+
+
 @pytest.mark.parametrize("seen", [True, False], ids=["observed", "never-observed"])
 async def test_an_observed_object_is_patched_without_a_get(recording: Writing, seen: bool) -> None:
     recording.ns.apply(nodetask("seen", "node-0", "mark-ready"))
@@ -239,11 +250,7 @@ async def test_an_observed_object_is_patched_without_a_get(recording: Writing, s
 
 
 async def test_an_observed_version_never_replaces_a_newer_one_the_writer_holds(recording: Writing) -> None:
-    recording.ns.apply(nodetask("echo", "node-0", "mark-ready"))
-    ref, version = observed(recording, "echo")
-    recording.writer.observe(ref, version)
-    recording.writer.update(ref, running(), urgent=True)
-    assert await recording.writer.flush(within=10)
+    ref, version, _ = await observed_then_running(recording, "echo")
 
     recording.writer.observe(ref, version)  # the watch delivers the body from before the writer's own patch, late
     recording.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
@@ -318,17 +325,10 @@ async def test_pending_includes_the_status_in_flight(recording: Writing) -> None
 
 
 async def test_only_the_version_its_last_patch_was_answered_with_is_its_own_echo(recording: Writing) -> None:
-    recording.ns.apply(nodetask("mirror", "node-0", "mark-ready"))
-    ref, created = observed(recording, "mirror")
-    recording.writer.observe(ref, created)
-    assert not recording.writer.is_own_echo(ref, created)  # observed, never written: not the writer's
-
-    recording.writer.update(ref, running(), urgent=True)
-    assert await recording.writer.flush(within=10)
-    _, patched = observed(recording, "mirror")
+    ref, created, patched = await observed_then_running(recording, "mirror")
     assert patched != created
     assert recording.writer.is_own_echo(ref, patched)
-    assert not recording.writer.is_own_echo(ref, created)  # the body from before the patch, delivered late
+    assert not recording.writer.is_own_echo(ref, created)  # observed, never written: the body from before the patch
 
     recording.writer.update(ref, {"phase": "Succeeded", "run": 1}, urgent=True)
     assert not recording.writer.is_own_echo(ref, patched)  # a newer status is queued: the echo is out of date
@@ -356,12 +356,7 @@ async def test_statuses_beyond_the_concurrency_limit_are_all_written(
 
 
 async def test_after_a_dropped_status_no_version_counts_as_its_own_echo(recording: Writing) -> None:
-    recording.ns.apply(nodetask("dropped", "node-0", "mark-ready"))
-    ref, version = observed(recording, "dropped")
-    recording.writer.observe(ref, version)
-    recording.writer.update(ref, running(), urgent=True)
-    assert await recording.writer.flush(within=10)
-    _, patched = observed(recording, "dropped")
+    ref, _, patched = await observed_then_running(recording, "dropped")
     assert recording.writer.is_own_echo(ref, patched)
 
     recording.writer.update(ref, {"phase": "Exploded"}, urgent=True)  # refused by the schema (422): dropped
