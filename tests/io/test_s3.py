@@ -439,28 +439,26 @@ async def test_cancelled_upload_is_aborted_and_the_source_is_no_longer_read(
     s3: S3Client, s3_bucket: str, s3_admin: Any
 ) -> None:
     first_part_read = threading.Event()
-    reads_after_cancel: list[int] = []
-    cancelled = threading.Event()
+    reads: list[int] = []
 
     def endless() -> Iterator[bytes]:
         block = os.urandom(MiB)
-        produced = 0
         while True:
-            if cancelled.is_set():
-                reads_after_cancel.append(produced)
-            produced += 1
-            if produced > 6:
+            reads.append(len(reads))
+            if len(reads) > 6:
                 first_part_read.set()
             yield block
 
     upload = asyncio.create_task(s3.upload_stream(s3_bucket, "endless", endless()))
     await asyncio.to_thread(first_part_read.wait, 30)
     upload.cancel()
-    cancelled.set()
     with pytest.raises(asyncio.CancelledError):
         await upload
-
-    assert len(reads_after_cancel) <= 1
+    # The reading thread may take a chunk or a few while the event loop delivers the cancellation (more on a loaded
+    # machine); once the cancelled upload has returned, its thread has stopped and nothing reads the source again.
+    read_by_then = len(reads)
+    await asyncio.sleep(0.3)
+    assert len(reads) == read_by_then
     assert s3_admin.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert "Contents" not in s3_admin.list_objects_v2(Bucket=s3_bucket)
 

@@ -53,6 +53,20 @@ def test_concurrent_inserts_through_two_connections_to_one_file_have_exactly_one
             opened.close()
 
 
+def test_connections_opening_a_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # The agent starting on a fresh volume while `nodetask-agent tasks` (or a probe) opens the same file: whoever
+    # creates the schema, every opener must get the store, none a "table already exists".
+    for round_number in range(10):
+        path = tmp_path / f"fresh-{round_number}.db"
+        stores = _all_at_once(4, lambda _, fresh=path: SqliteStore(fresh))
+        try:
+            stores[0].save(make_result(1))
+            assert all(opened.get(task_id(1)) == make_result(1) for opened in stores)
+        finally:
+            for opened in stores:
+                opened.close()
+
+
 def test_concurrent_saves_and_reads_from_threads_see_only_whole_rows(store: SqliteStore) -> None:
     rows_per_thread = 40
 
