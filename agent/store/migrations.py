@@ -217,16 +217,19 @@ def migrate(db: PeeweeDatabase) -> int:
     """Bring the open database to `LATEST_VERSION`; returns the version it started at. Raises `StoreError` for a
     newer file or an impossible step; a failing step is rolled back and leaves the file at the previous version."""
     start = refuse_newer(db)
-    # Each decision is taken again under the write lock (BEGIN IMMEDIATE): another process may be opening the same
-    # file this instant (the agent starting on a fresh volume while `nodetask-agent tasks` reads it), and whoever
-    # comes second must find the schema made, not create it again.
-    with db.atomic("IMMEDIATE"):
-        if refuse_newer(db) == 0 and not _table_exists(db):
-            _create_latest(db)
-            db.pragma("user_version", LATEST_VERSION)
-            return start
+    # What needs doing is checked again under the write lock (BEGIN IMMEDIATE): another process may be opening the
+    # same file this instant (the agent starting on a fresh volume while `nodetask-agent tasks` reads it), and
+    # whoever comes second must find the schema made, not create it again. An up-to-date file takes no lock.
+    if start == 0 and not _table_exists(db):
+        with db.atomic("IMMEDIATE"):
+            if refuse_newer(db) == 0 and not _table_exists(db):
+                _create_latest(db)
+                db.pragma("user_version", LATEST_VERSION)
+                return start
     previous = start
     for version, step in STEPS:
+        if version <= start:
+            continue
         with db.atomic("IMMEDIATE"):
             if version <= refuse_newer(db):
                 continue
