@@ -285,13 +285,13 @@ class NodeTaskAgent:
     async def reconcile(self, body: Mapping[str, Any], *, deleted: bool = False, watched: bool = False) -> None:
         """Bring one NodeTask and the store in line (see the module's table). Idempotent; safe on stale bodies.
 
-        `watched`: the body is a watch event, skipped when its version was already handled (`_already_handled`);
-        lists, at start-up and every resync, reconcile every object whatever its resourceVersion."""
+        `watched`: the body is a watch event, skipped when it is the echo of the agent's own status patch
+        (`_is_own_echo`); lists, at start-up and every resync, reconcile every object whatever its resourceVersion."""
         if not self.owns(body):
             return
         uid = str(_meta(body).get("uid", ""))
         async with self._locks[uid]:
-            if watched and not deleted and self._already_handled(body):
+            if watched and not deleted and self._is_own_echo(body):
                 self.metrics.watch_events_skipped.inc()
                 return
             try:
@@ -377,7 +377,7 @@ class NodeTaskAgent:
         else:
             self._ensure(ref, row, observed_status)
 
-    def _already_handled(self, body: Mapping[str, Any]) -> bool:
+    def _is_own_echo(self, body: Mapping[str, Any]) -> bool:
         """Whether this watched body is the echo of the agent's own last status patch while no newer status is queued
         (`StatusWriter.is_own_echo`): the object exactly as that patch left it, so a reconcile would find nothing to
         do. Each status patch comes back as one such event; a restart with 1,000 resumed tasks brings 1,000. A
