@@ -1,7 +1,10 @@
 """A real stand-in process for seid: a Python interpreter started through a symlink with the wanted name, so its
-`/proc/<pid>/cmdline` argv[0] ends with `/<name>` exactly as seid's does.
+`/proc/<pid>/cmdline` argv[0] ends with `/<name>` and its `comm` is `<name>`, exactly as seid's are.
 
 Behaviours: `graceful` exits on SIGTERM, `stubborn` ignores SIGTERM (only SIGKILL stops it).
+
+`start_node_standin` runs it as `<name> start` (argv[1] is `start`, as the node's is): the program is a script file
+named `start`. With `listen_port` it listens there (a seed's P2P port) and serves nothing else: no RPC.
 """
 
 from __future__ import annotations
@@ -11,26 +14,50 @@ import sys
 from pathlib import Path
 
 _PROGRAM = """
-import signal, sys, time
+import signal, socket, sys, time
 if sys.argv[1] == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if len(sys.argv) > 2:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(sys.argv[2])))
+    listener.listen(16)
 print("ready", flush=True)
 while True:
     time.sleep(1)
 """
 
 
-def start_standin(directory: Path, *, name: str = "seid", behaviour: str = "graceful") -> subprocess.Popen[bytes]:
-    """Start the stand-in and return once its signal handling is in place."""
+def _link(directory: Path, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     link = directory / name
     if not link.exists():
         link.symlink_to(sys.executable)
-    process = subprocess.Popen([str(link), "-c", _PROGRAM, behaviour], stdout=subprocess.PIPE)
+    return link
+
+
+def _started(argv: list[str], name: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=cwd)
     assert process.stdout is not None
     if process.stdout.readline() != b"ready\n":
         process.kill()
+        process.wait()
         raise RuntimeError(f"stand-in {name} did not start")
     return process
+
+
+def start_standin(directory: Path, *, name: str = "seid", behaviour: str = "graceful") -> subprocess.Popen[bytes]:
+    """Start the stand-in and return once its signal handling is in place."""
+    return _started([str(_link(directory, name)), "-c", _PROGRAM, behaviour], name)
+
+
+def start_node_standin(
+    directory: Path, *, name: str, behaviour: str = "graceful", listen_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `<directory>/<name> start` and return once its signals (and its listener, if any) are in place."""
+    link = _link(directory, name)
+    (directory / "start").write_text(_PROGRAM)
+    extra = [] if listen_port is None else [str(listen_port)]
+    return _started([str(link), "start", behaviour, *extra], name, cwd=directory)

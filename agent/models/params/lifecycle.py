@@ -15,7 +15,9 @@ height can take a minute."""
 class _NodeRpc(TaskParams):
     rpc_endpoint: RpcAddress | None = Field(
         default=None,
-        description="The local node's RPC, probed to tell 'stopped' from 'not visible'. Default: SEI_RPC_ENDPOINT.",
+        description="Deprecated: accepted only when it names the agent's own SEI_RPC_ENDPOINT (a no-op); any other "
+        "value is refused by the handler (ParamsInvalid). Whether the node runs is judged from the agent's settings "
+        "and /proc, never from a param.",
     )
 
 
