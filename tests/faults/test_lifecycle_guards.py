@@ -88,7 +88,7 @@ async def test_a_param_endpoint_cannot_switch_off_the_running_node_guard(
     lifecycle.settings = lifecycle.settings.model_copy(update={"rpc_endpoint": node.url})
     before = node_data(home)
 
-    with pytest.raises(ParamsInvalid, match="params.rpcEndpoint .* is not the agent's SEI_RPC_ENDPOINT"):
+    with pytest.raises(ParamsInvalid, match=r"params.rpcEndpoint .* is not the agent's SEI_RPC_ENDPOINT"):
         await lifecycle(TaskType.RESET_DATA, {"rpcEndpoint": f"127.0.0.1:{refused_port()}"})
 
     assert snapshot(home / "data") == before  # lost: 0
@@ -306,6 +306,6 @@ async def test_stop_seid_of_an_invisible_seed_fails_instead_of_reporting_a_stop(
         p2p.bind(("127.0.0.1", 0))
         p2p.listen(4)
         seed_config(home, p2p_port=p2p.getsockname()[1], rpc_port=refused_port())
-        with pytest.raises(TaskError, match="P2P port .* accepts connections") as raised:
+        with pytest.raises(TaskError, match=r"P2P port .* accepts connections") as raised:
             await lifecycle(TaskType.STOP_SEID)
     assert raised.value.reason == "NodeNotVisible"
