@@ -80,6 +80,9 @@ class AgentSettings(BaseSettings):
         default="http://localhost:26657", validation_alias=AliasChoices("SEI_RPC_ENDPOINT", "rpc_endpoint")
     )
     """The local node's CometBFT RPC (`SEI_RPC_ENDPOINT`)."""
+    admin_address: str = Field(default="", validation_alias=AliasChoices("SEI_ADMIN_ADDRESS", "admin_address"))
+    """seid's admin gRPC address when it is neither loopback nor an address of the pod (`SEI_ADMIN_ADDRESS`,
+    `host:port`): config-reload dials app.toml's `admin_address` only if it is one of those or exactly this."""
     seid_binary: str = Field(default="seid", validation_alias=AliasChoices("SEI_BINARY", "seid_binary"))
     """The node binary (`SEI_BINARY`): what export-state runs, and the name stop-seid, restart-seid and reset-data look
     for in /proc (`<name> start`; a path counts by its last component). `simd` in the real chain tier's tests."""

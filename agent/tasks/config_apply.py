@@ -22,7 +22,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agent.chain.admin import AdminError, admin_address, set_log_level
+from agent.chain.admin import AdminError, admin_address, dial_address, set_log_level
 from agent.chain.seiconfig import (
     CURRENT_VERSION,
     Diagnostic,
@@ -168,16 +168,18 @@ def _reload(home: Path, params: ConfigReloadParams) -> tuple[dict[str, Any], dic
     }, typed
 
 
-async def _apply_live(home: Path, typed: dict[str, Any]) -> tuple[list[str], list[str]]:
+async def _apply_live(home: Path, typed: dict[str, Any], allowed: str) -> tuple[list[str], list[str]]:
     """Make the running seid take what it can without a restart: only `logging.level`, through the admin gRPC
-    server when app.toml enables it. Returns (keys applied live, notes)."""
+    server when app.toml enables it, at app.toml's admin address if that is loopback, pod-local or exactly `allowed`
+    (`SEI_ADMIN_ADDRESS`). Returns (keys applied live, notes)."""
     if "logging.level" not in typed:
         return [], []
     address = await asyncio.to_thread(admin_address, home)
     if address is None:
         return [], [ADMIN_OFF]
     try:
-        await set_log_level(address, str(typed["logging.level"]))
+        dial = await asyncio.to_thread(dial_address, address, allowed=allowed)
+        await set_log_level(dial, str(typed["logging.level"]))
     except AdminError as error:
         return [], [f"logging.level was not applied live: {error}"]
     return ["logging.level"], []
@@ -189,7 +191,7 @@ async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[st
     applied to the running seid through its admin gRPC server when that is enabled; the result says which keys still
     need a restart (see docs/tasks/config-reload.md). It never reports a reload seid did not take."""
     result, typed = await asyncio.to_thread(_reload, ctx.home, params)
-    applied, notes = await _apply_live(ctx.home, typed)
+    applied, notes = await _apply_live(ctx.home, typed, ctx.settings.admin_address)
     pending = sorted(set(typed) - set(applied))
     if pending:
         notes.append(RESTART_REQUIRED)
