@@ -72,6 +72,11 @@ _TASK_ID = re.compile(r"^[0-9a-f-]{1,64}$")
 _INDEX_DISABLED = re.compile(r"indexing is disabled|kv ?event ?sink", re.IGNORECASE)
 _IN_CACHE = re.compile(r"already exists in cache|tx already in mempool", re.IGNORECASE)
 
+IMPORTED_FROM_GO = "go-sidecar-tx-marker"
+"""The `params_hash` of a record imported from the Go sidecar's `tx_markers` when its `sidecar.db` was migrated
+(`agent.store.migrations.import_go_tx_markers`). A marker binds a transaction to a task ID and chain only, so such a
+record is adopted by a run of its task on its chain whatever the params hash and signer, as the Go sidecar adopts it."""
+
 CHAIN_ID_MISMATCH = "ChainIdMismatch"
 ACCOUNT_NOT_FOUND = "AccountNotFound"
 TX_PENDING = "TxPending"
@@ -109,6 +114,13 @@ class TxRecord:
         if tx_hash(record.tx_bytes) != record.tx_hash:
             raise ValueError("tx_hash is not the hash of tx_bytes")
         return record
+
+    def adoptable(self, intent: TxIntent, signer: str) -> bool:
+        """Whether a run of `intent`'s task signing as `signer` adopts this record instead of signing: same params
+        hash, chain and signer; for a record imported from the Go sidecar, the same chain."""
+        if self.params_hash == IMPORTED_FROM_GO:
+            return self.chain_id == intent.chain_id
+        return (self.params_hash, self.chain_id, self.signer) == (intent.params_hash, intent.chain_id, signer)
 
 
 class TxRecords:
@@ -293,11 +305,7 @@ class TxSender:
         await self._check_chain(intent.chain_id)
         record = self.records.load(intent.task_id)
         if record is not None:
-            if (record.params_hash, record.chain_id, record.signer) == (
-                intent.params_hash,
-                intent.chain_id,
-                self.key.address,
-            ):
+            if record.adoptable(intent, self.key.address):
                 self.log.info(
                     "adopting tx %s recorded by run %d (sequence %d)", record.tx_hash, record.run, record.sequence
                 )

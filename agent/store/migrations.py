@@ -11,7 +11,8 @@ The file may have been written by the Go sidecar (seictl) on the same PVC, so it
 |         |                  | SQLite >= 3.35, checked before the step runs)                                       |
 | 3       | seictl           | `run INTEGER NOT NULL DEFAULT 1`                                                    |
 | 4       | seictl           | `result TEXT` (NULL when there is no result)                                        |
-| 5       | seictl (HEAD)    | table `tx_markers` (signed-tx idempotency). Not ours: left untouched                |
+| 5       | seictl (HEAD)    | table `tx_markers` (signed-tx idempotency). Left untouched; each marker is also     |
+|         |                  | imported as the agent's tx record (`import_go_tx_markers`), so it is adopted         |
 | 6-9     | reserved         | room for later seictl steps; a file at any of them still gets step 10               |
 | 10      | this agent       | adds each of our columns that is missing (`resumes, reason, hint, retryable,        |
 |         |                  | started_at, timeout_seconds, retry_limit, retry_backoff_seconds, retry_nonce,       |
@@ -28,6 +29,8 @@ Rules:
   as unreadable instead of the whole migration failing.
 - A file already at our version still gets its foreign timestamps rewritten on open (`normalise_timestamps`): a Go
   sidecar rolled back onto the PVC can write to it (its inserts name their columns; ours have defaults).
+- On every open, the Go sidecar's `tx_markers` (if the table exists) are imported as the agent's transaction records
+  (`import_go_tx_markers`): a gov task the Go sidecar signed and broadcast is adopted by the agent, never signed again.
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import peewee
 
-from agent.models import format_timestamp, parse_timestamp
+from agent.chain.broadcast import IMPORTED_FROM_GO, TxRecord, TxRecords
+from agent.chain.cosmos.proto import MsgSubmitProposal, MsgVote, ProtoError, TxBody, TxRaw
+from agent.chain.cosmos.tx import tx_hash
+from agent.models import format_timestamp, parse_timestamp, utcnow
 
 from .base import StoreError
 from .schema import FIELDS, TABLE, PeeweeDatabase, TaskRow
@@ -240,4 +247,88 @@ def migrate(db: PeeweeDatabase) -> int:
     if start == LATEST_VERSION:
         with db.atomic():
             normalise_timestamps(db)
+    import_go_tx_markers(db)
     return start
+
+
+# --- the Go sidecar's tx_markers -----------------------------------------------------------------------------------
+
+_MEMORY = ":memory:"
+
+
+def _go_signer(tx_bytes: bytes) -> str:
+    """The signer of a Go sidecar gov transaction: the voter of its MsgVote or the proposer of its MsgSubmitProposal
+    (the Go pipeline sets them to the signing key's address); empty when the bytes say neither."""
+    try:
+        body = TxBody.decode(TxRaw.decode(tx_bytes).body_bytes)
+        first = body.messages[0] if body.messages else None
+        if first is not None and first.type_url == MsgVote.TYPE_URL:
+            return MsgVote.decode(first.value).voter
+        if first is not None and first.type_url == MsgSubmitProposal.TYPE_URL:
+            return MsgSubmitProposal.decode(first.value).proposer
+    except ProtoError:
+        pass
+    return ""
+
+
+def _marker_record(row: tuple[Any, ...]) -> TxRecord:
+    task_id, marker_hash, tx_bytes, account_number, sequence, chain_id, created_at, run = row
+    raw = bytes(tx_bytes or b"")
+    if not raw or tx_hash(raw) != str(marker_hash or "").upper():
+        raise ValueError("its tx_hash is not the SHA-256 of its tx_bytes")
+    try:
+        created = format_timestamp(parse_timestamp(str(created_at)))
+    except ValueError:
+        created = format_timestamp(utcnow())
+    return TxRecord(
+        task_id=str(task_id).lower(),
+        run=int(run or 1),
+        params_hash=IMPORTED_FROM_GO,
+        chain_id=str(chain_id or ""),
+        signer=_go_signer(raw),
+        account_number=int(account_number or 0),
+        sequence=int(sequence or 0),
+        tx_hash=tx_hash(raw),
+        tx_bytes=raw,
+        created_at=created,
+    )
+
+
+def import_go_tx_markers(db: PeeweeDatabase, home: Path | None = None) -> int:
+    """Write each Go sidecar `tx_markers` row as the agent's tx record (`agent.chain.broadcast`), so that the gov
+    task it belongs to adopts that transaction instead of signing a second one. Returns how many were written.
+
+    `home` defaults to the store file's directory: the Go sidecar keeps `sidecar.db` in its home, and the agent's
+    default store lives there too. A record that already exists (the agent's own, or imported before) is never
+    replaced; a marker that does not hold together (hash not of its bytes, an unusable task ID) is logged and
+    skipped. The table itself is left untouched, so a rolled-back Go sidecar still finds its markers.
+    """
+    if db.database == _MEMORY:
+        return 0
+    found: Any = db.execute_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tx_markers'").fetchone()
+    if found is None:
+        return 0
+    run_column = "t.run" if "run" in _columns(db) else "1"
+    rows = db.execute_sql(
+        "SELECT m.task_id, m.tx_hash, m.tx_bytes, m.account_number, m.sequence, m.chain_id, m.created_at, "
+        f"{run_column} FROM tx_markers m LEFT JOIN {TABLE} t ON t.id = m.task_id"
+    ).fetchall()
+    records = TxRecords(home if home is not None else Path(str(db.database)).resolve().parent)
+    written = 0
+    for row in rows:
+        try:
+            if records.path(str(row[0]).lower()).exists():
+                continue
+            record = _marker_record(tuple(row))
+            records.save(record)
+        except (ValueError, OSError) as error:
+            log.warning("Go sidecar tx marker of task %s not imported: %s", row[0], error)
+            continue
+        written += 1
+        log.info(
+            "imported the Go sidecar's tx %s of task %s (sequence %d) as a tx record: the task adopts it",
+            record.tx_hash,
+            record.task_id,
+            record.sequence,
+        )
+    return written
