@@ -175,6 +175,29 @@ async def test_restart_seid_stops_the_node_and_waits_for_it_to_come_back(simd_ch
     await pod.wait_height(height + 2)  # the validator signs again after the restart
 
 
+async def test_restart_seid_of_a_seed_without_rpc_is_judged_by_its_process_and_p2p_port(
+    simd_chain: SimdChain, pod_factory
+) -> None:
+    """A seed serves no RPC (here: `p2p.seed_mode` and an empty `[rpc] laddr`, so the node starts no RPC server):
+    "back" is a new node process with its P2P port accepting connections (issue 22 D6)."""
+    source = simd_chain.validator("a")
+    source.start()
+    seed = simd_chain.follower("s", of=source)
+    seed.edit_config({"p2p.seed_mode": True, "rpc.laddr": ""})
+    pod = await pod_factory(seed)
+    await ok(pod.agent, TaskType.MARK_READY)
+    await wait_until(lambda: pod.node_process() is not None, what="the seed's process", timeout=30)
+    before = pod.node_process()
+    assert before is not None
+
+    restarted = await ok(pod.agent, TaskType.RESTART_SEID, {"graceSeconds": 60, "readyTimeoutSeconds": 90})
+
+    assert restarted["pid"] == before.pid and restarted["signal"] == "SIGTERM"
+    assert restarted["newPid"] not in (None, before.pid)
+    assert f"P2P 127.0.0.1:{seed.p2p_port} accepting" in restarted["back"]
+    assert "rpc" not in restarted
+
+
 async def test_restart_seid_resumed_after_a_crash_does_not_stop_the_node_that_came_back(
     simd_chain: SimdChain, pod_factory
 ) -> None:
