@@ -258,7 +258,6 @@ class Kubelet:
         self.thread.join(timeout=10)
 
 
-@pytest.mark.slow
 async def test_restart_seid_on_a_seed_is_judged_by_its_process_and_p2p_port(
     lifecycle: HandlerRunner,
     home: Path,
