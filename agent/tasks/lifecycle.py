@@ -41,6 +41,7 @@ reset-data: wipes `data/` of a held node, for a state-sync re-bootstrap. See `re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -152,7 +153,7 @@ def _listeners(home: Path) -> Listeners:
     seed = _mode(home, document) == "seed"
     return Listeners(
         has_rpc=not seed and not (isinstance(rpc_laddr, str) and not rpc_laddr.strip()),
-        rpc=f"http://{rpc[0] if ':' not in rpc[0] else f'[{rpc[0]}]'}:{rpc[1]}" if rpc is not None else None,
+        rpc=f"http://{_shown(rpc)}" if rpc is not None else None,
         p2p=_dialable(get_dotted(document, "p2p.laddr")),
     )
 
@@ -169,6 +170,8 @@ async def _accepts(address: tuple[str, int]) -> bool:
     except (OSError, TimeoutError):
         return False
     writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
     return True
 
 
