@@ -111,7 +111,8 @@ async def test_a_pending_go_sidecar_vote_is_adopted_after_the_switch_never_signe
         bond_denom=DENOM,
         db_path=store,
     )
-    await switched.engine.submit(Task(id=task_id, type=TaskType.GOV_VOTE, params=params, timeout_seconds=120))
+    task = Task(id=task_id, type=TaskType.GOV_VOTE, params=params, timeout_seconds=120)
+    await switched.engine.submit(task, retry=True)  # the controller re-submits a pending task by its ID
     result = await switched.wait(task_id)
 
     assert result.status is TaskStatus.COMPLETED, (result.reason, result.error)
