@@ -79,7 +79,7 @@ from agent.models.status import AgentIdentity
 from agent.server import AgentMetrics
 from agent.store import StoreError
 
-from .authors import AuthorLedger, ledger_path
+from .authors import AuthorLedger, ledger_path, store_file
 from .decide import Action, Author, Decision, Situation, author_of, decide
 from .kubeapi import ApiError, KubeApi
 from .status import (
@@ -180,7 +180,7 @@ class NodeTaskAgent:
         """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
         self.resync_now = asyncio.Event()
         self.authors = authors or AuthorLedger(
-            ledger_path(getattr(engine.store, "path", None)), (identity.name, identity.uid, identity.session)
+            ledger_path(store_file(engine.store)), (identity.name, identity.uid, identity.session)
         )
         """The agent processes whose statuses count as this agent's (`agent.operator.authors`); saved by `start`."""
         self._not_ours: set[str] = set()  # task IDs whose NodeTask this pod may not write (pinned to an old UID)
@@ -563,7 +563,7 @@ class NodeTaskAgent:
         object's resourceVersion, instead of costing a GET each; if the list fails they are written with a GET each.
         One summary Event on the agent's Pod tells how many tasks this start resumed (`RESUMED_EVENTS_EACH`).
         """
-        self._record_session()
+        await self._record_session()
         self.writer.hold_unobserved()
         self.engine.hold_resumed()
         try:
@@ -573,11 +573,11 @@ class NodeTaskAgent:
             if not self._resumed_release_timed:
                 self.engine.release_resumed()
 
-    def _record_session(self) -> None:
+    async def _record_session(self) -> None:
         """Add this process to the agent's authors before it writes any status (`agent.operator.authors`)."""
         if not self.authors.existed:
             try:
-                self.authors.adopting = bool(self.engine.store.list(limit=1))  # an upgrade: the store has history
+                self.authors.adopting = bool(await self.engine.store.list(limit=1))  # an upgrade: the store has history
             except StoreError:
                 self.authors.adopting = False
         self.authors.save()

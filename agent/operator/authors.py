@@ -35,6 +35,13 @@ def ledger_path(store_path: str | Path | None) -> Path | None:
     return Path(f"{store_path}.authors.json")
 
 
+def store_file(store: object) -> str | None:
+    """The file of `store` (a `SqliteStore`, or the `GuardedStore` around one), None when it has none."""
+    inner = getattr(store, "store", store)
+    path = getattr(inner, "path", None)
+    return str(path) if path is not None else None
+
+
 class AuthorLedger:
     """The agent processes that wrote statuses from this store, the current one included (module docstring)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.models import ResourceRef
-from agent.operator.authors import LIMIT, AuthorLedger, ledger_path
+from agent.operator.authors import LIMIT, AuthorLedger, ledger_path, store_file
 from agent.operator.writer import EventRecorder
 from agent.server import AgentMetrics
 
@@ -81,3 +81,15 @@ def test_every_event_names_the_agents_own_pod(kind: str, api_version: str) -> No
     body = queued_body(recorder)
     assert body["reportingInstance"] == "node-0"
     assert body["related"] == {"apiVersion": "v1", "kind": "Pod", "name": "node-0", "namespace": "ns", "uid": "uid-1"}
+
+
+def test_the_list_lives_beside_the_file_of_a_guarded_store(tmp_path: Path) -> None:
+    from agent.store import SqliteStore
+    from agent.store.guard import GuardedStore
+
+    store = SqliteStore(tmp_path / "tasks.db")
+    try:
+        assert ledger_path(store_file(GuardedStore(store))) == tmp_path / "tasks.db.authors.json"
+        assert ledger_path(store_file(SqliteStore(":memory:"))) is None
+    finally:
+        store.close()
