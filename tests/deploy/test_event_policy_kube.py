@@ -32,7 +32,12 @@ def event(installation: Installation, name: str, pod: dict[str, Any], **changes:
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": installation.namespace},
-        "involvedObject": {"apiVersion": "sei.io/v1alpha1", "kind": "NodeTask", "name": "b-task"},
+        "involvedObject": {
+            "apiVersion": "sei.io/v1alpha1",
+            "kind": "NodeTask",
+            "name": "b-task",
+            "namespace": installation.namespace,
+        },
         "reason": "Succeeded",
         "message": "run 1 succeeded",
         "type": "Normal",
@@ -73,7 +78,7 @@ REFUSED: dict[str, tuple[Change, str]] = {
     "related-another-uid": (lambda b: {"related": {**b["related"], "uid": OTHER_UID}}, "must name that Pod"),
     "no-related": (lambda b: {"related": None}, "must name that Pod"),
     "about-another-pod": (
-        lambda b: {"involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "node-b-0"}},
+        lambda b: {"involvedObject": {**b["involvedObject"], "apiVersion": "v1", "kind": "Pod", "name": "node-b-0"}},
         "may post Events about no Pod but its own",
     ),
 }
@@ -96,7 +101,8 @@ def test_an_agents_event_naming_its_own_pod_is_accepted(installation: Installati
     pod, _ = installation.agent("node-a-0")
     changes = {}
     if about == "own-pod":
-        changes["involvedObject"] = {"apiVersion": "v1", "kind": "Pod", "name": "node-a-0"}
+        own = {"apiVersion": "v1", "kind": "Pod", "name": "node-a-0", "namespace": installation.namespace}
+        changes["involvedObject"] = own
 
     posted, stderr = post_as(installation, "node-a-0", event(installation, f"accepted-{about}", pod, **changes))
 
