@@ -2,9 +2,9 @@
 
 `decide(situation)` takes what the resource says (deleted, `cancel`, `retryNonce`, the observed status), what the
 store says (the row under the task ID, or none; whether it is another resource's work) and what this agent wrote
-(`Situation.authors`: the pod, pod UID and session of every agent process that wrote statuses from this store), and returns a
-`Decision`: one `Action`, whether the resource's TTL deletion may be timed, and whether the observed status is a
-terminal status this agent did not write (then it is written over and logged). No I/O, no clock: the table below is
+(`Situation.authors`: the pod, pod UID and session of every agent process that wrote statuses from this store), and
+returns a `Decision`: one `Action`, whether the resource's TTL deletion may be timed, and whether the observed status
+is a terminal status this agent did not write (then it is written over and logged). No I/O, no clock: the table below is
 what `NodeTaskAgent` carries out, and tests/operator/test_decide.py runs it row for row (the same rows, with the
 same ids, are the table of docs/operator.md, which that test parses).
 
@@ -24,8 +24,9 @@ same ids, are the table of docs/operator.md, which that test parses).
 | forged-on-finished  | terminal status this agent did not write    | terminal        | ENSURE                 |
 | in-line             | anything else                               | a row           | ENSURE                 |
 
-"This agent wrote" means: `status.agent` names this pod, and its pod UID and session are a pair this agent recorded
-(`Situation.authors`), and the status is about this task (`taskId`); with a store row, also its phase and run are the row's.
+"This agent wrote" means: `status.agent` names this pod, and its pod UID and session are a pair this agent
+recorded (`Situation.authors`), and the status is about this task (`taskId`); with a store row, also its phase and
+run are the row's.
 Anything else is not an outcome: it never stops a task from running (foreign-outcome), never times the TTL deletion
 (which would delete the NodeTask and, with it, a running task's row), and a terminal one is written over from the
 store (forged-on-running, forged-on-finished) at once, not after the stale-body window. A terminal status of an
