@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from typing import Any
 
@@ -123,8 +124,9 @@ def gone(pod: AgentPod, name: str) -> bool:
 
 @pytest.mark.parametrize("forged_by", ["bogus-uid", "bogus-session"])
 def test_a_forged_terminal_status_on_a_running_task_is_written_over_never_ttl_deleted(
-    agents: AgentFactory, forged_by: str
+    agents: AgentFactory, forged_by: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="agent.operator.agent")
     pod = agents.pod("node-0")
     agents.thread(pod)
     pod.ns.apply(nodetask("busy", pod.name, GATE_TYPE.value, {"label": "busy"}, ttlSecondsAfterFinished=0))
@@ -137,6 +139,7 @@ def test_a_forged_terminal_status_on_a_running_task_is_written_over_never_ttl_de
     restored = wait_phase(pod.ns, "busy", "Running", timeout=20)  # written over from the store, not deleted
     assert restored["agent"] == {"pod": pod.name, "podUID": pod.uid, "session": session}
     assert restored.get("completedAt") is None
+    assert "has a terminal status (Succeeded" in caplog.text and "writing over it from the store" in caplog.text
     code, row = pod.http(f"/v0/tasks/{running['taskId']}")
     assert code == 200 and row["phase"] == "Running"
 
