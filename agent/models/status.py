@@ -73,7 +73,11 @@ class ProgressStatus(CamelModel):
     unit: str = ""
     percent: float | None = Field(default=None, ge=0, le=100)
     message: str = ""
-    summary: str = Field(default="", description="Human form for `kubectl get`, e.g. `1.2 GiB/4.0 GiB (30.0%)`.")
+    summary: str | None = Field(
+        default="",
+        description="Human form for `kubectl get`, e.g. `1.2 GiB/4.0 GiB (30.0%)`.",
+    )
+    """None only in a patch: it removes the "in progress" line of a finished task (`agent.operator.status`)."""
 
 
 class ErrorStatus(CamelModel):

@@ -1,22 +1,10 @@
 """The NodeTask agent: reconciles its pod's NodeTask resources against the engine and the store (docs/design.md 6).
 
 Every event about a NodeTask, however often kopf delivers it and however stale its body, goes through one idempotent
-`reconcile` keyed by the task ID (`spec.taskId`, else `metadata.uid`):
-
-| the resource says            | the store says              | the agent does                                       |
-|------------------------------|-----------------------------|------------------------------------------------------|
-| deleted (or being deleted)   | running                     | `engine.remove`: handler stopped, row forgotten      |
-| deleted                      | terminal                    | nothing; the row stays as history (readiness, IDs)   |
-| `cancel: true`               | running                     | `engine.cancel`: handler stopped, Cancelled          |
-| `cancel: true`               | nothing                     | status Cancelled ("cancelled before it started")     |
-| new task                     | nothing                     | `engine.submit`                                      |
-| status terminal, same taskId,| nothing (pruned, lost)      | nothing: a finished task never runs again            |
-| written by this pod's agent  |                             |                                                      |
-| status terminal, not written | nothing                     | `engine.submit`, with a warning: a status the agent  |
-| by this pod's agent          |                             | did not write is not an outcome (see below)          |
-| new `retryNonce`             | failed                      | `engine.submit` again: run + 1                       |
-| another type or other params | a row under the same ID     | Failed `TaskIdConflict` on this resource only        |
-| anything else                | a row                       | re-patch the status if it tells a different story    |
+`reconcile` keyed by the task ID (`spec.taskId`, else `metadata.uid`). What it does is decided by the pure function
+`agent.operator.decide.decide` from what the resource says, the store row and what this agent wrote; its docstring
+holds the decision table (the same as docs/operator.md's, both run by tests/operator/test_decide.py), and `_carry_out`
+does what it says.
 
 A watch event that is the echo of the agent's own last status patch (the resourceVersion the patch was answered
 with, no newer status queued, none dropped since) is not reconciled: the object is exactly as the agent left it.
@@ -24,11 +12,10 @@ Lists (start-up, resync) reconcile every object regardless, and a terminal statu
 times `ttlSecondsAfterFinished`.
 
 The store is the source of truth for outcomes, the resource for what was asked. A terminal status counts as an
-outcome without a store row (the row was pruned, or the store lost with its volume) only when an agent of this pod
-wrote it: `status.agent.pod` names this pod. A terminal status that someone else wrote before the agent saw the task
-(a controller copying a status, a `kubectl patch`) does not stop the task from running. This guards against mistakes,
-not malice: whoever may write NodeTask status can forge the marker too, so only the agent and trusted controllers
-should hold that right (the admission policy confines each agent to its own pod's NodeTasks).
+outcome only when this agent wrote it: `status.agent` names this pod with a pod UID and session that the agent
+recorded (`agent.operator.authors`), and, with a store row, the row's phase and run. A terminal status anyone else
+wrote (a controller copying a status, a `kubectl patch --subresource=status` naming this pod) never stops a task from
+running, never times `ttlSecondsAfterFinished`, and is written over from the store at once, with a warning.
 
 A type the agent does not know, or a task ID that is not a UUID (possible when the CRD and the agent are at different
 versions), ends Failed with reason `UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
@@ -82,7 +69,6 @@ from agent.models import (
     TaskError,
     TaskRejected,
     TaskResult,
-    TaskStatus,
     normalize_task_id,
     parse_timestamp,
     utcnow,
@@ -93,6 +79,8 @@ from agent.models.status import AgentIdentity
 from agent.server import AgentMetrics
 from agent.store import StoreError
 
+from .authors import AuthorLedger, ledger_path, store_file
+from .decide import Action, Author, Decision, Situation, author_of, decide
 from .kubeapi import ApiError, KubeApi
 from .status import (
     Rendering,
@@ -178,6 +166,7 @@ class NodeTaskAgent:
         heartbeat_interval: float = 30.0,
         resync_interval: float = 60.0,
         new_incarnation: bool = False,
+        authors: AuthorLedger | None = None,
     ) -> None:
         self.engine = engine
         self.api = api
@@ -190,6 +179,10 @@ class NodeTaskAgent:
         self.new_incarnation = new_incarnation
         """This pod's UID differs from the store's previous owner's: NodeTask rows resume only after a list."""
         self.resync_now = asyncio.Event()
+        self.authors = authors or AuthorLedger(
+            ledger_path(store_file(engine.store)), (identity.name, identity.uid, identity.session)
+        )
+        """The agent processes whose statuses count as this agent's (`agent.operator.authors`); saved by `start`."""
         self._not_ours: set[str] = set()  # task IDs whose NodeTask this pod may not write (pinned to an old UID)
         engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
@@ -335,47 +328,67 @@ class NodeTaskAgent:
         conflict = None
         if row is not None and not (row.source is not None and row.source.uid == ref.uid):
             conflict = task_id_conflict(row, self._task(ref, spec, task_id))  # another resource reusing the ID
-        if conflict is not None:
+        decision = decide(
+            Situation(
+                task_id=task_id,
+                status=observed_status,
+                row=row,
+                conflict=conflict is not None,
+                deleted=deleted,
+                cancel=spec.cancel,
+                retry_nonce=spec.retry_nonce,
+                authors=self.authors.known,
+            )
+        )
+        await self._carry_out(decision, ref, spec, task_id, row, conflict, observed_status)
+
+    async def _carry_out(
+        self,
+        decision: Decision,
+        ref: ResourceRef,
+        spec: NodeTaskSpec,
+        task_id: str,
+        row: TaskResult | None,
+        conflict: TaskError | None,
+        observed: dict[str, Any],
+    ) -> None:
+        """Do what `decide` said (agent.operator.decide)."""
+        action = decision.action
+        if action is Action.REFUSE and conflict is not None:
             # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
             # may touch the stored task.
-            if deleted:
-                self._forget(None, ref)
-            else:
-                self._reject(ref, conflict, task_id, observed_status)
+            self._reject(ref, conflict, task_id, observed)
             return
-        if deleted:
+        if action is Action.FORGET and conflict is not None:
+            self._forget(None, ref)
+            return
+        if action in (Action.REMOVE, Action.FORGET):
             self._cancel_expiry(ref.uid)
             await self._deleted(task_id, ref)
             return
-        self._schedule_expiry(ref, spec, observed_status)
+        if decision.overwrite:
+            log.warning(
+                "NodeTask %s/%s has a terminal status (%s, agent %s) that this agent did not write; %s",
+                ref.namespace,
+                ref.name,
+                observed.get("phase"),
+                author_of(observed),
+                "running the task" if action is Action.SUBMIT else "writing over it from the store",
+            )
+        if decision.expire:
+            self._schedule_expiry(ref, spec, observed, row)
         self._remember(task_id, ref)
-
-        if spec.cancel:
-            if row is None:
-                desired = render_cancelled_before_start(task_id, self._rendering(ref))
-                if self._write_if_changed(ref, desired, observed_status):
-                    self.events.record(ref, "Cancelled", "cancelled before it started")
-            elif not row.terminal:
-                await self.engine.cancel(task_id)  # the engine's CANCELLED event writes the status
-            else:
-                self._ensure(ref, row, observed_status)
-            return
-
-        if row is None:
-            if is_terminal(observed_status) and observed_status.get("taskId") == task_id:
-                if self._written_here(observed_status):
-                    return  # finished earlier and no longer in the store (pruned or lost): never run it again
-                log.warning(
-                    "NodeTask %s/%s has a terminal status (%s) that no agent of this pod wrote; running the task",
-                    ref.namespace,
-                    ref.name,
-                    observed_status.get("phase"),
-                )
-            await self._submit(ref, spec, task_id, observed_status)
-        elif row.status is TaskStatus.FAILED and spec.retry_nonce is not None and spec.retry_nonce != row.retry_nonce:
-            await self._submit(ref, spec, task_id, observed_status)
-        else:
-            self._ensure(ref, row, observed_status)
+        if action is Action.CANCELLED_BEFORE_START:
+            desired = render_cancelled_before_start(task_id, self._rendering(ref))
+            if self._write_if_changed(ref, desired, observed, force=decision.overwrite):
+                self.events.record(ref, "Cancelled", "cancelled before it started")
+        elif action is Action.CANCEL:
+            await self.engine.cancel(task_id)  # the engine's CANCELLED event writes the status
+        elif action is Action.SUBMIT:
+            await self._submit(ref, spec, task_id, observed)
+        elif action is Action.ENSURE and row is not None:
+            self._ensure(ref, row, observed, force=decision.overwrite)
+        # KEEP_OUTCOME: finished earlier and no longer in the store (pruned or lost): never run it again
 
     def _is_own_echo(self, body: Mapping[str, Any]) -> bool:
         """Whether this watched body is the echo of the agent's own last status patch while no newer status is queued
@@ -388,10 +401,6 @@ class NodeTaskAgent:
         if not isinstance(status, Mapping) or is_terminal(status):
             return False
         return self.writer.is_own_echo(self._ref_of(body), _meta(body).get("resourceVersion"))
-
-    def _written_here(self, status: Mapping[str, Any]) -> bool:
-        agent = status.get("agent")
-        return isinstance(agent, Mapping) and agent.get("pod") == self.identity.name
 
     @staticmethod
     def _task(ref: ResourceRef, spec: NodeTaskSpec, task_id: str) -> Task:
@@ -414,15 +423,22 @@ class NodeTaskAgent:
 
     # ------------------------------------------------------------------------- ttlSecondsAfterFinished
 
-    def _schedule_expiry(self, ref: ResourceRef, spec: NodeTaskSpec, observed: dict[str, Any]) -> None:
-        """Time the deletion of a finished NodeTask that asks for it (see the module docstring)."""
+    def _schedule_expiry(
+        self, ref: ResourceRef, spec: NodeTaskSpec, observed: dict[str, Any], row: TaskResult | None
+    ) -> None:
+        """Time the deletion of a finished NodeTask that asks for it (see the module docstring); called only for a
+        terminal status this agent wrote (`Decision.expire`). Counted from the store's completion time when there is
+        a row, else from the status's `completedAt`."""
         ttl = spec.ttl_seconds_after_finished
         if ttl is None or not is_terminal(observed) or ref.uid in self._expiries:
             return
-        try:
-            finished_at = parse_timestamp(str(observed.get("completedAt") or ""))
-        except ValueError:
-            finished_at = utcnow()  # no (readable) completion time: count from now, never delete early
+        if row is not None and row.completed_at is not None:
+            finished_at = row.completed_at
+        else:
+            try:
+                finished_at = parse_timestamp(str(observed.get("completedAt") or ""))
+            except ValueError:
+                finished_at = utcnow()  # no (readable) completion time: count from now, never delete early
         delay = max(0.0, (finished_at - utcnow()).total_seconds() + ttl)
         expiry = asyncio.create_task(self._expire(ref, delay), name=f"ttl-{ref.name}")
         self._expiries[ref.uid] = expiry
@@ -470,18 +486,29 @@ class NodeTaskAgent:
             self.metrics.rejections.labels(error.reason).inc()
             self.events.record(ref, "Failed", f"{error.reason}: {error.message}", warning=True)
 
-    def _ensure(self, ref: ResourceRef, row: TaskResult, observed: dict[str, Any]) -> None:
+    def _ensure(self, ref: ResourceRef, row: TaskResult, observed: dict[str, Any], *, force: bool = False) -> None:
         """Re-patch the status from the store when the resource tells a different story."""
         desired = render_status(row, None, self._rendering(ref))
-        self._write_if_changed(ref, desired, observed)
+        self._write_if_changed(ref, desired, observed, force=force)
 
-    def _write_if_changed(self, ref: ResourceRef, desired: dict[str, Any], observed: dict[str, Any]) -> bool:
+    def _write_if_changed(
+        self, ref: ResourceRef, desired: dict[str, Any], observed: dict[str, Any], *, force: bool = False
+    ) -> bool:
+        """Queue `desired` unless the resource already tells that story, or a write of it is queued, or (not
+        `force`d) this process wrote it moments ago and `observed` is taken for a late, stale body
+        (`STALE_BODY_WINDOW`). `force`: `observed` is a terminal status this agent did not write, never stale."""
         wanted = essentials(desired)
-        if essentials(observed) == wanted and observed.get("observedGeneration") == desired["observedGeneration"]:
+        if not force and (
+            essentials(observed) == wanted and observed.get("observedGeneration") == desired["observedGeneration"]
+        ):
             return False
         pending = self.writer.pending(ref)
         if pending is not None and essentials(pending) == wanted:
             return False
+        if force:
+            self._conditions[ref.uid] = desired["conditions"]
+            self.writer.update(ref, desired, urgent=True)
+            return True
         written, written_at = self.writer.last_written(ref)
         recently = time.monotonic() - written_at < STALE_BODY_WINDOW
         if (
@@ -536,6 +563,7 @@ class NodeTaskAgent:
         object's resourceVersion, instead of costing a GET each; if the list fails they are written with a GET each.
         One summary Event on the agent's Pod tells how many tasks this start resumed (`RESUMED_EVENTS_EACH`).
         """
+        await self._record_session()
         self.writer.hold_unobserved()
         self.engine.hold_resumed()
         try:
@@ -544,6 +572,15 @@ class NodeTaskAgent:
             self.writer.release_unobserved()
             if not self._resumed_release_timed:
                 self.engine.release_resumed()
+
+    async def _record_session(self) -> None:
+        """Add this process to the agent's authors before it writes any status (`agent.operator.authors`)."""
+        if not self.authors.existed:
+            try:
+                self.authors.adopting = bool(await self.engine.store.list(limit=1))  # an upgrade: the store has history
+            except StoreError:
+                self.authors.adopting = False
+        self.authors.save()
 
     def _release_resumed_after_report(self) -> None:
         """Let resumed handlers start once the statuses written so far are out (`RESUME_REPORT_WAIT` at most)."""
@@ -678,6 +715,8 @@ class NodeTaskAgent:
         else:
             listed_at, addressed = listed
         items = [item for item in addressed if self.owns(item)]
+        if self.authors.adopting:
+            self.authors.adopt(self._authors_named(items))
         for body in items:  # every resourceVersion first: statuses held at start-up go out while the rest reconcile
             if not _meta(body).get("deletionTimestamp"):
                 self.writer.observe(self._ref_of(body), _meta(body).get("resourceVersion"))
@@ -705,6 +744,16 @@ class NodeTaskAgent:
             await self.engine.remove(task_id)
             self.events.record(source, "Cancelled", "NodeTask no longer exists: handler stopped, task forgotten")
         return addressed
+
+    def _authors_named(self, items: list[dict[str, Any]]) -> list[Author]:
+        """The agent processes of this pod named by the terminal statuses of `items` (`AuthorLedger.adopt`)."""
+        named = []
+        for body in items:
+            status = body.get("status")
+            author = author_of(status) if isinstance(status, Mapping) and is_terminal(status) else None
+            if author is not None and author[0] == self.identity.name and all(author):
+                named.append(author)
+        return named
 
     def _task_id_of(self, body: Mapping[str, Any]) -> str | None:
         raw = _spec(body).get("taskId") or _meta(body).get("uid")

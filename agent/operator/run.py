@@ -248,7 +248,9 @@ class AgentProcess:
             concurrency=options.status_concurrency,
             settle=engine.store.writes_settled,
         )
-        events = self.events = EventRecorder(api, metrics, pod=identity.name, status_first=writer.settled)
+        events = self.events = EventRecorder(
+            api, metrics, pod=identity.name, pod_uid=identity.uid, status_first=writer.settled
+        )
         agent = self.agent = NodeTaskAgent(
             engine,
             api,

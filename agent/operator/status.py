@@ -1,8 +1,9 @@
 """From a store row (plus what the engine just said about it) to the NodeTask `status` the agent writes.
 
-Pure functions: no I/O, no clock except the `now` passed in. The status writer sends the result as a JSON merge
-patch, so a `None` value *deletes* that key on the server (used to clear the previous run's error, result and
-progress when a task runs again); keys absent from the dict are left as they are.
+Pure functions: no I/O, no clock except the `now` passed in. Each status is built as the typed `NodeTaskStatus`
+(the model the CRD's status schema comes from) and sent by the status writer as a JSON merge patch (`as_patch`: the
+fields the rendering set), so a `None` value *deletes* that key on the server (used to clear the previous run's
+error, result and progress when a task runs again); keys absent from the dict are left as they are.
 
 Phases: a stored `running` row is `Running`, or `Pending` while an automatic retry waits for its backoff; terminal
 rows map one to one (`completed` -> `Succeeded`, ...). Conditions (see `agent.models.status`): `Accepted` True once
@@ -23,7 +24,15 @@ from typing import Any
 from agent.engine import EventKind
 from agent.models import Phase, Progress, Reason, TaskError, TaskResult, TaskStatus, format_timestamp
 from agent.models.redaction import redact, redact_text
-from agent.models.status import AgentIdentity, ConditionStatus, ConditionType
+from agent.models.status import (
+    AgentIdentity,
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    ErrorStatus,
+    NodeTaskStatus,
+    ProgressStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class Rendering:
 
 
 MESSAGE_LIMIT = 1024
+REASON_LIMIT = 1024
+"""A condition's reason is at most this long (metav1.Condition; the CRD schema says so too)."""
 ERROR_MESSAGE_LIMIT = 4096
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 
@@ -75,15 +86,16 @@ def _reason_and_message(row: TaskResult, phase: Phase) -> tuple[str, str]:
     return row.reason or Reason.TASK_FAILED, row.error or phase.value.lower()
 
 
-def progress_status(progress: Progress) -> dict[str, Any]:
-    return {
-        "current": progress.current,
-        "total": progress.total,
-        "unit": progress.unit,
-        "percent": progress.percent,
-        "message": _clip(progress.message, MESSAGE_LIMIT),
-        "summary": _clip(progress.describe(), 120),
-    }
+def progress_status(progress: Progress) -> ProgressStatus:
+    percent = progress.percent
+    return ProgressStatus(
+        current=progress.current,
+        total=progress.total,
+        unit=progress.unit,
+        percent=None if percent is None else min(100.0, max(0.0, percent)),
+        message=_clip(progress.message, MESSAGE_LIMIT),
+        summary=_clip(progress.describe(), 120),
+    )
 
 
 def conditions_for(
@@ -95,7 +107,7 @@ def conditions_for(
     generation: int,
     now: datetime,
     previous: Sequence[dict[str, Any]] = (),
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """Every condition (see `agent.models.status`), keeping `lastTransitionTime` of each whose status did not change."""
     stamp = format_timestamp(now)
     before = {condition.get("type"): condition for condition in previous}
@@ -142,16 +154,27 @@ def conditions_for(
         old = before.get(condition_type.value)
         changed = old is None or old.get("status") != status.value
         conditions.append(
-            {
-                "type": condition_type.value,
-                "status": status.value,
-                "reason": condition_reason or "Unknown",
-                "message": condition_message,
-                "lastTransitionTime": stamp if changed else old["lastTransitionTime"],  # type: ignore[index]
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=condition_type,
+                status=status,
+                reason=(condition_reason or "Unknown")[:REASON_LIMIT],
+                message=condition_message,
+                last_transition_time=stamp if changed else old["lastTransitionTime"],  # type: ignore[index]
+                observed_generation=generation,
+            )
         )
     return conditions
+
+
+def _agent(identity: AgentIdentity) -> AgentIdentity:
+    """`identity` with every field set, so that the patch always carries pod, pod UID and session."""
+    return AgentIdentity(pod=identity.pod, pod_uid=identity.pod_uid, session=identity.session)
+
+
+def as_patch(status: NodeTaskStatus) -> dict[str, Any]:
+    """The JSON merge-patch body of `status`: every field the rendering set, `None` included (a null deletes the key
+    on the server); fields it left unset are absent, so the server keeps them."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def render_status(row: TaskResult, kind: EventKind | None, context: Rendering) -> dict[str, Any]:
@@ -160,46 +183,46 @@ def render_status(row: TaskResult, kind: EventKind | None, context: Rendering) -
     agent, generation, now = context.agent, context.generation, context.now
     phase = phase_of(row, kind)
     reason, message = _reason_and_message(row, phase)
-    status: dict[str, Any] = {
-        "phase": phase.value,
-        "run": row.run,
-        "resumes": row.resumes,
-        "taskId": row.id,
-        "agent": agent.model_dump(by_alias=True),
-        "submittedAt": format_timestamp(row.submitted_at),
-        "startedAt": format_timestamp(row.started_at) if row.started_at else None,
-        "completedAt": format_timestamp(row.completed_at) if row.completed_at else None,
-        "reason": reason,
-        "message": _clip(message, MESSAGE_LIMIT),
-        "observedGeneration": generation,
-        "conditions": conditions_for(
+    status = NodeTaskStatus(
+        phase=phase,
+        run=row.run,
+        resumes=row.resumes,
+        task_id=row.id,
+        agent=_agent(agent),
+        submitted_at=format_timestamp(row.submitted_at),
+        started_at=format_timestamp(row.started_at) if row.started_at else None,
+        completed_at=format_timestamp(row.completed_at) if row.completed_at else None,
+        reason=reason,
+        message=_clip(message, MESSAGE_LIMIT),
+        observed_generation=generation,
+        conditions=conditions_for(
             phase, reason, message, accepted=True, generation=generation, now=now, previous=context.previous_conditions
         ),
-    }
+    )
     if phase in (Phase.RUNNING, Phase.PENDING):
-        status["heartbeatAt"] = format_timestamp(now)
+        status.heartbeat_at = format_timestamp(now)
     if phase in TERMINAL_PHASES:
         # Keep the last numbers (bytes restored, height reached) but not the "in progress" line of the Progress column.
-        status["progress"] = {"summary": None}
+        status.progress = ProgressStatus(summary=None)
     elif row.progress is not None:
-        status["progress"] = progress_status(row.progress)
+        status.progress = progress_status(row.progress)
     elif kind in (EventKind.ACCEPTED, EventKind.RETRYING):
-        status["progress"] = None  # a new run: the previous run's progress no longer applies
+        status.progress = None  # a new run: the previous run's progress no longer applies
     if phase is Phase.SUCCEEDED:
-        status["result"] = redact(row.result) if row.result is not None else None
-        status["error"] = None
+        status.result = redact(row.result) if row.result is not None else None
+        status.error = None
     elif phase in (Phase.FAILED, Phase.CANCELLED, Phase.PENDING):
-        status["result"] = None
-        status["error"] = {
-            "reason": row.reason or Reason.TASK_FAILED,
-            "message": _clip(row.error, ERROR_MESSAGE_LIMIT),
-            "hint": _clip(row.hint, MESSAGE_LIMIT),
-            "retryable": row.retryable,
-        }
+        status.result = None
+        status.error = ErrorStatus(
+            reason=row.reason or Reason.TASK_FAILED,
+            message=_clip(row.error, ERROR_MESSAGE_LIMIT),
+            hint=_clip(row.hint, MESSAGE_LIMIT),
+            retryable=row.retryable,
+        )
     else:
-        status["result"] = None
-        status["error"] = None
-    return status
+        status.result = None
+        status.error = None
+    return as_patch(status)
 
 
 def _never_ran(
@@ -208,32 +231,34 @@ def _never_ran(
     """Status of a task that ended without a run (nothing in the store): no run, resumes, start or result."""
     stamp = format_timestamp(context.now)
     message = _clip(error.message, MESSAGE_LIMIT)
-    return {
-        "phase": phase.value,
-        "taskId": task_id,
-        "agent": context.agent.model_dump(by_alias=True),
-        "submittedAt": stamp,
-        "completedAt": stamp,
-        "reason": error.reason,
-        "message": message,
-        "observedGeneration": context.generation,
-        "error": {
-            "reason": error.reason,
-            "message": _clip(error.message, ERROR_MESSAGE_LIMIT),
-            "hint": _clip(error.hint, MESSAGE_LIMIT),
-            "retryable": False,
-        },
-        "progress": {"summary": None},
-        "conditions": conditions_for(
-            phase,
-            error.reason,
-            message,
-            accepted=accepted,
-            generation=context.generation,
-            now=context.now,
-            previous=context.previous_conditions,
-        ),
-    }
+    return as_patch(
+        NodeTaskStatus(
+            phase=phase,
+            task_id=task_id,
+            agent=_agent(context.agent),
+            submitted_at=stamp,
+            completed_at=stamp,
+            reason=error.reason,
+            message=message,
+            observed_generation=context.generation,
+            error=ErrorStatus(
+                reason=error.reason,
+                message=_clip(error.message, ERROR_MESSAGE_LIMIT),
+                hint=_clip(error.hint, MESSAGE_LIMIT),
+                retryable=False,
+            ),
+            progress=ProgressStatus(summary=None),
+            conditions=conditions_for(
+                phase,
+                error.reason,
+                message,
+                accepted=accepted,
+                generation=context.generation,
+                now=context.now,
+                previous=context.previous_conditions,
+            ),
+        )
+    )
 
 
 def render_rejection(error: TaskError, task_id: str | None, context: Rendering) -> dict[str, Any]:

@@ -445,6 +445,9 @@ class EventRecorder:
     api: KubeApi
     metrics: AgentMetrics
     pod: str
+    """The agent's pod: every Event names it as `reportingInstance` and `related` (the admission policy refuses an
+    agent's Event that names another pod)."""
+    pod_uid: str = ""
     give_up_after: float = 600.0
     max_queued: int = 1000
     workers: int = 4
@@ -509,6 +512,13 @@ class EventRecorder:
             "source": {"component": "nodetask-agent", "host": self.pod},
             "reportingComponent": "sei.io/nodetask-agent",
             "reportingInstance": self.pod,
+            "related": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.pod,
+                "namespace": ref.namespace,
+                **({"uid": self.pod_uid} if self.pod_uid else {}),
+            },
             "firstTimestamp": _event_time(now),
             "lastTimestamp": _event_time(now),
             "count": count,

@@ -180,3 +180,30 @@ def test_own_terminal_status_without_a_store_row_is_not_run_again(agents: AgentF
     time.sleep(6)  # the start-up list and one periodic resync (5 s in the operator tests) have run
     assert (pod.home / "gate.log").read_text().count("start finished") == 1
     assert status_of(pod.ns, "finished")["phase"] == "Succeeded"
+
+
+def test_an_upgrade_to_the_author_list_keeps_pruned_outcomes_as_the_agents_own(agents: AgentFactory) -> None:
+    """An agent version that kept no author list wrote the statuses: the first start with the list (the store has
+    rows) takes the sessions named by this pod's finished NodeTasks as its own, so a pruned outcome never runs again."""
+    pod = agents.pod("node-0")
+    agent = agents.thread(pod)
+    pod.ns.apply(gate_task("pruned", "pruned"), nodetask("kept", "node-0", "mark-ready"))
+    pod.release("pruned")
+    kubectl_wait(pod.ns, "pruned", "Succeeded")
+    kubectl_wait(pod.ns, "kept", "Succeeded")
+    agent.stop()
+    store_path = pod.settings().store_path
+    Path(f"{store_path}.authors.json").unlink()  # as an agent without the list left it
+    store = SqliteStore(store_path)
+    try:
+        assert store.delete(status_of(pod.ns, "pruned")["taskId"])  # retention pruned its row; "kept" has one
+    finally:
+        store.close()
+
+    agents.thread(pod)
+    pod.ns.apply(nodetask("after", "node-0", "mark-ready"))
+    kubectl_wait(pod.ns, "after", "Succeeded")  # the start-up list, which adopts and reconciles, is done
+    assert (pod.home / "gate.log").read_text().count("start pruned") == 1
+    assert status_of(pod.ns, "pruned")["phase"] == "Succeeded"
+    authors = json.loads(Path(f"{store_path}.authors.json").read_text())["authors"]
+    assert len(authors) == 2  # the adopted earlier session and this one
