@@ -18,7 +18,14 @@ from agent.chain.cosmos.tx import SignedTx, account_from_query, sign_tx
 from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
 from agent.chain.rpc import RpcClient, RpcError, normalize_endpoint
 from agent.models import TaskError
-from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, Fault, block_hash, seid_recorded
+from tests.fixtures.cometbft import (
+    SEID_HEX_REFUSAL,
+    CometBFTFactory,
+    FakeCometBFT,
+    Fault,
+    block_hash,
+    seid_recorded,
+)
 
 
 @pytest.mark.parametrize("shape", ["flat", "envelope"])
@@ -274,7 +281,7 @@ def test_the_fake_reproduces_seids_recorded_refusal_of_a_0x_byte_argument(cometb
     data = QueryAccountRequest(SEI_ADDRESS).encode().hex()
     with urllib.request.urlopen(f'{node.url}/abci_query?path="{ACCOUNT_QUERY}"&data=0x{data}') as response:
         assert response.status == 200
-        assert response.read() == seid_recorded("abci_query-0x-hex")
+        assert response.read() == seid_recorded(SEID_HEX_REFUSAL)
 
 
 @pytest.mark.parametrize("dialect", ["cometbft", "seid"])
