@@ -5,12 +5,14 @@ validator's operator key is made by the agent (its keystore, as generate-gentx w
 `nodetask-agent keys export`, and imported with a real `simd keys import`; simd's gentx then signs with it. So the
 agents sign with exactly the keys that hold the chain's voting power.
 
-Covered: a param-change proposal submitted by an agent, voted yes by the three agents (one of them killed with
-SIGKILL right after its broadcast and restarted: exactly one transaction, checked by the account sequence), passes
-and changes the parameter; a software-upgrade proposal sets the upgrade plan; insufficient fees, a wrong chain ID and
-an unknown proposal fail with their reasons; a resumed run re-broadcasts the recorded bytes instead of re-signing; a
-record whose sequence another transaction used fails with `SequenceConsumed`; a record for other params is not
-adopted.
+The agents run with spending ceilings exactly at what the tests pay (`CEILINGS`). Covered: a param-change proposal
+submitted by an agent, voted yes by the three agents (one of them killed with SIGKILL right after its broadcast and
+restarted: exactly one transaction, checked by the account sequence), passes and changes the parameter; a
+software-upgrade proposal (its plan's zero time on the wire) sets the upgrade plan; insufficient fees, a fee in a
+denom the chain refuses, a wrong chain ID and an unknown proposal fail with the chain's reasons (and
+`inclusionStatus` where the chain committed); a fee draining the account is refused before signing; a resumed run
+re-broadcasts the recorded bytes instead of re-signing; a record whose sequence another transaction used fails with
+`SequenceConsumed`; a record for other params is not adopted.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ MIN_GAS_PRICE = "0.01stake"
 GAS = 300_000
 FEES = "3000stake"  # exactly GAS x MIN_GAS_PRICE
 DEPOSIT = "1000stake"
-CEILINGS = {"max_gas_price": MIN_GAS_PRICE, "max_deposit": DEPOSIT}
-"""The agents' spending ceilings (`NODETASK_MAX_GAS_PRICE`, `NODETASK_MAX_DEPOSIT`): exactly what the tests pay."""
+CEILINGS = {"max_gas_price": f"{MIN_GAS_PRICE},0.01uatom", "max_deposit": DEPOSIT}
+"""The agents' spending ceilings (`NODETASK_MAX_GAS_PRICE`, `NODETASK_MAX_DEPOSIT`): exactly what the tests pay, and
+a denom the chain refuses for fees (so that refusal is the chain's)."""
 PASSPHRASE = "export passphrase for the test"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -238,7 +241,7 @@ def _kill_after_broadcast_then_resume(validator: Validator, params: dict[str, An
         "SEI_CHAIN_ID": CHAIN_ID,
         "SEI_BECH32_PREFIX": PREFIX,
         "SEI_BOND_DENOM": DENOM,
-        "NODETASK_MAX_GAS_PRICE": MIN_GAS_PRICE,
+        "NODETASK_MAX_GAS_PRICE": CEILINGS["max_gas_price"],
         "NODETASK_MAX_DEPOSIT": DEPOSIT,
     }
     argv = [sys.executable, "-m", "agent", "--log-level", "INFO", "local", str(manifest), "--home",
@@ -371,11 +374,12 @@ async def test_software_upgrade_proposal_sets_the_plan(gov_chain: GovChain, agen
     ("params", "reason", "message", "consumes_sequence", "inclusion"),
     [
         (_vote(1, fees="1stake"), "InsufficientFee", "insufficient fee", False, None),
+        (_vote(1, fees="3000uatom"), "InsufficientFee", "insufficient fee", False, None),
         (_vote(1, chainId="another-chain"), "ChainIdMismatch", "is on chain 'gov-real'", False, None),
         (_vote(999_999), "UnknownProposal", "999999", True, "committed_failed"),
         (_vote(1, gas=1000, fees="10stake"), "OutOfGas", "out of gas", False, None),
     ],
-    ids=["insufficient-fees", "wrong-chain-id", "unknown-proposal", "out-of-gas"],
+    ids=["insufficient-fees", "fee-denom-refused", "wrong-chain-id", "unknown-proposal", "out-of-gas"],
 )
 async def test_a_refused_transaction_fails_with_a_clear_reason(
     gov_chain: GovChain,

@@ -184,3 +184,34 @@ async def test_spending_at_the_ceilings_is_allowed(cometbft_factory: CometBFTFac
     params = {**UPGRADE, "gas": 1_000_000, "fees": "100000usei", "initialDeposit": "3500000000usei"}
     result = await _runner(node_home, node)(TaskType.GOV_SOFTWARE_UPGRADE, params)
     assert result is not None and result["inclusionStatus"] == "committed_ok"
+
+
+@DIALECTS
+@pytest.mark.parametrize(
+    ("case", "reason", "message"),
+    [
+        ("wrong-chain-id", "ChainIdMismatch", "is on chain 'test-chain'"),
+        ("unknown-account", "AccountNotFound", "does not exist on chain"),
+        ("key-missing", "TaskFailed", "file not found"),
+    ],
+)
+async def test_bad_input_fails_with_its_reason_and_sends_nothing(
+    cometbft_factory: CometBFTFactory, tmp_path: Path, node_home: Path, dialect: str, case: str, reason: str,
+    message: str,
+) -> None:  # fmt: skip
+    node = cometbft_factory("n", dialect=dialect)
+    params, home = dict(VOTE), node_home
+    if case == "wrong-chain-id":
+        params["chainId"] = "another-chain"
+    elif case == "unknown-account":
+        node.unknown_accounts.add(
+            ensure_account_key(node_home, ChainIdentity.from_settings(AgentSettings()))[0].address
+        )
+    else:
+        home = tmp_path / "no-key"
+        home.mkdir()
+    with pytest.raises(TaskError) as caught:
+        await _runner(home, node)(TaskType.GOV_VOTE, params)
+    assert caught.value.reason == reason and message in caught.value.message
+    assert caught.value.retryable is False
+    assert node.broadcasts == [] and TxRecords(home).load(TASK_ID) is None
