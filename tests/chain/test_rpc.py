@@ -19,11 +19,11 @@ from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
 from agent.chain.rpc import RpcClient, RpcError, normalize_endpoint
 from agent.models import TaskError
 from tests.fixtures.cometbft import (
-    SEID_HEX_REFUSAL,
     CometBFTFactory,
     FakeCometBFT,
     Fault,
     block_hash,
+    seid_exchange,
     seid_recorded,
 )
 
@@ -275,13 +275,53 @@ SEI_ADDRESS = "sei1" + "q" * 38
 ACCOUNT_QUERY = "/cosmos.auth.v1beta1.Query/Account"
 
 
-def test_the_fake_reproduces_seids_recorded_refusal_of_a_0x_byte_argument(cometbft_factory: CometBFTFactory) -> None:
-    """The recorded body (tests/fixtures/seid/rpc) is what the fake computes for the recorded request."""
+@pytest.mark.parametrize(
+    ("name", "setup"),
+    [
+        ("abci_query-0x-hex-data", {}),
+        ("tx-0x-hash", {}),
+        ("tx-not-found", {}),
+        ("tx-index-off", {"tx_index": False}),
+        ("broadcast_tx_sync-vote-inactive-proposal", {"sequence": 2}),
+        ("broadcast_tx_sync-wrong-sequence", {"sequence": 3}),
+    ],
+)
+def test_the_fake_in_seids_dialect_answers_as_seid_did_byte_for_byte(
+    cometbft_factory: CometBFTFactory, name: str, setup: dict[str, Any]
+) -> None:
+    """Each recorded GET exchange (tests/fixtures/seid/rpc) sent to the fake gets seid's status and exact body: the
+    fake's seid dialect is seid's, not a guess (D1's refusal of `0x` hex, D2's flat errors with HTTP 200)."""
     node = cometbft_factory("seid", dialect="seid")
-    data = QueryAccountRequest(SEI_ADDRESS).encode().hex()
-    with urllib.request.urlopen(f'{node.url}/abci_query?path="{ACCOUNT_QUERY}"&data=0x{data}') as response:
-        assert response.status == 200
-        assert response.read() == seid_recorded(SEID_HEX_REFUSAL)
+    for attribute, value in setup.items():
+        setattr(node, attribute, value)
+    exchange = seid_exchange(name)
+    with urllib.request.urlopen(node.url + exchange["request"]["path"]) as response:
+        assert (response.status, response.read().decode()) == (exchange["status"], exchange["body"])
+
+
+async def test_seids_recorded_flat_status_is_read() -> None:
+    async with _fixed_answer(200, seid_recorded("status")) as url, RpcClient(url) as rpc:
+        status = await rpc.status()
+    assert (status.network, status.node_id) == ("rec-1", "dcaf2e9ebfe6d452ac337d28b30d007050876531")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("tx-index-off", "unindexed"), ("tx-not-found", None), ("tx-vote-inactive-proposal", "found")],
+)
+async def test_seids_recorded_tx_answers_are_read_as_what_they_are(name: str, kind: str | None) -> None:
+    """D2: before, each of these flat bodies was "a committed transaction" (height 0, code 0)."""
+    async with _fixed_answer(200, seid_recorded(name)) as url, RpcClient(url) as rpc:
+        if kind == "unindexed":
+            with pytest.raises(RpcError) as caught:
+                await rpc.tx("AB" * 32)
+            assert caught.value.kind == "unindexed"
+            return
+        found = await rpc.tx("AB" * 32)
+    if kind is None:
+        assert found is None
+    else:
+        assert found is not None and found["height"] == "66" and found["tx_result"]["code"] == 3
 
 
 @pytest.mark.parametrize("dialect", ["cometbft", "seid"])

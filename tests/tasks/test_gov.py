@@ -215,3 +215,36 @@ async def test_bad_input_fails_with_its_reason_and_sends_nothing(
     assert caught.value.reason == reason and message in caught.value.message
     assert caught.value.retryable is False
     assert node.broadcasts == [] and TxRecords(home).load(TASK_ID) is None
+
+
+async def test_seids_recorded_vote_on_an_inactive_proposal_fails_committed_failed(
+    cometbft_factory: CometBFTFactory, node_home: Path
+) -> None:
+    """D2 as it happened on seid: CheckTx 0, committed at height 66 with gov code 3. The agent reported `Succeeded,
+    height=0`; the fake answers `/tx` with seid's recorded body."""
+    node = cometbft_factory("seid", dialect="seid")
+    node.replay("/tx", "tx-vote-inactive-proposal")
+    with pytest.raises(TaskError) as caught:
+        await _runner(node_home, node)(TaskType.GOV_VOTE, VOTE)
+    assert (caught.value.reason, caught.value.retryable) == ("InactiveProposal", False)
+    assert caught.value.result is not None
+    assert {key: caught.value.result[key] for key in ("inclusionStatus", "height", "code", "codespace")} == {
+        "inclusionStatus": "committed_failed",
+        "height": 66,
+        "code": 3,
+        "codespace": "gov",
+    }
+    assert "inactive proposal" in caught.value.result["rawLog"] and "inactive proposal" in caught.value.message
+
+
+async def test_seids_recorded_check_tx_refusal_fails_with_its_code_and_records_nothing(
+    cometbft_factory: CometBFTFactory, node_home: Path
+) -> None:
+    node = cometbft_factory("seid", dialect="seid")
+    node.replay("/broadcast_tx_sync", "broadcast_tx_sync-wrong-sequence")
+    with pytest.raises(TaskError) as caught:
+        await _runner(node_home, node)(TaskType.GOV_VOTE, VOTE)
+    assert (caught.value.reason, caught.value.retryable) == ("SequenceMismatch", True)
+    assert caught.value.result is not None and caught.value.result["code"] == 32
+    assert "account sequence mismatch" in caught.value.result["rawLog"]
+    assert TxRecords(node_home).load(TASK_ID) is None
