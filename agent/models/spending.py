@@ -4,10 +4,10 @@ A signed task's `fees`, `gas` and `initialDeposit` come from whoever may submit 
 request can hand the operator account's whole balance to the block proposer as a fee, or lock it up as a deposit.
 So every signed transaction is checked against three operator settings before anything is signed or recorded:
 
-- `NODETASK_MAX_GAS` (default 1,000,000): the largest gas limit. Sei's gov transactions need far less: a vote
-  uses about 60-100k gas, a param-change or software-upgrade proposal about 150-250k with a full 10 kB description
-  (the SDK charges 10 gas per tx byte plus its store writes); 1,000,000 covers the largest of them with room and
-  caps the fee a ceiling price allows.
+- `NODETASK_MAX_GAS` (default 1,000,000): the largest gas limit. Sei's gov transactions need far less: a vote uses
+  well under 100k gas (seid used 32,075 for one, recorded in `tests/fixtures/seid/rpc/`); a proposal's gas grows with
+  its text (the SDK charges 10 gas per tx byte plus its store writes), a few hundred thousand at the params' 10 kB
+  description limit. 1,000,000 covers the largest of them with room and caps the fee a ceiling price allows.
 - `NODETASK_MAX_GAS_PRICE` (default `0.1usei`): the largest fee per unit of gas, per denom (`fees / gas`); a fee in a
   denom without a ceiling is refused. Sei's published minimum gas prices are 0.01usei (what `seid init` writes),
   0.02usei (pacific-1, arctic-1) and 0.08usei (atlantic-2); 0.1usei pays every one of them. With the default gas
