@@ -14,11 +14,18 @@ The one sign-and-broadcast path of the signed-transaction tasks (`gov-*`). Steps
 4. **Broadcast** with `broadcast_tx_sync`. A CheckTx rejection of freshly signed bytes discards the record: the node
    refused them, so they exist nowhere and a later run may sign again. "Already in the mempool cache" counts as
    accepted. A transport error leaves the outcome undetermined (`TxPending`, retryable; the record stays).
-5. **Inclusion**: `/tx?hash=` every `poll_interval` until `inclusion_timeout`. Committed with code 0 is success;
-   committed with another code is a terminal failure whose reason comes from the code (`OutOfGas`,
-   `UnknownProposal`...) and whose message quotes the chain's log (bounded). Not committed in time is `TxPending`
-   (retryable): the next run adopts the same transaction. A node whose transaction index is off cannot confirm
-   anything: `TxUnverifiable` (terminal; enable `tx_index.indexer = "kv"`).
+5. **Inclusion**: `/tx?hash=` every `poll_interval` until `inclusion_timeout`. Committed (a positive height) with
+   code 0 is success; committed with another code is a terminal failure whose reason comes from the code
+   (`OutOfGas`, `UnknownProposal`...) and whose message quotes the chain's log (bounded, scrubbed). Not committed in
+   time is `TxPending` (retryable): the next run adopts the same transaction. A node whose transaction index is off
+   cannot confirm anything: `TxUnverifiable` (terminal; enable `tx_index.indexer = "kv"`). Nothing is ever a
+   success without a commit height.
+
+**`inclusionStatus`** (the original sidecar's values, so a controller branches on them as it does there): every
+result and every failure after the transaction exists carries a result with it: `committed_ok` (success),
+`committed_failed` (committed, non-zero code; terminal), `pending` (outcome undetermined; run the task again, the
+same transaction is adopted) and `unverifiable` (no transaction index). A CheckTx refusal carries the chain's `code`,
+`codespace` and `rawLog` in its result but no `inclusionStatus`: the transaction exists nowhere.
 
 **Adoption** (a resumed run after a crash, or a retry of the same task with the same params): look the recorded hash
 up; found means that transaction is the task's outcome. Not found and the account's sequence still equals the
@@ -49,6 +56,7 @@ from typing import Any
 
 from agent.io.files import atomic_write
 from agent.models import TaskError, format_timestamp, parse_timestamp, utcnow
+from agent.models.redaction import scrub_output
 
 from .cosmos.keystore import AccountKey
 from .cosmos.proto import BaseAccount, Coin, Message, ProtoError, QueryAccountRequest
@@ -69,7 +77,6 @@ ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 INDEX_LAG_SECONDS = 5.0
 """How long a hash that is not found yet is looked up again before concluding it was never included."""
 _TASK_ID = re.compile(r"^[0-9a-f-]{1,64}$")
-_INDEX_DISABLED = re.compile(r"indexing is disabled|kv ?event ?sink", re.IGNORECASE)
 _IN_CACHE = re.compile(r"already exists in cache|tx already in mempool", re.IGNORECASE)
 
 IMPORTED_FROM_GO = "go-sidecar-tx-marker"
@@ -83,6 +90,12 @@ TX_PENDING = "TxPending"
 TX_UNVERIFIABLE = "TxUnverifiable"
 SEQUENCE_CONSUMED = "SequenceConsumed"
 TX_RECORD_INVALID = "TxRecordInvalid"
+
+COMMITTED_OK = "committed_ok"
+COMMITTED_FAILED = "committed_failed"
+PENDING = "pending"
+UNVERIFIABLE = "unverifiable"
+"""`inclusionStatus` values (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +215,8 @@ class TxOutcome:
     adopted: bool
 
     def result(self) -> dict[str, Any]:
-        """The task result's transaction part (no log on success: it is the chain's event dump)."""
+        """The task result's transaction part with its `inclusionStatus` (no log on success: it is the chain's event
+        dump; a failure's log is bounded and scrubbed)."""
         result: dict[str, Any] = {
             "txHash": self.tx_hash,
             "height": self.height,
@@ -211,10 +225,18 @@ class TxOutcome:
             "gasUsed": self.gas_used,
             "sequence": self.sequence,
             "adopted": self.adopted,
+            "inclusionStatus": COMMITTED_OK if self.code == 0 else COMMITTED_FAILED,
         }
         if self.codespace:
             result["codespace"] = self.codespace
+        if self.code != 0:
+            result["rawLog"] = bounded_log(self.log)
         return result
+
+
+def pending_result(record: TxRecord) -> dict[str, Any]:
+    """The result of a run that ended before the transaction's outcome was known."""
+    return {"txHash": record.tx_hash, "sequence": record.sequence, "inclusionStatus": PENDING}
 
 
 def _int(value: object) -> int:
@@ -227,13 +249,22 @@ def _int(value: object) -> int:
 def _outcome(found: dict[str, Any], record: TxRecord, adopted: bool) -> TxOutcome:
     tx_result = found.get("tx_result") if isinstance(found.get("tx_result"), dict) else {}
     assert isinstance(tx_result, dict)
+    height = _int(found.get("height"))
+    if height <= 0:  # `RpcClient.tx` refuses such an answer already; a success needs a commit height, always
+        raise TaskError(
+            f"tx {record.tx_hash}: the node's answer has no commit height; outcome undetermined",
+            reason=TX_PENDING,
+            hint="run the task again: the same transaction is adopted, never signed twice",
+            retryable=True,
+            result=pending_result(record),
+        )
     try:
         data = base64.b64decode(str(tx_result.get("data") or ""), validate=True)
     except (binascii.Error, ValueError):
         data = b""
     return TxOutcome(
         tx_hash=record.tx_hash,
-        height=_int(found.get("height")),
+        height=height,
         code=_int(tx_result.get("code")),
         codespace=str(tx_result.get("codespace") or ""),
         log=str(tx_result.get("log") or ""),
@@ -254,6 +285,7 @@ def committed_failure(outcome: TxOutcome) -> TaskError:
         reason=kind.reason,
         hint=kind.hint + "; the transaction is final, so running this task again reports the same outcome",
         retryable=False,
+        result=outcome.result(),
     )
 
 
@@ -383,7 +415,7 @@ class TxSender:
         try:
             answer = await self.rpc.broadcast_tx_sync(record.tx_bytes)
         except RpcError as error:
-            if error.kind == "rpc" and _IN_CACHE.search(error.cause):
+            if error.kind == "rpc" and _IN_CACHE.search(error.rpc_data):
                 return None
             raise TaskError(
                 f"broadcast of tx {record.tx_hash} undetermined ({error.cause}); the transaction is recorded and the "
@@ -391,29 +423,33 @@ class TxSender:
                 reason=TX_PENDING,
                 hint="run the task again: the same transaction is adopted, never signed twice",
                 retryable=True,
+                result=pending_result(record),
             ) from None
         code, codespace = _int(answer.get("code")), str(answer.get("codespace") or "")
         if code == 0 or (code == TX_IN_MEMPOOL_CACHE and codespace in ("sdk", "")):
             return None
         kind = classify(codespace, code)
+        log = bounded_log(str(answer.get("log") or ""))
+        result: dict[str, Any] = {"txHash": record.tx_hash, "code": code, "codespace": codespace, "rawLog": log}
         return TaskError(
-            f"tx {record.tx_hash} rejected at CheckTx: {codespace or 'sdk'} code {code}: "
-            f"{bounded_log(str(answer.get('log') or ''))}",
+            f"tx {record.tx_hash} rejected at CheckTx: {codespace or 'sdk'} code {code}: {log}",
             reason=kind.reason,
             hint=kind.hint,
             retryable=kind.retryable,
+            result=result,
         )
 
     async def _lookup(self, record: TxRecord) -> dict[str, Any] | None:
         try:
             return await self.rpc.tx(record.tx_hash, seconds=5.0)
         except RpcError as error:
-            if _INDEX_DISABLED.search(error.cause):
+            if error.kind == "unindexed":
                 raise TaskError(
                     f"tx {record.tx_hash}: inclusion unverifiable, the node does not index transactions "
-                    f"({error.cause})",
+                    f"({scrub_output(error.rpc_data, 200, keep='head')})",
                     reason=TX_UNVERIFIABLE,
                     hint='set tx_index.indexer = "kv" in config.toml, or check the transaction on an indexed RPC',
+                    result={"txHash": record.tx_hash, "sequence": record.sequence, "inclusionStatus": UNVERIFIABLE},
                 ) from None
             raise
 
@@ -435,6 +471,7 @@ class TxSender:
                     reason=TX_PENDING,
                     hint="run the task again: the same transaction is adopted, never signed twice",
                     retryable=True,
+                    result=pending_result(record),
                 )
             await asyncio.sleep(self.poll_interval)
 
@@ -447,6 +484,7 @@ class TxSender:
                 reason=TX_PENDING,
                 hint="run the task again once the node answers",
                 retryable=True,
+                result=pending_result(record),
             ) from None
         if found is not None:
             return _outcome(found, record, adopted=True)

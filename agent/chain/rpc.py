@@ -1,16 +1,38 @@
 """The one CometBFT RPC client every task uses (`/status`, `/block`, `/block_results`, `/net_info`).
 
-Nodes answer in two shapes and both are accepted: the flat body sei-tendermint serves on its URI endpoints
-(`{"node_info": ..., "sync_info": ...}`) and the JSON-RPC envelope CometBFT serves
-(`{"jsonrpc": "2.0", "id": -1, "result": {...}}`). A body carrying a JSON-RPC `error` object is an error whatever
-its HTTP status (CometBFT answers "height too high" with a 500 and the error object).
+Two dialects are spoken, stock CometBFT (v0.38) and sei-tendermint (what seid serves):
+
+- **Results** come in two shapes and both are accepted: the flat body sei-tendermint serves on its URI endpoints
+  (`{"node_info": ..., "sync_info": ...}`) and the JSON-RPC envelope CometBFT serves
+  (`{"jsonrpc": "2.0", "id": -1, "result": {...}}`).
+- **Errors** are an error whatever the HTTP status: CometBFT's envelope with an `error` object (HTTP 500 for
+  "height too high") and sei-tendermint's flat `{"code": ..., "message": ..., "data": ...}` object, which it
+  answers with HTTP 200. A flat object is an error when it has an integer `code`, a string `message` and nothing
+  but `code`, `message` and `data` (a `broadcast_tx_sync` result also has a `code`, but never a `message`).
+- **Byte arguments** travel in URI requests (GET, like every other call; a proxy or fault injector sees the same
+  kind of request for every method). Both dialects take `0x` hex for a `[]byte` argument (`broadcast_tx_sync`'s
+  `tx`). For a hex-typed argument (`abci_query`'s `data`, `tx`'s `hash`) they disagree: CometBFT needs `0x` hex
+  (plain hex goes to its JSON decoder and is refused), while sei-tendermint turns `0x` hex into base64 that its
+  hex-typed field then refuses (`Invalid params`, `encoding/hex: invalid byte ...`) and takes plain hex. So such a
+  call is sent as `0x` hex; when the node answers with that refusal, the client repeats the call once in plain hex
+  and sends plain hex to that node from then on. Both calls are reads, so repeating one is harmless.
+  JSON-RPC POST was not chosen: there CometBFT reads `tx`'s `hash` as base64 and sei-tendermint as hex, and hex
+  text is valid base64, so the wrong guess would look up another hash and read as "not found" instead of failing.
+
+What reaches an error message of the node's JSON-RPC error is its code through a fixed table of the JSON-RPC codes
+(`Internal error`, `Invalid params`...; another code is shown as its number), and its `data` scrubbed and bounded
+(`scrub_output`); the remote's `message` text is never shown. The raw code and data stay on the `RpcError`
+(`rpc_code`, `rpc_data`) for callers that classify them ("not found", "already exists in cache"); they are not
+shown anywhere. For a non-200 answer only the status code and its standard phrase are shown.
 
 Every call has its own timeout: the client's default (`timeout=`, 10 s) or the call's `seconds=` (the seed used 500 ms
 for await polling, 5 s for node-ID queries, 10 s elsewhere). It is a parameter rather than the caller's own
 `asyncio.timeout` so that the error names the endpoint and path that did not answer.
 
 Every failure is an `RpcError` (a `TaskError`) whose message names the endpoint, the path and the cause: connection
-refused, timeout, HTTP status, JSON-RPC error, malformed body.
+refused, timeout, HTTP status, JSON-RPC error, malformed body. `tx` adds one more: `unindexed`, the node keeps no
+transaction index ("transaction indexing is disabled", seid's "transaction querying is disabled due to no
+kvEventSink"), so it can confirm nothing: neither "found" nor "not found".
 
 Where the exact bytes matter (result-export stores the `block_results` body as the node sent it) the `*_raw`
 variants return the body unchanged, after the same checks.
@@ -25,6 +47,7 @@ Use as an async context manager so one HTTP connection pool serves many calls:
 from __future__ import annotations
 
 import asyncio
+import http
 import json
 import re
 from collections.abc import Callable
@@ -61,10 +84,41 @@ _NODE_ID = re.compile(r"^[0-9a-f]{40}$")
 _HASH = re.compile(r"^[0-9A-Fa-f]{64}$")
 
 
-class RpcError(TaskError):
-    """A CometBFT RPC call failed. `kind` is one of `connect`, `timeout`, `http`, `rpc`, `malformed`."""
+_RPC_CODES = {
+    -32700: "Parse error",
+    -32600: "Invalid request",
+    -32601: "Method not found",
+    -32602: "Invalid params",
+    -32603: "Internal error",
+    -32000: "Server error",
+}
+"""The JSON-RPC error codes CometBFT and sei-tendermint use, by the fixed name an error message shows."""
+_RPC_DATA_SHOWN = 200
+"""How much of an error's `data` (scrubbed) an error message quotes."""
+_RPC_DATA_KEPT = 2000
+"""How much of an error's `data` the `RpcError` keeps for classification (never shown)."""
+_FLAT_ERROR_KEYS = frozenset({"code", "message", "data"})
+_HEX_REFUSAL = re.compile(r"encoding/hex|invalid hex", re.IGNORECASE)
+_INDEX_OFF = re.compile(r"indexing is disabled|querying is disabled|kv ?event ?sink", re.IGNORECASE)
 
-    def __init__(self, endpoint: str, path: str, kind: str, cause: str, *, retryable: bool = True):
+
+class RpcError(TaskError):
+    """A CometBFT RPC call failed. `kind` is one of `connect`, `timeout`, `http`, `rpc`, `malformed`, `unindexed`.
+
+    For `rpc`, `rpc_code` and `rpc_data` are the node's JSON-RPC error code and (bounded, unscrubbed) data: for
+    classification only, never shown (the message carries the mapped, scrubbed form)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        path: str,
+        kind: str,
+        cause: str,
+        *,
+        retryable: bool = True,
+        rpc_code: int | None = None,
+        rpc_data: str = "",
+    ):
         super().__init__(
             f"CometBFT RPC {endpoint}{path}: {cause}",
             reason="RpcError",
@@ -75,6 +129,8 @@ class RpcError(TaskError):
         self.path = path
         self.kind = kind
         self.cause = cause
+        self.rpc_code = rpc_code
+        self.rpc_data = rpc_data
 
 
 def normalize_endpoint(address: str, *, default_port: int = DEFAULT_RPC_PORT) -> str:
@@ -261,12 +317,43 @@ def _shown(path: str, params: dict[str, str]) -> str:
     return path + ("?" + "&".join(f"{key}={value}" for key, value in params.items()) if params else "")
 
 
-def _rpc_error_text(error: Any) -> str:
-    """The node's JSON-RPC error, bounded and scrubbed (it is the remote's text, see `scrub_output`)."""
-    if isinstance(error, dict):
-        parts = [str(error.get(key)) for key in ("code", "message", "data") if error.get(key) not in (None, "")]
-        return "JSON-RPC error " + scrub_output(": ".join(parts), 300, keep="head")
-    return "JSON-RPC error " + scrub_output(repr(error), 300, keep="head")
+def _error_object(parsed: Any) -> dict[str, Any] | None:
+    """The JSON-RPC error a body carries, in either dialect, or None when the body is not an error.
+
+    CometBFT: an envelope with a non-empty `error` and no `result`. sei-tendermint: the flat error object itself."""
+    if not isinstance(parsed, dict) or "result" in parsed:
+        return None
+    error = parsed.get("error")
+    if error not in (None, ""):
+        return error if isinstance(error, dict) else {"data": str(error)}
+    code, message = parsed.get("code"), parsed.get("message")
+    if (
+        isinstance(code, int)
+        and not isinstance(code, bool)
+        and isinstance(message, str)
+        and set(parsed) <= _FLAT_ERROR_KEYS
+    ):
+        return parsed
+    return None
+
+
+def _rpc_code(error: dict[str, Any]) -> int | None:
+    code = error.get("code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _rpc_error_text(error: dict[str, Any]) -> str:
+    """The node's JSON-RPC error as a message shows it: the code by its fixed name (an unknown one by number), and the
+    data scrubbed and bounded. The remote's `message` is not shown: for a known code it only repeats the name."""
+    code = _rpc_code(error)
+    name = _RPC_CODES.get(code) if code is not None else None
+    label = f"{code}: {name}" if name else f"code {code}" if code is not None else "without a code"
+    data = error.get("data")
+    text = data if isinstance(data, str) else json.dumps(data) if data is not None else ""
+    if not name and not text and isinstance(error.get("message"), str):
+        text = error["message"]  # an unknown code with no data: its message is all there is, scrubbed like data
+    shown = scrub_output(text, _RPC_DATA_SHOWN, keep="head") if text else ""
+    return f"JSON-RPC error {label}" + (f": {shown}" if shown else "")
 
 
 class RpcClient:
@@ -278,6 +365,8 @@ class RpcClient:
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._plain_hex = False
+        """True once the node refused `0x` hex for a hex-typed argument (sei-tendermint; see the module docstring)."""
 
     async def __aenter__(self) -> RpcClient:
         return self
@@ -343,19 +432,28 @@ class RpcClient:
             parsed = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             parsed = None
-        # A JSON-RPC error object wins over the HTTP status: it says what actually went wrong.
+        # A JSON-RPC error object (either dialect) wins over the HTTP status: it says what actually went wrong.
         # Not for credential failures: whatever a 401/403 says stays out of the message (any host may be named).
-        if (
-            status not in _CREDENTIAL_STATUS
-            and isinstance(parsed, dict)
-            and parsed.get("error") not in (None, "")
-            and "result" not in parsed
-        ):
-            raise self._error(shown, "rpc", _rpc_error_text(parsed["error"]) + f" (HTTP {status})")
+        answered = _error_object(parsed) if status not in _CREDENTIAL_STATUS else None
+        if answered is not None:
+            data = answered.get("data")
+            raise RpcError(
+                self.endpoint,
+                shown,
+                "rpc",
+                _rpc_error_text(answered) + f" (HTTP {status})",
+                rpc_code=_rpc_code(answered),
+                rpc_data=(data if isinstance(data, str) else "")[:_RPC_DATA_KEPT],
+            )
         if status != 200:
-            # Never the body: any host may be named as an endpoint, and what it answers (a 401 with a credentials-
-            # shaped page, say) would land in the task's status, readable by every pod's agent.
-            reason = scrub_output(phrase, 60, keep="head")
+            # Never the body, nor the remote's reason phrase: any host may be named as an endpoint, and what it
+            # answers (a 401 with a credentials-shaped page, say) would land in the task's status, readable by every
+            # pod's agent. The standard phrase of the status code says enough.
+            del phrase
+            try:
+                reason = http.HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
             raise self._error(shown, "http", f"HTTP {status}" + (f" {reason}" if reason else ""))
         if parsed is None:
             raise self._error(shown, "malformed", "body is not JSON", retryable=False)
@@ -409,11 +507,25 @@ class RpcClient:
         return self._typed("/net_info", NetInfo.parse, result)
 
     # --- transactions (signed-tx tasks) --------------------------------------------------------------------------
-    # URI form, as for every other call: string arguments are JSON-quoted, byte arguments are `0x` + hex.
+    # URI form, as for every other call: string arguments are JSON-quoted, byte arguments hex (see the module
+    # docstring for `0x` or plain).
+
+    async def _get_hex_typed(
+        self, path: str, params: dict[str, str], name: str, value: bytes, seconds: float | None
+    ) -> dict[str, Any]:
+        """GET with the hex-typed byte argument `name` in the form this node takes (module docstring)."""
+        if not self._plain_hex:
+            try:
+                return await self.get(path, {**params, name: "0x" + value.hex()}, seconds=seconds)
+            except RpcError as error:
+                if not (error.kind == "rpc" and error.rpc_code == -32602 and _HEX_REFUSAL.search(error.rpc_data)):
+                    raise
+                self._plain_hex = True
+        return await self.get(path, {**params, name: value.hex()}, seconds=seconds)
 
     async def abci_query(self, path: str, data: bytes, *, seconds: float | None = None) -> dict[str, Any]:
         """`/abci_query` at the latest height: the `response` object (`code`, `log`, `value` base64, `codespace`)."""
-        result = await self.get("/abci_query", {"path": json.dumps(path), "data": "0x" + data.hex()}, seconds=seconds)
+        result = await self._get_hex_typed("/abci_query", {"path": json.dumps(path)}, "data", data, seconds)
         response = result.get("response")
         if not isinstance(response, dict):
             raise self._error(
@@ -427,14 +539,42 @@ class RpcClient:
         return await self.get("/broadcast_tx_sync", {"tx": "0x" + tx.hex()}, seconds=seconds)
 
     async def tx(self, tx_hash: str, *, seconds: float | None = None) -> dict[str, Any] | None:
-        """`/tx?hash=`: the committed transaction (`height`, `tx_result`), or None when the node has not indexed it.
+        """`/tx?hash=`: the committed transaction (`height` > 0, `tx_result`), or None when the node has not indexed
+        it (yet).
 
-        A node with `tx_index.indexer = "null"` answers every lookup with an error saying indexing is disabled; that
-        stays an `RpcError` (not None), because "not found" would then be a lie.
+        A node with no transaction index answers every lookup with an error saying so; that is an `RpcError` of kind
+        `unindexed` (not None, not retryable), because "not found" would then be a lie. An answer without a positive
+        height or a `tx_result` object is `malformed`: it is never a committed transaction.
         """
         try:
-            return await self.get("/tx", {"hash": "0x" + tx_hash}, seconds=seconds)
+            raw = bytes.fromhex(tx_hash)
+        except ValueError:
+            raise ValueError(f"transaction hash {tx_hash!r} is not hex") from None
+        try:
+            found = await self._get_hex_typed("/tx", {}, "hash", raw, seconds)
         except RpcError as error:
-            if error.kind == "rpc" and re.search(r"\bnot found\b", error.cause) and "indexing" not in error.cause:
+            if error.kind != "rpc":
+                raise
+            if _INDEX_OFF.search(error.rpc_data):
+                raise RpcError(
+                    self.endpoint,
+                    error.path,
+                    "unindexed",
+                    "the node keeps no transaction index (" + _rpc_error_text({"data": error.rpc_data}) + ")",
+                    retryable=False,
+                    rpc_code=error.rpc_code,
+                    rpc_data=error.rpc_data,
+                ) from None
+            if re.search(r"\bnot found\b", error.rpc_data):
                 return None
             raise
+        tx_result = found.get("tx_result")
+        try:
+            height = _height(found.get("height"), "height")
+        except ValueError:
+            height = 0
+        if height <= 0 or not isinstance(tx_result, dict):
+            raise self._error(
+                "/tx", "malformed", "the answer has no positive height and tx_result object", retryable=False
+            )
+        return found

@@ -725,7 +725,10 @@ def _completed(result: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _failure_fields(error: TaskError) -> dict[str, Any]:
-    return {"error": error.message, "reason": error.reason, "hint": error.hint, "retryable": error.retryable}
+    fields = {"error": error.message, "reason": error.reason, "hint": error.hint, "retryable": error.retryable}
+    if error.result is not None:  # what a caller branches on besides the reason (a gov task's inclusionStatus)
+        fields["result"] = error.result
+    return fields
 
 
 def _resumed(row: TaskResult) -> TaskResult:

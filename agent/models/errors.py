@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 from .types import Reason
 
@@ -20,14 +21,25 @@ class TaskError(Exception):
 
     `message` says what went wrong and names the offending field, file, bucket/key or endpoint; `hint` says what an
     operator can do about it; `retryable` tells a retry policy (and a controller) whether running again may help.
+    `result`, when given, is the failed task's result (a small JSON object, no secret): what a caller branches on
+    besides the reason (a gov task's `inclusionStatus`).
     """
 
-    def __init__(self, message: str, *, reason: str = Reason.TASK_FAILED, hint: str = "", retryable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = Reason.TASK_FAILED,
+        hint: str = "",
+        retryable: bool = False,
+        result: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.reason = str(reason)
         self.hint = hint
         self.retryable = retryable
+        self.result = result
 
     def __str__(self) -> str:
         return f"{self.message} [hint: {self.hint}]" if self.hint else self.message

@@ -25,6 +25,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from . import spending
+
 _ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("nodetask_settings_environment", default=None)
 """The environment `from_env` reads; None (the default) for plain construction, which reads no environment."""
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -157,6 +159,17 @@ class AgentSettings(BaseSettings):
         default="auto", validation_alias=AliasChoices("NODETASK_SELECTOR", "selector")
     )
     """auto: a field selector on spec.targetPod if the server supports it; none: filter here (`NODETASK_SELECTOR`)."""
+    max_gas: int = Field(default=1_000_000, ge=1, validation_alias=AliasChoices("NODETASK_MAX_GAS", "max_gas"))
+    """The largest gas limit a signed transaction may ask for (`NODETASK_MAX_GAS`); see `agent.models.spending`."""
+    max_gas_price: str = Field(
+        default="0.1usei", validation_alias=AliasChoices("NODETASK_MAX_GAS_PRICE", "max_gas_price")
+    )
+    """Per-denom fee ceilings as gas prices, `0.1usei,0.01stake` (`NODETASK_MAX_GAS_PRICE`): a fee in a denom not
+    listed is refused."""
+    max_deposit: str = Field(
+        default="3500000000usei", validation_alias=AliasChoices("NODETASK_MAX_DEPOSIT", "max_deposit")
+    )
+    """Per-denom ceilings of a proposal's initial deposit, `3500000000usei` (`NODETASK_MAX_DEPOSIT`)."""
 
     @field_validator("bech32_prefix", "bech32_validator_prefix", "bech32_consensus_prefix")
     @classmethod
@@ -173,6 +186,27 @@ class AgentSettings(BaseSettings):
         if not _DENOM.fullmatch(value):
             raise ValueError(f"{value!r} is not a denom (a letter, then 2-127 of a-z A-Z 0-9 /:._-)")
         return value
+
+    @field_validator("max_gas_price")
+    @classmethod
+    def _gas_prices(cls, value: str) -> str:
+        spending.parse_prices(value)
+        return value
+
+    @field_validator("max_deposit")
+    @classmethod
+    def _deposit(cls, value: str) -> str:
+        spending.parse_amounts(value)
+        return value
+
+    @property
+    def spending_limits(self) -> spending.SpendingLimits:
+        """The fee and deposit ceilings of signed transactions, parsed."""
+        return spending.SpendingLimits(
+            max_gas=self.max_gas,
+            max_gas_price=spending.parse_prices(self.max_gas_price),
+            max_deposit=spending.parse_amounts(self.max_deposit),
+        )
 
     @field_validator("authn_mode", mode="before")
     @classmethod

@@ -212,7 +212,10 @@ def render_status(row: TaskResult, kind: EventKind | None, context: Rendering) -
         status.result = redact(row.result) if row.result is not None else None
         status.error = None
     elif phase in (Phase.FAILED, Phase.CANCELLED, Phase.PENDING):
-        status.result = None
+        # A failure may carry a result the caller branches on (a gov task's `inclusionStatus`); a retry's new run
+        # (Pending) and a cancellation carry none.
+        failed_result = row.result if phase is Phase.FAILED else None
+        status.result = redact(failed_result) if failed_result is not None else None
         status.error = ErrorStatus(
             reason=row.reason or Reason.TASK_FAILED,
             message=_clip(row.error, ERROR_MESSAGE_LIMIT),

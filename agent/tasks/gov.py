@@ -6,14 +6,21 @@ to one transaction across crashes and retries, and how CheckTx/DeliverTx codes b
 node's operator account: the keystore key generate-gentx made (`agent.chain.cosmos.keystore`); its private key is
 used in this process only and never reaches a result, a log line or an error.
 
+Before anything is signed or recorded, `gas`, `fees` and `initialDeposit` are held against the agent's spending
+ceilings (`NODETASK_MAX_GAS`, `NODETASK_MAX_GAS_PRICE`, `NODETASK_MAX_DEPOSIT`; `agent.models.spending`): above
+them the task fails `ParamsInvalid` naming the limit.
+
 Result (the same keys for all three; `proposalId` for proposals):
 
     {"txHash": "<UPPER HEX>", "height": 123, "code": 0, "gasWanted": 200000, "gasUsed": 81234, "sequence": 4,
-     "adopted": false, "signer": "sei1...", "proposalId": 7}
+     "adopted": false, "inclusionStatus": "committed_ok", "signer": "sei1...", "proposalId": 7}
 
 `adopted` is true when the transaction was signed by an earlier run of the task (a crash or retry), false when this
-run signed it. A proposal committed with code 0 but without a proposal ID in its result data fails
-(`ProposalIdMissing`) rather than report success without the one value the caller needs.
+run signed it. `inclusionStatus` has the original sidecar's values and a failed task carries it too (see
+`agent.chain.broadcast`): `committed_failed` (committed with a non-zero code: the chain's `code`, `codespace` and
+`rawLog`), `pending` (run the same task again) or `unverifiable`. A proposal committed with code 0 but without a
+proposal ID in its result data fails (`ProposalIdMissing`, result `committed_ok`) rather than report success without
+the one value the caller needs.
 """
 
 from __future__ import annotations
@@ -45,7 +52,13 @@ from agent.chain.cosmos.tx import proposal_id_from_data
 from agent.chain.rpc import RpcClient
 from agent.models import TaskError, TaskType, utcnow
 from agent.models.params.genesis import Coin as ParamCoin
-from agent.models.params.gov import GovParamChangeParams, GovSoftwareUpgradeParams, GovVoteParams, SignedTxParams
+from agent.models.params.gov import (
+    GovParamChangeParams,
+    GovSoftwareUpgradeParams,
+    GovVoteParams,
+    ProposalParams,
+    SignedTxParams,
+)
 
 from .base import TaskContext, handler
 
@@ -79,13 +92,27 @@ def _memo(memo: str, task_id: str) -> str:
     return f"{memo} taskID={task_id}".strip()
 
 
-def _operator_key(ctx: TaskContext) -> AccountKey:
+def _signing_key(ctx: TaskContext, params: SignedTxParams) -> AccountKey:
+    """The one place the signing key is chosen: `params.keyName` names it (today only the node's own keystore key,
+    `validator`, which the params model enforces)."""
+    del params  # the keystore holds one key; a keyring lookup by name goes here
     return load_account_key(keystore_path(ctx.home), ChainIdentity.from_settings(ctx.settings))
 
 
+def _check_spending(ctx: TaskContext, params: SignedTxParams, deposit: tuple[ParamCoin, ...] = ()) -> None:
+    """`ParamsInvalid` when the fee, gas or deposit is above the agent's ceilings; before anything is signed."""
+    ctx.settings.spending_limits.check(
+        gas=params.gas,
+        fees=[(coin.denom, coin.amount) for coin in params.fees],
+        deposit=[(coin.denom, coin.amount) for coin in deposit],
+    )
+
+
 async def _send(ctx: TaskContext, params: SignedTxParams, build: Any) -> tuple[TxOutcome, AccountKey]:
-    """Load the key, build the message for its address, and run the one transaction of this task."""
-    key = await asyncio.to_thread(_operator_key, ctx)
+    """Check the ceilings, load the key, build the message for its address, and run the one transaction of this
+    task."""
+    _check_spending(ctx, params, params.initial_deposit if isinstance(params, ProposalParams) else ())
+    key = await asyncio.to_thread(_signing_key, ctx, params)
     message: Message = build(key.address)
     records = TxRecords(ctx.home)
     await asyncio.to_thread(records.prune, utcnow() - max(ctx.settings.retention, timedelta(hours=1)))
@@ -105,6 +132,8 @@ async def _send(ctx: TaskContext, params: SignedTxParams, build: Any) -> tuple[T
     ctx.log.info("tx %s committed at height %d with code %d", outcome.tx_hash, outcome.height, outcome.code)
     if outcome.code != 0:
         raise committed_failure(outcome)
+    if outcome.height <= 0:  # never reached: TxSender returns only committed outcomes; a success needs a height
+        raise TaskError(f"tx {outcome.tx_hash} has no commit height", reason="TxPending", retryable=True)
     return outcome, key
 
 
@@ -128,6 +157,7 @@ async def _propose(
             f"tx {outcome.tx_hash} committed at height {outcome.height} but its result data holds no proposal ID",
             reason=PROPOSAL_ID_MISSING,
             hint="look the proposal up on chain (gov proposals by proposer); the transaction is final",
+            result=_result(outcome, key),
         )
     return {**_result(outcome, key), "proposalId": proposal_id}
 

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from agent.chain.cosmos.proto import MsgVote, QueryAccountRequest, VoteOption
+from agent.chain.cosmos.tx import SignedTx, account_from_query, sign_tx
+from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
 from agent.chain.rpc import RpcClient, RpcError, normalize_endpoint
 from agent.models import TaskError
-from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, Fault, block_hash
+from tests.fixtures.cometbft import (
+    CometBFTFactory,
+    FakeCometBFT,
+    Fault,
+    block_hash,
+    seid_exchange,
+    seid_recorded,
+)
 
 
 @pytest.mark.parametrize("shape", ["flat", "envelope"])
@@ -253,3 +267,186 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(chunked: bool) -> Non
         server.close()
         await server.wait_closed()
     assert raw == body
+
+
+# --- both dialects: stock CometBFT v0.38 and seid's sei-tendermint ----------------------------------------------------
+
+SEI_ADDRESS = "sei1" + "q" * 38
+ACCOUNT_QUERY = "/cosmos.auth.v1beta1.Query/Account"
+
+
+@pytest.mark.parametrize(
+    ("name", "setup"),
+    [
+        ("abci_query-0x-hex-data", {}),
+        ("tx-0x-hash", {}),
+        ("tx-not-found", {}),
+        ("tx-index-off", {"tx_index": False}),
+        ("broadcast_tx_sync-vote-inactive-proposal", {"sequence": 2}),
+        ("broadcast_tx_sync-wrong-sequence", {"sequence": 3}),
+    ],
+)
+def test_the_fake_in_seids_dialect_answers_as_seid_did_byte_for_byte(
+    cometbft_factory: CometBFTFactory, name: str, setup: dict[str, Any]
+) -> None:
+    """Each recorded GET exchange (tests/fixtures/seid/rpc) sent to the fake gets seid's status and exact body: the
+    fake's seid dialect is seid's, not a guess (D1's refusal of `0x` hex, D2's flat errors with HTTP 200)."""
+    node = cometbft_factory("seid", dialect="seid")
+    for attribute, value in setup.items():
+        setattr(node, attribute, value)
+    exchange = seid_exchange(name)
+    with urllib.request.urlopen(node.url + exchange["request"]["path"]) as response:
+        assert (response.status, response.read().decode()) == (exchange["status"], exchange["body"])
+
+
+async def test_seids_recorded_flat_status_is_read() -> None:
+    async with _fixed_answer(200, seid_recorded("status")) as url, RpcClient(url) as rpc:
+        status = await rpc.status()
+    assert (status.network, status.node_id) == ("rec-1", "dcaf2e9ebfe6d452ac337d28b30d007050876531")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("tx-index-off", "unindexed"), ("tx-not-found", None), ("tx-vote-inactive-proposal", "found")],
+)
+async def test_seids_recorded_tx_answers_are_read_as_what_they_are(name: str, kind: str | None) -> None:
+    """D2: before, each of these flat bodies was "a committed transaction" (height 0, code 0)."""
+    async with _fixed_answer(200, seid_recorded(name)) as url, RpcClient(url) as rpc:
+        if kind == "unindexed":
+            with pytest.raises(RpcError) as caught:
+                await rpc.tx("AB" * 32)
+            assert caught.value.kind == "unindexed"
+            return
+        found = await rpc.tx("AB" * 32)
+    if kind is None:
+        assert found is None
+    else:
+        assert found is not None and found["height"] == "66" and found["tx_result"]["code"] == 3
+
+
+@pytest.mark.parametrize("dialect", ["cometbft", "seid"])
+async def test_the_account_query_is_answered_in_both_dialects(cometbft_factory: CometBFTFactory, dialect: str) -> None:
+    """D1: seid refuses `0x` hex for a hex-typed byte argument, stock CometBFT needs it; the client speaks both."""
+    node = cometbft_factory("n", dialect=dialect)
+    node.sequence = 4
+    async with RpcClient(node.url) as rpc:
+        first = await rpc.abci_query(ACCOUNT_QUERY, QueryAccountRequest(SEI_ADDRESS).encode())
+        second = await rpc.abci_query(ACCOUNT_QUERY, QueryAccountRequest(SEI_ADDRESS).encode())
+    for response in (first, second):
+        assert account_from_query(base64.b64decode(response["value"])).sequence == 4
+    queries = [request for request in node.requests if request.startswith("/abci_query")]
+    assert len(queries) == (3 if dialect == "seid" else 2)  # seid: one refusal, then the client remembers
+
+
+@pytest.mark.parametrize("dialect", ["cometbft", "seid"])
+async def test_a_committed_transaction_is_found_by_hash_in_both_dialects(
+    cometbft_factory: CometBFTFactory, dialect: str
+) -> None:
+    node = cometbft_factory("n", dialect=dialect)
+    tx = _signed_vote(sequence=0)
+    async with RpcClient(node.url) as rpc:
+        answer = await rpc.broadcast_tx_sync(tx.tx_bytes)
+        found = await rpc.tx(tx.tx_hash)
+        missing = await rpc.tx("AB" * 32)
+    assert int(answer["code"]) == 0 and answer["hash"] == tx.tx_hash
+    assert found is not None and int(found["height"]) == node.height and found["tx_result"]["code"] == 0
+    assert missing is None
+
+
+@pytest.mark.parametrize("dialect", ["cometbft", "seid"])
+async def test_a_node_without_a_tx_index_is_unindexed_never_a_result(
+    cometbft_factory: CometBFTFactory, dialect: str
+) -> None:
+    """D2: seid answers "transaction querying is disabled" as a flat body with HTTP 200; it is not a transaction."""
+    node = cometbft_factory("n", dialect=dialect)
+    node.tx_index = False
+    async with RpcClient(node.url) as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.tx("AB" * 32)
+    assert caught.value.kind == "unindexed"
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"code":-32603,"message":"Internal error","data":"tx (AB) not found"}', 200),
+        (b'{"code":-32602,"message":"Invalid params","data":"encoding/hex: invalid byte"}', 200),
+        (b'{"code":-32603,"message":"Internal error"}', 500),
+        (b'{"jsonrpc":"2.0","id":-1,"error":{"code":-32603,"message":"Internal error","data":"x"}}', 200),
+    ],
+    ids=["flat-200", "flat-invalid-params", "flat-500-no-data", "envelope-200"],
+)
+async def test_an_error_body_is_an_error_whatever_the_http_status(body: bytes, status: int) -> None:
+    """D2: a flat `{"code","message","data"}` body (seid's errors) is never read as a result."""
+    async with _fixed_answer(status, body) as url, RpcClient(url) as rpc:
+        with pytest.raises(RpcError) as caught:
+            await rpc.get("/tx", {"hash": "0x00"})
+    assert caught.value.kind == "rpc"
+
+
+async def test_a_flat_result_with_a_code_is_still_a_result() -> None:
+    """broadcast_tx_sync's result has `code`, `log`, `hash`: not an error object (it has no `message`)."""
+    body = b'{"code":13,"data":"","log":"insufficient fees","codespace":"sdk","hash":"AB"}'
+    async with _fixed_answer(200, body) as url, RpcClient(url) as rpc:
+        result = await rpc.get("/broadcast_tx_sync", {"tx": "0x00"})
+    assert result["code"] == 13
+
+
+@pytest.mark.parametrize(
+    ("error", "shown", "hidden"),
+    [
+        ({"code": -32603, "message": "Internal error", "data": "tx (AB) not found"}, "Internal error", ""),
+        ({"code": -32603, "message": "password=hunter2", "data": "x"}, "Internal error", "hunter2"),
+        ({"code": -31999, "message": "token=s3cr3t", "data": "y"}, "code -31999: y", "s3cr3t"),
+        ({"code": -31999, "message": "a token=s3cr3t here"}, "code -31999: a token=[redacted] here", "s3cr3t"),
+        ({"code": -32603, "message": "m", "data": "db password=hunter2 " + "z" * 2000}, "Internal error", "hunter2"),
+    ],
+    ids=[
+        "known-code",
+        "known-code-remote-message-dropped",
+        "unknown-code-message-dropped",
+        "unknown-code-only-message-scrubbed",
+        "data-scrubbed-and-bounded",
+    ],
+)
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_json_rpc_error_reaches_the_message_only_mapped_scrubbed_and_bounded(
+    error: dict[str, Any], shown: str, hidden: str, status: int
+) -> None:
+    """F9: the code through a fixed mapping; the remote's text scrubbed and bounded."""
+    for body in (json.dumps(error).encode(), json.dumps({"jsonrpc": "2.0", "id": -1, "error": error}).encode()):
+        async with _fixed_answer(status, body) as url, RpcClient(url) as rpc:
+            with pytest.raises(RpcError) as caught:
+                await rpc.status()
+        message = caught.value.message
+        assert shown in message
+        if hidden:
+            assert hidden not in message
+        assert len(message) < 400
+
+
+def _signed_vote(*, sequence: int) -> SignedTx:
+    vote = MsgVote(proposal_id=1, voter=SEI_ADDRESS, option=VoteOption.VOTE_OPTION_YES)
+    key = Secp256k1PrivateKey(bytes(range(1, 33)))
+    return sign_tx(vote, key, chain_id="test-chain", account_number=7, sequence=sequence, fee=(), gas=100_000)
+
+
+@contextlib.asynccontextmanager
+async def _fixed_answer(status: int, body: bytes) -> AsyncIterator[str]:
+    """A server that answers every request with `status` and `body` (content type JSON)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

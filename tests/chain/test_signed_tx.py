@@ -22,7 +22,9 @@ from agent.chain.cosmos.proto import (
     MsgSubmitProposal,
     MsgSubmitProposalResponse,
     MsgVote,
+    Plan,
     SignDoc,
+    SoftwareUpgradeProposal,
     TxBody,
     TxMsgData,
     TxRaw,
@@ -95,6 +97,54 @@ def test_result_codes_are_classified(codespace: str, code: int, reason: str, ret
 def test_a_chain_log_is_bounded_and_has_no_control_characters() -> None:
     text = bounded_log("line one\nline\ttwo\x1b[31m" + "x" * 1000)
     assert "\n" not in text and "\x1b" not in text and len(text) == 400 and text.endswith("…")
+
+
+# --- the software-upgrade plan, byte for byte -------------------------------------------------------------------
+
+# Hand-checked: title (0a 07 "Upgrade"), description (12 02 "v2"), plan (1a 15): name (0a 02 "v2"), time (12 0b: a
+# Timestamp whose seconds, 08 + the ten-byte varint of -62135596800, are Go's zero time 0001-01-01T00:00:00Z), height
+# (18 a08d06 = 100000); info empty, so absent.
+UPGRADE_CONTENT = bytes.fromhex("0a0755706772616465120276321a150a027632120b088092b8c398feffffff0118a08d06")
+ZERO_TIME_FIELD = bytes.fromhex("120b088092b8c398feffffff01")
+
+
+def _upgrade_body(plan_bytes: bytes | None = None) -> bytes:
+    """A MsgSubmitProposal body of the upgrade above; `plan_bytes` replaces the plan's encoding (a legacy one)."""
+    content = SoftwareUpgradeProposal("Upgrade", "v2", Plan(name="v2", height=100_000))
+    packed = Any.pack(content)
+    if plan_bytes is not None:
+        packed = Any(
+            packed.type_url,
+            bytes.fromhex("0a075570677261646512027632") + b"\x1a" + bytes([len(plan_bytes)]) + plan_bytes,
+        )
+    message = MsgSubmitProposal(content=packed, initial_deposit=(Coin("usei", 10_000_000),), proposer="sei1proposer")
+    return TxBody(messages=(Any.pack(message),), memo="taskID=x").encode()
+
+
+def _canonical(body: bytes) -> bytes:
+    """What a chain that re-encodes the body gets (seid compares its size with the wire size): every message and
+    the proposal inside decoded and encoded again, Go's way."""
+    decoded = TxBody.decode(body)
+    message = decoded.messages[0].unpack("message")
+    assert isinstance(message, MsgSubmitProposal) and message.content is not None
+    again = MsgSubmitProposal(Any.pack(message.content.unpack("content")), message.initial_deposit, message.proposer)
+    return TxBody(messages=(Any.pack(again),), memo=decoded.memo).encode()
+
+
+def test_a_software_upgrade_proposal_encodes_the_plans_zero_time_like_gogoproto() -> None:
+    content = SoftwareUpgradeProposal("Upgrade", "v2", Plan(name="v2", height=100_000))
+    assert content.encode() == UPGRADE_CONTENT
+    assert len(ZERO_TIME_FIELD) == 13  # the 13 bytes seid found missing (body 293 on the wire, 306 canonical)
+    assert SoftwareUpgradeProposal.decode(UPGRADE_CONTENT) == content
+
+
+def test_the_upgrade_body_is_canonical_and_the_legacy_one_was_13_bytes_short() -> None:
+    """seid's rule: re-encode the body and refuse it when the size differs. Ours passes; the encoding without the
+    plan's time (what the agent sent before) fails by exactly the 13 bytes of the zero time."""
+    body = _upgrade_body()
+    assert _canonical(body) == body
+    legacy = _upgrade_body(plan_bytes=bytes.fromhex("0a02763218a08d06"))
+    assert len(_canonical(legacy)) - len(legacy) == 13
 
 
 # --- tx records ----------------------------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ validator's operator key is made by the agent (its keystore, as generate-gentx w
 `nodetask-agent keys export`, and imported with a real `simd keys import`; simd's gentx then signs with it. So the
 agents sign with exactly the keys that hold the chain's voting power.
 
-Covered: a param-change proposal submitted by an agent, voted yes by the three agents (one of them killed with
-SIGKILL right after its broadcast and restarted: exactly one transaction, checked by the account sequence), passes
-and changes the parameter; a software-upgrade proposal sets the upgrade plan; insufficient fees, a wrong chain ID and
-an unknown proposal fail with their reasons; a resumed run re-broadcasts the recorded bytes instead of re-signing; a
-record whose sequence another transaction used fails with `SequenceConsumed`; a record for other params is not
-adopted.
+The agents run with spending ceilings exactly at what the tests pay (`CEILINGS`). Covered: a param-change proposal
+submitted by an agent, voted yes by the three agents (one of them killed with SIGKILL right after its broadcast and
+restarted: exactly one transaction, checked by the account sequence), passes and changes the parameter; a
+software-upgrade proposal (its plan's zero time on the wire) sets the upgrade plan; insufficient fees, a fee in a
+denom the chain refuses, a wrong chain ID and an unknown proposal fail with the chain's reasons (and
+`inclusionStatus` where the chain committed); a fee draining the account is refused before signing; a resumed run
+re-broadcasts the recorded bytes instead of re-signing; a record whose sequence another transaction used fails with
+`SequenceConsumed`; a record for other params is not adopted.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ MIN_GAS_PRICE = "0.01stake"
 GAS = 300_000
 FEES = "3000stake"  # exactly GAS x MIN_GAS_PRICE
 DEPOSIT = "1000stake"
+CEILINGS = {"max_gas_price": f"{MIN_GAS_PRICE},0.01uatom", "max_deposit": DEPOSIT}
+"""The agents' spending ceilings (`NODETASK_MAX_GAS_PRICE`, `NODETASK_MAX_DEPOSIT`): exactly what the tests pay, and
+a denom the chain refuses for fees (so that refusal is the chain's)."""
 PASSPHRASE = "export passphrase for the test"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,6 +196,7 @@ def _agent_of(chain_agent: Any, validator: Validator, rpc_endpoint: str) -> InPr
         bech32_prefix=PREFIX,
         bond_denom=DENOM,
         db_path=validator.node.home / f"agent-{uuid.uuid4().hex[:8]}.db",
+        **CEILINGS,
     )
     return agent
 
@@ -211,6 +217,7 @@ def _vote(proposal_id: int, option: str = "yes", **extra: Any) -> dict[str, Any]
 def _ok(result: TaskResult) -> dict[str, Any]:
     assert result.status is TaskStatus.COMPLETED, (result.reason, result.error)
     assert result.result is not None
+    assert result.result["inclusionStatus"] == "committed_ok" and result.result["height"] > 0, result.result
     return result.result
 
 
@@ -234,6 +241,8 @@ def _kill_after_broadcast_then_resume(validator: Validator, params: dict[str, An
         "SEI_CHAIN_ID": CHAIN_ID,
         "SEI_BECH32_PREFIX": PREFIX,
         "SEI_BOND_DENOM": DENOM,
+        "NODETASK_MAX_GAS_PRICE": CEILINGS["max_gas_price"],
+        "NODETASK_MAX_DEPOSIT": DEPOSIT,
     }
     argv = [sys.executable, "-m", "agent", "--log-level", "INFO", "local", str(manifest), "--home",
             str(validator.node.home), "--db", str(work / "agent.db")]  # fmt: skip
@@ -362,14 +371,15 @@ async def test_software_upgrade_proposal_sets_the_plan(gov_chain: GovChain, agen
 
 
 @pytest.mark.parametrize(
-    ("params", "reason", "message", "consumes_sequence"),
+    ("params", "reason", "message", "consumes_sequence", "inclusion"),
     [
-        (_vote(1, fees="1stake"), "InsufficientFee", "insufficient fee", False),
-        (_vote(1, chainId="another-chain"), "ChainIdMismatch", "is on chain 'gov-real'", False),
-        (_vote(999_999), "UnknownProposal", "999999", True),
-        (_vote(1, gas=1000, fees="10stake"), "OutOfGas", "out of gas", False),
+        (_vote(1, fees="1stake"), "InsufficientFee", "insufficient fee", False, None),
+        (_vote(1, fees="3000uatom"), "InsufficientFee", "insufficient fee", False, None),
+        (_vote(1, chainId="another-chain"), "ChainIdMismatch", "is on chain 'gov-real'", False, None),
+        (_vote(999_999), "UnknownProposal", "999999", True, "committed_failed"),
+        (_vote(1, gas=1000, fees="10stake"), "OutOfGas", "out of gas", False, None),
     ],
-    ids=["insufficient-fees", "wrong-chain-id", "unknown-proposal", "out-of-gas"],
+    ids=["insufficient-fees", "fee-denom-refused", "wrong-chain-id", "unknown-proposal", "out-of-gas"],
 )
 async def test_a_refused_transaction_fails_with_a_clear_reason(
     gov_chain: GovChain,
@@ -378,7 +388,10 @@ async def test_a_refused_transaction_fails_with_a_clear_reason(
     reason: str,
     message: str,
     consumes_sequence: bool,
+    inclusion: str | None,
 ) -> None:
+    """Bad input on a real chain: `Failed` with the chain's reason (code, codespace, log in the result once the
+    chain answered), never a retry, never a second transaction."""
     validator = gov_chain.validators[0]
     before = await asyncio.to_thread(gov_chain.sequence, validator.address)
 
@@ -387,9 +400,38 @@ async def test_a_refused_transaction_fails_with_a_clear_reason(
     assert result.status is TaskStatus.FAILED
     assert result.reason == reason, result.error
     assert message in (result.error or "")
-    assert result.retryable is False
+    assert result.retryable is False and result.run == 1
+    if reason != "ChainIdMismatch":
+        assert result.result is not None and result.result["code"] != 0 and result.result["rawLog"], result.result
+        assert result.result.get("inclusionStatus") == inclusion
     after = await asyncio.to_thread(gov_chain.sequence, validator.address)
     assert after == before + (1 if consumes_sequence else 0)
+
+
+def _balance(gov_chain: GovChain, address: str) -> int:
+    balances = gov_chain.query("bank", "balances", address)["balances"]
+    return sum(int(coin["amount"]) for coin in balances if coin["denom"] == DENOM)
+
+
+async def test_a_draining_fee_is_refused_before_anything_is_signed(
+    gov_chain: GovChain, agents: list[InProcessAgent]
+) -> None:
+    """B13: a vote whose fee is the whole balance but 1000 is refused by the fee ceiling: nothing is signed,
+    recorded or broadcast, and the balance is unchanged."""
+    validator = gov_chain.validators[0]
+    before = await asyncio.to_thread(gov_chain.sequence, validator.address)
+    balance = await asyncio.to_thread(_balance, gov_chain, validator.address)
+    assert balance > 10**6
+    records = set(TxRecords(validator.node.home).directory.glob("*.json"))
+
+    result = await agents[0].run(TaskType.GOV_VOTE, _vote(1, fees=f"{balance - 1000}{DENOM}"))
+
+    assert (result.status, result.reason, result.retryable) == (TaskStatus.FAILED, "ParamsInvalid", False)
+    assert "NODETASK_MAX_GAS_PRICE" in (result.error or "") and "nothing was signed" in (result.error or "")
+    await asyncio.to_thread(validator.node.wait_for_height, (validator.node.height() or 0) + 2)
+    assert await asyncio.to_thread(gov_chain.sequence, validator.address) == before
+    assert await asyncio.to_thread(_balance, gov_chain, validator.address) == balance
+    assert set(TxRecords(validator.node.home).directory.glob("*.json")) == records
 
 
 def _record(validator: Validator, task_id: str, params: dict[str, Any], sequence: int, account_number: int) -> TxRecord:
@@ -510,6 +552,7 @@ async def test_a_node_without_a_transaction_index_fails_as_unverifiable(
 
     assert result.status is TaskStatus.FAILED and result.reason == "TxUnverifiable", result.error
     assert "does not index transactions" in (result.error or "") and result.retryable is False
+    assert result.result is not None and result.result["inclusionStatus"] == "unverifiable"
     give_up = time.monotonic() + 30
     while await asyncio.to_thread(gov_chain.sequence, validator.address) == before:  # it was committed all the same
         assert time.monotonic() < give_up, "the broadcast transaction never reached a block"
@@ -564,6 +607,7 @@ async def test_a_transaction_not_in_a_block_in_time_is_pending_and_the_next_run_
             os.kill(process.pid, signal.SIGCONT)
 
     assert first.status is TaskStatus.FAILED and first.reason == "TxPending" and first.retryable is True, first.error
+    assert first.result is not None and first.result["inclusionStatus"] == "pending"
     record = TxRecords(validator.node.home).load(task_id)
     assert record is not None and record.tx_hash in (first.error or "")
     monkeypatch.setattr("agent.tasks.gov.INCLUSION_TIMEOUT_SECONDS", 60.0)
@@ -596,6 +640,7 @@ async def test_a_broadcast_whose_answer_is_lost_is_pending_and_the_next_run_adop
 
         assert lost.hits == 1
         assert first.status is TaskStatus.FAILED and first.reason == "TxPending" and first.retryable, first.error
+        assert first.result is not None and first.result["inclusionStatus"] == "pending"
         record = TxRecords(validator.node.home).load(task_id)
         assert record is not None and record.tx_hash in (first.error or "") and record.sequence == before
         await agent.engine.submit(

@@ -43,6 +43,7 @@ OTHER_ID = "6ba7b811-9dad-11d1-80b4-00c04fd430c8"
 WORK = TaskType.AWAIT_CONDITION
 CRASH = TaskType.CONFIG_VALIDATE
 TYPED = TaskType.RESULT_EXPORT
+FAILING = TaskType.CONFIG_PATCH
 
 
 class WorkParams(TaskParams):
@@ -104,6 +105,10 @@ async def typed(params: TypedParams, ctx: TaskContext) -> dict[str, Any]:
     return {"height": params.height}
 
 
+async def failing_with_result(params: WorkParams, ctx: TaskContext) -> dict[str, Any]:
+    raise TaskError("committed but failed", reason="InactiveProposal", result={"inclusionStatus": "committed_failed"})
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "agent.db"
@@ -121,6 +126,7 @@ def registry(work: Work) -> HandlerRegistry:
             HandlerSpec(WORK, WorkParams, work),
             HandlerSpec(CRASH, WorkParams, crash),
             HandlerSpec(TYPED, TypedParams, typed),
+            HandlerSpec(FAILING, WorkParams, failing_with_result),
             *READINESS_HANDLERS,
         ]
     )
@@ -181,6 +187,14 @@ async def test_new_task_runs_to_completion_and_is_stored(engine: Engine, work: W
     assert (result.run, result.resumes, result.reason) == (1, 0, Reason.SUCCEEDED)
     assert result.completed_at is not None and result.started_at is not None
     assert harness.kinds(task_id) == [EventKind.ACCEPTED, EventKind.STARTED, EventKind.SUCCEEDED]
+
+
+async def test_a_failure_carrying_a_result_stores_it_with_the_failure(engine: Engine) -> None:
+    """A gov task's failure keeps its `inclusionStatus`: a controller branches on it."""
+    result = await engine.wait(await engine.submit(task(FAILING)))
+    assert (result.status, result.reason) == (TaskStatus.FAILED, "InactiveProposal")
+    assert result.result == {"inclusionStatus": "committed_failed"}
+    assert (await engine.get(ID)).result == {"inclusionStatus": "committed_failed"}  # type: ignore[union-attr]
 
 
 async def test_submit_while_running_is_a_no_op(engine: Engine, work: Work) -> None:

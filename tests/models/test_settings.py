@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ def test_every_field_is_read_from_a_variable() -> None:
         ("NODETASK_SHUTDOWN_GRACE_SECONDS", "-1", "greater than or equal to 0"),
         ("NODETASK_STATUS_CONCURRENCY", "0", "greater than or equal to 1"),
         ("NODETASK_SELECTOR", "fieldSelector", "'auto' or 'none'"),
+        ("NODETASK_MAX_GAS", "0", "greater than or equal to 1"),
+        ("NODETASK_MAX_GAS_PRICE", "usei", "'usei' is not a gas price"),
+        ("NODETASK_MAX_GAS_PRICE", "0.1usei,0.2usei", "denom 'usei' appears twice"),
+        ("NODETASK_MAX_GAS_PRICE", ",", "at least one"),
+        ("NODETASK_MAX_DEPOSIT", "1.5usei", "whole number"),
+        ("NODETASK_MAX_DEPOSIT", "-5usei", "is not an amount"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_the_value_and_the_reason(
@@ -54,6 +61,21 @@ def test_a_bad_value_is_refused_naming_the_variable_the_value_and_the_reason(
         AgentSettings.from_env({variable: value})
     assert f"{variable}={value!r}: " in str(caught.value)
     assert reason in str(caught.value)
+
+
+def test_the_spending_ceilings_are_read_per_denom() -> None:
+    limits = AgentSettings.from_env(
+        {"NODETASK_MAX_GAS": "500000", "NODETASK_MAX_GAS_PRICE": "0.02usei, 0.01stake", "NODETASK_MAX_DEPOSIT": "9usei"}
+    ).spending_limits
+    assert limits.max_gas == 500_000
+    assert limits.max_gas_price == {"usei": Decimal("0.02"), "stake": Decimal("0.01")}
+    assert limits.max_deposit == {"usei": 9}
+    default = AgentSettings.from_env({}).spending_limits
+    assert (default.max_gas, default.max_gas_price, default.max_deposit) == (
+        1_000_000,
+        {"usei": Decimal("0.1")},
+        {"usei": 3_500_000_000},
+    )
 
 
 def test_every_bad_variable_is_reported_at_once() -> None:

@@ -137,6 +137,14 @@ def test_a_new_run_clears_the_previous_runs_error_result_and_progress() -> None:
     assert status["completedAt"] is None  # a merge patch deletes the previous completion time
 
 
+def test_a_failure_keeps_the_result_it_carries() -> None:
+    """A gov task's failure keeps `inclusionStatus` (`committed_failed`, `pending`) for the caller to branch on."""
+    failed = row(status=TaskStatus.FAILED, completed_at=NOW, reason="InactiveProposal", error="x",
+                 result={"inclusionStatus": "committed_failed", "code": 3})  # fmt: skip
+    assert render(failed, EventKind.FAILED)["result"] == {"inclusionStatus": "committed_failed", "code": 3}
+    assert render(row(status=TaskStatus.FAILED, completed_at=NOW, error="x"), EventKind.FAILED)["result"] is None
+
+
 def test_progress_is_shown_while_running_and_only_its_summary_removed_at_the_end() -> None:
     running = render(
         row(progress=Progress(current=300, total=1000, unit="blocks", message="syncing")), EventKind.PROGRESS

@@ -50,6 +50,7 @@ M = TypeVar("M", bound="Message")
 STRING = "string"
 BYTES = "bytes"
 UINT64 = "uint64"
+INT64 = "int64"  # signed: a negative value is a ten-byte varint (two's complement), as Go writes it
 ENUM = "enum"
 MESSAGE = "message"
 INT = "int"  # gogoproto customtype sdk.Int: a Python int, a decimal string on the wire and in JSON
@@ -91,8 +92,10 @@ def proto_field(
     fork: bool = False,
     message: type[Message] | None = None,
     enum: type[IntEnum] | None = None,
+    default: int | None = None,
 ) -> AnyType:
-    """A dataclass field carrying its protobuf description, with the proto3 default as the Python default."""
+    """A dataclass field carrying its protobuf description, with the proto3 default as the Python default (or
+    `default` for an integer field whose Go zero value is another number, see `Timestamp`)."""
     spec = FieldSpec(number, kind, repeated, always or kind in (INT, DEC), oneof, fork, message, enum)
     metadata = {"proto": spec}
     if repeated:
@@ -102,8 +105,8 @@ def proto_field(
             assert message is not None
             return dataclasses.field(default_factory=message, metadata=metadata)
         return dataclasses.field(default=None, metadata=metadata)
-    defaults: dict[str, object] = {STRING: "", BYTES: b"", UINT64: 0, ENUM: 0, INT: 0, DEC: Decimal(0)}
-    return dataclasses.field(default=defaults[kind], metadata=metadata)
+    defaults: dict[str, object] = {STRING: "", BYTES: b"", UINT64: 0, INT64: 0, ENUM: 0, INT: 0, DEC: Decimal(0)}
+    return dataclasses.field(default=defaults[kind] if default is None else default, metadata=metadata)
 
 
 # --- wire primitives ---------------------------------------------------------------------------------------------
@@ -232,11 +235,13 @@ class Message:
                 raise ProtoError(f"{path}: unknown field number {number}")
             name, spec = specs[number]
             field_path = f"{path}.{name}"
-            expected = _WIRE_VARINT if spec.kind in (UINT64, ENUM) else _WIRE_LEN
+            expected = _WIRE_VARINT if spec.kind in (UINT64, INT64, ENUM) else _WIRE_LEN
             if wire_type != expected:
                 raise ProtoError(f"{field_path}: wire type {wire_type}, expected {expected}")
             if wire_type == _WIRE_VARINT:
                 raw_int, offset = _read_varint(data, offset, field_path)
+                if spec.kind == INT64 and raw_int >= 1 << 63:
+                    raw_int -= 1 << 64
                 value: AnyType = _enum_value(spec, raw_int, field_path) if spec.kind == ENUM else raw_int
             else:
                 length, offset = _read_varint(data, offset, field_path)
@@ -302,7 +307,7 @@ def _encode_value(spec: FieldSpec, value: AnyType, in_list: bool) -> bytes:
         if value is None:
             return b""
         return _length_delimited(spec.number, value.encode())
-    if kind in (UINT64, ENUM):
+    if kind in (UINT64, INT64, ENUM):
         number = int(value)
         return _tag(spec.number, _WIRE_VARINT) + encode_varint(number) if number or in_list else b""
     if kind == STRING:
@@ -349,7 +354,7 @@ def _value_to_json(spec: FieldSpec, value: AnyType) -> AnyType:
         return None if value is None else value.to_json()
     if kind == BYTES:
         return base64.b64encode(value).decode()
-    if kind in (UINT64, INT):
+    if kind in (UINT64, INT64, INT):
         return str(int(value))
     if kind == ENUM:
         assert spec.enum is not None
@@ -375,10 +380,11 @@ def _value_from_json(spec: FieldSpec, raw: object, path: str) -> AnyType:
             return base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise ProtoError(f"{path}: {raw!r} is not base64") from None
-    if kind == UINT64:
+    if kind in (UINT64, INT64):
         number = raw if isinstance(raw, int) and not isinstance(raw, bool) else _int_from_text(raw, path)
-        if not 0 <= number <= _UINT64_MAX:
-            raise ProtoError(f"{path}: {number} is outside uint64")
+        low, high = (0, _UINT64_MAX) if kind == UINT64 else (-(1 << 63), (1 << 63) - 1)
+        if not low <= number <= high:
+            raise ProtoError(f"{path}: {number} is outside {kind}")
         return number
     if kind == ENUM:
         assert spec.enum is not None
@@ -615,12 +621,29 @@ class MsgSubmitProposalResponse(Message):
     proposal_id: int = proto_field(1, UINT64)
 
 
+GO_ZERO_TIME_SECONDS = -62135596800
+"""Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix seconds: what gogoproto's stdtime writes for it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Timestamp(Message):
+    """`google.protobuf.Timestamp` as a gogoproto `stdtime` field carries a Go `time.Time`; the default is Go's zero
+    time (not the Unix epoch), because that is what an unset non-nullable `time.Time` holds."""
+
+    seconds: int = proto_field(1, INT64, default=GO_ZERO_TIME_SECONDS)
+    nanos: int = proto_field(2, INT64)
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan(Message):
-    """`cosmos.upgrade.v1beta1.Plan`. Field 2 (`time`) is deprecated and must stay unset: the SDK rejects a plan
-    with a time, and an absent field decodes to Go's zero time. Field 5 (IBC client state) is not supported."""
+    """`cosmos.upgrade.v1beta1.Plan`. Field 2 (`time`) is deprecated and non-nullable (`stdtime`,
+    `nullable=false`): gogoproto always writes it, the zero time included (13 bytes with its tag), and a chain that
+    re-encodes the body to compare sizes (seid: "tx body wire size does not match canonical size") refuses a body
+    without it. The SDK refuses a plan whose time is not zero, so it always holds Go's zero time. Field 5 (IBC client
+    state) is not supported."""
 
     name: str = proto_field(1, STRING)
+    time: Timestamp = proto_field(2, MESSAGE, message=Timestamp, always=True)
     height: int = proto_field(3, UINT64)  # int64 on the wire; only positive heights are valid
     info: str = proto_field(4, STRING)
 

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
+from agent.models.redaction import scrub_output
 
 from .proto import (
     Any,
@@ -133,9 +134,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def bounded_log(log: str, limit: int = MAX_LOG_CHARS) -> str:
-    """A chain log fit for an error message: control characters folded to spaces, at most `limit` characters."""
-    text = _CONTROL.sub(" ", unicodedata.normalize("NFC", log or "")).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A chain log fit for an error message or a result: control characters folded to spaces, secrets masked
+    (`scrub_output`: the log is remote text), at most `limit` characters."""
+    return scrub_output(_CONTROL.sub(" ", unicodedata.normalize("NFC", log or "")), limit, keep="head")
 
 
 # --- result codes ----------------------------------------------------------------------------------------------------
