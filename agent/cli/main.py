@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.models import TaskError, TaskResult
-from agent.models.settings import AgentSettings, SettingsError
+from agent.models.settings import AgentSettings, SettingsError, forget_secret_variables
 from agent.models.task import normalize_task_id
 
 from . import local
@@ -38,6 +38,7 @@ def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> Agen
         db_path=getattr(args, "db", None),
         http_port=getattr(args, "port", None),
     )
+    forget_secret_variables()
     if home_must_exist and not settings.home.is_dir():
         # A typo in --home must not silently create a new, empty node home and store beside the real one.
         where = "--home" if getattr(args, "home", None) is not None else "SEI_HOME (or the default /sei)"
@@ -370,6 +371,7 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
         port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
         settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
         settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
+        forget_secret_variables()
     except (ValueError, OSError) as error:
         print(f"seictl: error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ Configuration table is checked against that list (`tests/models/test_settings.py
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 _ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("nodetask_settings_environment", default=None)
@@ -31,6 +32,8 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BECH32_PREFIX = re.compile(r"[a-z0-9]{1,83}")
 _DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
+_SECRETS = frozenset({"SEI_KEYRING_PASSPHRASE", "keyring_passphrase"})
+"""Settings whose value an error message must never quote."""
 
 
 class SettingsError(ValueError):
@@ -103,6 +106,20 @@ class AgentSettings(BaseSettings):
     )
     """Loop period of the Go sidecar's `snapshot-upload` submitted over HTTP (`SEI_SNAPSHOT_UPLOAD_INTERVAL`, a Go
     duration such as `168h`; whole seconds when given as a number)."""
+    keyring_backend: Literal["", "test", "file"] = Field(
+        default="", validation_alias=AliasChoices("SEI_KEYRING_BACKEND", "keyring_backend")
+    )
+    """The operator's Cosmos keyring that gov tasks sign from by `keyName` (`SEI_KEYRING_BACKEND`: `test` or `file`;
+    unset: only the agent's own `validator` key). Read-only; `agent.chain.keyring` documents the format."""
+    keyring_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SEI_KEYRING_DIR", "keyring_dir"))
+    """The keyring's root (`SEI_KEYRING_DIR`, default `<home>/keyring-file`); keys are in `keyring-<backend>/`."""
+    keyring_passphrase: SecretStr = Field(
+        default=SecretStr(""),
+        validate_default=True,
+        validation_alias=AliasChoices("SEI_KEYRING_PASSPHRASE", "keyring_passphrase"),
+    )
+    """The `file` keyring's passphrase (`SEI_KEYRING_PASSPHRASE`, required for `file`). Kept only in memory: the
+    serve entry points remove it from the process environment once read, and it is never logged or stored."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -178,6 +195,25 @@ class AgentSettings(BaseSettings):
         if mode not in ("", "unauthenticated", "trusted-header"):
             raise ValueError('is not recognized (allowed: "", "unauthenticated", "trusted-header")')
         return mode or "unauthenticated"
+
+    @field_validator("keyring_backend", mode="before")
+    @classmethod
+    def _keyring_backend(cls, value: Any) -> Any:
+        backend = str(value).strip()
+        if backend == "os":
+            raise ValueError(
+                "the os backend (the host's secret service) is not supported by the agent; use test or file"
+            )
+        if backend not in ("", "test", "file"):
+            raise ValueError(f"unsupported SEI_KEYRING_BACKEND {json.dumps(backend)} (allowed: test|file)")
+        return backend
+
+    @field_validator("keyring_passphrase")
+    @classmethod
+    def _passphrase_for_file(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("keyring_backend") == "file" and not value.get_secret_value():
+            raise ValueError("SEI_KEYRING_PASSPHRASE required when SEI_KEYRING_BACKEND=file")
+        return value
 
     @field_validator("snapshot_upload_interval_seconds", mode="before")
     @classmethod
@@ -257,12 +293,20 @@ class AgentSettings(BaseSettings):
         return names
 
 
+def forget_secret_variables(environment: dict[str, str] | None = None) -> None:
+    """Remove secret variables (`SEI_KEYRING_PASSPHRASE`) from the process environment once settings hold them, so
+    they do not stay readable in `/proc/<pid>/environ` or pass to child processes (as the original sidecar does)."""
+    target = os.environ if environment is None else environment
+    for name in _SECRETS:
+        target.pop(name, None)
+
+
 def _describe(error: ValidationError, environment: Mapping[str, str]) -> str:
     """`VARIABLE='value': reason` per problem; a flag's problem is named by its field."""
     problems = []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"]) or "settings"
-        value = environment.get(name, problem.get("input"))
+        value = "[redacted]" if name in _SECRETS else environment.get(name, problem.get("input"))
         message = str(problem["msg"]).removeprefix("Value error, ")
         problems.append(f"{name}={value!r}: {message}")
     return "invalid settings: " + "; ".join(problems)

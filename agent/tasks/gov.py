@@ -2,9 +2,9 @@
 
 Each handler builds one x/gov v1beta1 message (cosmos-sdk v0.45, what Sei runs) and hands it to the one
 sign-and-broadcast path, `agent.chain.broadcast.TxSender`, which documents signing, the tx record that keeps a task
-to one transaction across crashes and retries, and how CheckTx/DeliverTx codes become reasons. The signer is the
-node's operator account: the keystore key generate-gentx made (`agent.chain.cosmos.keystore`); its private key is
-used in this process only and never reaches a result, a log line or an error.
+to one transaction across crashes and retries, and how CheckTx/DeliverTx codes become reasons. The signer is the key
+`keyName` names: an entry of the operator's Cosmos keyring, or the node's own `validator` key (`agent.chain.keyring`);
+its private key is used in this process only and never reaches a result, a log line or an error.
 
 Result (the same keys for all three; `proposalId` for proposals):
 
@@ -25,8 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from agent.chain.broadcast import TxIntent, TxOutcome, TxRecords, TxSender, committed_failure
-from agent.chain.cosmos.address import ChainIdentity
-from agent.chain.cosmos.keystore import AccountKey, keystore_path, load_account_key
+from agent.chain.cosmos.keystore import AccountKey
 from agent.chain.cosmos.proto import (
     Any as AnyMessage,
 )
@@ -42,6 +41,7 @@ from agent.chain.cosmos.proto import (
     VoteOption,
 )
 from agent.chain.cosmos.tx import proposal_id_from_data
+from agent.chain.keyring import signing_key
 from agent.chain.rpc import RpcClient
 from agent.models import TaskError, TaskType, utcnow
 from agent.models.params.genesis import Coin as ParamCoin
@@ -79,13 +79,14 @@ def _memo(memo: str, task_id: str) -> str:
     return f"{memo} taskID={task_id}".strip()
 
 
-def _operator_key(ctx: TaskContext) -> AccountKey:
-    return load_account_key(keystore_path(ctx.home), ChainIdentity.from_settings(ctx.settings))
+def _operator_key(ctx: TaskContext, key_name: str) -> AccountKey:
+    """`params.keyName` from the operator's keyring, or the node's own `validator` key (`agent.chain.keyring`)."""
+    return signing_key(ctx.settings, key_name)
 
 
 async def _send(ctx: TaskContext, params: SignedTxParams, build: Any) -> tuple[TxOutcome, AccountKey]:
     """Load the key, build the message for its address, and run the one transaction of this task."""
-    key = await asyncio.to_thread(_operator_key, ctx)
+    key = await asyncio.to_thread(_operator_key, ctx, params.key_name)
     message: Message = build(key.address)
     records = TxRecords(ctx.home)
     await asyncio.to_thread(records.prune, utcnow() - max(ctx.settings.retention, timedelta(hours=1)))
