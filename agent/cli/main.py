@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -346,6 +347,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def go_quote(text: str) -> str:
+    """`text` as Go's `%q` (strconv.Quote) writes it: printable runes as they are, the rest escaped."""
+    named = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif char in named:
+            out.append(named[char])
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
 def seictl_main(argv: Sequence[str] | None = None) -> int:
     """`seictl serve`: the Go sidecar's command line, for pods whose spec runs `seictl serve` (drop-in by image).
 
@@ -362,6 +383,13 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: $SEI_SIDECAR_PORT or 7777")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("SEI_LOG_LEVEL", "INFO").upper(), "json")
+    authn_mode = os.environ.get("SEI_SIDECAR_AUTHN_MODE", "").strip().lower()
+    if authn_mode not in ("", "unauthenticated", "trusted-header"):
+        # The original's start-up error, byte for byte (Go's log.Fatal: local time stamp, message, exit 1).
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+        allowed = '(allowed: "", "unauthenticated", "trusted-header")'
+        print(f"{stamp} SEI_SIDECAR_AUTHN_MODE={go_quote(authn_mode)} is not recognized {allowed}", file=sys.stderr)
+        return 1
     import asyncio
 
     from agent.server.standalone import serve as serve_api
