@@ -294,11 +294,30 @@ class AgentSettings(BaseSettings):
 
 
 def forget_secret_variables(environment: dict[str, str] | None = None) -> None:
-    """Remove secret variables (`SEI_KEYRING_PASSPHRASE`) from the process environment once settings hold them, so
-    they do not stay readable in `/proc/<pid>/environ` or pass to child processes (as the original sidecar does)."""
-    target = os.environ if environment is None else environment
+    """Remove secret variables (`SEI_KEYRING_PASSPHRASE`) from the environment once settings hold them, so child
+    processes do not inherit them. For the process environment the value's bytes are also overwritten with NULs
+    first: unsetting alone leaves the string in the initial environment block, which `/proc/<pid>/environ` shows."""
+    if environment is not None:
+        for name in _SECRETS:
+            environment.pop(name, None)
+        return
     for name in _SECRETS:
-        target.pop(name, None)
+        if name in os.environ:
+            _wipe_c_environment_value(name)
+            del os.environ[name]
+
+
+def _wipe_c_environment_value(name: str) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_void_p
+        address = libc.getenv(name.encode())
+        if address:
+            ctypes.memset(address, 0, len(ctypes.string_at(address)))
+    except (OSError, AttributeError):  # no C library to reach: unsetting is all there is
+        pass
 
 
 def _describe(error: ValidationError, environment: Mapping[str, str]) -> str:
