@@ -395,7 +395,11 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     from agent.server.standalone import serve as serve_api
 
     try:
-        base = AgentSettings.from_env(home=args.home, pod_name=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))
+        import socket
+
+        # The original's pod name: HOSTNAME, else the host name, else "unknown" (POD_NAME wins when a spec sets it).
+        pod_name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname() or "unknown"
+        base = AgentSettings.from_env(home=args.home, pod_name=pod_name)
         port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
         settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
         settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
