@@ -143,7 +143,7 @@ def task_result(row: TaskResult) -> dict[str, Any]:
     row = servable(row)
     body: dict[str, Any] = {"id": row.id, "type": row.type, "status": _STATUS[row.status], "run": row.run}
     if row.params:
-        body["params"] = redact(row.params)
+        body["params"] = _sorted_keys(redact(row.params))  # a Go map: its keys come out sorted
     if row.result is not None:
         body["result"] = redact(row.result)
     if row.status is TaskStatus.CANCELLED:
@@ -152,10 +152,25 @@ def task_result(row: TaskResult) -> dict[str, Any]:
         message = f"{row.reason}: {row.error}" if row.reason else row.error
         body["error"] = redact_text(f"{message} [hint: {row.hint}]" if row.hint else message)
     dumped = row.model_dump(mode="json", by_alias=True, include={"submitted_at", "completed_at"})
-    body["submittedAt"] = dumped["submittedAt"]
+    body["submittedAt"] = go_time(dumped["submittedAt"])
     if dumped.get("completedAt"):
-        body["completedAt"] = dumped["completedAt"]
+        body["completedAt"] = go_time(dumped["completedAt"])
     return body
+
+
+def go_time(text: str) -> str:
+    """A UTC timestamp as Go's `time.Time` marshals it (RFC 3339 with the fraction's trailing zeros dropped)."""
+    stamp, dot, fraction = text.removesuffix("Z").partition(".")
+    fraction = fraction.rstrip("0")
+    return f"{stamp}.{fraction}Z" if dot and fraction else f"{stamp}Z"
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}

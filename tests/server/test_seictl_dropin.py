@@ -12,13 +12,16 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from openapi_core import OpenAPI
 
+from agent.models import TaskResult, TaskStatus
 from agent.models.settings import AgentSettings
+from agent.server.seictl import go_json, task_result
 from agent.store import SqliteStore
 from agent.tasks.gentx import external_ipv4
 from tests.chain.test_keyring import write_keyring
@@ -197,3 +200,20 @@ def test_the_migration_gives_a_go_loop_the_pods_interval(
     with SqliteStore(path) as store:
         row = store.get(LOOP_ID)
     assert row is not None and row.params == {"intervalSeconds": 5400 if interval else 168 * 3600}
+
+
+def test_task_results_are_the_bytes_gos_encoder_writes() -> None:
+    row = TaskResult(
+        id=LOOP_ID,
+        type="config-patch",
+        status=TaskStatus.COMPLETED,
+        params={"files": {"config.toml": {"p2p": {"seeds": "ñ<a&b>"}, "moniker": "m"}}},
+        submitted_at=datetime(2026, 11, 30, 8, 0, 0, 120000, tzinfo=UTC),
+        completed_at=datetime(2026, 11, 30, 8, 0, 1, tzinfo=UTC),
+    )
+    # Struct fields in the original's order, map keys sorted, UTF-8 kept, HTML characters escaped, trimmed times.
+    assert go_json(task_result(row)) == (
+        f'{{"id":"{LOOP_ID}","type":"config-patch","status":"completed","run":1,'
+        '"params":{"files":{"config.toml":{"moniker":"m","p2p":{"seeds":"ñ\\u003ca\\u0026b\\u003e"}}}},'
+        '"submittedAt":"2026-11-30T08:00:00.12Z","completedAt":"2026-11-30T08:00:01Z"}\n'
+    )
