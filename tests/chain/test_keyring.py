@@ -2,8 +2,8 @@
 
 The keyrings here are written by `write_keyring` below, which follows the format as the module docstring states it
 (JWE PBES2-HS256+A128KW / A256GCM items, amino `localInfo` records); `tests/fixtures/keyring/` holds keyrings made by
-a real `simd keys add` (Cosmos SDK v0.45.16), which the same reader opens, so the writer and the reader cannot agree
-on a wrong format unnoticed.
+a real `simd keys add` (Cosmos SDK v0.45.16; `keys.json` says how, with the throwaway keys' addresses and the
+passphrase), which the same reader opens, so the writer and the reader cannot agree on a wrong format unnoticed.
 """
 
 from __future__ import annotations
@@ -246,12 +246,16 @@ def test_the_passphrase_never_appears_in_settings_output() -> None:
 
 @pytest.mark.parametrize("backend", ["test", "file"])
 def test_keyrings_made_by_simd_keys_add_are_read(backend: str) -> None:
-    recorded = RECORDED / backend
-    if not recorded.is_dir():
-        pytest.skip(f"{recorded} not recorded")
     manifest = json.loads((RECORDED / "keys.json").read_text())
     passphrase = manifest["passphrase"] if backend == "file" else ""
-    keyring = Keyring.open(backend, recorded, passphrase)
+    keyring = Keyring.open(backend, RECORDED / backend, passphrase)
+    assert keyring.names() == sorted(manifest[backend])
     for name, address in manifest[backend].items():
         key = keyring.key(name, SEI_IDENTITY)
-        assert bech32.decode(key.address)[1] == bech32.decode(address)[1], name
+        assert bech32.decode(key.address)[1] == bech32.decode(address)[1], name  # simd's address, re-prefixed
+
+
+def test_a_file_keyring_made_by_simd_refuses_a_wrong_passphrase() -> None:
+    with pytest.raises(TaskError) as raised:
+        Keyring.open("file", RECORDED / "file", "recorded fixture passphrase!").key("node_admin")
+    assert raised.value.reason == KEYRING_UNREADABLE
