@@ -120,6 +120,45 @@ def scenario(trusted: bool) -> list[dict[str, Any]]:
         {"name": "delete-unknown-task", "method": "DELETE", "path": f"/v0/tasks/{_id(999)}"},
         {"name": "list-tasks", "method": "GET", "path": "/v0/tasks"},
     ]
+    # Every other builder's body (v0.0.26 and HEAD clients), submitted last and not awaited: the answer to the POST is
+    # the contract (201, or 400 for what a stricter check refuses); the tasks themselves need seid, S3 or peers.
+    common = {"chainId": CHAIN_ID, "keyName": "node_admin", "fees": "4000usei", "gas": 200000}
+    proposal = {**common, "title": "t", "description": "d", "initialDeposit": "10000000usei"}
+    builders: list[tuple[str, dict[str, Any] | None]] = [
+        ("snapshot-restore", {"targetHeight": 100}),
+        ("snapshot-restore", None),
+        ("snapshot-upload", None),
+        ("snapshot-upload-once", None),
+        ("configure-genesis", None),
+        ("configure-genesis", {"expectedGenesisHash": "ab" * 32}),
+        ("configure-state-sync", {"useLocalSnapshot": True, "trustPeriod": "168h0m0s", "backfillBlocks": 10}),
+        ("configure-state-sync", {"rpcServers": ["rpc-0.sei.svc:26657", "rpc-1.sei.svc:26657"]}),
+        ("configure-state-sync", None),
+        ("await-condition", {"condition": "height", "targetHeight": 100, "action": "SIGTERM_SEID"}),
+        ("await-condition", {"condition": "catchingUp"}),
+        ("config-apply", {"mode": "validator", "incremental": False, "targetVersion": 1}),
+        ("config-validate", None),
+        ("config-reload", {"fields": {"log_level": "debug"}}),
+        ("result-export", {"bucket": "exports", "region": "us-east-1", "prefix": "shadow/"}),
+        ("result-export", {"bucket": "exports", "region": "us-east-1", "canonicalRpc": "http://canon:26657"}),
+        ("generate-gentx", {"chainId": CHAIN_ID, "stakingAmount": "1000000usei", "accountBalance": "10000000usei"}),
+        ("upload-genesis-artifacts", {"nodeName": "node-0"}),
+        (
+            "assemble-and-upload-genesis",
+            {"accountBalance": "10000000usei", "namespace": "sei", "nodes": [{"name": "node-0"}]},
+        ),
+        ("set-genesis-peers", None),
+        ("gov-software-upgrade", {**proposal, "upgradeName": "v2", "upgradeHeight": 1000}),
+        ("gov-param-change", {**proposal, "changes": [{"subspace": "staking", "key": "MaxValidators", "value": 150}]}),
+        ("stop-seid", None),
+        ("restart-seid", None),
+        ("reset-data", None),
+    ]
+    for number, (task_type, params) in enumerate(builders, start=100):
+        body: dict[str, Any] = {"id": _id(number), "type": task_type}
+        if params is not None:
+            body["params"] = params
+        steps.append({"name": f"builder-{number}-{task_type}", "method": "POST", "path": "/v0/tasks", "body": body})
     if trusted:
         for step in steps:
             step.setdefault("headers", {"X-Remote-User": "system:serviceaccount:sei:controller"})

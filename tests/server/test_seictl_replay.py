@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,9 @@ def _mismatch(name: str, ours: dict[str, Any], original: dict[str, Any], differe
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recording", _recordings(), ids=lambda path: f"{path.parent.name}/{path.name}")
-async def test_the_agent_answers_each_recorded_request_as_the_original(recording: Path, tmp_path: Path) -> None:
+async def test_the_agent_answers_each_recorded_request_as_the_original(
+    recording: Path, tmp_path: Path, refused_port: Callable[..., int]
+) -> None:
     document = json.loads(recording.read_text())
     differences = _differences()
     home = tmp_path / "sei"
@@ -139,6 +142,13 @@ async def test_the_agent_answers_each_recorded_request_as_the_original(recording
         home=home,
         chain_id="replay-1",
         pod_name="node-0-0",
+        # The recording's environment; nothing answers at the node's RPC or S3 (the tasks submitted last need both).
+        genesis_bucket="g",
+        genesis_region="us-east-1",
+        snapshot_bucket="s",
+        snapshot_region="us-east-1",
+        rpc_endpoint=f"http://127.0.0.1:{refused_port()}",
+        s3_endpoint_url=f"http://127.0.0.1:{refused_port()}",
         seictl_api=True,
         authn_mode="trusted-header" if document["trustedHeader"] else "unauthenticated",
     ).model_copy(update={"http_port": 0})
