@@ -8,13 +8,14 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.models import TaskError, TaskResult
-from agent.models.settings import AgentSettings, SettingsError
+from agent.models.settings import AgentSettings, SettingsError, forget_secret_variables
 from agent.models.task import normalize_task_id
 
 from . import local
@@ -38,6 +39,7 @@ def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> Agen
         db_path=getattr(args, "db", None),
         http_port=getattr(args, "port", None),
     )
+    forget_secret_variables()
     if home_must_exist and not settings.home.is_dir():
         # A typo in --home must not silently create a new, empty node home and store beside the real one.
         where = "--home" if getattr(args, "home", None) is not None else "SEI_HOME (or the default /sei)"
@@ -345,6 +347,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def go_quote(text: str) -> str:
+    """`text` as Go's `%q` (strconv.Quote) writes it: printable runes as they are, the rest escaped."""
+    named = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif char in named:
+            out.append(named[char])
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
 def seictl_main(argv: Sequence[str] | None = None) -> int:
     """`seictl serve`: the Go sidecar's command line, for pods whose spec runs `seictl serve` (drop-in by image).
 
@@ -361,15 +383,27 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: $SEI_SIDECAR_PORT or 7777")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("SEI_LOG_LEVEL", "INFO").upper(), "json")
+    authn_mode = os.environ.get("SEI_SIDECAR_AUTHN_MODE", "").strip().lower()
+    if authn_mode not in ("", "unauthenticated", "trusted-header"):
+        # The original's start-up error, byte for byte (Go's log.Fatal: local time stamp, message, exit 1).
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+        allowed = '(allowed: "", "unauthenticated", "trusted-header")'
+        print(f"{stamp} SEI_SIDECAR_AUTHN_MODE={go_quote(authn_mode)} is not recognized {allowed}", file=sys.stderr)
+        return 1
     import asyncio
 
     from agent.server.standalone import serve as serve_api
 
     try:
-        base = AgentSettings.from_env(home=args.home, pod_name=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))
+        import socket
+
+        # The original's pod name: HOSTNAME, else the host name, else "unknown" (POD_NAME wins when a spec sets it).
+        pod_name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname() or "unknown"
+        base = AgentSettings.from_env(home=args.home, pod_name=pod_name)
         port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
         settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
         settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
+        forget_secret_variables()
     except (ValueError, OSError) as error:
         print(f"seictl: error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ Configuration table is checked against that list (`tests/models/test_settings.py
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from . import spending
@@ -33,6 +34,8 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BECH32_PREFIX = re.compile(r"[a-z0-9]{1,83}")
 _DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
+_SECRETS = frozenset({"SEI_KEYRING_PASSPHRASE", "keyring_passphrase"})
+"""Settings whose value an error message must never quote."""
 
 
 class SettingsError(ValueError):
@@ -108,6 +111,20 @@ class AgentSettings(BaseSettings):
     )
     """Loop period of the Go sidecar's `snapshot-upload` submitted over HTTP (`SEI_SNAPSHOT_UPLOAD_INTERVAL`, a Go
     duration such as `168h`; whole seconds when given as a number)."""
+    keyring_backend: Literal["", "test", "file"] = Field(
+        default="", validation_alias=AliasChoices("SEI_KEYRING_BACKEND", "keyring_backend")
+    )
+    """The operator's Cosmos keyring that gov tasks sign from by `keyName` (`SEI_KEYRING_BACKEND`: `test` or `file`;
+    unset: only the agent's own `validator` key). Read-only; `agent.chain.keyring` documents the format."""
+    keyring_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SEI_KEYRING_DIR", "keyring_dir"))
+    """The keyring's root (`SEI_KEYRING_DIR`, default `<home>/keyring-file`); keys are in `keyring-<backend>/`."""
+    keyring_passphrase: SecretStr = Field(
+        default=SecretStr(""),
+        validate_default=True,
+        validation_alias=AliasChoices("SEI_KEYRING_PASSPHRASE", "keyring_passphrase"),
+    )
+    """The `file` keyring's passphrase (`SEI_KEYRING_PASSPHRASE`, required for `file`). Kept only in memory: the
+    serve entry points remove it from the process environment once read, and it is never logged or stored."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -216,6 +233,25 @@ class AgentSettings(BaseSettings):
             raise ValueError('is not recognized (allowed: "", "unauthenticated", "trusted-header")')
         return mode or "unauthenticated"
 
+    @field_validator("keyring_backend", mode="before")
+    @classmethod
+    def _keyring_backend(cls, value: Any) -> Any:
+        backend = str(value).strip()
+        if backend == "os":
+            raise ValueError(
+                "the os backend (the host's secret service) is not supported by the agent; use test or file"
+            )
+        if backend not in ("", "test", "file"):
+            raise ValueError(f"unsupported SEI_KEYRING_BACKEND {json.dumps(backend)} (allowed: test|file)")
+        return backend
+
+    @field_validator("keyring_passphrase")
+    @classmethod
+    def _passphrase_for_file(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("keyring_backend") == "file" and not value.get_secret_value():
+            raise ValueError("SEI_KEYRING_PASSPHRASE required when SEI_KEYRING_BACKEND=file")
+        return value
+
     @field_validator("snapshot_upload_interval_seconds", mode="before")
     @classmethod
     def _go_duration(cls, value: Any) -> Any:
@@ -294,12 +330,39 @@ class AgentSettings(BaseSettings):
         return names
 
 
+def forget_secret_variables(environment: dict[str, str] | None = None) -> None:
+    """Remove secret variables (`SEI_KEYRING_PASSPHRASE`) from the environment once settings hold them, so child
+    processes do not inherit them. For the process environment the value's bytes are also overwritten with NULs
+    first: unsetting alone leaves the string in the initial environment block, which `/proc/<pid>/environ` shows."""
+    if environment is not None:
+        for name in _SECRETS:
+            environment.pop(name, None)
+        return
+    for name in _SECRETS:
+        if name in os.environ:
+            _wipe_c_environment_value(name)
+            del os.environ[name]
+
+
+def _wipe_c_environment_value(name: str) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_void_p
+        address = libc.getenv(name.encode())
+        if address:
+            ctypes.memset(address, 0, len(ctypes.string_at(address)))
+    except (OSError, AttributeError):  # no C library to reach: unsetting is all there is
+        pass
+
+
 def _describe(error: ValidationError, environment: Mapping[str, str]) -> str:
     """`VARIABLE='value': reason` per problem; a flag's problem is named by its field."""
     problems = []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"]) or "settings"
-        value = environment.get(name, problem.get("input"))
+        value = "[redacted]" if name in _SECRETS else environment.get(name, problem.get("input"))
         message = str(problem["msg"]).removeprefix("Value error, ")
         problems.append(f"{name}={value!r}: {message}")
     return "invalid settings: " + "; ".join(problems)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from agent.models.settings import AgentSettings
+from agent.models.settings import AgentSettings, forget_secret_variables
 
 from .crd import render_crd_yaml
 from .run import run_operator
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_crd_yaml())
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run_operator(AgentSettings.from_env(), kubeconfig=args.kubeconfig))
+    settings = AgentSettings.from_env()
+    forget_secret_variables()
+    return asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig))
 
 
 if __name__ == "__main__":

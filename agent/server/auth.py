@@ -10,7 +10,6 @@ forge it; that is the original's documented threat model, kept as is.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .metrics import AgentMetrics
+from .seictl import go_json
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,8 @@ def trusted_header_middleware(metrics: AgentMetrics) -> Any:  # aiohttp's Middle
         if refused is not None:
             reason, message = refused
             metrics.authn_rejections.labels(reason).inc()
-            return web.json_response({"error": message}, status=401, dumps=_dumps_line)
+            # The original's bytes: Go's JSON encoding, `Content-Type: application/json` without a charset.
+            return web.Response(body=go_json({"error": message}).encode(), status=401, content_type="application/json")
         return await handler(request)
 
     return middleware
-
-
-def _dumps_line(body: object) -> str:
-    return json.dumps(body) + "\n"  # the original frames JSON bodies with a trailing newline

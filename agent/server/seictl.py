@@ -12,7 +12,7 @@ Routes (only mounted when the mode is on; without it the mutating routes do not 
 | `GET /v0/livez` | 200 / 503, empty body (the store answers); `?verbose=1` adds `{"error": ...}` on 503 |
 | `GET /v0/metrics` | Prometheus text (the agent's registry) |
 | `GET /v0/status` | `{"status": "Initializing" or "Ready", "running": N}` |
-| `GET /v0/node-id` | `{"nodeId": "<hex>"}` from `config/node_key.json`; 500 text when it cannot be read |
+| `GET /v0/node-id` | `{"nodeId": "<hex>"}` from `config/node_key.json`; 500 `{"error"}` with the original's texts |
 | `POST /v0/tasks` | 201 `{"id"}` for a new, a deduplicated and a re-run failed task; 400 `{"error"}` otherwise |
 | `GET /v0/tasks` | the newest 100 tasks, the original's `TaskResult` array |
 | `GET /v0/tasks/{id}` | one `TaskResult`; 404 `{"error": "task not found"}` |
@@ -143,7 +143,7 @@ def task_result(row: TaskResult) -> dict[str, Any]:
     row = servable(row)
     body: dict[str, Any] = {"id": row.id, "type": row.type, "status": _STATUS[row.status], "run": row.run}
     if row.params:
-        body["params"] = redact(row.params)
+        body["params"] = _sorted_keys(redact(row.params))  # a Go map: its keys come out sorted
     if row.result is not None:
         body["result"] = redact(row.result)
     if row.status is TaskStatus.CANCELLED:
@@ -152,15 +152,40 @@ def task_result(row: TaskResult) -> dict[str, Any]:
         message = f"{row.reason}: {row.error}" if row.reason else row.error
         body["error"] = redact_text(f"{message} [hint: {row.hint}]" if row.hint else message)
     dumped = row.model_dump(mode="json", by_alias=True, include={"submitted_at", "completed_at"})
-    body["submittedAt"] = dumped["submittedAt"]
+    body["submittedAt"] = go_time(dumped["submittedAt"])
     if dumped.get("completedAt"):
-        body["completedAt"] = dumped["completedAt"]
+        body["completedAt"] = go_time(dumped["completedAt"])
     return body
 
 
+def go_time(text: str) -> str:
+    """A UTC timestamp as Go's `time.Time` marshals it (RFC 3339 with the fraction's trailing zeros dropped)."""
+    stamp, dot, fraction = text.removesuffix("Z").partition(".")
+    fraction = fraction.rstrip("0")
+    return f"{stamp}.{fraction}Z" if dot and fraction else f"{stamp}Z"
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def go_json(body: Any) -> str:
+    """JSON as Go's `json.NewEncoder(w).Encode` writes it, so bodies are byte-identical to the original's: compact,
+    UTF-8 (no `\\uXXXX` for non-ASCII), `<`, `>`, `&`, U+2028 and U+2029 escaped, and a trailing newline."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_GO_ESCAPES.get(char, char) for char in text) + "\n"
+
+
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    # The original frames JSON with a trailing newline.
-    return web.Response(text=json.dumps(body) + "\n", status=status, content_type="application/json", headers=headers)
+    # Bytes, so the header is exactly the original's `application/json` (a text body would add a charset).
+    return web.Response(body=go_json(body).encode(), status=status, content_type="application/json", headers=headers)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -209,10 +234,20 @@ class SeictlApi:
         return _json(self.engine.status())  # {"status": "Initializing" | "Ready", "running": N}
 
     async def node_id(self, request: web.Request) -> web.Response:
+        # The original's three answers, word for word; the key's validation is ours (the ID comes from the key bytes).
+        path = node_key_path(self.settings.home)
         try:
-            node_id = node_id_from_file(node_key_path(self.settings.home))
-        except (OSError, ValueError, TaskError) as error:
-            return web.Response(status=500, text=f"reading node key: {type(error).__name__}\n")
+            document = json.loads(path.read_bytes())
+        except OSError:
+            return _error(500, "node_key.json not found — generate-identity may not have run yet")
+        except ValueError:
+            return _error(500, "failed to parse node_key.json")
+        try:
+            if not isinstance(document, dict):
+                raise ValueError("not an object")
+            node_id = node_id_from_file(path)
+        except (OSError, ValueError, TaskError):
+            return _error(500, "invalid Ed25519 key in node_key.json")
         return _json({"nodeId": node_id})
 
     async def submit(self, request: web.Request) -> web.Response:

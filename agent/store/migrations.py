@@ -17,7 +17,8 @@ The file may have been written by the Go sidecar (seictl) on the same PVC, so it
 | 10      | this agent       | adds each of our columns that is missing (`resumes, reason, hint, retryable,        |
 |         |                  | started_at, timeout_seconds, retry_limit, retry_backoff_seconds, retry_nonce,       |
 |         |                  | source_*`), an index on `(type, submitted_at)`, and rewrites the seed's trimmed Go  |
-|         |                  | RFC3339Nano timestamps into our fixed-width form so text order is time order        |
+|         |                  | RFC3339Nano timestamps into our fixed-width form so text order is time order;       |
+|         |                  | a running Go `snapshot-upload` (an endless loop there) gets `intervalSeconds`       |
 
 Rules:
 - Each step runs in its own transaction and sets `user_version` inside it, so a crash leaves the file at a whole
@@ -35,7 +36,9 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -48,6 +51,7 @@ from agent.chain.broadcast import IMPORTED_FROM_GO, TxRecord, TxRecords
 from agent.chain.cosmos.proto import MsgSubmitProposal, MsgVote, ProtoError, TxBody, TxRaw
 from agent.chain.cosmos.tx import tx_hash
 from agent.models import format_timestamp, parse_timestamp, utcnow
+from agent.models.settings import AgentSettings, SettingsError
 
 from .base import StoreError
 from .schema import FIELDS, TABLE, PeeweeDatabase, TaskRow
@@ -152,6 +156,7 @@ def _v10_agent_columns(db: PeeweeDatabase) -> None:
     db.execute_sql(_TYPE_INDEX)
 
     normalise_timestamps(db)
+    keep_go_upload_loops(db)
 
 
 def _rows_with_foreign_timestamps(db: PeeweeDatabase) -> list[str]:
@@ -186,6 +191,44 @@ def normalise_timestamps(db: PeeweeDatabase) -> None:
             db.database,
             len(unparsed),
             ", ".join(unparsed[:20]) + (" ..." if len(unparsed) > 20 else ""),
+        )
+
+
+GO_UPLOAD_TYPE = "snapshot-upload"
+
+
+def _go_upload_interval() -> int:
+    """The Go sidecar's loop period: `SEI_SNAPSHOT_UPLOAD_INTERVAL` of this process (the pod's environment, which
+    the Go sidecar ran with), parsed as the settings parse it; its default when unset or unusable."""
+    variable = "SEI_SNAPSHOT_UPLOAD_INTERVAL"
+    try:
+        return AgentSettings.from_env({variable: os.environ.get(variable, "")}).snapshot_upload_interval_seconds
+    except SettingsError:
+        return int(AgentSettings.model_fields["snapshot_upload_interval_seconds"].default)
+
+
+def keep_go_upload_loops(db: PeeweeDatabase) -> None:
+    """Part of step 10: a `snapshot-upload` the Go sidecar left running is its endless loop (upload, sleep
+    `SEI_SNAPSHOT_UPLOAD_INTERVAL`, repeat); ours loops only with `intervalSeconds`, so the row gets it and resumes
+    as a loop instead of uploading once and completing. Rows of ours (already with the param) are left alone."""
+    rows = db.execute_sql(
+        f"SELECT id, params FROM {TABLE} WHERE type = ? AND status = 'running'", (GO_UPLOAD_TYPE,)
+    ).fetchall()
+    for task_id, text in rows:
+        try:
+            params = json.loads(text) if text else None
+        except ValueError:
+            continue  # unreadable params: the row fails on resume, naming them
+        params = params if isinstance(params, dict) else {}
+        if "intervalSeconds" in params:
+            continue
+        params["intervalSeconds"] = _go_upload_interval()
+        db.execute_sql(f"UPDATE {TABLE} SET params = ? WHERE id = ?", (json.dumps(params), task_id))
+        log.info(
+            "task store %s: Go snapshot-upload loop %s resumes every %ds",
+            db.database,
+            task_id,
+            params["intervalSeconds"],
         )
 
 

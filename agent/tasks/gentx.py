@@ -2,9 +2,8 @@
 
 Steps (all in this pod, no `seid`), each safe to repeat, so a run interrupted anywhere finishes on the next:
 1. resolve the inputs: chain ID (param, else `SEI_CHAIN_ID`; must match genesis), moniker (param, else
-   `config.toml`'s `moniker`, else the pod name), P2P host (param, else the pod's StatefulSet DNS name
-   `<pod>.<service>.<namespace>.svc.cluster.local`, where the service is the pod name without its `-<ordinal>`, the
-   StatefulSet convention the controller uses), node ID and consensus key (from generate-identity's key files);
+   `config.toml`'s `moniker`, else the pod name), P2P host (`default_p2p_host`), node ID and consensus key (from
+   generate-identity's key files);
 2. check the balance covers the self-delegation and the self-delegation is in the bond denom, before writing anything;
 3. the account key: loaded from the keystore when present, else derived from a new 24-word mnemonic and written once
    (`agent.chain.cosmos.keystore` documents the file and why the mnemonic is not kept);
@@ -47,6 +46,7 @@ INSUFFICIENT_BALANCE = "InsufficientBalance"
 GENESIS_INVALID = "GenesisInvalid"
 _STATEFULSET_POD = re.compile(r"^(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-[0-9]+$")
 _IDENTITY_HINT = "run generate-identity on this pod first"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def gentx_path(home: Path, node_id: str) -> Path:
@@ -61,16 +61,61 @@ def resolve_chain_id(chain_id: str, settings: AgentSettings, field: str = "chain
     return resolved
 
 
+def _pod_namespace(settings: AgentSettings) -> str:
+    if settings.pod_namespace:
+        return settings.pod_namespace
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def external_ipv4() -> str:
+    """The first IPv4 address of an interface that is up and not loopback, in interface-index order ("" when there
+    is none): what the Go sidecar and `seid gentx` put in the memo (the Cosmos SDK's `server.ExternalIP`)."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocgifaddr, iff_up, iff_loopback = 0x8913, 0x8915, 0x1, 0x8
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in sorted(socket.if_nameindex()):
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                flags = struct.unpack_from("H", fcntl.ioctl(sock.fileno(), siocgifflags, request), 16)[0]
+                if not flags & iff_up or flags & iff_loopback:
+                    continue
+                address = socket.inet_ntoa(fcntl.ioctl(sock.fileno(), siocgifaddr, request)[20:24])
+            except OSError:  # gone meanwhile, or no IPv4 address
+                continue
+            if not address.startswith("127."):
+                return address
+    return ""
+
+
 def default_p2p_host(settings: AgentSettings) -> str:
-    """`<pod>.<service>.<namespace>.svc.cluster.local` for a StatefulSet pod `<service>-<ordinal>`."""
+    """The host other validators reach this node's P2P port at, when `params.host` is not given:
+
+    1. `<pod>.<service>.<namespace>.svc.cluster.local` for a StatefulSet pod `<service>-<ordinal>` (the headless
+       service the controller creates per node has the node's name, the pod is `<node>-0`); the pod name is
+       `POD_NAME`, under `seictl serve` `HOSTNAME` as the original reads it; the namespace is `POD_NAMESPACE`, else the
+       pod's ServiceAccount mount (the controller sets no downward-API variables but mounts the token);
+    2. the original's answer: the pod's IPv4 address (`external_ipv4`), stable only while the pod lives;
+    3. ParamsInvalid naming what was missing.
+    """
     match = _STATEFULSET_POD.match(settings.pod_name)
-    if not match or not settings.pod_namespace:
-        raise ParamsInvalid(
-            f"params.host: not given, and no pod DNS name can be formed from POD_NAME={settings.pod_name!r} "
-            f"POD_NAMESPACE={settings.pod_namespace!r} (expected a StatefulSet pod '<name>-<ordinal>')",
-            hint="pass params.host, the address other validators reach this node's P2P port at",
-        )
-    return f"{settings.pod_name}.{match['service']}.{settings.pod_namespace}.svc.cluster.local"
+    namespace = _pod_namespace(settings)
+    if match and namespace:
+        return f"{settings.pod_name}.{match['service']}.{namespace}.svc.cluster.local"
+    address = external_ipv4()
+    if address:
+        return address
+    raise ParamsInvalid(
+        f"params.host: not given, no pod DNS name can be formed from POD_NAME={settings.pod_name!r} "
+        f"POD_NAMESPACE={namespace!r} (expected a StatefulSet pod '<name>-<ordinal>'; the namespace is also read from "
+        f"{SERVICE_ACCOUNT_NAMESPACE}), and no network interface has an IPv4 address",
+        hint="pass params.host, the address other validators reach this node's P2P port at",
+    )
 
 
 def _moniker(params: GenerateGentxParams, home: Path, settings: AgentSettings) -> str:

@@ -2,9 +2,9 @@
 
 Each handler builds one x/gov v1beta1 message (cosmos-sdk v0.45, what Sei runs) and hands it to the one
 sign-and-broadcast path, `agent.chain.broadcast.TxSender`, which documents signing, the tx record that keeps a task
-to one transaction across crashes and retries, and how CheckTx/DeliverTx codes become reasons. The signer is the
-node's operator account: the keystore key generate-gentx made (`agent.chain.cosmos.keystore`); its private key is
-used in this process only and never reaches a result, a log line or an error.
+to one transaction across crashes and retries, and how CheckTx/DeliverTx codes become reasons. The signer is the key
+`keyName` names: an entry of the operator's Cosmos keyring, or the node's own `validator` key (`agent.chain.keyring`);
+its private key is used in this process only and never reaches a result, a log line or an error.
 
 Before anything is signed or recorded, `gas`, `fees` and `initialDeposit` are held against the agent's spending
 ceilings (`NODETASK_MAX_GAS`, `NODETASK_MAX_GAS_PRICE`, `NODETASK_MAX_DEPOSIT`; `agent.models.spending`): above
@@ -32,8 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 from agent.chain.broadcast import TxIntent, TxOutcome, TxRecords, TxSender, committed_failure
-from agent.chain.cosmos.address import ChainIdentity
-from agent.chain.cosmos.keystore import AccountKey, keystore_path, load_account_key
+from agent.chain.cosmos.keystore import AccountKey
 from agent.chain.cosmos.proto import (
     Any as AnyMessage,
 )
@@ -49,6 +48,7 @@ from agent.chain.cosmos.proto import (
     VoteOption,
 )
 from agent.chain.cosmos.tx import proposal_id_from_data
+from agent.chain.keyring import signing_key
 from agent.chain.rpc import RpcClient
 from agent.models import TaskError, TaskType, utcnow
 from agent.models.params.genesis import Coin as ParamCoin
@@ -93,10 +93,9 @@ def _memo(memo: str, task_id: str) -> str:
 
 
 def _signing_key(ctx: TaskContext, params: SignedTxParams) -> AccountKey:
-    """The one place the signing key is chosen: `params.keyName` names it (today only the node's own keystore key,
-    `validator`, which the params model enforces)."""
-    del params  # the keystore holds one key; a keyring lookup by name goes here
-    return load_account_key(keystore_path(ctx.home), ChainIdentity.from_settings(ctx.settings))
+    """The one place the signing key is chosen: `params.keyName` from the operator's keyring, or the node's own
+    `validator` key (`agent.chain.keyring`)."""
+    return signing_key(ctx.settings, params.key_name)
 
 
 def _check_spending(ctx: TaskContext, params: SignedTxParams, deposit: tuple[ParamCoin, ...] = ()) -> None:

@@ -41,7 +41,7 @@ def test_vote_options_are_read_like_the_original(option: str, expected: str) -> 
         ({"proposalId": 1, "option": "maybe"}, "params.option", "not one of"),
         ({"proposalId": 1, "option": "yes", "fees": "0usei"}, "params.fees", "positive"),
         ({"proposalId": 1, "option": "yes", "gas": 0}, "params.gas", "positive"),
-        ({"proposalId": 1, "option": "yes", "keyName": "node_admin"}, "params.keyName", "only with the node's own"),
+        ({"proposalId": 1, "option": "yes", "keyName": "node admin"}, "params.keyName", "not a key name"),
         ({"proposalId": 1, "option": "yes", "memo": "a\nb"}, "params.memo", "printable"),
         ({"proposalId": 1, "option": "yes", "memo": "taskID=x"}, "params.memo", "taskID="),
         ({"proposalId": 1, "option": "yes", "memo": "x" * 201}, "params.memo", "at most 200"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, load_validator_key, node_key_path, validator_key_path
 from agent.io.files import has_marker, marker_path
 from agent.models import ParamsInvalid, TaskError, TaskType
+from agent.tasks import gentx as gentx_task
 from tests.fixtures.ceremony import BALANCE, CHAIN_ID, STAKE, ValidatorPod, new_pod, seid_init_genesis
 
 GENTX = TaskType.GENERATE_GENTX
@@ -243,13 +246,54 @@ async def test_bad_params_fail_params_invalid_naming_the_value_and_write_nothing
     assert not has_marker(gentx_pod.home, "gentx")
 
 
-async def test_without_host_or_statefulset_pod_name_the_host_param_is_required(tmp_path: Path, settings: Any) -> None:
+@pytest.mark.parametrize(
+    ("pod_name", "namespace_file", "interface_ip", "host"),
+    [
+        ("val-d-0", "ns-from-mount", "10.1.2.3", "val-d-0.val-d.ns-from-mount.svc.cluster.local"),
+        ("standalone", "ns-from-mount", "10.1.2.3", "10.1.2.3"),  # not a StatefulSet pod: the original's pod IP
+        ("val-d-0", None, "10.1.2.3", "10.1.2.3"),
+    ],
+)
+async def test_without_pod_variables_the_host_is_found_as_in_a_controller_pod(
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    pod_name: str,
+    namespace_file: str | None,
+    interface_ip: str,
+    host: str,
+) -> None:
+    mount = tmp_path / "serviceaccount-namespace"
+    if namespace_file is not None:
+        mount.write_text(namespace_file + "\n")
+    monkeypatch.setattr(gentx_task, "SERVICE_ACCOUNT_NAMESPACE", mount)
+    monkeypatch.setattr(gentx_task, "external_ipv4", lambda: interface_ip)
+    pod = new_pod(tmp_path, settings, "val-d")
+    pod.runner.settings = pod.settings = pod.settings.model_copy(update={"pod_name": pod_name, "pod_namespace": ""})
+    await pod.run(TaskType.GENERATE_IDENTITY, {"chainId": CHAIN_ID, "moniker": "m"})
+    result = await pod.run(GENTX, {"stakingAmount": STAKE, "accountBalance": BALANCE})
+    assert result["memo"] == f"{result['nodeId']}@{host}:26656"
+
+
+async def test_without_host_pod_dns_name_or_ipv4_interface_the_host_param_is_required(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gentx_task, "external_ipv4", lambda: "")
     pod = new_pod(tmp_path, settings, "val-d")
     pod.runner.settings = pod.settings = pod.settings.model_copy(update={"pod_name": "standalone"})
     await pod.run(TaskType.GENERATE_IDENTITY, {"chainId": CHAIN_ID, "moniker": "m"})
-    with pytest.raises(ParamsInvalid, match=r"params\.host: not given.*POD_NAME='standalone'"):
+    with pytest.raises(ParamsInvalid, match=r"params\.host: not given.*POD_NAME='standalone'.*no network interface"):
         await pod.run(GENTX, {"stakingAmount": STAKE, "accountBalance": BALANCE})
     assert not keystore_path(pod.home).exists()
+
+
+def test_the_interface_address_is_one_of_this_hosts_non_loopback_ipv4_addresses() -> None:
+    address = gentx_task.external_ipv4()
+    if not address:
+        pytest.skip("this host has no IPv4 interface besides loopback")
+    assert not ipaddress.IPv4Address(address).is_loopback
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((address, 0))  # only an address of this host can be bound
 
 
 async def test_without_identity_keys_it_fails_naming_the_key_file(gentx_pod: ValidatorPod) -> None:

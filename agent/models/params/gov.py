@@ -2,8 +2,8 @@
 
 Wire names follow the Go sidecar (v0.0.70) so its controller's requests validate here unchanged. Differences, each
 an operator's call where the original is loose:
-- `keyName` names a key of the node's own keystore (the one generate-gentx made, called `validator`); the agent has
-  no other keyring, so another name is refused instead of signing with a key the caller did not mean.
+- `keyName` names a key of the operator's Cosmos keyring (`SEI_KEYRING_BACKEND`), or `validator`, the node's own
+  key; a name no keyring holds fails the task naming it (`agent.chain.keyring`), never signs with another key.
 - `fees` may be in any denom (the chain's minimum gas prices decide); every amount must be positive.
 - Big integers (`gas`, `proposalId`, `upgradeHeight`) are accepted as JSON numbers or digit strings.
 - `changes[].value` is the parameter's raw JSON (any JSON value); it is sent as its compact JSON text. A JSON string
@@ -32,6 +32,7 @@ _VOTE_OPTIONS = {
     "nowithveto": "no_with_veto",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,140}$")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 
 
 def _vote_option(value: object) -> str:
@@ -55,19 +56,19 @@ class SignedTxParams(TaskParams):
     """What every signed-transaction task takes besides its message."""
 
     chain_id: ChainId = Field(min_length=1, description="The chain the transaction is for; must be the node's.")
-    key_name: str = Field(default=DEFAULT_KEY_NAME, description="Keystore key to sign with (only 'validator').")
+    key_name: str = Field(
+        default=DEFAULT_KEY_NAME,
+        description="Keyring key to sign with: an entry of the operator's keyring, or 'validator' (the node's own).",
+    )
     fees: Coins = Field(description="Fee paid, e.g. '20000usei' (gas x the node's minimum gas price or more).")
     gas: PositiveInt = Field(description="Gas limit (no simulation).")
     memo: str = Field(default="", description="Memo; the agent appends ' taskID=<id>'.")
 
     @field_validator("key_name")
     @classmethod
-    def _only_the_node_key(cls, value: str) -> str:
-        if value != DEFAULT_KEY_NAME:
-            raise ValueError(
-                f"{value!r}: the agent signs only with the node's own keystore key {DEFAULT_KEY_NAME!r} "
-                "(made by generate-gentx)"
-            )
+    def _key_name(cls, value: str) -> str:
+        if not _KEY_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a key name (1-128 of A-Z a-z 0-9 _ . - @)")
         return value
 
     @field_validator("memo")
