@@ -3,8 +3,9 @@
 #   scripts/build-image.sh [TAG]          default TAG: localhost/nodetask-agent:dev
 # The base: the Dockerfile's pinned registry image (python:<release>-slim-bookworm@sha256:...) when it can be pulled;
 # otherwise a local Debian bookworm base made with mmdebstrap (Debian's own python3.11, from the Debian archive),
-# imported as localhost/nodetask-base:bookworm and passed as the BASE build arg. NODETASK_IMAGE_BASE=local forces the
-# local base, NODETASK_IMAGE_BASE=registry forbids it.
+# imported as localhost/nodetask-base:bookworm-2 and passed as the BASE build arg. NODETASK_IMAGE_BASE=local forces the
+# local base, NODETASK_IMAGE_BASE=registry forbids it. Whether the registry can be reached is asked once, with a 5 s
+# deadline; where it cannot, nothing waits for it.
 # Needs buildah, podman and mmdebstrap (Debian: apt-get install buildah podman mmdebstrap), run as root or with
 # user namespaces. Labels: org.opencontainers.image.{version,revision,source} from pyproject.toml and git.
 set -euo pipefail
@@ -19,21 +20,43 @@ done
 pinned=$(sed -n 's/^ARG BASE=//p' Dockerfile)
 base=""
 mode=${NODETASK_IMAGE_BASE:-auto}
+registry=${NODETASK_IMAGE_REGISTRY:-registry-1.docker.io}
+# Whether the registry answers at all, within 5 s: where there is none (a sandbox, an offline CI runner) the build
+# goes on with the local base at once instead of waiting for a pull that cannot succeed. Any HTTP answer (the
+# registry's 401 included) means it is there.
+registry_answers() {
+  python3 - "$registry" <<'PY'
+import socket, ssl, sys
+host = sys.argv[1]
+try:
+    with socket.create_connection((host, 443), timeout=5) as raw:
+        with ssl.create_default_context().wrap_socket(raw, server_hostname=host) as tls:
+            tls.settimeout(5)
+            tls.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            sys.exit(0 if tls.recv(12).startswith(b"HTTP/") else 1)
+except (OSError, ValueError):
+    sys.exit(1)
+PY
+}
 if [ "$mode" != local ] && podman image exists "$pinned" 2>/dev/null; then
   base=$pinned
-elif [ "$mode" != local ] && timeout 120 podman pull --quiet "docker.io/library/${pinned}" >/dev/null 2>&1; then
+elif [ "$mode" != local ] && registry_answers && timeout 600 podman pull --quiet "docker.io/library/${pinned}" >/dev/null; then
   # pulled: the pinned digest itself
   base=$pinned
 elif [ "$mode" = registry ]; then
-  log "cannot pull $pinned and NODETASK_IMAGE_BASE=registry forbids the local base"; exit 1
+  log "cannot pull $pinned from $registry and NODETASK_IMAGE_BASE=registry forbids the local base"; exit 1
 else
-  base=localhost/nodetask-base:bookworm
+  base=localhost/nodetask-base:bookworm-2  # the suffix is the recipe's version: a changed recipe makes a new base
   if ! podman image exists "$base"; then
     command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing (Debian: apt-get install -y mmdebstrap)"; exit 1; }
     log "registry base unavailable; making $base with mmdebstrap (Debian bookworm, python3.11)"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
+    # Documentation, manual pages and translations are never unpacked (copyright files are kept): a smaller base.
     mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
       bookworm "$work/base.tar"
     podman import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       "$work/base.tar" "$base" >/dev/null

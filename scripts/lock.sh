@@ -12,11 +12,12 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: "$PWD[kubeconfig,test]"
 {
-  echo "# Every package nodetask-agent and its extras (kubeconfig, test) install, pinned: scripts/lock.sh writes this"
+  echo "# Every package nodetask-agent and its extras (kubeconfig, test) install, and pip: scripts/lock.sh writes this"
   echo "# file from pyproject.toml's ranges (Python $("$work/venv/bin/python" -c 'import platform; print(platform.python_version())'), wheels only). Install with -c constraints.txt."
-  "$work/venv/bin/pip" freeze --all --exclude pip --exclude nodetask-agent | LC_ALL=C sort -f
+  "$work/venv/bin/pip" freeze --all --exclude nodetask-agent | LC_ALL=C sort -f
 } > constraints.txt.new
 mv constraints.txt.new constraints.txt
 echo "constraints.txt: $(grep -c '==' constraints.txt) packages pinned" >&2

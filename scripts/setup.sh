@@ -12,7 +12,7 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null 2>&1 || python=python3
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
-  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: -c constraints.txt pip
 fi
 stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)${extra:+-$extra}"
 if [ ! -f "$stamp" ]; then
