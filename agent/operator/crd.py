@@ -201,10 +201,9 @@ def render_crd() -> dict[str, Any]:
                                     "description": f"{API_GROUP}/{API_VERSION}: the versioned schema of this object.",
                                 },
                                 "kind": {"type": "string", "description": f"{KIND}: the REST resource it represents."},
-                                "metadata": {
-                                    "type": "object",
-                                    "description": "Standard object metadata (name, namespace, labels, owners).",
-                                },
+                                # (The API server allows nothing else on metadata; `kubectl explain` shows
+                                # ObjectMeta's own description for it.)
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },

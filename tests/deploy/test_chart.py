@@ -402,27 +402,6 @@ def test_network_policy_is_off_by_default_and_restricts_only_the_agent_port() ->
     assert {"port": 1, "endPort": 65535, "protocol": "UDP"} in others["ports"]
 
 
-def install_notes(*values: str) -> str:
-    """The NOTES `helm install` prints (a client-side dry run: no cluster)."""
-    argv = ["install", "agents", ".", "--namespace=sei-nodes", "--dry-run=client", *(f"--set={v}" for v in values)]
-    output = run_helm(*argv).stdout
-    return output[output.index("NOTES:") :]
-
-
-@pytest.mark.parametrize(
-    "values",
-    [[], ["rbac.extraRules[0].apiGroups={}", "rbac.extraRules[0].resources={pods}", "rbac.extraRules[0].verbs={list}"]],
-    ids=["defaults", "extra-rules"],
-)
-def test_notes_list_every_verb_the_role_grants(values: list[str]) -> None:
-    role = only(documents(render_chart("sei-nodes", values=values)), "Role")
-
-    notes = install_notes(*values)
-
-    for rule in role["rules"]:
-        assert f"{','.join(rule['resources'])} {'/'.join(rule['verbs'])}" in notes, rule
-
-
 def test_kustomization_comments_name_only_paths_that_exist() -> None:
     comments = [line for line in (DEPLOY / "kustomization.yaml").read_text().splitlines() if line.startswith("#")]
     named = re.findall(r"(?<![\w/.-])((?:deploy|docs|crds)/[\w./-]*[\w/])", "\n".join(comments))

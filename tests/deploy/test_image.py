@@ -127,9 +127,9 @@ def test_no_stage_installs_a_compiler_or_builds_a_dependency_from_source(stages:
             assert not COMPILERS.search(command), f"a toolchain in stage {stage.name}: {command}"
     assert installs, "no pip install found: the check would prove nothing"
     for arguments in installs:
-        assert "--no-deps" in arguments or (
-            "--only-binary=:all:" in arguments and "-c constraints.txt" in arguments
-        ), f"pip install {arguments}: dependencies come from pinned wheels only"
+        assert "--no-deps" in arguments or ("--only-binary=:all:" in arguments and "-c constraints.txt" in arguments), (
+            f"pip install {arguments}: dependencies come from pinned wheels only"
+        )
 
 
 def test_final_stage_runs_as_uid_65532_and_its_entrypoint_is_the_agent(stages: list[Stage]) -> None:
