@@ -3,7 +3,8 @@
 #   scripts/build-image.sh [TAG]          default TAG: localhost/nodetask-agent:dev
 # The base: the Dockerfile's pinned registry image (python:<release>-slim-bookworm@sha256:...) when it can be pulled;
 # otherwise a local Debian bookworm base made with mmdebstrap (Debian's own python3.11, from the Debian archive),
-# imported as localhost/nodetask-base:bookworm-2 and passed as the BASE build arg. NODETASK_IMAGE_BASE=local forces the
+# imported as localhost/nodetask-base:bookworm-3 and passed as the BASE build arg (and the same with binutils as
+# BUILD_BASE). NODETASK_IMAGE_BASE=local forces the
 # local base, NODETASK_IMAGE_BASE=registry forbids it. Whether the registry can be reached is asked once, with a 5 s
 # deadline; where it cannot, nothing waits for it.
 # Needs buildah, podman and mmdebstrap (Debian: apt-get install buildah podman mmdebstrap), run as root or with
@@ -46,22 +47,36 @@ elif [ "$mode" != local ] && registry_answers && timeout 600 podman pull --quiet
 elif [ "$mode" = registry ]; then
   log "cannot pull $pinned from $registry and NODETASK_IMAGE_BASE=registry forbids the local base"; exit 1
 else
-  base=localhost/nodetask-base:bookworm-2  # the suffix is the recipe's version: a changed recipe makes a new base
-  if ! podman image exists "$base"; then
+  # The suffix is the recipe's version: a changed recipe makes new bases. The build stage's base is the same bootstrap
+  # plus binutils (to strip the extension modules; this base has no apt to install it with).
+  base=localhost/nodetask-base:bookworm-3
+  build_base=localhost/nodetask-build-base:bookworm-3
+  if ! podman image exists "$base" || ! podman image exists "$build_base"; then
     command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing (Debian: apt-get install -y mmdebstrap)"; exit 1; }
-    log "registry base unavailable; making $base with mmdebstrap (Debian bookworm, python3.11)"
+    log "registry base unavailable; making $base and $build_base with mmdebstrap (Debian bookworm, python3.11)"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    # Documentation, manual pages and translations are never unpacked (copyright files are kept): a smaller base.
-    mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
-      bookworm "$work/base.tar"
-    podman import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-      "$work/base.tar" "$base" >/dev/null
+    # Essential packages only (no apt, no perl: usr-is-merged stands in for usrmerge), no Recommends, and no
+    # documentation, manual pages or translations unpacked (copyright files are kept): a base of about 110 MB.
+    bootstrap() {
+      mmdebstrap --quiet --variant=essential --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+        --include="usr-is-merged,python3,python3-venv,python-is-python3,ca-certificates$1" \
+        --aptopt='APT::Install-Recommends "false"' \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+        bookworm "$2"
+    }
+    bootstrap "" "$work/base.tar" & runtime=$!
+    bootstrap ",binutils" "$work/build-base.tar" & build=$!
+    wait "$runtime" && wait "$build"
+    for pair in "$work/base.tar:$base" "$work/build-base.tar:$build_base"; do
+      podman import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "${pair%%:*}" "${pair#*:}" >/dev/null
+    done
   fi
 fi
+build_base=${build_base:-$base}
 
 version=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -76,7 +91,8 @@ log "building $tag on $base (version $version, revision $revision)"
 # chroot isolation: RUN steps need no OCI runtime, cgroups or network namespace, so the build also works inside a
 # nested sandbox or a CI container (it runs as root there; the image itself still runs as uid 65532).
 buildah build --quiet --layers --isolation chroot "${ca_mount[@]}" \
-  --build-arg "BASE=$base" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+  --build-arg "BASE=$base" --build-arg "BUILD_BASE=$build_base" \
+  --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
   --build-arg "SOURCE=$source_url" -t "$tag" \
   --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision" \
   --label "org.opencontainers.image.source=$source_url" . >&2

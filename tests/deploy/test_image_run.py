@@ -132,6 +132,24 @@ def test_the_image_holds_exactly_the_pinned_versions_and_no_kubernetes(image: st
     assert {"kopf", "pydantic", "pynacl", "boto3"} <= installed.keys()
 
 
+def test_every_library_loads_in_the_image_and_botocore_keeps_the_services_the_agent_uses(image: str) -> None:
+    """Stripped extension modules still load (on the base's own libraries), and the pruned botocore still builds the
+    clients the agent (S3, EC2) and the AWS credential chain (STS, SSO, SSO OIDC, sign-in) create."""
+    probe = (
+        "import aiohttp, coincurve, Crypto.Hash.keccak, cryptography.hazmat.primitives.asymmetric.ed25519, h2, ijson, "
+        "kopf, lz4.frame, multidict, nacl.bindings, peewee, prometheus_client, pydantic_core, tomlkit, yaml, yarl, "
+        "zstandard\n"
+        "zstandard.ZstdCompressor().compress(b'x'); yaml.CSafeLoader; nacl.bindings.crypto_secretbox_easy\n"
+        "import boto3\n"
+        "for service in ('s3', 'ec2', 'sts', 'sso', 'sso-oidc', 'signin'):\n"
+        "    boto3.client(service, region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y')\n"
+        "print('loaded')"
+    )
+    ran = podman("run", "--rm", *RESTRICTED, "--entrypoint", "python", image, "-c", probe)
+
+    assert ran.returncode == 0 and ran.stdout.strip() == "loaded", ran.stderr[-4000:]
+
+
 def test_the_image_is_at_most_200_mb(image: str) -> None:
     inspected = podman("image", "inspect", "--format", "{{.Size}}", image)
     assert inspected.returncode == 0, inspected.stderr
