@@ -4,7 +4,8 @@
 # (buildah, podman) tiers are required: a failed build or install fails the run instead of skipping it.
 # Extra arguments go to pytest (for example: scripts/test.sh tests/engine -x).
 #
-# The tiers' tools are made side by side, in three lanes, while lint-imports, ruff and mypy run:
+# The tiers' tools are made side by side, in three lanes, while the virtualenv is set up and lint-imports, ruff and
+# mypy run:
 #   kube   scripts/kube-tools.sh (kube-apiserver, etcd, helm)
 #   go     scripts/chain-tools.sh (cometbft, simd), then scripts/s3-tools.sh (versitygw)
 #   image  scripts/image-tools.sh (buildah, podman, mmdebstrap), then scripts/build-image.sh: the image the image tests
@@ -15,9 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 stamp() { printf '[test.sh %s +%ds] %s\n' "$(date -u +%H:%M:%S)" "$(( $(date +%s) - started ))" "$*" >&2; }
-scripts/setup.sh test
-stamp "set-up done"
-
 set -m  # each lane in its own process group, so that an early exit stops its builds too
 lanes=$(mktemp -d)
 declare -A lane_pids=()
@@ -71,6 +69,8 @@ lane kube scripts/kube-tools.sh
 lane go scripts/chain-tools.sh scripts/s3-tools.sh
 lane image scripts/image-tools.sh "scripts/build-image.sh localhost/nodetask-agent:test"
 
+scripts/setup.sh test  # (the tools scripts need none of it: the lanes start first)
+stamp "set-up done"
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
 echo "== ruff" && ruff check . && ruff format --check .
