@@ -9,7 +9,7 @@
 #   kube   scripts/kube-tools.sh (kube-apiserver, etcd, helm)
 #   go     scripts/chain-tools.sh (cometbft, simd), then scripts/s3-tools.sh (versitygw)
 #   image  scripts/image-tools.sh (buildah, podman, mmdebstrap), then scripts/build-image.sh: the image the image tests
-#          run, handed to them as NODETASK_IMAGE (they never build it themselves)
+#          run (localhost/nodetask-agent:test-<checkout>), handed to them as NODETASK_IMAGE (they never build it)
 # Two Go builds at a time are enough for a 2-core machine; the image lane mostly downloads and unpacks. Warm caches
 # make every lane a few seconds. Each step's log is printed when its lane ends, with timestamps and durations.
 set -euo pipefail
@@ -67,14 +67,21 @@ tier() {
 
 lane kube scripts/kube-tools.sh
 lane go scripts/chain-tools.sh scripts/s3-tools.sh
-lane image scripts/image-tools.sh "scripts/build-image.sh localhost/nodetask-agent:test"
+# The tag names this checkout, so that two checkouts testing on one machine never run each other's image.
+lane image scripts/image-tools.sh "scripts/build-image.sh localhost/nodetask-agent:test-$(pwd | sha256sum | cut -c1-8)"
 
 scripts/setup.sh test  # (the tools scripts need none of it: the lanes start first)
 stamp "set-up done"
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== lint-imports" && lint-imports
-echo "== ruff" && ruff check . && ruff format --check .
-echo "== mypy" && mypy
+# One command a line: under `set -e` a failure inside an `a && b && c` list (other than its last command) does not
+# stop the script, and a ruff finding went unnoticed that way.
+echo "== lint-imports"
+lint-imports
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy"
+mypy
 stamp "checks done"
 
 tier kube 1 "kube-apiserver" NODETASK_KUBE_CACHE

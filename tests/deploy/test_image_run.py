@@ -4,10 +4,10 @@ the pinned versions (constraints.txt) and no kubernetes package, stays under 200
 NodeTask against the real API server tier with nothing but its pod's ServiceAccount token, mounted where a kubelet
 mounts it.
 
-The image is built before pytest starts, by scripts/test.sh (`scripts/build-image.sh localhost/nodetask-agent:test`,
-minutes when cold: it may make a local Debian base first), and named here by NODETASK_IMAGE; these tests never build
-it, so no test's timeout has to cover a build. Like the kube tier, a missing image skips them locally and fails them
-under CI=true.
+The image is built before pytest starts, by scripts/test.sh (`scripts/build-image.sh
+localhost/nodetask-agent:test-<checkout>`, minutes when cold: it may make a local Debian base first), and named here
+by NODETASK_IMAGE; these tests never build it, so no test's timeout has to cover a build. Like the kube tier, a
+missing image skips them locally and fails them under CI=true.
 """
 
 from __future__ import annotations
