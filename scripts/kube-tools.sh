@@ -51,7 +51,9 @@ fi
 # The etcd that kube-apiserver's own client was built and tested against (a bare `go get` would take the newest).
 ETCD_VERSION=$(awk '$1=="go.etcd.io/etcd/server/v3" {print $2}' "$(kubernetes_gomod)")
 ETCD_MINOR=$(echo "$ETCD_VERSION" | cut -d. -f1,2 | tr -d v)
-if [ -x "$CACHE/etcd" ] && ! "$CACHE/etcd" --version | grep -q "^etcd Version: $ETCD_MINOR\."; then
+# (The version is read whole before it is matched: `etcd --version | grep -q` under pipefail fails at random when grep
+# exits at its match and etcd's next write gets SIGPIPE, and a warm cache was then rebuilt.)
+if [ -x "$CACHE/etcd" ] && ! grep -q "^etcd Version: $ETCD_MINOR\." <<<"$("$CACHE/etcd" --version)"; then
   log "cached etcd is not $ETCD_MINOR.x; rebuilding"
   rm -f "$CACHE/etcd"
 fi

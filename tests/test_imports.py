@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +21,15 @@ START_UP = {
 }
 
 
+WITHOUT_KUBERNETES = "import sys\nsys.modules['kubernetes'] = None  # as installed in the image: no kubeconfig extra\n"
+"""The kubernetes package is the optional `kubeconfig` extra, installed here for the tests' kubeconfigs; kopf imports it
+when present. The probes run as the image does, without it."""
+
+
 @pytest.mark.parametrize("code", list(START_UP.values()), ids=list(START_UP))
 def test_start_up_imports_none_of_the_heavy_libraries(code: str) -> None:
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    listing = "import json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m, v in sys.modules.items() if v})))"
+    probe = f"{WITHOUT_KUBERNETES}{code}\n{listing}"
     output = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     loaded = set(json.loads(output.strip().splitlines()[-1]))
     assert loaded.isdisjoint(HEAVY), f"imported at start-up: {sorted(loaded.intersection(HEAVY))}"
@@ -36,3 +43,13 @@ def test_the_probe_sees_a_heavy_import() -> None:
     )
     output = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert output.strip().splitlines()[-1] == "True"
+
+
+def test_a_kubeconfig_without_the_kubeconfig_extra_is_refused_naming_the_extra(tmp_path: Path) -> None:
+    probe = (
+        f"{WITHOUT_KUBERNETES}from agent.operator.kubeapi import load_connection\n"
+        f"try:\n    load_connection({str(tmp_path / 'kubeconfig')!r})\nexcept ValueError as error:\n    print(error)"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+
+    assert "needs the kubernetes package: pip install 'nodetask-agent[kubeconfig]'" in output

@@ -22,6 +22,8 @@ from . import local
 from .logs import configure_logging
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from agent.store import SqliteStore
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -129,10 +131,64 @@ def _cmd_tasks_types(args: argparse.Namespace) -> int:
     for task_type in registry.types():
         spec = registry.get(task_type)
         assert spec is not None
-        fields = ", ".join(field.alias or name for name, field in spec.params_model.model_fields.items())
         print(f"{task_type:<{width}}  {spec.summary}")
+        if args.output == "wide":
+            rows = _param_rows(spec.params_model)
+            name_width = max((len(row[0]) for row in rows), default=0)
+            type_width = max((len(row[1]) for row in rows), default=0)
+            for name, kind, requirement in rows:
+                print(f"{'':<{width}}  {name:<{name_width}}  {kind:<{type_width}}  {requirement}")
+            if not rows:
+                print(f"{'':<{width}}  (no params)")
+            continue
+        fields = ", ".join(field.alias or name for name, field in spec.params_model.model_fields.items())
         print(f"{'':<{width}}  params: {fields or '(none)'}")
     return 0
+
+
+def _param_rows(model: type[BaseModel]) -> list[tuple[str, str, str]]:
+    """(wire name, type, `required` or `default <JSON>`) for each field of a params model (`tasks types -o wide`)."""
+    schema = model.model_json_schema(by_alias=True)
+    definitions = schema.get("$defs", {})
+    rows = []
+    for name, field in model.model_fields.items():
+        wire = field.alias or name
+        kind = _schema_type(schema["properties"].get(wire, {}), definitions)
+        if field.is_required():
+            requirement = "required"
+        else:
+            requirement = f"default {json.dumps(field.get_default(call_default_factory=True), default=str)}"
+        rows.append((wire, kind, requirement))
+    return rows
+
+
+def _schema_type(node: dict[str, Any], definitions: dict[str, Any]) -> str:
+    """A JSON Schema node in a few words: `integer`, `list of Coin`, `map of string`, `gz|lz4|zst`, `string | null`."""
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        return _schema_type(target, definitions) if "enum" in target else str(target.get("title", "object"))
+    if "enum" in node:
+        return "|".join(json.dumps(value) if value == "" else str(value) for value in node["enum"])
+    if "discriminator" in node:
+        tag = node["discriminator"]["propertyName"]
+        return f"object with {tag}: {'|'.join(node['discriminator'].get('mapping', {}))}"
+    for union in ("anyOf", "oneOf"):
+        if union in node:
+            return " | ".join(_schema_type(choice, definitions) for choice in node[union])
+    kind = node.get("type")
+
+    def inner(child: dict[str, Any]) -> str:
+        text = _schema_type(child, definitions)
+        return f"({text})" if " | " in text else text
+
+    if kind == "array":
+        return f"list of {inner(node.get('items', {}))}"
+    if kind == "object":
+        values = node.get("additionalProperties", True)
+        return f"map of {inner(values)}" if isinstance(values, dict) else "object"
+    if kind is None:
+        return "any"
+    return f"{kind} ({node['format']})" if "format" in node else str(kind)
 
 
 def _name_of(row: TaskResult) -> str:
@@ -202,10 +258,20 @@ def _log_level(value: str) -> str:
     return value.upper()
 
 
-def _global_options(*, top: bool) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviations: `--hom` is refused instead of being read as `--home`, so that a typo never picks
+    an option and adding an option never changes what an existing abbreviation meant. Subcommand parsers are of this
+    class too (`add_subparsers` makes them of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _global_options(*, top: bool) -> _Parser:
     """--log-level and --log-format, accepted before and after the command (`nodetask-agent local ... --log-level
     DEBUG`). Below the top level they default to SUPPRESS, so a subcommand never erases a value given before it."""
-    options = argparse.ArgumentParser(add_help=False)
+    options = _Parser(add_help=False)
     default: Any = None if top else argparse.SUPPRESS
     options.add_argument(
         "--log-level",
@@ -221,7 +287,7 @@ def _global_options(*, top: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nodetask-agent",
         description="Runs NodeTask resources next to a Sei node (in a cluster) or from YAML files (local mode).",
         parents=[_global_options(top=True)],
@@ -293,7 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser("tasks", help="describe task types, or list tasks in a store", parents=inherited)
     tasks_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="SUBCOMMAND")
     types = tasks_commands.add_parser("types", help="every task type with its params", parents=inherited)
-    types.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    types.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "wide", "json"],
+        default="text",
+        help="wide: each param's type, default and whether it is required",
+    )
     types.set_defaults(func=_cmd_tasks_types)
     listing = tasks_commands.add_parser("list", help="the newest tasks in a store", parents=inherited)
     home_options(listing)
@@ -376,7 +448,7 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     """
     import os
 
-    parser = argparse.ArgumentParser(prog="seictl", description="nodetask-agent's stand-in for `seictl serve`.")
+    parser = _Parser(prog="seictl", description="nodetask-agent's stand-in for `seictl serve`.")
     parser.add_argument("--home", type=Path, default=None, help="the node's home (default: $SEI_HOME or /sei)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve the sidecar task API")

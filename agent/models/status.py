@@ -51,10 +51,14 @@ class ConditionStatus(StrEnum):
 
 
 class Condition(CamelModel):
-    type: ConditionType
-    status: ConditionStatus
+    """One condition of the task (metav1.Condition): `kubectl wait --for=condition=<type>` reads these."""
+
+    type: ConditionType = Field(
+        description="Accepted, Succeeded, Failed, Finished (ended either way), or kstatus' Ready, Reconciling, Stalled."
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(min_length=1, max_length=1024, description="CamelCase reason for the condition's status.")
-    message: str = Field(default="", max_length=32768)
+    message: str = Field(default="", max_length=32768, description="Details for humans; may be empty.")
     last_transition_time: str = Field(description="When the condition last changed status (RFC 3339).")
     observed_generation: int | None = Field(default=None, ge=0, description="The spec generation it describes.")
 
@@ -62,17 +66,19 @@ class Condition(CamelModel):
 class AgentIdentity(CamelModel):
     """Which agent process wrote the status: a restart or a replacement pod shows up as a new session or UID."""
 
-    pod: str
-    pod_uid: str = Field(default="", alias="podUID")
+    pod: str = Field(description="Name of the pod whose agent wrote the status.")
+    pod_uid: str = Field(default="", alias="podUID", description="UID of that pod: a replacement pod has a new one.")
     session: str = Field(description="Random per agent process start.")
 
 
 class ProgressStatus(CamelModel):
-    current: float | None = None
-    total: float | None = None
-    unit: str = ""
-    percent: float | None = Field(default=None, ge=0, le=100)
-    message: str = ""
+    """How far the running task is, as its handler last reported (throttled to one patch per few seconds)."""
+
+    current: float | None = Field(default=None, description="Work done so far, in `unit`.")
+    total: float | None = Field(default=None, description="All the work, in `unit`; absent when not known.")
+    unit: str = Field(default="", description="What is counted: bytes, blocks, files, pages...")
+    percent: float | None = Field(default=None, ge=0, le=100, description="current/total in percent, when known.")
+    message: str = Field(default="", description="What the handler is doing now.")
     summary: str | None = Field(
         default="",
         description="Human form for `kubectl get`, e.g. `1.2 GiB/4.0 GiB (30.0%)`.",
@@ -81,26 +87,32 @@ class ProgressStatus(CamelModel):
 
 
 class ErrorStatus(CamelModel):
-    reason: str
-    message: str
-    hint: str = ""
-    retryable: bool = False
+    """The last failure of the task (also set while a retry is pending)."""
+
+    reason: str = Field(description="Stable CamelCase failure reason, e.g. ParamsInvalid, ChecksumMismatch.")
+    message: str = Field(description="What failed (field, file, bucket/key, endpoint) and why.")
+    hint: str = Field(default="", description="What to do about it, when the agent knows.")
+    retryable: bool = Field(default=False, description="Whether running the task again may succeed.")
 
 
 class NodeTaskStatus(CamelModel):
-    phase: Phase | None = None
+    phase: Phase | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Cancelled.")
     run: int | None = Field(default=None, ge=1, description="Attempt number, from 1; a retry starts run+1.")
     resumes: int | None = Field(default=None, ge=0, description="How often a crash or restart resumed the task.")
     task_id: str | None = Field(default=None, description="The idempotency key the agent used (canonical UUID).")
     agent: AgentIdentity | None = None
-    submitted_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
+    submitted_at: str | None = Field(default=None, description="When the agent accepted the task (RFC 3339).")
+    started_at: str | None = Field(default=None, description="When the current run started (RFC 3339).")
+    completed_at: str | None = Field(default=None, description="When the task ended (RFC 3339).")
     heartbeat_at: str | None = Field(default=None, description="Renewed while Running: a stale value means no agent.")
     progress: ProgressStatus | None = None
     result: dict[str, Any] | None = Field(default=None, description="Small JSON result of a successful run.")
     error: ErrorStatus | None = None
     reason: str | None = Field(default=None, description="Stable reason of the current phase.")
     message: str | None = Field(default=None, description="One line for humans.")
-    observed_generation: int | None = Field(default=None, ge=0)
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation of the spec this status describes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Accepted, Succeeded, Failed, Finished and kstatus conditions, by type."
+    )

@@ -77,8 +77,18 @@ class RetryPolicy(CamelModel):
     cannot be helped by running again (ParamsInvalid, Superseded, ResultTooLarge) are never retried.
     """
 
-    limit: int = Field(default=0, ge=0, le=MAX_RETRY_LIMIT)
-    backoff_seconds: float = Field(default=10.0, ge=0, le=3600)
+    limit: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RETRY_LIMIT,
+        description=f"Automatic retries after a failed run (default 0, at most {MAX_RETRY_LIMIT}).",
+    )
+    backoff_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Wait before run n+1 is max(backoffSeconds, 1) x n seconds, capped at 300 (default 10).",
+    )
 
     def delay_before(self, next_run: int) -> float:
         return min(max(self.backoff_seconds, MIN_RETRY_BACKOFF) * max(next_run - 1, 1), 300.0)

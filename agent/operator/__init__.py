@@ -4,7 +4,6 @@
 the NodeTask CRD (`nodetask-agent crd`). `python -m agent.operator run|crd` runs either without the CLI.
 """
 
-from . import kopf_import  # noqa: F401  (first: kopf without the kubernetes client, see its docstring)
 from .crd import render_crd, render_crd_yaml
 from .run import OperatorOptions, run_operator
 

@@ -14,12 +14,14 @@ from .run import run_operator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.operator")
+    parser = argparse.ArgumentParser(prog="python -m agent.operator", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the agent (identity from POD_NAME, POD_NAMESPACE, POD_UID)")
+    run = commands.add_parser(
+        "run", help="run the agent (identity from POD_NAME, POD_NAMESPACE, POD_UID)", allow_abbrev=False
+    )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster ServiceAccount, else ~/.kube/config)")
     run.add_argument("--log-level", default="INFO")
-    commands.add_parser("crd", help="print the NodeTask CRD")
+    commands.add_parser("crd", help="print the NodeTask CRD", allow_abbrev=False)
     args = parser.parse_args(argv)
     if args.command == "crd":
         sys.stdout.write(render_crd_yaml())

@@ -68,10 +68,11 @@ _PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Pod", "type": "string", "jsonPath": ".spec.targetPod"},
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    # In the default view: why a task failed (or is retrying) must not need `-o wide` to be seen.
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
     {"name": "Run", "type": "integer", "jsonPath": ".status.run"},
     {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
     {"name": "Started", "type": "date", "jsonPath": ".status.startedAt", "priority": 1},
     {"name": "Completed", "type": "date", "jsonPath": ".status.completedAt", "priority": 1},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
@@ -195,8 +196,13 @@ def render_crd() -> dict[str, Any]:
                             "description": "A task for the nodetask-agent sidecar of one Sei node pod.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": f"{API_GROUP}/{API_VERSION}: the versioned schema of this object.",
+                                },
+                                "kind": {"type": "string", "description": f"{KIND}: the REST resource it represents."},
+                                # (The API server allows nothing else on metadata; `kubectl explain` shows
+                                # ObjectMeta's own description for it.)
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": status_schema(),

@@ -5,7 +5,10 @@ kopf watches NodeTasks; everything the agent *writes* (status patches, Events) a
 (`ApiError.retryable`). Both use one set of credentials (`load_connection`): a kubeconfig when one is given, the
 pod's ServiceAccount when running in a cluster, else the default kubeconfig. The bearer token is re-read at least every
 minute (`InClusterConfiguration`, or the kubernetes library's refresh hook for a kubeconfig), so a projected, rotating
-ServiceAccount token keeps working. The kubernetes package is imported only to read a kubeconfig.
+ServiceAccount token keeps working. The kubernetes package reads a kubeconfig and nothing else; it is the optional
+`kubeconfig` extra (`pip install 'nodetask-agent[kubeconfig]'`), absent from the image, where a pod's credentials are
+read directly. Without it kopf takes its "no kubernetes client" branch too (it would import the package only to
+recognise its model objects in helpers the agent never calls).
 """
 
 from __future__ import annotations
@@ -174,8 +177,15 @@ def load_connection(
     """
     if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
         return Connection(InClusterConfiguration(service_account_dir or SERVICE_ACCOUNT_DIR), namespace)
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
+    try:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+    except ImportError as error:
+        where = f"the kubeconfig {kubeconfig}" if kubeconfig else "the default kubeconfig (no KUBERNETES_SERVICE_HOST)"
+        raise ValueError(
+            f"reading {where} needs the kubernetes package: pip install 'nodetask-agent[kubeconfig]' "
+            "(in a pod the ServiceAccount is read without it)"
+        ) from error
 
     configuration = k8s_client.Configuration()
     k8s_config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)

@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -30,6 +31,10 @@ from agent import __version__
 from agent.engine import EventKind, TaskEvent
 
 __all__ = ["CONTENT_TYPE_LATEST", "AgentMetrics"]
+
+# No `*_created` series beside every counter and histogram (prometheus_client's default doubles them; Prometheus
+# does not need them in the text format). The switch is process-wide, so it is set where the metrics are defined.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 3 * 3600, 12 * 3600)
 

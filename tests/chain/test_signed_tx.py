@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from Crypto.Cipher import Salsa20
 
 from agent.chain.broadcast import TxRecord, TxRecords
 from agent.chain.cosmos import armor
@@ -222,12 +223,16 @@ def test_a_task_id_cannot_escape_the_record_directory(tmp_path: Path) -> None:
 # and the secretbox of its 131-byte message.
 FIRSTKEY = bytes.fromhex("1b27556473e985d462cd51197a9a46c76009549eac6474f206c4ee0844f68389")
 NONCE = bytes.fromhex("69696ee955b62b73cd62bda875fc73d68219e0036b7a0b37")
+SECONDKEY = bytes.fromhex("dc908dda0b9344a953629b733820778880f3ceb421bb61b91cbd4c3e66256ce4")
 
 
-def test_hsalsa20_matches_nacl() -> None:
-    assert armor.hsalsa20(FIRSTKEY, NONCE[:16]).hex() == (
-        "dc908dda0b9344a953629b733820778880f3ceb421bb61b91cbd4c3e66256ce4"
-    )
+def test_the_secretbox_stream_is_salsa20_under_nacls_hsalsa20_subkey() -> None:
+    """core2.c's HSalsa20 vector, through libsodium: XSalsa20(firstkey, nonce) is Salsa20 keyed with `secondkey`
+    (HSalsa20 of firstkey and nonce[:16]) over the last 8 nonce bytes; a sealed zero message is tag || keystream."""
+    keystream = armor.secretbox_seal(bytes(64), FIRSTKEY, NONCE)[16:]
+    expected = Salsa20.new(key=SECONDKEY, nonce=NONCE[16:]).encrypt(bytes(32 + 64))[32:]
+
+    assert keystream == expected
 
 
 def test_secretbox_matches_nacl() -> None:

@@ -165,3 +165,48 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     assert "NODETASK_RETENTION_HOURS='-5': must be greater than 0" in finished.stderr
     assert "Traceback" not in finished.stderr
     assert list((tmp_path / "home").iterdir()) == []
+
+
+def test_tasks_types_wide_shows_each_params_type_default_and_whether_it_is_required(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["tasks", "types", "-o", "wide"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def row(task_type: str, param: str) -> list[str]:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{task_type} "))
+        found = next(line for line in lines[start + 1 :] if line.split()[0] == param)
+        return found.split(None, 1)[1].rsplit("  ", 1)
+
+    assert [part.strip() for part in row("await-condition", "condition")] == ["height|catchingUp", "required"]
+    assert [part.strip() for part in row("await-condition", "targetHeight")] == ["integer | null", "default null"]
+    assert [part.strip() for part in row("snapshot-upload", "compression")] == ["gz|lz4|zst", 'default "zst"']
+    assert [part.strip() for part in row("config-patch", "files")] == ["map of object", "required"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "abbreviated"),
+    [
+        (["local", "--check", "examples", "--hom", "/tmp"], "--hom"),
+        (["tasks", "list", "--hom", "/tmp"], "--hom"),
+        (["tasks", "types", "--out", "json"], "--out"),
+        (["--log-lev=DEBUG", "version"], "--log-lev=DEBUG"),
+    ],
+    ids=["local", "tasks-list", "tasks-types", "global"],
+)
+def test_an_abbreviated_option_is_refused(
+    argv: list[str], abbreviated: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"unrecognized arguments: {abbreviated}" in capsys.readouterr().err
+
+
+def test_the_seictl_shim_refuses_an_abbreviated_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli.main import seictl_main
+
+    with pytest.raises(SystemExit) as exited:
+        seictl_main(["--hom", "/tmp", "serve"])
+    assert exited.value.code == 2
+    assert "--hom" in capsys.readouterr().err

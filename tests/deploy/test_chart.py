@@ -400,3 +400,12 @@ def test_network_policy_is_off_by_default_and_restricts_only_the_agent_port() ->
     open_tcp = [(p["port"], p["endPort"]) for p in others["ports"] if p["protocol"] == "TCP"]
     assert open_tcp == [(1, 7776), (7778, 65535)]
     assert {"port": 1, "endPort": 65535, "protocol": "UDP"} in others["ports"]
+
+
+def test_kustomization_comments_name_only_paths_that_exist() -> None:
+    comments = [line for line in (DEPLOY / "kustomization.yaml").read_text().splitlines() if line.startswith("#")]
+    named = re.findall(r"(?<![\w/.-])((?:deploy|docs|crds)/[\w./-]*[\w/])", "\n".join(comments))
+
+    assert named, "the comments name no path: the check would prove nothing"
+    for path in named:
+        assert (REPO_ROOT / path).exists(), f"deploy/kustomization.yaml names {path}, which does not exist"

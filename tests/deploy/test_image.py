@@ -22,6 +22,9 @@ DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 PINNED_TAG = re.compile(r"^[\w./-]+:\d+\.\d+\.\d+[\w.-]*$")  # an exact release, e.g. python:3.11.13-slim-bookworm
 PINNED_DIGEST = re.compile(r"^[\w./:-]+@sha256:[0-9a-f]{64}$")
 BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|cc|make|build-essential|pip3? install|pip wheel)\b")
+COMPILERS = re.compile(r"\b(gcc|g\+\+|cc|clang|make|build-essential|rustc|cargo|gfortran)\b")
+APT_INSTALL = re.compile(r"apt-get install ([^&;)]*)")
+PIP_INSTALL = re.compile(r"pip install ([^&;]*)")
 
 
 @dataclass
@@ -55,7 +58,7 @@ def parse_dockerfile(text: str) -> list[Stage]:
         keyword = keyword.upper()
         if keyword == "ARG" and not stages:
             name, _, default = argument.strip().partition("=")
-            global_args[name] = default
+            global_args[name] = re.sub(r"\$\{(\w+)\}", lambda match: global_args[match.group(1)], default)
             continue
         if keyword == "FROM":
             argument = re.sub(r"\$\{(\w+)\}", lambda match: global_args[match.group(1)], argument)
@@ -113,8 +116,23 @@ def test_final_stage_is_the_bare_base_with_no_build_tools(stages: list[Stage]) -
     assert resolve(stages, final).instructions == [], "the final stage must start from the untouched base"
     for command in final.of("RUN"):
         assert not BUILD_TOOLS.search(command), f"build tooling in the final stage: {command}"
-    assert any(BUILD_TOOLS.search(command) for command in build.of("RUN")), "wheels are built in the build stage"
+    assert any(BUILD_TOOLS.search(command) for command in build.of("RUN")), "the build stage installs the agent"
     assert any("rm -rf pip" in command for command in final.of("RUN")), "the base's own pip is removed"
+
+
+def test_no_stage_installs_a_compiler_or_builds_a_dependency_from_source(stages: list[Stage]) -> None:
+    installs = [found for stage in stages for command in stage.of("RUN") for found in PIP_INSTALL.findall(command)]
+
+    for stage in stages:
+        for command in stage.of("RUN"):
+            assert not COMPILERS.search(command), f"a toolchain in stage {stage.name}: {command}"
+            for packages in APT_INSTALL.findall(command):
+                assert [word for word in packages.split() if not word.startswith("-")] == ["binutils"], command
+    assert installs, "no pip install found: the check would prove nothing"
+    for arguments in installs:
+        assert "--no-deps" in arguments or ("--only-binary=:all:" in arguments and "-c constraints.txt" in arguments), (
+            f"pip install {arguments}: dependencies come from pinned wheels only"
+        )
 
 
 def test_final_stage_runs_as_uid_65532_and_its_entrypoint_is_the_agent(stages: list[Stage]) -> None:

@@ -20,6 +20,7 @@ from .conftest import (
     can_i,
     documents,
     forbidden,
+    only,
     render_chart,
     run_helm,
     status_patch,
@@ -110,6 +111,24 @@ def test_helm_install_notes_say_what_was_installed(
     notes = result.stdout[result.stdout.index("NOTES:") :]
     for line in expected:
         assert line in notes
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["rbac.extraRules[0].apiGroups={}", "rbac.extraRules[0].resources={pods}", "rbac.extraRules[0].verbs={list}"]],
+    ids=["defaults", "extra-rules"],
+)
+def test_helm_install_notes_list_every_verb_the_role_grants(kube_cluster: KubeCluster, values: list[str]) -> None:
+    namespace = "notes-check"
+    kube_cluster.kubectl("create", "namespace", namespace, check=False)
+    role = only(documents(render_chart(namespace, release="agents", values=values)), "Role")
+
+    result = run_helm("install", "agents", ".", f"--namespace={namespace}", "--dry-run=server",
+                      *[f"--set={value}" for value in values], kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
+
+    notes = result.stdout[result.stdout.index("NOTES:") :]
+    for rule in role["rules"]:
+        assert f"{','.join(rule['resources'])} {'/'.join(rule['verbs'])}" in notes, rule
 
 
 def test_kubectl_apply_k_deploy_installs_the_agent_objects(kube_cluster: KubeCluster) -> None:

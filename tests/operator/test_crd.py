@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -69,10 +70,27 @@ def test_names_columns_and_selectable_fields() -> None:
     assert crd["names"]["shortNames"] == ["nt"] and crd["names"]["categories"] == ["sei"]
     assert crd["scope"] == "Namespaced"
     columns = version()["additionalPrinterColumns"]
-    assert [c["name"] for c in columns if not c.get("priority")] == ["Pod", "Type", "Phase", "Run", "Progress", "Age"]
-    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Reason", "Started", "Completed", "Message"]
+    default = ["Pod", "Type", "Phase", "Reason", "Run", "Progress", "Age"]
+    assert [c["name"] for c in columns if not c.get("priority")] == default
+    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Started", "Completed", "Message"]
     assert version()["selectableFields"] == [{"jsonPath": ".spec.targetPod"}]
     assert version()["subresources"] == {"status": {}}
+
+
+def schema_nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path or ".", node
+    for name, child in node.get("properties", {}).items():
+        yield from schema_nodes(child, f"{path}.{name}")
+    if "items" in node:
+        yield from schema_nodes(node["items"], f"{path}[]")
+
+
+def test_kubectl_explain_has_a_description_for_every_field() -> None:
+    nodes = dict(schema_nodes(version()["schema"]["openAPIV3Schema"]))
+
+    assert len(nodes) > 50 and {".spec.retry.limit", ".status.conditions[].type", ".status.error.reason"} <= set(nodes)
+    # metadata is the one exception the API server imposes (no keyword but `type`); kubectl explain shows ObjectMeta's.
+    assert [path for path, node in nodes.items() if not node.get("description")] == [".metadata"]
 
 
 def test_status_conditions_are_a_map_list_keyed_by_type() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from agent.operator.crd import render_crd
 from tests.fixtures.kube import KubeCluster, KubectlError, KubeNamespace
+from tests.fixtures.waiting import poll_until
 from tests.operator.kit import nodetask
 
 pytestmark = pytest.mark.kube
@@ -144,22 +145,22 @@ def test_printer_columns_and_wide_columns(ns: KubeNamespace) -> None:
     narrow = ns.kubectl("get", "nodetasks").stdout.splitlines()
     wide = ns.kubectl("get", "nodetasks", "-o", "wide").stdout.splitlines()
 
-    assert narrow[0].split() == ["NAME", "POD", "TYPE", "PHASE", "RUN", "PROGRESS", "AGE"]
-    assert narrow[1].split()[:7] == ["task", "node-0", "mark-ready", "Running", "2", "3/10", "(30.0%)"]
+    assert narrow[0].split() == ["NAME", "POD", "TYPE", "PHASE", "REASON", "RUN", "PROGRESS", "AGE"]
+    assert narrow[1].split()[:8] == ["task", "node-0", "mark-ready", "Running", "Retrying", "2", "3/10", "(30.0%)"]
     assert wide[0].split() == [
         "NAME",
         "POD",
         "TYPE",
         "PHASE",
+        "REASON",
         "RUN",
         "PROGRESS",
         "AGE",
-        "REASON",
         "STARTED",
         "COMPLETED",
         "MESSAGE",
     ]
-    assert wide[1].split()[-2:] == ["Retrying", "downloading"]
+    assert wide[1].split()[-1] == "downloading"
 
 
 def test_server_stores_the_rendered_schema_unchanged_and_establishes_it(nodetask_crd: KubeCluster) -> None:
@@ -171,3 +172,15 @@ def test_server_stores_the_rendered_schema_unchanged_and_establishes_it(nodetask
         assert served_version[key] == rendered_version[key], f"the server rewrote {key}"
     assert served["spec"]["names"] == rendered["spec"]["names"]
     assert {c["type"]: c["status"] for c in served["status"]["conditions"]}["Established"] == "True"
+
+
+@pytest.mark.parametrize("field", ["spec.retry", "spec.retry.limit", "status.conditions.type", "status.error.hint"])
+def test_kubectl_explain_describes_the_field(nodetask_crd: KubeCluster, field: str) -> None:
+    def explain() -> str:  # the server publishes a new CRD's OpenAPI schema a moment after establishing it
+        result = nodetask_crd.kubectl("explain", f"nodetasks.{field}", check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    explained = poll_until(explain, what=f"kubectl explain nodetasks.{field}", timeout=30, interval=0.5)
+
+    assert "DESCRIPTION:" in explained
+    assert "<no description>" not in explained.split("DESCRIPTION:", 1)[1].split("FIELDS:", 1)[0], explained

@@ -189,6 +189,7 @@ async def test_metrics_count_submissions_failures_durations_and_running(agent: A
     assert values[("nodetask_duration_seconds_count", (("phase", "Succeeded"), ("type", "mark-ready")))] == 1
     assert values[("nodetask_running_tasks", ())] == 1
     assert values[("nodetask_ready", ())] == 1
+    assert [name for name, _ in values if name.endswith("_created")] == []
 
 
 async def test_metrics_include_the_process_the_runtime_and_the_build(agent: Agent) -> None:

@@ -17,8 +17,8 @@ format is the SDK's `crypto.EncryptArmorPrivKey` with the bcrypt KDF, which ever
 - plaintext = amino `tendermint/PrivKeySecp256k1`: prefix `e1b0f79b`, length 32, the 32 key bytes;
 - the armor is OpenPGP's (RFC 4880 section 6), with its CRC-24 checksum line.
 
-The primitives come from `pycryptodome` (bcrypt, Salsa20) and `cryptography` (Poly1305); HSalsa20 (the XSalsa20
-key derivation, 20 rounds over 16 words) is written out below because neither library exposes it.
+The primitives come from `pycryptodome` (bcrypt) and PyNaCl (libsodium's `crypto_secretbox`, XSalsa20-Poly1305:
+the same construction as Go's `golang.org/x/crypto/nacl/secretbox`, tag first).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import struct
 
-from Crypto.Cipher import Salsa20
 from Crypto.Protocol.KDF import bcrypt
-from cryptography.hazmat.primitives.poly1305 import Poly1305
+from nacl.bindings import crypto_secretbox_easy, crypto_secretbox_open_easy
+from nacl.exceptions import CryptoError
 
 from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
 
@@ -43,59 +42,19 @@ MAX_PASSPHRASE_BYTES = 72
 """bcrypt reads at most 72 bytes; a longer passphrase would be silently truncated, so it is refused."""
 
 
-def _rotl(value: int, count: int) -> int:
-    return ((value << count) & 0xFFFFFFFF) | (value >> (32 - count))
-
-
-def hsalsa20(key: bytes, nonce: bytes) -> bytes:
-    """The 32-byte XSalsa20 subkey for a 32-byte key and the first 16 bytes of a 24-byte nonce."""
-    constants = struct.unpack("<4I", b"expand 32-byte k")
-    k = struct.unpack("<8I", key)
-    n = struct.unpack("<4I", nonce)
-    x = [
-        constants[0], k[0], k[1], k[2],
-        k[3], constants[1], n[0], n[1],
-        n[2], n[3], constants[2], k[4],
-        k[5], k[6], k[7], constants[3],
-    ]  # fmt: skip
-
-    def quarter(a: int, b: int, c: int, d: int) -> None:
-        x[b] ^= _rotl((x[a] + x[d]) & 0xFFFFFFFF, 7)
-        x[c] ^= _rotl((x[b] + x[a]) & 0xFFFFFFFF, 9)
-        x[d] ^= _rotl((x[c] + x[b]) & 0xFFFFFFFF, 13)
-        x[a] ^= _rotl((x[d] + x[c]) & 0xFFFFFFFF, 18)
-
-    for _ in range(10):
-        quarter(0, 4, 8, 12)
-        quarter(5, 9, 13, 1)
-        quarter(10, 14, 2, 6)
-        quarter(15, 3, 7, 11)
-        quarter(0, 1, 2, 3)
-        quarter(5, 6, 7, 4)
-        quarter(10, 11, 8, 9)
-        quarter(15, 12, 13, 14)
-    return struct.pack("<8I", x[0], x[5], x[10], x[15], x[6], x[7], x[8], x[9])
-
-
 def secretbox_seal(plaintext: bytes, key: bytes, nonce: bytes) -> bytes:
     """NaCl `crypto_secretbox` (XSalsa20-Poly1305): tag (16 bytes) || ciphertext, as Go's `secretbox.Seal`."""
-    stream = Salsa20.new(key=hsalsa20(key, nonce[:16]), nonce=nonce[16:24])
-    keyed = stream.encrypt(bytes(32) + plaintext)
-    ciphertext = keyed[32:]
-    return Poly1305.generate_tag(keyed[:32], ciphertext) + ciphertext
+    return bytes(crypto_secretbox_easy(plaintext, nonce, key))
 
 
 def secretbox_open(box: bytes, key: bytes, nonce: bytes) -> bytes:
     """The inverse of `secretbox_seal`; `ValueError` when the tag does not verify (wrong key or damaged box)."""
     if len(box) < 16:
         raise ValueError("secretbox shorter than its tag")
-    stream = Salsa20.new(key=hsalsa20(key, nonce[:16]), nonce=nonce[16:24])
-    poly_key = stream.encrypt(bytes(32))
     try:
-        Poly1305.verify_tag(poly_key, box[16:], box[:16])
-    except Exception:  # cryptography's InvalidSignature
+        return bytes(crypto_secretbox_open_easy(box, nonce, key))
+    except CryptoError:
         raise ValueError("wrong passphrase or damaged key") from None
-    return stream.encrypt(box[16:])
 
 
 def crc24(data: bytes) -> int:
