@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 HEAVY_CONCURRENCY = 4
+ACCEPT_BACKLOG = 1024
+"""Listen queue length (the kernel caps it at net.core.somaxconn, 4096 by default)."""
 MAX_REQUEST_BODY = 1 << 20
 """Largest request body read (1 MiB: the largest real request, a genesis ceremony's node list with accounts and
 overrides, is a few KiB); a larger one is not read at all (`request_body` returns None)."""
@@ -117,7 +119,14 @@ class ConnectionGuard:
         its deadline): the connection is busy until its response, then idle again."""
         protocol = request.protocol
         if request.body_exists:
-            request[_BODY] = await self._read_body(request)
+            try:
+                request[_BODY] = await self._read_body(request)
+            except (ConnectionError, RuntimeError):
+                if protocol.transport is not None and not protocol.transport.is_closing():
+                    raise
+                # Closed under the read (deadline, eviction, or the client left): nobody to answer. The response
+                # is dropped quietly by aiohttp; an attack must not turn into one logged traceback per connection.
+                return web.Response(status=408)
         timer = self._idle.pop(protocol, None)
         if timer is not None:
             timer.cancel()
@@ -152,7 +161,9 @@ class GuardedSite(web.TCPSite):
     """A TCP site whose connections go through a `ConnectionGuard`."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port)
+        # A deep accept queue: while attackers churn connections, a full queue drops the probe's SYN and the
+        # kernel retries it only after a second, the kubelet's whole probe timeout.
+        super().__init__(runner, host, port, backlog=ACCEPT_BACKLOG)
         self._guard = guard
 
     async def start(self) -> None:
