@@ -189,10 +189,10 @@ def redact_text(text: str) -> str:
     text = _PEM.sub(lambda match: f"[redacted {match.group(1).lower()}]", text)
     text = _JWT.sub(REDACTED, text)
     text = _BEARER.sub(lambda match: f"{match.group('scheme')}{REDACTED}", text)
-    text = _HEX_SIGNATURE.sub(lambda match: f"{match.group('name')}{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda match: f"{match.group('scheme')}{REDACTED}@", text)
     text = _QUERY_SECRET.sub(lambda match: f"{match.group('name')}={REDACTED}", text)
     text = _ASSIGNMENT.sub(lambda match: f"{match.group('name')}{REDACTED}", text)
+    text = _HEX_SIGNATURE.sub(lambda match: f"{match.group('name')}{REDACTED}", text)
     return _MNEMONIC.sub(REDACTED, text)
 
 
