@@ -35,6 +35,13 @@ Rules (docs/design.md section 4), each covered by `tests/engine/`:
   the event loop. A run whose outcome (or retry row) cannot be stored keeps it in memory and retries until the store
   takes it (sooner when the store recovers), its status staying Running with a message saying why; only then is the
   outcome published. A submit that cannot be stored raises `StoreError` and nothing starts (the caller tries again).
+- Bounded work (docs/reliability.md, B8/B9): at most `settings.max_tasks` tasks queued or running (executing runs,
+  retries waiting for their backoff, deferred rows); a submission that would start one more is refused `TooManyTasks`
+  (nothing stored), except readiness tasks. Finished rows are pruned by count (`settings.retention_count`) as well as
+  by age, every `retention_count // 10` finishes and with the hourly prune.
+- Ownership (B6): a submission without a source (the HTTP API) of an ID whose row has one (a NodeTask's or a local
+  manifest's) is refused `TaskOwned`, whatever its state. A re-run whose submission names no deadline keeps the
+  row's `timeout_seconds`.
 - Crash loops: a running row is resumed at most `KILL_LIMIT` times across consecutive unclean process stops (the
   store's `unclean_stops`); after that it fails `AgentKilled` instead of killing the agent again at every start.
 """

@@ -12,10 +12,13 @@
   `"truncated": true`): 32 parallel unbounded answers once OOM-killed the agent. Connection bounds: `limits.py`.
 - `GET /v0/tasks/{id}`: one task, with live progress while it runs; 404 JSON for an unknown ID, 400 for a malformed one.
 
-Everything is read-only: tasks arrive as NodeTask resources (or local manifests), never over HTTP. No endpoint needs
-authentication, as in the seed's probe paths; nothing served is secret (handlers never return secrets, and values
-under secret-looking keys, and secret-shaped text such as URL passwords and presigned signatures, are masked anyway,
-see `public_task`).
+Without the seictl-compatible task API (`agent.server.seictl`) everything here is read-only: tasks arrive as NodeTask
+resources (or local manifests). With it, where the server listens follows `SEI_SIDECAR_AUTHN_MODE` (`AgentServer`):
+unset or `trusted-header` bind loopback only; only an explicit `unauthenticated` serves every interface, with a
+WARNING at start, the mode in `/v0/status`, and every mutating request logged with its peer (`audit_middleware`).
+The read views need no authentication, as in the seed's probe paths; nothing served is secret (handlers never return
+secrets, and values under secret-looking keys, and secret-shaped text such as URL passwords and presigned signatures,
+are masked anyway, see `public_task`).
 """
 
 from __future__ import annotations

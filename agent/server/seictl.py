@@ -11,10 +11,10 @@ Routes (only mounted when the mode is on; without it the mutating routes do not 
 | `GET /v0/healthz`, `GET /v0/startupz` | 200 / 503, empty body: the readiness gate |
 | `GET /v0/livez` | 200 / 503, empty body (the store answers); `?verbose=1` adds `{"error": ...}` on 503 |
 | `GET /v0/metrics` | Prometheus text (the agent's registry) |
-| `GET /v0/status` | `{"status": "Initializing" or "Ready", "running": N}` |
+| `GET /v0/status` | `{"status": "Initializing" or "Ready", "running": N, "authn": mode}` |
 | `GET /v0/node-id` | `{"nodeId": "<hex>"}` from `config/node_key.json`; 500 text when it cannot be read |
-| `POST /v0/tasks` | 201 `{"id"}` for a new, a deduplicated and a re-run failed task; 400 `{"error"}` otherwise |
-| `GET /v0/tasks` | the newest 100 tasks, the original's `TaskResult` array |
+| `POST /v0/tasks` | 201 `{"id"}` (new, deduplicated, re-run failed); 409 NodeTask's ID; 429 at the cap; 400 otherwise |
+| `GET /v0/tasks` | the newest 100 tasks, the original's `TaskResult` array, streamed; 503 + `Retry-After` when busy |
 | `GET /v0/tasks/{id}` | one `TaskResult`; 404 `{"error": "task not found"}` |
 | `DELETE /v0/tasks/{id}` | 204; 404; 409 for a task that belongs to a NodeTask; 503 + `Retry-After` on a store error |
 
@@ -23,8 +23,12 @@ Decisions where the original is loose or we are stricter (each documented in the
 - The body is bounded (`MAX_BODY_BYTES`), unknown top-level fields are refused, and params are validated against the
   type's model *before* anything is stored: a bad value is a 400 naming the field (the original accepted the task and
   failed it later with a Go decoding error).
-- A failed task's ID re-submitted runs again with `run + 1`, as in the original; running, completed and cancelled IDs
-  are no-ops that answer 201 with the ID.
+- A failed task's ID re-submitted runs again with `run + 1` (within its own deadline), as in the original; running,
+  completed and cancelled IDs are no-ops that answer 201 with the ID. An ID that belongs to a NodeTask is refused with
+  409 naming it, as DELETE does: the resource drives its task.
+- Bounded work: at most `NODETASK_MAX_TASKS` tasks queued or running (429 with `Retry-After` beyond it), listings at
+  most `HEAVY_CONCURRENCY` at once and one page of rows each, bodies read under the connection's deadline
+  (`limits.ConnectionGuard`).
 - Task statuses map onto the original's three: running (and a retry waiting for its backoff) -> `running`,
   succeeded -> `completed`, failed and cancelled -> `failed`.
 """
