@@ -228,15 +228,14 @@ def create_app(
     With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
     over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
     `/nodetask/v0/tasks[/{id}]`. With `authn_mode="trusted-header"` every request but the probes and metrics needs one
-    `X-Remote-User` (`auth`), checked after the connection guard and before routing. Every mutating request is logged
+    `X-Remote-User` (`auth`), checked first (before the connection guard reads a body) and before routing. Every mutating request is logged
     with its peer (`audit_middleware`). The connection guard reads request bodies (`limits.request_body`); without
     one given, a guard of default bounds is used.
     """
     guard = guard or ConnectionGuard()
-    middlewares: list[Any] = [guard.middleware]
-    if authn_mode == "trusted-header":
-        middlewares.append(trusted_header_middleware(metrics))
-    middlewares += [audit_middleware(authn_mode), store_errors]
+    # Authentication first: a refused request's body is never read into memory (aiohttp discards it, bounded).
+    middlewares: list[Any] = [trusted_header_middleware(metrics)] if authn_mode == "trusted-header" else []
+    middlewares += [guard.middleware, audit_middleware(authn_mode), store_errors]
     app = web.Application(middlewares=middlewares)
     context = app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}), authn_mode=authn_mode)
     app.router.add_get("/healthz", healthz)

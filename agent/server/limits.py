@@ -12,8 +12,8 @@ and every probe was reset for 20-40 s. Now:
   request yet (half-sent headers, *or headers sent and the body still arriving*), or kept alive after its response.
 - A connection must deliver a complete request, headers *and body*, within `idle_timeout` seconds of opening (or of
   its last response), on every route, else it is closed: one deadline for headers, body and keep-alive. The guard
-  reads the body itself (at most `max_body` bytes, see `request_body`) before the request counts as busy, so no
-  handler ever waits on a client that does not send.
+  reads the body itself (at most `max_body` bytes, see `request_body`; all bodies in flight at most `max_buffered`
+  together, else 503) before the request counts as busy, so no handler ever waits on a client that does not send.
 - `/v0/tasks` (the only heavy endpoint, both the agent's and the seictl-compatible one) is served to at most
   `HEAVY_CONCURRENCY` requests at once (others get 503 with Retry-After), in bounded memory.
 - asyncio's accept() resource errors are logged once per minute with a count (`throttle_accept_errors`).
@@ -42,6 +42,8 @@ ACCEPT_BACKLOG = 1024
 MAX_REQUEST_BODY = 1 << 20
 """Largest request body read (1 MiB: the largest real request, a genesis ceremony's node list with accounts and
 overrides, is a few KiB); a larger one is not read at all (`request_body` returns None)."""
+MAX_BUFFERED_BODIES = 16 << 20
+"""Request body bytes held at once across all connections (16 MiB: sixteen largest bodies, thousands of real ones)."""
 _BODY: Any = web.RequestKey("nodetask_request_body", object) if hasattr(web, "RequestKey") else "nodetask.body"
 """Where the guard leaves the body it read (a typed key where aiohttp has them, 3.13 and later)."""
 
@@ -64,10 +66,14 @@ class ConnectionGuard:
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
         max_body: int = MAX_REQUEST_BODY,
+        max_buffered: int = MAX_BUFFERED_BODIES,
     ) -> None:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.max_body = max_body
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        """Bytes of request bodies read and not yet handled (bounded by `max_buffered`)."""
         self.server: web.Server | None = None
         self._idle: dict[RequestHandler, asyncio.TimerHandle] = {}
         self._refusals = LogThrottle(60.0)
@@ -118,36 +124,62 @@ class ConnectionGuard:
         """A complete request arrived (headers, then the body read here while the connection stays idle and under
         its deadline): the connection is busy until its response, then idle again."""
         protocol = request.protocol
-        if request.body_exists:
-            try:
-                request[_BODY] = await self._read_body(request)
-            except (ConnectionError, RuntimeError):
-                if protocol.transport is not None and not protocol.transport.is_closing():
-                    raise
-                # Closed under the read (deadline, eviction, or the client left): nobody to answer. The response
-                # is dropped quietly by aiohttp; an attack must not turn into one logged traceback per connection.
-                return web.Response(status=408)
-        timer = self._idle.pop(protocol, None)
-        if timer is not None:
-            timer.cancel()
+        held = 0
         try:
-            return await handler(request)
+            if request.body_exists:
+                try:
+                    body = await self._read_body(request)
+                except _OverBudget:
+                    return web.json_response(
+                        {"error": "too many request bodies in flight; try again shortly"},
+                        status=503,
+                        headers={"Retry-After": "1"},
+                    )
+                except (ConnectionError, RuntimeError):
+                    if protocol.transport is not None and not protocol.transport.is_closing():
+                        raise
+                    # Closed under the read (deadline, eviction, or the client left): nobody to answer. The response
+                    # is dropped quietly by aiohttp; an attack must not turn into one logged traceback per connection.
+                    return web.Response(status=408)
+                held = len(body or b"")
+                request[_BODY] = body
+            timer = self._idle.pop(protocol, None)
+            if timer is not None:
+                timer.cancel()
+            try:
+                return await handler(request)
+            finally:
+                if protocol.transport is not None and not protocol.transport.is_closing():
+                    self._arm(protocol)
         finally:
-            if protocol.transport is not None and not protocol.transport.is_closing():
-                self._arm(protocol)
+            self.buffered -= held
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The whole body, or None when it is larger than `max_body` (reading stops there; aiohttp discards the rest
         for a bounded time while the connection counts as idle). Runs under the connection's deadline: `_expire` or
-        an eviction closes the connection, which ends this read with a connection error."""
+        an eviction closes the connection, which ends this read with a connection error. Bodies being read or
+        handled hold at most `max_buffered` bytes together (`_OverBudget` beyond it): 256 connections sending 1 MiB
+        each must not hold 256 MiB."""
         if request.content_length is not None and request.content_length > self.max_body:
             return None
         body = bytearray()
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > self.max_body:
-                return None
+        try:
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                if self.buffered + len(chunk) > self.max_buffered:
+                    raise _OverBudget
+                body += chunk
+                self.buffered += len(chunk)
+                if len(body) > self.max_body:
+                    self.buffered -= len(body)
+                    return None
+        except BaseException:
+            self.buffered -= len(body)
+            raise
         return bytes(body)
+
+
+class _OverBudget(Exception):
+    """Reading this body would take the bodies in flight past `ConnectionGuard.max_buffered`."""
 
 
 def request_body(request: web.Request) -> bytes | None:

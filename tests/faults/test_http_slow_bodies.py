@@ -24,6 +24,7 @@ from agent.server import AgentMetrics, AgentServer, app
 from agent.server.limits import ConnectionGuard
 from agent.store import SqliteStore
 from agent.tasks import default_registry
+from tests.fixtures.waiting import wait_until
 
 SLOW_BODIES = 400
 PROBE_DEADLINE = 1.0
@@ -186,4 +187,27 @@ async def test_a_body_that_never_completes_is_cut_at_the_connection_deadline(tmp
         assert await engine.recent(10) == []
     finally:
         stop.set()
+        await _stop(server)
+
+
+async def test_request_bodies_in_flight_are_bounded_together(tmp_path: Path) -> None:
+    guard = ConnectionGuard(max_buffered=64 * 1024)
+    server = await _serving(tmp_path, "unauthenticated", guard)
+    writers = []
+    try:
+        # Two bodies of 48 KiB each, sent but for their last byte: the second finds the budget spent.
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(SLOW_POST.replace(b"100000", b"49154") + b" " * (48 * 1024))
+            await writer.drain()
+            writers.append((reader, writer))
+        async with asyncio.timeout(10):
+            answer = await writers[1][0].readuntil(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer
+        assert 0 < guard.buffered <= guard.max_buffered
+        writers[0][1].close()
+        await wait_until(lambda: guard.buffered == 0, what="the closed connection's body to be released")
+    finally:
+        for _, writer in writers:
+            writer.close()
         await _stop(server)
