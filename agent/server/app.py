@@ -228,9 +228,9 @@ def create_app(
     With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
     over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
     `/nodetask/v0/tasks[/{id}]`. With `authn_mode="trusted-header"` every request but the probes and metrics needs one
-    `X-Remote-User` (`auth`), checked first (before the connection guard reads a body) and before routing. Every mutating request is logged
-    with its peer (`audit_middleware`). The connection guard reads request bodies (`limits.request_body`); without
-    one given, a guard of default bounds is used.
+    `X-Remote-User` (`auth`), checked first (before the connection guard reads a body) and before routing. Every
+    mutating request is logged with its peer (`audit_middleware`). The connection guard reads request bodies
+    (`limits.request_body`); without one given, a guard of default bounds is used.
     """
     guard = guard or ConnectionGuard()
     # Authentication first: a refused request's body is never read into memory (aiohttp discards it, bounded).
