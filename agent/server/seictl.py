@@ -269,7 +269,7 @@ class SeictlApi:
                 async with asyncio.timeout(LIST_DEADLINE):
                     await response.prepare(request)
                     await self._stream(response, first)
-            except TimeoutError:
+            except (TimeoutError, StoreError):
                 if request.transport is not None:
                     request.transport.close()  # mid-answer: only closing the connection can say it failed
                 return response
