@@ -181,10 +181,10 @@ class Engine:
             if at_capacity or not await self._db.insert(row):  # the common case, a new ID, costs one statement
                 existing = await self._db.get(task_id)
                 if existing is not None:
+                    self._refuse_owned(existing, task)
                     conflict = task_id_conflict(existing, task)
                     if conflict is not None:
                         raise conflict
-                    self._refuse_owned(existing, task)
                 if existing is None or existing.status is not TaskStatus.FAILED:
                     return task_id  # running, completed or cancelled (or removed this instant): a no-op
                 if not (retry or _new_nonce(task, existing)):
