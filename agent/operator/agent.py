@@ -90,7 +90,7 @@ from agent.models import (
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskSpec
 from agent.models.status import AgentIdentity
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 from agent.store import StoreError
 
 from .kubeapi import ApiError, KubeApi

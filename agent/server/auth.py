@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .metrics import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 

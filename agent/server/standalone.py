@@ -20,11 +20,11 @@ import threading
 from agent.engine import Engine
 from agent.io.files import clean_temporary_files
 from agent.models.settings import AgentSettings
+from agent.runtime.metrics import AgentMetrics
 from agent.store import SqliteStore, StoreError
 from agent.tasks import HandlerRegistry, default_registry
 
 from .app import AgentServer
-from .metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import pytest
 from agent.engine import Engine
 from agent.models import Task, TaskResult, TaskType
 from agent.models.settings import AgentSettings
+from agent.runtime.metrics import AgentMetrics
 from agent.server.app import AgentServer
-from agent.server.metrics import AgentMetrics
 from agent.store import SqliteStore
 from agent.tasks import default_registry
 

@@ -16,7 +16,7 @@ import pytest
 from agent.models import ResourceRef
 from agent.operator.kubeapi import KubeApi, load_connection
 from agent.operator.writer import StatusWriter
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 from agent.store import SqliteStore
 from tests.faults.kit import Volume, WriteLock
 from tests.fixtures.kube import KubeCluster, KubeNamespace
