@@ -76,6 +76,14 @@ class AgentSettings(BaseSettings):
         default="", validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "s3_endpoint_url")
     )
     """S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`); empty means AWS."""
+    s3_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        default="standard", validation_alias=AliasChoices("AWS_RETRY_MODE", "s3_retry_mode")
+    )
+    """botocore's retry mode for S3 (`AWS_RETRY_MODE`); `adaptive` adds client-side rate limiting."""
+    s3_max_attempts: int = Field(
+        default=8, ge=1, le=100, validation_alias=AliasChoices("AWS_MAX_ATTEMPTS", "s3_max_attempts")
+    )
+    """Attempts per S3 request, the first included (`AWS_MAX_ATTEMPTS`)."""
     rpc_endpoint: str = Field(
         default="http://localhost:26657", validation_alias=AliasChoices("SEI_RPC_ENDPOINT", "rpc_endpoint")
     )
@@ -103,6 +111,16 @@ class AgentSettings(BaseSettings):
     )
     """Loop period of the Go sidecar's `snapshot-upload` submitted over HTTP (`SEI_SNAPSHOT_UPLOAD_INTERVAL`, a Go
     duration such as `168h`; whole seconds when given as a number)."""
+    sidecar_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=AliasChoices("SEI_SIDECAR_PORT", "sidecar_port")
+    )
+    """`seictl serve`'s port (`SEI_SIDECAR_PORT`), as the Go sidecar reads it; unset: `NODETASK_HTTP_PORT`."""
+    hostname: str = Field(default="", validation_alias=AliasChoices("HOSTNAME", "hostname"))
+    """`seictl serve`'s pod name when `POD_NAME` is unset (`HOSTNAME`, which Kubernetes sets to the pod's name)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", validation_alias=AliasChoices("SEI_LOG_LEVEL", "log_level")
+    )
+    """`seictl serve`'s log level (`SEI_LOG_LEVEL`, any case); `nodetask-agent` takes `--log-level`."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -127,7 +145,7 @@ class AgentSettings(BaseSettings):
     treats genesis by context), or `initial-height` (stock Cosmos SDK: 0 when the chain starts at height 1, the
     account's own number when genesis's `initial_height` is above 1, as in a fork)."""
 
-    # --- the agent process (`nodetask-agent run`); read by agent.operator.OperatorOptions -------------------------
+    # --- the agent process (agent.runtime and its front doors) -------------------------------------------------------
     http_host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("NODETASK_HTTP_HOST", "http_host"))
     """Address the HTTP server binds; the kubelet probes the pod IP (`NODETASK_HTTP_HOST`)."""
     progress_interval: float = Field(
@@ -170,6 +188,11 @@ class AgentSettings(BaseSettings):
         if not _DENOM.fullmatch(value):
             raise ValueError(f"{value!r} is not a denom (a letter, then 2-127 of a-z A-Z 0-9 /:._-)")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("authn_mode", mode="before")
     @classmethod

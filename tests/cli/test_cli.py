@@ -165,3 +165,27 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     assert "NODETASK_RETENTION_HOURS='-5': must be greater than 0" in finished.stderr
     assert "Traceback" not in finished.stderr
     assert list((tmp_path / "home").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("SEI_LOG_LEVEL", "bogus", "Input should be 'DEBUG', 'INFO'"),
+        ("SEI_SIDECAR_PORT", "http", "valid integer"),
+        ("AWS_MAX_ATTEMPTS", "0", "greater than or equal to 1"),
+    ],
+)
+def test_seictl_serve_refuses_a_bad_variable_naming_it_without_a_traceback(
+    tmp_path: Path, variable: str, value: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli.main import seictl_main
+
+    home = new_home(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, value)
+        patch.setenv("SEI_HOME", str(home))
+        assert seictl_main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert f"{variable}={value!r}: " in err and reason in err
+    assert "Traceback" not in err
+    assert list(home.iterdir()) == []  # nothing opened, nothing served

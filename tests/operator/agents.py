@@ -2,7 +2,8 @@
 
 An agent runs either in a thread of the test process (`ThreadAgent`: cheap, its logs land in pytest's capture) or
 as a real subprocess (`ProcessAgent`: for tests about process death; stopped by PID, SIGKILL if need be). Both run
-the same `run_operator` as `nodetask-agent run`, with the test registry (see `handlers.py`) and short intervals.
+the same runtime and front doors as `nodetask-agent run` (`agent.cli.run`), with the test registry (see
+`handlers.py`) and short intervals; `ProcessAgent(shipped=True)` runs the `nodetask-agent run` command itself.
 
 The agents authenticate as ServiceAccount `nodetask-agent` with a token bound to their Pod, and the test Role below
 grants only what the agent needs; the shipped chart's Role is checked by the RBAC tests.
@@ -26,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from agent.cli.run import run_agent
 from agent.models.settings import AgentSettings
-from agent.operator import OperatorOptions, run_operator
 from agent.tasks import HandlerRegistry
 from tests.fixtures.kube import REPO_ROOT, KubeNamespace, free_port
 from tests.operator.handlers import test_registry
@@ -129,7 +130,7 @@ class AgentPod:
 
 
 class ThreadAgent:
-    """`run_operator` on its own event loop in a thread of the test process."""
+    """`run_agent` (what `nodetask-agent run` runs) on its own event loop in a thread of the test process."""
 
     def __init__(self, pod: AgentPod, registry: HandlerRegistry | None = None) -> None:
         self.pod = pod
@@ -143,13 +144,8 @@ class ThreadAgent:
         async def run() -> int:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            options = OperatorOptions.from_env(self.pod.env())
-            return await run_operator(
-                self.pod.settings(),
-                kubeconfig=str(self.pod.kubeconfig),
-                registry=self.registry,
-                options=options,
-                stop=self._stop,
+            return await run_agent(
+                self.pod.settings(), kubeconfig=str(self.pod.kubeconfig), registry=self.registry, stop=self._stop
             )
 
         self.exit_code = asyncio.run(run())
@@ -169,10 +165,11 @@ class ThreadAgent:
 
 
 class ProcessAgent:
-    """The agent as a real subprocess (`python -m tests.operator.agent_process`), logging to `<home>/agent.log`."""
+    """The agent as a real subprocess (`python -m tests.operator.agent_process`), logging to `<home>/agent.log`.
+
+    `shipped=True` runs `nodetask-agent run` (the console script's entry point: every shipped handler, no gate)."""
 
     def __init__(self, pod: AgentPod, *, kubeconfig: Path | None = None, shipped: bool = False) -> None:
-        """`shipped=True` runs `python -m agent.operator run` (every shipped handler, no gate) instead."""
         self.pod = pod
         self.kubeconfig = kubeconfig or pod.kubeconfig
         self.shipped = shipped
@@ -186,7 +183,7 @@ class ProcessAgent:
                 [
                     sys.executable,
                     "-m",
-                    *(["agent.operator", "run"] if self.shipped else ["tests.operator.agent_process"]),
+                    *(["agent", "run"] if self.shipped else ["tests.operator.agent_process"]),
                     "--kubeconfig",
                     str(self.kubeconfig),
                 ],
