@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -345,6 +345,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def seictl_settings(
+    env: Mapping[str, str] | None = None, *, home: Path | None = None, port: int | None = None
+) -> AgentSettings:
+    """`seictl serve`'s settings: the Go sidecar's variables over `AgentSettings` (the pod's name from `HOSTNAME`
+    unless `POD_NAME`, the port from `--port`, else `SEI_SIDECAR_PORT`, else `NODETASK_HTTP_PORT`, the store
+    `<home>/sidecar.db` unless `NODETASK_DB`)."""
+    base = AgentSettings.from_env(env, home=home)
+    return base.model_copy(
+        update={
+            "pod_name": base.pod_name or base.hostname,
+            "http_port": port or base.sidecar_port or base.http_port,
+            "db_path": base.db_path or base.home / "sidecar.db",
+        }
+    )
+
+
 def seictl_main(argv: Sequence[str] | None = None) -> int:
     """`seictl serve`: the Go sidecar's command line, for pods whose spec runs `seictl serve` (drop-in by image).
 
@@ -364,14 +380,7 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: $SEI_SIDECAR_PORT or 7777")
     args = parser.parse_args(argv)
     try:
-        base = AgentSettings.from_env(home=args.home)
-        settings = base.model_copy(
-            update={
-                "pod_name": base.pod_name or base.hostname,
-                "http_port": args.port or base.sidecar_port or base.http_port,
-                "db_path": base.db_path or base.home / "sidecar.db",
-            }
-        )
+        settings = seictl_settings(home=args.home, port=args.port)
         configure_logging(settings.log_level, "json")
         settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
     except (SettingsError, OSError) as error:

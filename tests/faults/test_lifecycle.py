@@ -8,9 +8,7 @@ itself a fault the agent must ride out: probes answer, the store is open, and a 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,28 +21,13 @@ from agent.models.settings import AgentSettings
 from agent.runtime import SHUTDOWN_ORDER
 from agent.server.frontdoor import HttpApi
 from agent.store import SqliteStore
+from tests.faults.kit import silent_api
 
 
 @pytest.fixture
 def dead_api(tmp_path: Path) -> Iterator[Path]:
     """A kubeconfig naming an API server that accepts connections and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        port = listener.getsockname()[1]
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
-                    "current-context": "x",
-                }
-            )
-        )
+    with silent_api(tmp_path) as kubeconfig:
         yield kubeconfig
 
 
