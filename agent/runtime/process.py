@@ -112,12 +112,15 @@ class AgentRuntime:
         stop: asyncio.Event | None = None,
         serving: asyncio.Event | None = None,
         say: Callable[[str], None] | None = None,
+        exclusive: bool = True,
     ) -> None:
         """`serving` is set once the process serves (every door started, the work begun); `say` reports why the
-        process cannot start (default: the log)."""
+        process cannot start (default: the log). `exclusive=False` (in-process test agents that share one home on
+        purpose, as the chain tier's) takes neither lock and therefore removes no temporary files."""
         if sum(1 for door in doors if door.main) > 1:
             raise ValueError("at most one main front door per process")
         self.settings = settings
+        self.exclusive = exclusive
         self.doors = list(doors)
         self.registry = registry or default_registry()
         self.stop_flag = stop or asyncio.Event()
@@ -153,28 +156,32 @@ class AgentRuntime:
 
     # ------------------------------------------------------------------------------------------------ start
 
-    async def start(self) -> int | None:
-        """Open the home and the store, build the engine and start every door; an exit code if the process cannot
-        run."""
+    def open(self) -> int | None:
+        """Each door's `check`, then the home and the store, and the engine (all synchronous: the engine exists once
+        this returns); an exit code if the process cannot run. `start` calls it unless it was called."""
+        if self.engine is not None:
+            return None
         for door in self.doors:
             failed = door.check(self)
             if failed is not None:
                 return failed
-        self.install_signal_handlers()
         settings = self.settings
         try:
-            self._lock_home()
-            store = self.store = SqliteStore(settings.store_path, exclusive=True, owner={"podUID": settings.pod_uid})
+            if self.exclusive:
+                self._lock_home()
+            store = SqliteStore(settings.store_path, exclusive=self.exclusive, owner={"podUID": settings.pod_uid})
         except StoreError as error:
             self._unlock_home()
             self._say(str(error))
             return 1
+        self.store = store
         if store.unclean_stops:
             log.warning(
                 "the previous agent process did not stop cleanly (%d time(s) in a row): killed, OOM-killed or crashed",
                 store.unclean_stops,
             )
-        self.removed = clean_temporary_files(settings.home)  # safe: no other runner holds this home
+        if self.exclusive:  # safe only while no other runner can write in this home
+            self.removed = clean_temporary_files(settings.home)
         if self.removed:
             log.info("removed %d temporary file(s) left by an interrupted agent: %s", len(self.removed), self.removed)
         kube = next((reader for door in self.doors if (reader := door.kube()) is not None), None)
@@ -186,6 +193,16 @@ class AgentRuntime:
             store_up=lambda: engine.store_health().ok,
         )
         engine.add_listener(self.metrics.observe)
+        return None
+
+    async def start(self) -> int | None:
+        """`open`, then SIGTERM/SIGINT, every door's `start` and the runtime's loops; an exit code if the process
+        cannot run."""
+        failed = self.open()
+        if failed is not None:
+            return failed
+        engine = self.running_engine
+        self.install_signal_handlers()
         for door in self.doors:
             await door.start(self)
         self.spawn("retention", engine.prune_forever)
