@@ -19,8 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ import pytest
 from agent.cli.run import run_agent
 from agent.models.settings import AgentSettings
 from agent.tasks import HandlerRegistry
-from tests.fixtures.kube import REPO_ROOT, KubeNamespace, free_port
+from tests.fixtures.kube import REPO_ROOT, KubeNamespace
+from tests.fixtures.ports import reserve_port
+from tests.fixtures.waiting import poll_until
 from tests.operator.handlers import test_registry
 
 SERVICE_ACCOUNT = "nodetask-agent"
@@ -49,18 +50,6 @@ TEST_OPTIONS = {
     "NODETASK_SHUTDOWN_GRACE_SECONDS": "3",
     "NODETASK_HTTP_HOST": "127.0.0.1",
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `predicate()` is truthy and return it; fail naming `what` (and the last value) on timeout."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {value!r})")
 
 
 def grant_agent_role(ns: KubeNamespace) -> None:
@@ -91,7 +80,7 @@ class AgentPod:
     uid: str
     kubeconfig: Path
     home: Path
-    http_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=reserve_port)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -152,7 +141,9 @@ class ThreadAgent:
 
     def start(self) -> ThreadAgent:
         self._thread.start()
-        wait_for(lambda: self.pod.serving() or self.exit_code is not None, 60, f"agent {self.pod.name} to serve")
+        poll_until(
+            lambda: self.pod.serving() or self.exit_code is not None, what=f"agent {self.pod.name} to serve", timeout=60
+        )
         assert self.exit_code is None, f"agent {self.pod.name} exited with {self.exit_code}"
         return self
 
@@ -194,8 +185,10 @@ class ProcessAgent:
                 stdin=subprocess.DEVNULL,
             )
         if wait:
-            wait_for(
-                lambda: self.pod.serving() or self.process.poll() is not None, 60, f"agent {self.pod.name} to serve"
+            poll_until(
+                lambda: self.pod.serving() or self.process.poll() is not None,
+                what=f"agent {self.pod.name} to serve",
+                timeout=60,
             )  # type: ignore[union-attr]
             assert self.process.poll() is None, f"agent exited:\n{self.tail()}"
         return self
