@@ -66,6 +66,18 @@ class AgentSettings(BaseSettings):
     pod_name: str = Field(default="", validation_alias=AliasChoices("POD_NAME", "pod_name"))
     pod_namespace: str = Field(default="", validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
     pod_uid: str = Field(default="", validation_alias=AliasChoices("POD_UID", "pod_uid"))
+    kubernetes_service_host: str = Field(
+        default="", validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST", "kubernetes_service_host")
+    )
+    """The in-cluster API server's address, set by the kubelet (`KUBERNETES_SERVICE_HOST`); with it and no
+    `--kubeconfig`, `run` uses the pod's ServiceAccount."""
+    kubernetes_service_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("KUBERNETES_SERVICE_PORT", "kubernetes_service_port"),
+    )
+    """The in-cluster API server's port, set by the kubelet (`KUBERNETES_SERVICE_PORT`)."""
     chain_id: str = Field(default="", validation_alias=AliasChoices("SEI_CHAIN_ID", "chain_id"))
     """Default chain ID for tasks that need one and are not given it in params (`SEI_CHAIN_ID`)."""
     genesis_bucket: str = Field(default="", validation_alias=AliasChoices("SEI_GENESIS_BUCKET", "genesis_bucket"))

@@ -118,7 +118,7 @@ class NodeTaskWatch(FrontDoor):
             log.error("POD_NAME and POD_NAMESPACE must be set (downward API): the agent runs only its own pod's tasks")
             return 2
         try:
-            self._connection = load_connection(self.kubeconfig, namespace=settings.pod_namespace)
+            self._connection = load_connection(self.kubeconfig, namespace=settings.pod_namespace, settings=settings)
         except Exception as error:  # the kubernetes library raises several types for unusable configs
             log.error(
                 "no usable Kubernetes credentials (kubeconfig %s): %s", self.kubeconfig or "default/in-cluster", error

@@ -15,10 +15,11 @@ engine or installs a lifecycle of its own. What the runtime owns, so that it hol
   add (status writer, Event recorder, heartbeat, resync);
 - SIGTERM/SIGINT (main thread only) and the stop, in `SHUTDOWN_ORDER`.
 
-Start-up: each door's `check` (an exit code stops the process before anything is opened), the home and store, the
-engine, each door's `start` (the HTTP server listens from here on: probes answer during start-up), the runtime's
-loops. Then the main door's `serve` is the process's work (the watch, or the local plan); with no main door the
-runtime resumes the tasks a previous process left running and serves until stopped.
+Start-up: `open` (synchronous) runs each door's `check` (an exit code stops the process before anything is opened),
+takes the home and the store and builds the engine; `start` installs the signal handlers, runs each door's `start`
+(the HTTP server listens from here on: probes answer during start-up) and the runtime's loops. Then the main door's
+`serve` is the process's work (the watch, or the local plan); with no main door the runtime resumes the tasks a
+previous process left running and serves until stopped.
 """
 
 from __future__ import annotations
