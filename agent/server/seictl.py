@@ -31,6 +31,7 @@ Decisions where the original is loose or we are stricter (each documented in the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -46,6 +47,7 @@ from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
 from agent.store import StoreError
 
+from .limits import HEAVY_CONCURRENCY
 from .rows import servable
 
 MAX_BODY_BYTES = 1 << 20
@@ -53,6 +55,9 @@ MAX_BODY_BYTES = 1 << 20
 accounts and overrides, is a few KiB)."""
 LIST_LIMIT = 100
 """`GET /v0/tasks` answers the newest this many, as the original does."""
+LIST_MAX_BYTES = 4 * 1024 * 1024
+"""... and at most this much JSON (the newest rows that fit; at least one): 64 parallel listings of large rows once
+took the agent from 76 MB to 952 MB RSS."""
 _REQUEST_FIELDS = frozenset({"id", "type", "params"})
 
 _STATUS = {
@@ -174,6 +179,7 @@ class SeictlApi:
         self.engine = engine
         self.settings = settings
         self.metrics_body = metrics_body
+        self._listings = asyncio.Semaphore(HEAVY_CONCURRENCY)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/v0/healthz", self.healthz)
@@ -235,7 +241,21 @@ class SeictlApi:
         return _json({"id": task_id}, 201)
 
     async def list_tasks(self, request: web.Request) -> web.Response:
-        return _json([task_result(row) for row in await self.engine.recent(LIST_LIMIT)])
+        """The newest tasks, bounded as the agent's own listing is: `HEAVY_CONCURRENCY` listings at once (else 503
+        with Retry-After) and `LIST_MAX_BYTES` per answer."""
+        if self._listings.locked():
+            message = f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly"
+            return _error(503, message, {"Retry-After": "1"})
+        async with self._listings:
+            pieces: list[str] = []
+            size = 0
+            for row in await self.engine.recent(LIST_LIMIT):
+                piece = json.dumps(task_result(row))
+                if pieces and size + len(piece) > LIST_MAX_BYTES:
+                    break
+                pieces.append(piece)
+                size += len(piece)
+        return web.Response(text=f"[{', '.join(pieces)}]\n", content_type="application/json")
 
     def _task_id(self, request: web.Request) -> str | None:
         try:

@@ -7,7 +7,8 @@ Each set is built as its command builds it (`tests/faults/kit.py:front_doors`) a
   space freed the outcome is recorded and the gauge reads 1 again, without a restart;
 - a stop (SIGTERM's flag) with a handler that ignores its cancellation: `NODETASK_SHUTDOWN_GRACE_SECONDS` bounds the
   wait, the steps the set has are taken in `SHUTDOWN_ORDER`, and the store records a clean stop;
-- a second runner of any set on the same home, with another store, is refused and removes nothing (F16).
+- a second runner of any set on the same home, with another store, is refused and removes nothing (F16);
+- every task listing a set serves (the agent's own, the Go sidecar's) is bounded in size and in listings at once.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ STEPS = {
 class GateParams(TaskParams):
     label: str = ""
     stubborn: bool = False
+    blob: str = ""
 
 
 class Gate:
@@ -230,3 +232,68 @@ async def test_a_second_runner_on_a_live_home_with_another_store_is_refused_and_
     assert in_flight.exists()  # the live agent's temporary file is untouched
     assert not gate.entered["first"].is_set()  # nothing ran
     assert not running.done()
+
+
+LISTINGS = {
+    "run": ["/v0/tasks"],
+    "serve": ["/v0/tasks", "/nodetask/v0/tasks"],
+    "seictl serve": ["/v0/tasks", "/nodetask/v0/tasks"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LISTINGS))
+async def test_every_task_listing_is_bounded_in_size_and_concurrency(
+    kind: str,
+    tmp_path: Path,
+    kubeconfig: Path,
+    started: Callable[[AgentRuntime], asyncio.Task[int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.server.limits import HEAVY_CONCURRENCY
+
+    home = tmp_path / "home"
+    home.mkdir()
+    gate = Gate()
+    gate.release.set()
+    runtime = front_doors(kind, front_door_settings(kind, home), gate.registry(), kubeconfig=kubeconfig)
+    running = started(runtime)
+    await wait_until(runtime.serving.is_set, what=f"{kind} to serve", unless_done=running)
+    engine = runtime.running_engine
+    blob = "x" * 60_000  # 100 such rows: 6 MB of JSON, more than one answer may carry
+    for _ in range(100):
+        await engine.wait(await engine.submit(Task(type=GATED, params={"label": "first", "blob": blob})))
+    url = http_url(runtime)
+    assert url is not None
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for path in LISTINGS[kind]:
+            async with session.get(url + path) as answer:
+                assert answer.status == 200
+                body = await answer.read()
+            assert 0 < len(body) <= 4 * 1024 * 1024 + 1024, f"{path}: {len(body)} bytes"
+            assert body.count(blob.encode()) >= 1
+
+        # Listings that arrive while the limit is in use are refused at once, not queued.
+        entered, release = asyncio.Semaphore(0), asyncio.Event()
+        recent = engine.recent
+
+        async def slow_recent(limit: int = 100) -> Any:
+            entered.release()
+            await release.wait()
+            return await recent(limit)
+
+        monkeypatch.setattr(engine, "recent", slow_recent)
+        for path in LISTINGS[kind]:
+            held = [asyncio.create_task(session.get(url + path)) for _ in range(HEAVY_CONCURRENCY)]
+            try:
+                for _ in range(HEAVY_CONCURRENCY):
+                    await asyncio.wait_for(entered.acquire(), 10)
+                async with session.get(url + path) as refused:
+                    assert refused.status == 503, path
+                    assert refused.headers.get("Retry-After") == "1"
+            finally:
+                release.set()
+                for answer in await asyncio.gather(*held):
+                    assert answer.status == 200
+                    answer.release()
+                release.clear()
