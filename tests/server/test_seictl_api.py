@@ -1,7 +1,8 @@
 """The Go sidecar's HTTP task API (`agent.server.seictl`): contract, controller session, authentication, validation.
 
 Every response is validated against `docs/api/seictl-compat.yaml` with openapi-core. The controller session runs the
-real `seictl serve` console script over real HTTP; the rest runs `serve()` in-process on a port the OS picks.
+real `seictl serve` console script over real HTTP; the rest runs the `serve` process (`serve_runtime`) in-process on
+a port the OS picks.
 """
 
 from __future__ import annotations
