@@ -311,7 +311,7 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 class InClusterAgent(ProcessAgent):
-    """`python -m agent.operator run` as in a pod: no kubeconfig, credentials from a ServiceAccount directory (the
+    """`nodetask-agent run` as in a pod: no kubeconfig, credentials from a ServiceAccount directory (the
     bound token of the pod's kubeconfig, the cluster CA) and KUBERNETES_SERVICE_HOST/PORT, like a kubelet gives."""
 
     def start(self, *, wait: bool = True) -> ProcessAgent:
@@ -323,7 +323,7 @@ class InClusterAgent(ProcessAgent):
         launcher = (
             "import sys, agent.operator.kubeapi as kubeapi\n"
             f"kubeapi.SERVICE_ACCOUNT_DIR = {str(directory)!r}\n"
-            "from agent.operator.__main__ import main\n"
+            "from agent.cli.main import main\n"
             "sys.exit(main(['run']))\n"
         )
         env = {

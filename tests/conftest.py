@@ -9,6 +9,7 @@ by definition (marked here), since each one drives real processes.
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.ports",  # first: other fixture modules import it
     "tests.fixtures.common",
     "tests.fixtures.s3",
     "tests.fixtures.versitygw",
@@ -20,7 +21,6 @@ pytest_plugins = [
     "tests.fixtures.ec2",
     "tests.fixtures.dns",
     "tests.fixtures.chain",
-    "tests.fixtures.ports",
 ]
 
 

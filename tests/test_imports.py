@@ -17,7 +17,8 @@ START_UP = {
     "cli": "import agent.cli.main",
     "engine and every task handler": "import agent.engine; import agent.tasks; agent.tasks.default_registry()",
     "server and store": "import agent.server.app; import agent.store.sqlite",
-    "operator": "import agent.operator.run",
+    "operator": "import agent.operator.watch",
+    "runtime and the run front doors": "import agent.runtime; import agent.cli.run",
 }
 
 

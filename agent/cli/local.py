@@ -25,9 +25,7 @@ Decisions (also in the README):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 import time
 import uuid
@@ -39,14 +37,13 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from agent.engine import Engine, EventKind, TaskEvent, check_task, task_id_conflict
-from agent.io.files import clean_temporary_files
+from agent.engine import EventKind, TaskEvent, check_task, task_id_conflict
 from agent.models import ResourceRef, RetryPolicy, Task, TaskError, TaskResult, TaskStatus
 from agent.models.limits import RECURSION_LIMIT, allow_deep_json
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskManifest
 from agent.models.settings import AgentSettings
-from agent.store import SqliteStore, StoreError
+from agent.runtime import AgentRuntime, FrontDoor
 from agent.tasks import HandlerRegistry, default_registry
 
 # Local task IDs: uuid5 over "<namespace>/<name>" in this namespace (an arbitrary, fixed UUID).
@@ -224,40 +221,35 @@ def _summary(result: dict[str, Any] | None) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-async def run_plan(
-    plan: list[PlannedTask],
-    settings: AgentSettings,
-    registry: HandlerRegistry,
-    *,
-    keep_going: bool = False,
-    retry_failed: bool = False,
-    out: TextIO,
-) -> int:
-    """Run a checked plan; returns the process exit code. The home must exist (the CLI checks it)."""
-    try:
-        store = SqliteStore(settings.store_path, exclusive=True)  # one process per store: refuses a live agent's
-    except StoreError as error:
-        print(f"nodetask-agent local: {error}", file=out, flush=True)
-        return EXIT_FAILED
-    # Left by a killed run; safe: the store's exclusive lock is ours, so no other writer of this home runs.
-    for leftover in clean_temporary_files(settings.home):
-        print(f"removed {leftover}, left by an interrupted write", file=out)
-    engine = Engine(registry, store, settings)
-    reporter = Reporter(out, len(plan))
-    engine.add_listener(reporter.on_event)
-    interrupted = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, interrupted.set)
-    failed = 0
-    succeeded = 0
-    try:
-        await engine.prune()  # the retention period applies to local stores too
+class LocalPlan(FrontDoor):
+    """The local plan as the runtime's main front door: each planned task submitted in order and awaited, its
+    outcome reported (`Reporter`); SIGINT/SIGTERM (the runtime's stop) interrupts, keeping the state for the next
+    invocation."""
+
+    main = True
+
+    def __init__(self, plan: list[PlannedTask], *, keep_going: bool, retry_failed: bool, out: TextIO) -> None:
+        self.plan = plan
+        self.keep_going = keep_going
+        self.retry_failed = retry_failed
+        self.reporter = Reporter(out, len(plan))
+        self.summary = ""
+        """The closing line ("N of M task(s) succeeded"), once the plan ran to its end."""
+
+    async def start(self, runtime: AgentRuntime) -> None:
+        for leftover in runtime.removed:
+            self.reporter.print(f"removed {leftover}, left by an interrupted write")
+        runtime.running_engine.add_listener(self.reporter.on_event)
+
+    async def serve(self, runtime: AgentRuntime) -> int:
+        engine, reporter, interrupted = runtime.running_engine, self.reporter, runtime.stop_flag
+        failed = 0
+        succeeded = 0
+        await engine.prune()  # the retention period applies before the plan looks at earlier outcomes
         resumed = await engine.recover()
         if resumed:
             reporter.print(f"resuming {len(resumed)} task(s) left running by an interrupted run")
-        for index, planned in enumerate(plan, start=1):
+        for index, planned in enumerate(self.plan, start=1):
             label = reporter.label(index, planned)
             assert planned.task.id is not None
             existing = await engine.get(planned.task.id)
@@ -265,7 +257,7 @@ async def run_plan(
             if conflict is not None:
                 reporter.print(f"{label}: failed ({conflict.reason}): {conflict.message}")
                 failed += 1
-                if not keep_going:
+                if not self.keep_going:
                     break
                 continue
             if existing is not None and existing.status is TaskStatus.COMPLETED:
@@ -275,19 +267,19 @@ async def run_plan(
             if (
                 existing is not None
                 and existing.terminal
-                and not (retry_failed and existing.status is TaskStatus.FAILED)
+                and not (self.retry_failed and existing.status is TaskStatus.FAILED)
             ):
                 reporter.outcome(label, existing, None, previously=True)
                 if existing.status is TaskStatus.FAILED:
                     reporter.print("    (run again with --retry-failed to run it once more)")
                 failed += 1
-                if not keep_going:
+                if not self.keep_going:
                     break
                 continue
             reporter.current[planned.task.id] = label
             reporter.print(f"{label}: started")
             started = time.monotonic()
-            await engine.submit(planned.task, retry=retry_failed)
+            await engine.submit(planned.task, retry=self.retry_failed)
             waiting = asyncio.create_task(engine.wait(planned.task.id))
             stop = asyncio.create_task(interrupted.wait())
             await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -302,16 +294,34 @@ async def run_plan(
                 succeeded += 1
             else:
                 failed += 1
-                if not keep_going:
+                if not self.keep_going:
                     break
-    finally:
-        await engine.shutdown()
-        await engine.store.close()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
-    reporter.print(f"{succeeded} of {len(plan)} task(s) succeeded" + (f", {failed} failed" if failed else ""))
-    return EXIT_FAILED if failed else EXIT_OK
+        self.summary = f"{succeeded} of {len(self.plan)} task(s) succeeded" + (f", {failed} failed" if failed else "")
+        return EXIT_FAILED if failed else EXIT_OK
+
+
+async def run_plan(
+    plan: list[PlannedTask],
+    settings: AgentSettings,
+    registry: HandlerRegistry,
+    *,
+    keep_going: bool = False,
+    retry_failed: bool = False,
+    out: TextIO,
+) -> int:
+    """Run a checked plan in the agent runtime; returns the process exit code. The home must exist (the CLI checks
+    it). One runner per home and store: a live agent's home is refused (exit 1, naming the holder)."""
+    door = LocalPlan(plan, keep_going=keep_going, retry_failed=retry_failed, out=out)
+    runtime = AgentRuntime(
+        settings,
+        [door],
+        registry=registry,
+        say=lambda message: print(f"nodetask-agent local: {message}", file=out, flush=True),
+    )
+    code = await runtime.run()
+    if door.summary:
+        door.reporter.print(door.summary)  # after the stop, as the last line
+    return code
 
 
 def check(paths: list[Path], *, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,15 +63,15 @@ def _cmd_local(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agent.operator import run_operator
+    from .run import run_agent
 
-    return asyncio.run(run_operator(_settings(args), kubeconfig=args.kubeconfig))
+    return asyncio.run(run_agent(_settings(args), kubeconfig=args.kubeconfig))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agent.server.standalone import serve
+    from agent.server.frontdoor import serve
 
     settings = _settings(args)
     return asyncio.run(serve(settings, host=args.host or settings.http_host))
@@ -216,13 +216,13 @@ SEARCH_LIMIT = 100_000
 
 
 def _cmd_tasks_list(args: argparse.Namespace) -> int:
-    from agent.store import SqliteStore
+    from agent.runtime import open_reader
 
     settings = _settings(args, home_must_exist=getattr(args, "db", None) is None)  # a store named by --db needs no home
     if not settings.store_path.exists():
         print(f"no store at {settings.store_path}", file=sys.stderr)
         return 1
-    store = SqliteStore(settings.store_path)
+    store = open_reader(settings)
     try:
         wanted = getattr(args, "id", None)
         rows = _find(store, wanted) if wanted else store.list(args.limit)
@@ -439,14 +439,35 @@ def go_quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def seictl_settings(
+    env: Mapping[str, str] | None = None, *, home: Path | None = None, port: int | None = None
+) -> AgentSettings:
+    """`seictl serve`'s settings: the Go sidecar's variables over `AgentSettings` (the pod's name from `POD_NAME`,
+    else `HOSTNAME`, else the host name; the port from `--port`, else `SEI_SIDECAR_PORT`, else `NODETASK_HTTP_PORT`;
+    the store `<home>/sidecar.db` unless `NODETASK_DB`)."""
+    import socket
+
+    base = AgentSettings.from_env(env, home=home)
+    return base.model_copy(
+        update={
+            "pod_name": base.pod_name or base.hostname or socket.gethostname() or "unknown",
+            "http_port": port or base.sidecar_port or base.http_port,
+            "db_path": base.db_path or base.home / "sidecar.db",
+        }
+    )
+
+
 def seictl_main(argv: Sequence[str] | None = None) -> int:
     """`seictl serve`: the Go sidecar's command line, for pods whose spec runs `seictl serve` (drop-in by image).
 
-    Reads the original's variables: `SEI_HOME` (default /sei), `SEI_SIDECAR_PORT` (default 7777), `HOSTNAME` as the
-    pod name, and keeps its store file `<home>/sidecar.db` (opened and migrated in place, so tasks, readiness and
-    transaction records carry over). Only `serve` exists; the original's other subcommands are not provided.
+    Reads the original's variables (fields of `AgentSettings`, validated as every other): `SEI_HOME` (default /sei),
+    `SEI_SIDECAR_PORT` (default 7777), `HOSTNAME` as the pod name, `SEI_LOG_LEVEL`, and keeps its store file
+    `<home>/sidecar.db` (opened and migrated in place, so tasks, readiness and transaction records carry over). Only
+    `serve` exists; the original's other subcommands are not provided. A bad variable is exit 2 naming it.
     """
-    import os
+    import asyncio
+
+    from agent.server.frontdoor import serve as serve_api
 
     parser = _Parser(prog="seictl", description="nodetask-agent's stand-in for `seictl serve`.")
     parser.add_argument("--home", type=Path, default=None, help="the node's home (default: $SEI_HOME or /sei)")
@@ -454,32 +475,24 @@ def seictl_main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the sidecar task API")
     serve.add_argument("--port", type=int, default=None, help="default: $SEI_SIDECAR_PORT or 7777")
     args = parser.parse_args(argv)
-    configure_logging(os.environ.get("SEI_LOG_LEVEL", "INFO").upper(), "json")
     authn_mode = os.environ.get("SEI_SIDECAR_AUTHN_MODE", "").strip().lower()
     if authn_mode not in ("", "unauthenticated", "trusted-header"):
-        # The original's start-up error, byte for byte (Go's log.Fatal: local time stamp, message, exit 1).
+        # The original's start-up error, byte for byte (Go's log.Fatal: local time stamp, message, exit 1), before
+        # the settings model would refuse the value with its own message.
         stamp = time.strftime("%Y/%m/%d %H:%M:%S")
         allowed = '(allowed: "", "unauthenticated", "trusted-header")'
         print(f"{stamp} SEI_SIDECAR_AUTHN_MODE={go_quote(authn_mode)} is not recognized {allowed}", file=sys.stderr)
         return 1
-    import asyncio
-
-    from agent.server.standalone import serve as serve_api
-
     try:
-        import socket
-
-        # The original's pod name: HOSTNAME, else the host name, else "unknown" (POD_NAME wins when a spec sets it).
-        pod_name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname() or "unknown"
-        base = AgentSettings.from_env(home=args.home, pod_name=pod_name)
-        port = args.port or int(os.environ.get("SEI_SIDECAR_PORT", "").strip() or base.http_port)
-        settings = base.model_copy(update={"http_port": port, "db_path": base.db_path or base.home / "sidecar.db"})
+        settings = seictl_settings(home=args.home, port=args.port)
+        configure_logging(settings.log_level, "json")
         settings.home.mkdir(parents=True, exist_ok=True)  # as the original's start-up does
         forget_secret_variables()
-    except (ValueError, OSError) as error:
+    except (SettingsError, OSError) as error:
         print(f"seictl: error: {error}", file=sys.stderr)
         return 2
-    return asyncio.run(serve_api(settings))
+    code: int = asyncio.run(serve_api(settings))
+    return code
 
 
 if __name__ == "__main__":

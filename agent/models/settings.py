@@ -71,6 +71,18 @@ class AgentSettings(BaseSettings):
     pod_name: str = Field(default="", validation_alias=AliasChoices("POD_NAME", "pod_name"))
     pod_namespace: str = Field(default="", validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
     pod_uid: str = Field(default="", validation_alias=AliasChoices("POD_UID", "pod_uid"))
+    kubernetes_service_host: str = Field(
+        default="", validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST", "kubernetes_service_host")
+    )
+    """The in-cluster API server's address, set by the kubelet (`KUBERNETES_SERVICE_HOST`); with it and no
+    `--kubeconfig`, `run` uses the pod's ServiceAccount."""
+    kubernetes_service_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("KUBERNETES_SERVICE_PORT", "kubernetes_service_port"),
+    )
+    """The in-cluster API server's port, set by the kubelet (`KUBERNETES_SERVICE_PORT`)."""
     chain_id: str = Field(default="", validation_alias=AliasChoices("SEI_CHAIN_ID", "chain_id"))
     """Default chain ID for tasks that need one and are not given it in params (`SEI_CHAIN_ID`)."""
     genesis_bucket: str = Field(default="", validation_alias=AliasChoices("SEI_GENESIS_BUCKET", "genesis_bucket"))
@@ -81,6 +93,14 @@ class AgentSettings(BaseSettings):
         default="", validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "s3_endpoint_url")
     )
     """S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`); empty means AWS."""
+    s3_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        default="standard", validation_alias=AliasChoices("AWS_RETRY_MODE", "s3_retry_mode")
+    )
+    """botocore's retry mode for S3 (`AWS_RETRY_MODE`); `adaptive` adds client-side rate limiting."""
+    s3_max_attempts: int = Field(
+        default=8, ge=1, le=100, validation_alias=AliasChoices("AWS_MAX_ATTEMPTS", "s3_max_attempts")
+    )
+    """Attempts per S3 request, the first included (`AWS_MAX_ATTEMPTS`)."""
     rpc_endpoint: str = Field(
         default="http://localhost:26657", validation_alias=AliasChoices("SEI_RPC_ENDPOINT", "rpc_endpoint")
     )
@@ -135,6 +155,16 @@ class AgentSettings(BaseSettings):
     )
     """The `file` keyring's passphrase (`SEI_KEYRING_PASSPHRASE`, required for `file`). Kept only in memory: the
     serve entry points remove it from the process environment once read, and it is never logged or stored."""
+    sidecar_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=AliasChoices("SEI_SIDECAR_PORT", "sidecar_port")
+    )
+    """`seictl serve`'s port (`SEI_SIDECAR_PORT`), as the Go sidecar reads it; unset: `NODETASK_HTTP_PORT`."""
+    hostname: str = Field(default="", validation_alias=AliasChoices("HOSTNAME", "hostname"))
+    """`seictl serve`'s pod name when `POD_NAME` is unset (`HOSTNAME`, which Kubernetes sets to the pod's name)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", validation_alias=AliasChoices("SEI_LOG_LEVEL", "log_level")
+    )
+    """`seictl serve`'s log level (`SEI_LOG_LEVEL`, any case); `nodetask-agent` takes `--log-level`."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -159,7 +189,7 @@ class AgentSettings(BaseSettings):
     treats genesis by context), or `initial-height` (stock Cosmos SDK: 0 when the chain starts at height 1, the
     account's own number when genesis's `initial_height` is above 1, as in a fork)."""
 
-    # --- the agent process (`nodetask-agent run`); read by agent.operator.OperatorOptions -------------------------
+    # --- the agent process (agent.runtime and its front doors) -------------------------------------------------------
     http_host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("NODETASK_HTTP_HOST", "http_host"))
     """Address the HTTP server binds; the kubelet probes the pod IP (`NODETASK_HTTP_HOST`)."""
     progress_interval: float = Field(
@@ -234,6 +264,14 @@ class AgentSettings(BaseSettings):
             max_gas_price=spending.parse_prices(self.max_gas_price),
             max_deposit=spending.parse_amounts(self.max_deposit),
         )
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        # The Go sidecar's spelling `warn` is Python's WARNING.
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return "WARNING" if value == "WARN" else value
+        return value
 
     @field_validator("authn_mode", mode="before")
     @classmethod

@@ -1,10 +1,11 @@
-"""Everything that knows Kubernetes: the kopf agent, its status writer and Events, and the CRD rendering.
+"""Everything that knows Kubernetes: the NodeTask watch (a front door of the agent runtime), its status writer and
+Events, and the CRD rendering.
 
-`run_operator(settings, *, kubeconfig=None)` is the async entry point of `nodetask-agent run`; `render_crd()` returns
-the NodeTask CRD (`nodetask-agent crd`). `python -m agent.operator run|crd` runs either without the CLI.
+`NodeTaskWatch` is what `nodetask-agent run` plugs into the runtime beside the HTTP API (`agent.cli.run`);
+`render_crd()` returns the NodeTask CRD (`nodetask-agent crd`).
 """
 
 from .crd import render_crd, render_crd_yaml
-from .run import OperatorOptions, run_operator
+from .watch import NodeTaskWatch
 
-__all__ = ["OperatorOptions", "render_crd", "render_crd_yaml", "run_operator"]
+__all__ = ["NodeTaskWatch", "render_crd", "render_crd_yaml"]

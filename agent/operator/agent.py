@@ -76,7 +76,7 @@ from agent.models import (
 from agent.models.params import format_validation_error
 from agent.models.resource import NodeTaskSpec
 from agent.models.status import AgentIdentity
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 from agent.store import StoreError
 
 from .authors import AuthorLedger, ledger_path, store_file

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import kopf
 
 from agent.models import TaskError
 from agent.models.resource import API_GROUP, API_VERSION, PLURAL
+from agent.models.settings import AgentSettings
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s_client  # type: ignore[import-untyped]
@@ -135,9 +135,7 @@ class InClusterConfiguration:
     cert_file: str | None = None
     key_file: str | None = None
 
-    def __init__(self, directory: str = SERVICE_ACCOUNT_DIR):
-        host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "")
+    def __init__(self, directory: str = SERVICE_ACCOUNT_DIR, *, host: str, port: int | None):
         if not host or not port:
             raise ValueError("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set in a pod")
         self.host = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
@@ -167,16 +165,26 @@ class InClusterConfiguration:
 
 
 def load_connection(
-    kubeconfig: str | None = None, *, namespace: str | None = None, service_account_dir: str | None = None
+    kubeconfig: str | None = None,
+    *,
+    namespace: str | None = None,
+    service_account_dir: str | None = None,
+    settings: AgentSettings | None = None,
 ) -> Connection:
-    """Credentials from `kubeconfig`, else the in-cluster ServiceAccount, else the default kubeconfig.
+    """Credentials from `kubeconfig`, else the in-cluster ServiceAccount (when `settings` name the in-cluster API
+    server: `KUBERNETES_SERVICE_HOST`/`_PORT`), else the default kubeconfig.
 
     In a pod (no kubeconfig) the ServiceAccount is read directly (`InClusterConfiguration`); a kubeconfig is loaded by
     the kubernetes library, imported only then, into a private `Configuration`, never the library's global default,
     so several agents (tests, benchmarks) can live in one process.
     """
-    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Connection(InClusterConfiguration(service_account_dir or SERVICE_ACCOUNT_DIR), namespace)
+    if not kubeconfig and settings is not None and settings.kubernetes_service_host:
+        in_cluster = InClusterConfiguration(
+            service_account_dir or SERVICE_ACCOUNT_DIR,
+            host=settings.kubernetes_service_host,
+            port=settings.kubernetes_service_port,
+        )
+        return Connection(in_cluster, namespace)
     try:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config

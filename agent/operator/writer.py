@@ -53,7 +53,7 @@ from typing import Any
 from agent.models import ResourceRef
 from agent.models.redaction import redact_text
 from agent.models.resource import API_GROUP, API_VERSION, KIND
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 
 from .kubeapi import ApiError, KubeApi
 from .status import TERMINAL_PHASES

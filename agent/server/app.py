@@ -36,11 +36,11 @@ from agent.models import TaskResult, normalize_task_id
 from agent.models.errors import TaskError
 from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
+from agent.runtime.metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from agent.store import StoreError
 
 from .auth import REMOTE_USER, trusted_header_middleware
 from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
-from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from .rows import servable
 from .seictl import SeictlApi
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .metrics import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
+
 from .seictl import go_json
 
 log = logging.getLogger(__name__)

@@ -316,7 +316,7 @@ class SeictlApi:
         separator = b"["
         while page:
             for row in page:
-                await response.write(separator + json.dumps(task_result(row)).encode())
+                await response.write(separator + go_json(task_result(row)).rstrip("\n").encode())
                 separator = b","
             sent += len(page)
             if len(page) < LIST_PAGE or sent >= LIST_LIMIT:

@@ -1,9 +1,13 @@
-"""The agent side of the real chain tier: the real engine and SQLite store, in the test's process, on a real home.
+"""The agent side of the real chain tier: the agent runtime (real engine and SQLite store) in the test's process, on a
+real home.
 
 `chain_agent(home, **settings)` makes an `InProcessAgent`: `await agent.run(TaskType.X, {...}, timeout_seconds=...)`
 submits one task through the engine exactly as the operator would (params validated, deadline applied, store row
-written) and returns the terminal `TaskResult`. `await agent.serve()` also starts the agent's HTTP server (readiness
+written) and returns the terminal `TaskResult`. `await agent.serve()` also starts the agent's HTTP API (readiness
 gate at `/healthz`) on a free port. Everything is shut down at teardown.
+
+The agents are `AgentRuntime`s with the HTTP API as front door, built without the runner's locks (`exclusive=False`):
+some tests put a second agent, with its own store, on a validator's home on purpose (what the product refuses).
 """
 
 from __future__ import annotations
@@ -18,26 +22,39 @@ import pytest
 from agent.engine import Engine
 from agent.models import Task, TaskResult, TaskType
 from agent.models.settings import AgentSettings
+from agent.runtime import AgentRuntime
 from agent.server.app import AgentServer
-from agent.server.metrics import AgentMetrics
-from agent.store import SqliteStore
+from agent.server.frontdoor import HttpApi
 from agent.tasks import default_registry
 
 
 class InProcessAgent:
-    """One agent (engine + store, optionally its HTTP server) for one node home."""
+    """One agent (the runtime: engine + store, and its HTTP API once `serve`d) for one node home."""
 
     def __init__(self, settings: AgentSettings):
         self.settings = settings
-        self.store = SqliteStore(settings.store_path)
-        self.engine = Engine(default_registry(), self.store, settings, stop_grace=5.0)
-        self.metrics = AgentMetrics()
-        self.engine.add_listener(self.metrics.observe)
-        self.server: AgentServer | None = None
+        self.http = HttpApi(host="127.0.0.1", seictl=False)
+        # Port 0: the OS picks a free port (the variable itself refuses 0).
+        runtime_settings = settings.model_copy(update={"http_port": 0, "shutdown_grace": 5.0})
+        self.runtime = AgentRuntime(runtime_settings, [self.http], registry=default_registry(), exclusive=False)
+        assert self.runtime.open() is None, f"the agent runtime did not open its store {settings.store_path}"
+        self.engine: Engine = self.runtime.running_engine
+        self._started = False
+
+    @property
+    def server(self) -> AgentServer | None:
+        return self.http.server
+
+    async def start(self) -> None:
+        """The HTTP API and the runtime's loops (retention, the store's recovery probe); idempotent."""
+        if not self._started:
+            self._started = True
+            assert await self.runtime.start() is None
 
     async def submit(
         self, task_type: TaskType, params: dict[str, Any] | None = None, *, timeout_seconds: int | None = None
     ) -> str:
+        await self.start()
         return await self.engine.submit(
             Task(id=str(uuid.uuid4()), type=task_type, params=params or {}, timeout_seconds=timeout_seconds)
         )
@@ -52,17 +69,13 @@ class InProcessAgent:
         return await self.wait(await self.submit(task_type, params, timeout_seconds=timeout_seconds))
 
     async def serve(self) -> str:
-        """Start the HTTP server on a free loopback port; returns its base URL."""
-        if self.server is None:
-            self.server = AgentServer(self.engine, self.metrics, host="127.0.0.1", port=0)
-            await self.server.start()
+        """Start the HTTP API on a free loopback port; returns its base URL."""
+        await self.start()
+        assert self.server is not None
         return self.server.url
 
     async def close(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-        await self.engine.shutdown(grace=5)
-        self.store.close()
+        await self.runtime.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 
 from agent.models import Reason, TaskStatus, TaskType
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import SimdChain, reserve_ports
+from tests.fixtures.chain import SimdChain
+from tests.fixtures.ports import reserve_ports
 
 pytestmark = pytest.mark.chain
 

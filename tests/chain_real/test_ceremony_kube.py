@@ -1,5 +1,5 @@
 """The flagship: a genesis ceremony driven end to end by NodeTask manifests applied with kubectl to the real
-kube-apiserver tier, one agent process (`python -m agent.operator run`, every shipped handler) per validator pod,
+kube-apiserver tier, one agent process (`nodetask-agent run`, every shipped handler) per validator pod,
 and the chain it assembles started with stock simd until all three validators sign.
 
 The pods are API objects with bound ServiceAccount tokens (tests/operator/agents.py); each pod's home is what its

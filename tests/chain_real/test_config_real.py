@@ -10,7 +10,8 @@ import tomlkit
 
 from agent.models import TaskStatus, TaskType
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import SimdChain, current_height, reserve_ports, rpc_get
+from tests.fixtures.chain import SimdChain, current_height, rpc_get
+from tests.fixtures.ports import reserve_ports
 
 pytestmark = pytest.mark.chain
 

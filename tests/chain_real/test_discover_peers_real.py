@@ -10,8 +10,9 @@ import pytest
 
 from agent.models import TaskStatus, TaskType
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import SimdChain, reserve_ports, rpc_get
+from tests.fixtures.chain import SimdChain, rpc_get
 from tests.fixtures.dns import DnsStub
+from tests.fixtures.ports import reserve_ports
 
 pytestmark = pytest.mark.chain
 

@@ -23,15 +23,8 @@ from agent.chain.cosmos.gentx import verify_gentx
 from agent.chain.crypto import bech32
 from agent.models import TaskStatus, TaskType
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import (
-    ChainTools,
-    ProcessGroup,
-    SimdChain,
-    SimdNode,
-    reserve_ports,
-    rpc_get,
-    wait_for_height,
-)
+from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, rpc_get, wait_for_height
+from tests.fixtures.ports import reserve_ports
 from tests.fixtures.s3 import REGION
 
 pytestmark = pytest.mark.chain

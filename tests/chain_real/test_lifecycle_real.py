@@ -22,15 +22,8 @@ from agent.tasks import default_registry
 from agent.tasks.lifecycle import RESTART_STATE_FILE
 from tests.chain_real.conftest import InProcessAgent
 from tests.chain_real.pod import NodeContainer, unique_binary
-from tests.fixtures.chain import (
-    ProcessGroup,
-    SimdChain,
-    SimdNode,
-    current_height,
-    reserve_ports,
-    rpc_get,
-    wait_for_height,
-)
+from tests.fixtures.chain import ProcessGroup, SimdChain, SimdNode, current_height, rpc_get, wait_for_height
+from tests.fixtures.ports import reserve_ports
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.chain

@@ -210,3 +210,25 @@ def test_the_seictl_shim_refuses_an_abbreviated_option(capsys: pytest.CaptureFix
         seictl_main(["--hom", "/tmp", "serve"])
     assert exited.value.code == 2
     assert "--hom" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("SEI_LOG_LEVEL", "bogus", "Input should be 'DEBUG', 'INFO'"),
+        ("SEI_SIDECAR_PORT", "http", "valid integer"),
+        ("AWS_MAX_ATTEMPTS", "0", "greater than or equal to 1"),
+    ],
+)
+def test_seictl_serve_refuses_a_bad_variable_naming_it_without_a_traceback(
+    tmp_path: Path, variable: str, value: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli.main import seictl_main
+
+    home = new_home(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, value)
+        patch.setenv("SEI_HOME", str(home))
+        assert seictl_main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert f"{variable}={value!r}: " in err and reason in err
+    assert "Traceback" not in err
+    assert list(home.iterdir()) == []  # nothing opened, nothing served

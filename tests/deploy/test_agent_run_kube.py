@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kube import KubeCluster
+from tests.fixtures.ports import reserve_port
 
 from .conftest import NODETASK_EXAMPLES, Installation, install_chart, install_kustomize
 
@@ -31,12 +31,6 @@ VENV_BIN = Path(sys.executable).parent
 def agent_command() -> list[str]:
     """The console script the image's ENTRYPOINT runs, with the StatefulSet's args."""
     return [str(VENV_BIN / "nodetask-agent"), "run"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -73,7 +67,7 @@ def agent(installed: Installation, tmp_path: Path) -> Iterator[AgentProcess]:
     pod, kubeconfig = installed.agent(POD)
     home = tmp_path / "sei"
     home.mkdir()
-    port = free_port()
+    port = reserve_port()
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),

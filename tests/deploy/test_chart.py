@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from agent.server.metrics import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 
 from .conftest import CRD_FILE, DEPLOY, REPO_ROOT, by_kind, documents, kustomize_build, only, render_chart, run_helm
 

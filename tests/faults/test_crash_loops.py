@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from agent.engine.engine import KILL_LIMIT
 from agent.models import Reason, TaskStatus
 from agent.store import SqliteStore, StoreError
 from tests.fixtures.kube import REPO_ROOT
+from tests.fixtures.waiting import poll_until
 
 TASK_ID = "3f1c9e2a-7b4d-4c1e-9a3b-2d5e6f7a8b9c"
 MANIFEST = f"""
@@ -71,13 +72,20 @@ def stored_resumes(db: Path) -> int | None:
     return None if row is None or row.status is not TaskStatus.RUNNING else row.resumes
 
 
+def running_until(process: subprocess.Popen[bytes], condition: Callable[[], bool], what: str) -> None:
+    """Wait up to 60 s for `condition` while `process` runs (its output in the failure if it ended first)."""
+    poll_until(
+        condition,
+        what=what,
+        timeout=60,
+        alive=lambda: process.poll() is None,
+        ended=lambda: process.communicate()[0].decode(errors="replace"),
+    )
+
+
 def kill_when_resumed(process: subprocess.Popen[bytes], db: Path, resumes: int) -> None:
-    deadline = time.monotonic() + 60
     try:
-        while stored_resumes(db) != resumes:
-            assert process.poll() is None, process.communicate()[0].decode(errors="replace")
-            assert time.monotonic() < deadline, f"the task never reached resume {resumes}"
-            time.sleep(0.1)
+        running_until(process, lambda: stored_resumes(db) == resumes, f"the task to reach resume {resumes}")
         time.sleep(0.3)  # mid-run: the handler is polling the silent endpoint
     finally:
         process.send_signal(signal.SIGKILL)
@@ -127,19 +135,12 @@ def test_a_clean_stop_between_resumes_does_not_count_as_a_kill(tmp_path: Path, s
     for resumes in range(KILL_LIMIT):
         kill_when_resumed(start_local(home, manifest, silent_rpc), db, resumes)
     interrupted = start_local(home, manifest, silent_rpc)  # SIGINT: a clean stop resets the count of kills
-    deadline = time.monotonic() + 60
-    while stored_resumes(db) != KILL_LIMIT:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    running_until(interrupted, lambda: stored_resumes(db) == KILL_LIMIT, f"resume {KILL_LIMIT}")
     interrupted.send_signal(signal.SIGINT)
     assert interrupted.wait(30) == 130
     resumed = start_local(home, manifest, silent_rpc)
     try:
-        deadline = time.monotonic() + 60
-        while stored_resumes(db) != KILL_LIMIT + 1:
-            assert resumed.poll() is None, resumed.communicate()[0].decode(errors="replace")
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        running_until(resumed, lambda: stored_resumes(db) == KILL_LIMIT + 1, f"resume {KILL_LIMIT + 1}")
     finally:
         resumed.send_signal(signal.SIGKILL)
         resumed.wait(30)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from agent.models import ResourceRef
 from agent.operator.writer import EventRecorder
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 
 REF = ResourceRef(namespace="ns", name="task", uid="uid-1", generation=1)
 OTHER = ResourceRef(namespace="ns", name="other", uid="uid-2", generation=1)

@@ -23,6 +23,7 @@ from agent.io.files import TEMP_SUFFIX
 from tests.fixtures.httpfaults import HttpFaultProxy
 from tests.fixtures.kube import REPO_ROOT
 from tests.fixtures.s3 import REGION, as_extracted, make_snapshots, tree_fingerprint
+from tests.fixtures.waiting import poll_until
 
 CHAIN = "test-chain"
 ARCHIVE = f"{CHAIN}/state-sync/200.tar.zst"
@@ -57,13 +58,15 @@ def kill_when(
     allow_exit: bool = False,
 ) -> None:
     """SIGKILL `process` once `ready()`; it must still be running then, unless `allow_exit` (a clean exit counts)."""
-    deadline = time.monotonic() + timeout
     try:
-        while not ready():
-            exited = process.poll() is not None
-            assert not exited or allow_exit, f"exited before {what}: {process.communicate()[0].decode()}"
-            assert time.monotonic() < deadline, f"never reached {what}"
-            time.sleep(0.02)
+        poll_until(
+            ready,
+            what=what,
+            timeout=timeout,
+            alive=None if allow_exit else lambda: process.poll() is None,
+            ended=lambda: process.communicate()[0].decode(),
+            interval=0.02,
+        )
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(30)

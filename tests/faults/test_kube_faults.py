@@ -16,11 +16,12 @@ import pytest
 from agent.models import ResourceRef
 from agent.operator.kubeapi import KubeApi, load_connection
 from agent.operator.writer import StatusWriter
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 from agent.store import SqliteStore
 from tests.faults.kit import Volume, WriteLock
 from tests.fixtures.kube import KubeCluster, KubeNamespace
-from tests.operator.agents import AgentFactory, AgentPod, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, AgentPod
 from tests.operator.handlers import GATE_TYPE
 from tests.operator.kit import event_reasons, kubectl_wait, nodetask, status_of, wait_phase, wait_status
 
@@ -105,7 +106,7 @@ def test_a_task_pinned_to_the_old_pod_incarnation_is_not_resumed_by_the_new_one(
 
     successor = recreate_pod(agents, pod)
     agents.process(successor)
-    wait_for(lambda: "PodReplaced" in event_reasons(pod.ns, "pinned"), 30, "a PodReplaced Event")
+    poll_until(lambda: "PodReplaced" in event_reasons(pod.ns, "pinned"), what="a PodReplaced Event", timeout=30)
     wait_status(pod.ns, "unpinned", lambda s: s.get("resumes") == 1, what="the unpinned task to resume")
     with SqliteStore(successor.settings().store_path) as reader:
         row = reader.get(pinned_id)

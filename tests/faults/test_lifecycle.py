@@ -8,41 +8,26 @@ itself a fault the agent must ride out: probes answer, the store is open, and a 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from agent.cli.run import agent_runtime
 from agent.io.loops import LogThrottle, every, supervise
 from agent.models.settings import AgentSettings
-from agent.operator.run import SHUTDOWN_ORDER, AgentProcess, OperatorOptions
+from agent.runtime import SHUTDOWN_ORDER
+from agent.server.frontdoor import HttpApi
 from agent.store import SqliteStore
+from tests.faults.kit import silent_api
 
 
 @pytest.fixture
 def dead_api(tmp_path: Path) -> Iterator[Path]:
     """A kubeconfig naming an API server that accepts connections and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        port = listener.getsockname()[1]
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
-                    "current-context": "x",
-                }
-            )
-        )
+    with silent_api(tmp_path) as kubeconfig:
         yield kubeconfig
 
 
@@ -50,21 +35,17 @@ async def test_stop_goes_through_every_step_in_order_and_records_a_clean_stop(tm
     home = tmp_path / "home"
     home.mkdir()
     # Port 0 (the OS picks one) is for tests only: the variable itself refuses it.
-    settings = AgentSettings(home=home, pod_name="pod-0", pod_namespace="ns", pod_uid="uid-1").model_copy(
-        update={"http_port": 0}
-    )
+    settings = AgentSettings(
+        home=home, pod_name="pod-0", pod_namespace="ns", pod_uid="uid-1", http_host="127.0.0.1", shutdown_grace=1.0
+    ).model_copy(update={"http_port": 0})
     stop = asyncio.Event()
-    process = AgentProcess(
-        settings,
-        kubeconfig=str(dead_api),
-        options=OperatorOptions(http_host="127.0.0.1", shutdown_grace=1.0),
-        stop=stop,
-    )
+    process = agent_runtime(settings, kubeconfig=str(dead_api), stop=stop)
     assert await process.start() is None
     serving = asyncio.create_task(process.serve())
-    assert process.server is not None
+    (http,) = [door for door in process.doors if isinstance(door, HttpApi)]
+    assert http.server is not None
     timeout = aiohttp.ClientTimeout(total=3)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(process.server.url + "/livez") as answer:
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(http.server.url + "/livez") as answer:
         assert answer.status == 200  # probes answer while the API server does not
     stop.set()
     assert await asyncio.wait_for(serving, 30) == 0

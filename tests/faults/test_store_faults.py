@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from agent.engine import Engine
 from agent.models import Task, TaskStatus, TaskType
 from agent.models.params import TaskParams
 from agent.models.settings import AgentSettings
-from agent.server import AgentMetrics, AgentServer
-from agent.store import GuardedStore, SqliteStore, StoreError, StoreInUse
+from agent.runtime import AgentRuntime
+from agent.server import AgentServer
+from agent.server.frontdoor import HttpApi
+from agent.store import SqliteStore, StoreError, StoreInUse
 from agent.tasks import HandlerRegistry, HandlerSpec, TaskContext
 from agent.tasks.readiness import HANDLERS as READINESS_HANDLERS
 from tests.faults.kit import Volume, WriteLock
+from tests.fixtures.waiting import wait_until
 
 GATED = TaskType.AWAIT_CONDITION
 ID = "0e6f2bb0-5a43-4a5e-9d7e-6f0b7f1d2c01"
@@ -47,10 +48,10 @@ class Gate:
 
 
 class Node:
-    """Engine + HTTP server on one store, as the agent process wires them."""
+    """The agent runtime with its HTTP API (the process `run` starts, less the NodeTask watch)."""
 
-    def __init__(self, engine: Engine, server: AgentServer, gate: Gate) -> None:
-        self.engine, self.server, self.gate = engine, server, gate
+    def __init__(self, runtime: AgentRuntime, server: AgentServer, gate: Gate) -> None:
+        self.runtime, self.engine, self.server, self.gate = runtime, runtime.running_engine, server, gate
 
     async def get(self, path: str) -> tuple[int, dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session, session.get(self.server.url + path) as r:
@@ -60,39 +61,22 @@ class Node:
 async def open_node(db_path: Path, home: Path) -> Node:
     gate = Gate()
     registry = HandlerRegistry([HandlerSpec(GATED, GateParams, gate.handler), *READINESS_HANDLERS])
-    guarded = GuardedStore(SqliteStore(db_path), probe_interval=0.1)
-    engine = Engine(registry, guarded, AgentSettings(home=home), progress_interval=0.0, stop_grace=1.0)
-    server = AgentServer(engine, AgentMetrics(), host="127.0.0.1", port=0)
-    await server.start()
-    return Node(engine, server, gate)
-
-
-@pytest.fixture
-async def watched() -> AsyncIterator[list[asyncio.Task[None]]]:
-    tasks: list[asyncio.Task[None]] = []
-    yield tasks
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    settings = AgentSettings(home=home, db_path=db_path, shutdown_grace=1.0).model_copy(update={"http_port": 0})
+    http = HttpApi(host="127.0.0.1", seictl=False)
+    runtime = AgentRuntime(settings, [http], registry=registry)
+    assert await runtime.start() is None  # the store recovery probe runs from here on
+    assert http.server is not None
+    return Node(runtime, http.server, gate)
 
 
 async def close_node(node: Node) -> None:
-    await node.engine.shutdown()
-    await node.server.stop()
-    await node.engine.store.close()
-
-
-async def wait_until(predicate: Any, what: str, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # no-deadline: bounded by the enclosing asyncio.timeout(timeout)
-            await asyncio.sleep(0.05)
+    await node.runtime.stop()
 
 
 async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_restart(
-    store_volume: Volume, tmp_path: Path, watched: list[asyncio.Task[None]]
+    store_volume: Volume, tmp_path: Path
 ) -> None:
     node = await open_node(store_volume.path / "agent.db", tmp_path)
-    watched.append(asyncio.create_task(node.engine.store.watch()))
     try:
         await node.engine.wait(await node.engine.submit(Task(type=TaskType.MARK_READY)))
         assert (await node.get("/healthz"))[0] == 200
@@ -102,7 +86,9 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         store_volume.fill()
         assert store_volume.full()
         node.gate.release.set()  # the handler finishes while the volume is full: its outcome cannot be stored
-        await wait_until(lambda: not node.engine.store_health().ok, "the store to report the full volume")
+        await wait_until(
+            lambda: not node.engine.store_health().ok, what="the store to report the full volume", timeout=20
+        )
 
         status, body = await node.get("/healthz")
         assert status == 503 and "full" in body["reason"], body
@@ -126,11 +112,10 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
 
 
 async def test_write_lock_held_past_busy_timeout_probes_answer_and_work_resumes_when_released(
-    tmp_path: Path, watched: list[asyncio.Task[None]]
+    tmp_path: Path,
 ) -> None:
     db_path = tmp_path / "agent.db"
     node = await open_node(db_path, tmp_path)
-    watched.append(asyncio.create_task(node.engine.store.watch()))
     recovered = asyncio.Event()
     node.engine.store.on_recovered(recovered.set)
     lock = WriteLock(db_path)

@@ -52,6 +52,11 @@ def test_every_field_is_read_from_a_variable() -> None:
         ("NODETASK_MAX_GAS_PRICE", ",", "at least one"),
         ("NODETASK_MAX_DEPOSIT", "1.5usei", "whole number"),
         ("NODETASK_MAX_DEPOSIT", "-5usei", "is not an amount"),
+        ("SEI_LOG_LEVEL", "bogus", "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
+        ("SEI_SIDECAR_PORT", "0", "greater than or equal to 1"),
+        ("SEI_SIDECAR_PORT", "sidecar", "valid integer"),
+        ("AWS_MAX_ATTEMPTS", "0", "greater than or equal to 1"),
+        ("AWS_RETRY_MODE", "eager", "'standard', 'adaptive' or 'legacy'"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_the_value_and_the_reason(

@@ -1,7 +1,7 @@
 """Entry point of an agent run as a real subprocess by the operator tests: `python -m tests.operator.agent_process`.
 
-The same `run_operator` as `nodetask-agent run`, with the test registry (the gate handler) added; identity and
-options come from the environment exactly as in a pod.
+The same runtime and front doors as `nodetask-agent run` (`agent.cli.run.run_agent`), with the test registry (the gate
+handler) added; identity and options come from the environment exactly as in a pod.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import asyncio
 import logging
 import sys
 
+from agent.cli.run import run_agent
 from agent.models.settings import AgentSettings
-from agent.operator import run_operator
 from tests.operator.handlers import test_registry
 
 
@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("--kubeconfig", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run_operator(AgentSettings.from_env(), kubeconfig=args.kubeconfig, registry=test_registry()))
+    return asyncio.run(run_agent(AgentSettings.from_env(), kubeconfig=args.kubeconfig, registry=test_registry()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 An agent runs either in a thread of the test process (`ThreadAgent`: cheap, its logs land in pytest's capture) or
 as a real subprocess (`ProcessAgent`: for tests about process death; stopped by PID, SIGKILL if need be). Both run
-the same `run_operator` as `nodetask-agent run`, with the test registry (see `handlers.py`) and short intervals.
+the same runtime and front doors as `nodetask-agent run` (`agent.cli.run`), with the test registry (see
+`handlers.py`) and short intervals; `ProcessAgent(shipped=True)` runs the `nodetask-agent run` command itself.
 
 The agents authenticate as ServiceAccount `nodetask-agent` with a token bound to their Pod, and the test Role below
 grants only what the agent needs; the shipped chart's Role is checked by the RBAC tests.
@@ -18,18 +19,19 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.cli.run import run_agent
 from agent.models.settings import AgentSettings
-from agent.operator import OperatorOptions, run_operator
 from agent.tasks import HandlerRegistry
-from tests.fixtures.kube import REPO_ROOT, KubeNamespace, free_port
+from tests.fixtures.kube import REPO_ROOT, KubeNamespace
+from tests.fixtures.ports import reserve_port
+from tests.fixtures.waiting import poll_until
 from tests.operator.handlers import test_registry
 
 SERVICE_ACCOUNT = "nodetask-agent"
@@ -48,18 +50,6 @@ TEST_OPTIONS = {
     "NODETASK_SHUTDOWN_GRACE_SECONDS": "3",
     "NODETASK_HTTP_HOST": "127.0.0.1",
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `predicate()` is truthy and return it; fail naming `what` (and the last value) on timeout."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {value!r})")
 
 
 def grant_agent_role(ns: KubeNamespace) -> None:
@@ -90,7 +80,7 @@ class AgentPod:
     uid: str
     kubeconfig: Path
     home: Path
-    http_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=reserve_port)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -129,7 +119,7 @@ class AgentPod:
 
 
 class ThreadAgent:
-    """`run_operator` on its own event loop in a thread of the test process."""
+    """`run_agent` (what `nodetask-agent run` runs) on its own event loop in a thread of the test process."""
 
     def __init__(self, pod: AgentPod, registry: HandlerRegistry | None = None) -> None:
         self.pod = pod
@@ -143,20 +133,17 @@ class ThreadAgent:
         async def run() -> int:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            options = OperatorOptions.from_env(self.pod.env())
-            return await run_operator(
-                self.pod.settings(),
-                kubeconfig=str(self.pod.kubeconfig),
-                registry=self.registry,
-                options=options,
-                stop=self._stop,
+            return await run_agent(
+                self.pod.settings(), kubeconfig=str(self.pod.kubeconfig), registry=self.registry, stop=self._stop
             )
 
         self.exit_code = asyncio.run(run())
 
     def start(self) -> ThreadAgent:
         self._thread.start()
-        wait_for(lambda: self.pod.serving() or self.exit_code is not None, 60, f"agent {self.pod.name} to serve")
+        poll_until(
+            lambda: self.pod.serving() or self.exit_code is not None, what=f"agent {self.pod.name} to serve", timeout=60
+        )
         assert self.exit_code is None, f"agent {self.pod.name} exited with {self.exit_code}"
         return self
 
@@ -169,10 +156,11 @@ class ThreadAgent:
 
 
 class ProcessAgent:
-    """The agent as a real subprocess (`python -m tests.operator.agent_process`), logging to `<home>/agent.log`."""
+    """The agent as a real subprocess (`python -m tests.operator.agent_process`), logging to `<home>/agent.log`.
+
+    `shipped=True` runs `nodetask-agent run` (the console script's entry point: every shipped handler, no gate)."""
 
     def __init__(self, pod: AgentPod, *, kubeconfig: Path | None = None, shipped: bool = False) -> None:
-        """`shipped=True` runs `python -m agent.operator run` (every shipped handler, no gate) instead."""
         self.pod = pod
         self.kubeconfig = kubeconfig or pod.kubeconfig
         self.shipped = shipped
@@ -186,7 +174,7 @@ class ProcessAgent:
                 [
                     sys.executable,
                     "-m",
-                    *(["agent.operator", "run"] if self.shipped else ["tests.operator.agent_process"]),
+                    *(["agent", "run"] if self.shipped else ["tests.operator.agent_process"]),
                     "--kubeconfig",
                     str(self.kubeconfig),
                 ],
@@ -197,8 +185,10 @@ class ProcessAgent:
                 stdin=subprocess.DEVNULL,
             )
         if wait:
-            wait_for(
-                lambda: self.pod.serving() or self.process.poll() is not None, 60, f"agent {self.pod.name} to serve"
+            poll_until(
+                lambda: self.pod.serving() or self.process.poll() is not None,
+                what=f"agent {self.pod.name} to serve",
+                timeout=60,
             )  # type: ignore[union-attr]
             assert self.process.poll() is None, f"agent exited:\n{self.tail()}"
         return self

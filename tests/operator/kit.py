@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.models.resource import API_GROUP, API_VERSION, KIND, TARGET_POD_LABEL
 from tests.fixtures.kube import KubeNamespace
-from tests.operator.agents import wait_for
+from tests.fixtures.waiting import poll_until
 
 
 def nodetask(
@@ -34,8 +34,10 @@ def wait_status(
     ns: KubeNamespace, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30, what: str = ""
 ) -> dict[str, Any]:
     """Poll the NodeTask's status until `predicate(status)` holds; returns that status."""
-    found: dict[str, Any] = wait_for(
-        lambda: (lambda s: s if predicate(s) else None)(status_of(ns, name)), timeout, what or f"status of {name}"
+    found: dict[str, Any] = poll_until(
+        lambda: (lambda s: s if predicate(s) else None)(status_of(ns, name)),
+        what=what or f"status of {name}",
+        timeout=timeout,
     )
     return found
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.models.settings import AgentSettings
 from agent.operator import kubeapi
 from agent.operator.kubeapi import ApiError, InClusterConfiguration, KubeApi, load_connection
 from tests.operator.agents import AgentFactory
@@ -35,7 +36,9 @@ async def test_the_pods_service_account_is_used_without_a_kubeconfig(
     agents: AgentFactory, service_account: Path
 ) -> None:
     agents.ns.apply(nodetask("mine", "node-0", "mark-ready"))
-    connection = load_connection(namespace=agents.ns.name, service_account_dir=str(service_account))
+    connection = load_connection(
+        namespace=agents.ns.name, service_account_dir=str(service_account), settings=AgentSettings.from_env()
+    )
 
     assert isinstance(connection.configuration, InClusterConfiguration)
     async with KubeApi(connection) as api:
@@ -46,7 +49,9 @@ async def test_the_pods_service_account_is_used_without_a_kubeconfig(
 async def test_a_rotated_token_is_read_again(
     agents: AgentFactory, service_account: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connection = load_connection(namespace=agents.ns.name, service_account_dir=str(service_account))
+    connection = load_connection(
+        namespace=agents.ns.name, service_account_dir=str(service_account), settings=AgentSettings.from_env()
+    )
     monkeypatch.setattr(kubeapi, "TOKEN_REREAD_SECONDS", 0.0)
     (service_account / "token").write_text("not-a-token-the-api-server-issued\n")
 
@@ -75,4 +80,4 @@ def test_an_unusable_service_account_is_refused_at_start_naming_what_is_missing(
         monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
 
     with pytest.raises(ValueError, match=phrase):
-        load_connection(service_account_dir=str(directory))
+        load_connection(service_account_dir=str(directory), settings=AgentSettings.from_env())

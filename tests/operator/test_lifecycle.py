@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operator.agents import AgentFactory, AgentPod, ThreadAgent, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, AgentPod, ThreadAgent
 from tests.operator.kit import conditions, kubectl_wait, nodetask, status_of
 
 pytestmark = pytest.mark.kube
@@ -49,8 +50,12 @@ def test_a_finished_task_with_a_ttl_is_deleted_by_its_agent_and_one_without_stay
     task_id = pod.ns.get("nodetask", "short-lived")["metadata"]["uid"]
     kubectl_wait(pod.ns, "kept", "Finished")
 
-    wait_for(lambda: gone(pod, "failed-short-lived"), 30, "the failed task with ttlSecondsAfterFinished=0 to go")
-    wait_for(lambda: gone(pod, "short-lived"), 30, "the succeeded task with ttlSecondsAfterFinished=2 to go")
+    poll_until(
+        lambda: gone(pod, "failed-short-lived"), what="the failed task with ttlSecondsAfterFinished=0 to go", timeout=30
+    )
+    poll_until(
+        lambda: gone(pod, "short-lived"), what="the succeeded task with ttlSecondsAfterFinished=2 to go", timeout=30
+    )
     assert status_of(pod.ns, "kept")["phase"] == "Succeeded"  # no TTL: kept until someone deletes it
     status, row = pod.http(f"/v0/tasks/{task_id}")
     assert status == 200 and row["phase"] == "Succeeded"  # the store keeps the history until retention prunes it

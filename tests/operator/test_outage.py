@@ -7,7 +7,8 @@ import time
 import pytest
 
 from agent.models import format_timestamp, utcnow
-from tests.operator.agents import AgentFactory, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory
 from tests.operator.handlers import GATE_TYPE, gate_starts
 from tests.operator.kit import event_reasons, kubectl_wait, nodetask, status_of, wait_phase, wait_status
 
@@ -32,13 +33,13 @@ def test_api_server_outage_of_30s_every_status_converges_and_nothing_runs_twice(
     try:
         pod.release("finishes")
         pod.fail("fails")
-        wait_for(
+        poll_until(
             lambda: (
                 [pod.http(f"/v0/tasks/{ids[name]}")[1]["phase"] for name in ("finishes", "fails")]
                 == ["Succeeded", "Failed"]
             ),
-            15,
-            "the outcomes to be stored during the outage",
+            what="the outcomes to be stored during the outage",
+            timeout=15,
         )
         time.sleep(OUTAGE_SECONDS)
         assert agent.process is not None and agent.process.poll() is None, agent.tail()
@@ -62,4 +63,6 @@ def test_api_server_outage_of_30s_every_status_converges_and_nothing_runs_twice(
         assert len(gate_starts(pod.home, name)) == 1, f"{name} ran more than once"
         assert status_of(ns, name)["resumes"] == 0
     # Events queued during the outage are posted once the server is back.
-    assert wait_for(lambda: "Succeeded" in event_reasons(ns, "finishes"), 30, "the Succeeded Event of 'finishes'")
+    assert poll_until(
+        lambda: "Succeeded" in event_reasons(ns, "finishes"), what="the Succeeded Event of 'finishes'", timeout=30
+    )

@@ -10,7 +10,8 @@ import pytest
 
 from agent.tasks import default_registry
 from tests.fixtures.cometbft import FakeCometBFT
-from tests.operator.agents import AgentFactory, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory
 from tests.operator.kit import kubectl_wait, nodetask, status_of, table, wait_status
 
 pytestmark = pytest.mark.kube
@@ -58,7 +59,7 @@ def test_generate_identity_keeps_private_keys_out_of_status_events_logs_and_http
     ]
     status = status_of(pod.ns, "identity")
     assert status["result"]  # public identity only: node ID, address, public key
-    events = wait_for(
+    events = poll_until(
         lambda: (lambda items: items if len(items) >= 3 else None)(
             [
                 e
@@ -66,8 +67,8 @@ def test_generate_identity_keeps_private_keys_out_of_status_events_logs_and_http
                 if e["involvedObject"]["name"] == "identity"
             ]
         ),
-        15,
-        "the Events",
+        what="the Events",
+        timeout=15,
     )
     http_view = pod.http(f"/v0/tasks/{status['taskId']}")[1]
     exposed = {

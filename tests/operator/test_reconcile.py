@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.models import normalize_task_id
-from tests.operator.agents import AgentFactory, AgentPod, ThreadAgent, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, AgentPod, ThreadAgent
 from tests.operator.handlers import GATE_TYPE, gate_starts
 from tests.operator.kit import (
     conditions,
@@ -66,7 +67,9 @@ def test_mark_ready_succeeds_opens_healthz_and_reports_everything(node0: tuple[A
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
     assert pod.http("/healthz") == (200, {"status": "ready"})
     assert pod.http(f"/v0/tasks/{status['taskId']}")[1]["phase"] == "Succeeded"
-    assert wait_for(lambda: event_reasons(ns, "ready") == ["Accepted", "Started", "Succeeded"], 15, "the Events")
+    assert poll_until(
+        lambda: event_reasons(ns, "ready") == ["Accepted", "Started", "Succeeded"], what="the Events", timeout=15
+    )
 
 
 def test_kubectl_get_shows_progress_while_running_and_outcome_in_wide_columns(
@@ -122,7 +125,7 @@ def test_params_invalid_fails_naming_the_field_and_runs_nothing(node0: tuple[Age
     assert status["error"]["retryable"] is False
     assert conditions(status)["Accepted"] == ("True", "Accepted")
     assert gate_starts(pod.home) == []
-    assert wait_for(lambda: "Failed" in event_reasons(pod.ns, "typo"), 15, "a Failed Event")
+    assert poll_until(lambda: "Failed" in event_reasons(pod.ns, "typo"), what="a Failed Event", timeout=15)
 
 
 def test_task_for_another_pod_is_untouched(node0: tuple[AgentPod, ThreadAgent]) -> None:
@@ -186,7 +189,7 @@ def test_cancel_stops_the_running_handler(node0: tuple[AgentPod, ThreadAgent]) -
     assert status["observedGeneration"] == 2
     assert any(line.startswith("cancelled stoppable") for line in (pod.home / "gate.log").read_text().splitlines())
     pod.release("stoppable")  # too late: a cancelled task never resumes
-    assert wait_for(lambda: "Cancelled" in event_reasons(pod.ns, "stoppable"), 15, "a Cancelled Event")
+    assert poll_until(lambda: "Cancelled" in event_reasons(pod.ns, "stoppable"), what="a Cancelled Event", timeout=15)
     assert status_of(pod.ns, "stoppable")["phase"] == "Cancelled"
 
 
@@ -203,14 +206,16 @@ def test_the_echo_of_its_own_status_patch_is_skipped_but_a_status_changed_by_oth
     pod, _ = node0
     pod.ns.apply(gate_task("echoed", "echoed"))
     wait_phase(pod.ns, "echoed", "Running")
-    assert wait_for(lambda: skipped_events(pod) >= 1, 15, "the echo of the Running patch, skipped")
+    assert poll_until(lambda: skipped_events(pod) >= 1, what="the echo of the Running patch, skipped", timeout=15)
 
     echoes = skipped_events(pod)
     pod.ns.kubectl(
         "patch", "nodetask", "echoed", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Pending"}}'
     )
     wait_phase(pod.ns, "echoed", "Running")  # another writer's status is a new version: reconciled, and put right
-    assert wait_for(lambda: skipped_events(pod) > echoes, 15, "the echo of the corrective patch, skipped")
+    assert poll_until(
+        lambda: skipped_events(pod) > echoes, what="the echo of the corrective patch, skipped", timeout=15
+    )
 
     pod.release("echoed")
     kubectl_wait(pod.ns, "echoed", "Succeeded")  # a skipped echo never hides the outcome
@@ -233,9 +238,13 @@ def test_delete_while_running_stops_the_handler_and_forgets_the_task(node0: tupl
 
     pod.ns.kubectl("delete", "nodetask", "doomed", "--wait=true", "--timeout=30s")
 
-    wait_for(lambda: "cancelled doomed" in (pod.home / "gate.log").read_text(), 15, "the handler to be cancelled")
+    poll_until(
+        lambda: "cancelled doomed" in (pod.home / "gate.log").read_text(),
+        what="the handler to be cancelled",
+        timeout=15,
+    )
     # The handler is cancelled first, then the row deleted (engine.remove): wait for the second, not only the first.
-    assert wait_for(lambda: pod.http(f"/v0/tasks/{task_id}")[0] == 404, 15, "the task to be forgotten")
+    assert poll_until(lambda: pod.http(f"/v0/tasks/{task_id}")[0] == 404, what="the task to be forgotten", timeout=15)
     assert pod.http("/v0/status")[1]["running"] == 0
 
 

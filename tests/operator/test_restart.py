@@ -19,7 +19,8 @@ import pytest
 from agent.operator.agent import RESUMED_EVENTS_EACH
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.kube import redirect_kubeconfig
-from tests.operator.agents import AgentFactory, ProcessAgent, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, ProcessAgent
 from tests.operator.handlers import GATE_TYPE, gate_starts
 from tests.operator.kit import event_reasons, kubectl_wait, nodetask, status_of, wait_phase, wait_status
 
@@ -52,7 +53,7 @@ def test_restart_mid_task_resumes_it_and_converges(agents: AgentFactory, signum:
     kubectl_wait(pod.ns, "long", "Succeeded")
     starts = gate_starts(pod.home, "long")
     assert [line.split()[3:5] for line in starts] == [["run=1", "resumes=0"], ["run=1", "resumes=1"]]
-    assert wait_for(lambda: "Resumed" in event_reasons(pod.ns, "long"), 15, "a Resumed Event")
+    assert poll_until(lambda: "Resumed" in event_reasons(pod.ns, "long"), what="a Resumed Event", timeout=15)
     assert status_of(pod.ns, "ready")["run"] == 1 and len(gate_starts(pod.home)) == 2
 
 
@@ -69,7 +70,11 @@ def test_outcome_reached_while_api_unreachable_is_written_after_restart_without_
     proxy.refuse = True
     proxy.drop_connections()
     pod.release("lonely")
-    wait_for(lambda: pod.http(f"/v0/tasks/{task_id}")[1]["phase"] == "Succeeded", 15, "the store to record success")
+    poll_until(
+        lambda: pod.http(f"/v0/tasks/{task_id}")[1]["phase"] == "Succeeded",
+        what="the store to record success",
+        timeout=15,
+    )
     agent.kill(signal.SIGKILL)
     assert status_of(pod.ns, "lonely")["phase"] == "Running"
 
@@ -91,17 +96,19 @@ def test_nodetask_deleted_while_agent_down_is_stopped_and_forgotten_on_restart(a
     pod.ns.kubectl("delete", "nodetask", "orphan")
     restarted: ProcessAgent = agents.process(pod)
 
-    wait_for(lambda: pod.http(f"/v0/tasks/{orphan_id}")[0] == 404, 30, "the orphaned task to be forgotten")
+    poll_until(
+        lambda: pod.http(f"/v0/tasks/{orphan_id}")[0] == 404, what="the orphaned task to be forgotten", timeout=30
+    )
     wait_status(pod.ns, "kept", lambda s: s.get("resumes") == 1, what="the kept task to resume")
     assert pod.http("/v0/status")[1]["running"] == 1
-    messages = wait_for(
+    messages = poll_until(
         lambda: [
             event["message"]
             for event in pod.ns.cluster.get_json("events", namespace=pod.ns.name)["items"]
             if event["involvedObject"]["name"] == "orphan" and event["reason"] == "Cancelled"
         ],
-        15,
-        "a Cancelled Event for the orphan",
+        what="a Cancelled Event for the orphan",
+        timeout=15,
     )
     assert any("no longer exists" in message for message in messages), restarted.tail()
     pod.release("kept")
@@ -131,10 +138,10 @@ def test_a_restart_reports_each_resume_in_status_events_for_the_first_ten_and_on
     def about(kind: str) -> list[dict[str, Any]]:
         return [event for event in resumed_events() if event["involvedObject"]["kind"] == kind]
 
-    (summary,) = wait_for(lambda: about("Pod"), 15, "the summary Event on the Pod")
+    (summary,) = poll_until(lambda: about("Pod"), what="the summary Event on the Pod", timeout=15)
     assert summary["involvedObject"]["name"] == "node-0" and summary["involvedObject"]["uid"] == pod.uid
     assert f"resumed {len(names)} NodeTask(s)" in summary["message"] and "many-00" in summary["message"]
-    wait_for(lambda: len(about("NodeTask")) >= RESUMED_EVENTS_EACH, 15, "the per-task Resumed Events")
+    poll_until(lambda: len(about("NodeTask")) >= RESUMED_EVENTS_EACH, what="the per-task Resumed Events", timeout=15)
     per_task = about("NodeTask")
     assert len(per_task) == RESUMED_EVENTS_EACH and len({e["involvedObject"]["name"] for e in per_task}) == 10
     assert len(about("Pod")) == 1

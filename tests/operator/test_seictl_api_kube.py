@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from agent.tasks import default_registry
-from tests.operator.agents import AgentFactory, AgentPod, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, AgentPod
 from tests.operator.kit import kubectl_wait, nodetask, status_of
 
 pytestmark = pytest.mark.kube
@@ -45,7 +46,7 @@ def test_tasks_from_http_and_from_nodetasks_share_one_engine_and_survive_resyncs
         status, body = pod.http(f"/v0/tasks/{HTTP_TASK}")
         return status == 200 and body["status"] == "completed"
 
-    wait_for(http_task_completed, 30, "the HTTP task to complete")
+    poll_until(http_task_completed, what="the HTTP task to complete", timeout=30)
     assert pod.http("/v0/healthz") == (200, ""), "a NodeTask's mark-ready opens the gate the HTTP API reports"
     status, listed = pod.http("/v0/tasks")
     assert status == 200 and {task["type"] for task in listed} == {"config-patch", "mark-ready"}

@@ -14,7 +14,8 @@ import pytest
 
 from agent.operator.crd import render_crd
 from tests.fixtures.kube import KubeCluster, KubectlError, KubeNamespace, install_crd
-from tests.operator.agents import AgentFactory, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory
 from tests.operator.kit import conditions, event_reasons, kubectl_wait, nodetask, status_of
 
 pytestmark = pytest.mark.kube
@@ -44,12 +45,14 @@ def skew(agents: AgentFactory) -> Iterator[KubeNamespace]:
     cluster, ns = agents.ns.cluster, agents.ns
     probe = nodetask("probe", "nobody", FUTURE_TYPE)
     install_crd(cluster, skewed_crd())
-    wait_for(lambda: server_accepts(cluster, ns.name, probe), 30, "the skewed CRD to be served")
+    poll_until(lambda: server_accepts(cluster, ns.name, probe), what="the skewed CRD to be served", timeout=30)
     try:
         yield ns
     finally:
         install_crd(cluster)
-        wait_for(lambda: not server_accepts(cluster, ns.name, probe), 30, "the committed CRD to be served again")
+        poll_until(
+            lambda: not server_accepts(cluster, ns.name, probe), what="the committed CRD to be served again", timeout=30
+        )
 
 
 @pytest.mark.parametrize(
@@ -76,4 +79,4 @@ def test_skewed_values_fail_with_a_stable_reason_and_are_not_accepted(
     assert conditions(status)["Accepted"] == ("False", reason)
     assert "run" not in status  # nothing ran
     assert pod.http("/v0/tasks")[1]["count"] == 0  # nothing stored
-    assert wait_for(lambda: event_reasons(skew, "skewed") == ["Failed"], 15, "exactly one Failed Event")
+    assert poll_until(lambda: event_reasons(skew, "skewed") == ["Failed"], what="exactly one Failed Event", timeout=15)

@@ -12,7 +12,7 @@ import pytest
 from agent.models import ResourceRef
 from agent.operator.kubeapi import ApiError, KubeApi, load_connection
 from agent.operator.writer import EventRecorder, StatusWriter
-from agent.server import AgentMetrics
+from agent.runtime.metrics import AgentMetrics
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.kube import KubeCluster, KubeNamespace, redirect_kubeconfig
 from tests.fixtures.waiting import wait_until

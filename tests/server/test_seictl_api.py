@@ -1,7 +1,8 @@
 """The Go sidecar's HTTP task API (`agent.server.seictl`): contract, controller session, authentication, validation.
 
 Every response is validated against `docs/api/seictl-compat.yaml` with openapi-core. The controller session runs the
-real `seictl serve` console script over real HTTP; the rest runs `serve()` in-process on a port the OS picks.
+real `seictl serve` console script over real HTTP; the rest runs the `serve` process (`serve_runtime`) in-process on
+a port the OS picks.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from openapi_core.testing import MockRequest, MockResponse
 from agent.engine import Engine
 from agent.models import Reason, Task, TaskResult, TaskStatus
 from agent.models.settings import AgentSettings
+from agent.server.frontdoor import serve_runtime
 from agent.server.seictl import MAX_BODY_BYTES, RequestRefused, parse_task_request, task_result
-from agent.server.standalone import serve
 from agent.store import SqliteStore
 from agent.tasks import default_registry
 
@@ -106,32 +107,23 @@ class Client:
 
 
 class InProcessAgent:
+    """The `serve` process (`serve_runtime`, as `nodetask-agent serve` builds it) on the test's event loop."""
+
     def __init__(self, settings: AgentSettings) -> None:
-        self.settings = settings
-        self.stop = asyncio.Event()
-        self.started = asyncio.Event()
-        self.servers: list[Any] = []
+        self.runtime, self.door = serve_runtime(settings.model_copy(update={"shutdown_grace": 2.0}), host="127.0.0.1")
         self.task: asyncio.Task[int] | None = None
 
     async def start(self) -> str:
-        self.task = asyncio.create_task(
-            serve(
-                self.settings,
-                host="127.0.0.1",
-                stop=self.stop,
-                started=self.started,
-                server_holder=self.servers,
-                shutdown_grace=2.0,
-            )
-        )
-        started = asyncio.create_task(self.started.wait())
+        self.task = asyncio.create_task(self.runtime.run())
+        started = asyncio.create_task(self.runtime.serving.wait())
         await asyncio.wait({started, self.task}, timeout=WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
-        assert self.started.is_set(), "serve() did not start listening"
-        return str(self.servers[0].url)
+        assert self.runtime.serving.is_set(), "serve() did not start listening"
+        assert self.door.server is not None
+        return str(self.door.server.url)
 
     async def close(self) -> int:
-        self.stop.set()
+        self.runtime.stop_flag.set()
         assert self.task is not None
         return await asyncio.wait_for(self.task, WAIT_SECONDS)
 
@@ -372,7 +364,7 @@ async def test_probe_and_metrics_paths_bypass_authentication(guarded: tuple[str,
 
 async def test_trusted_header_mode_listens_on_loopback_only(guarded: tuple[str, InProcessAgent]) -> None:
     _, running = guarded
-    assert running.servers[0].host == "127.0.0.1"
+    assert running.door.server is not None and running.door.server.host == "127.0.0.1"
 
 
 # ------------------------------------------------------------------------------------------ mappings and rendering

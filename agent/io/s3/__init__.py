@@ -11,7 +11,8 @@ Configuration follows the AWS tools people already know:
   botocore would otherwise SHA-256 every body, since `when_required` sends no checksum header); over plain HTTP
   every body's SHA-256 is signed (its only integrity check in transit);
 - retries: botocore's `standard` mode (SlowDown, throttling, 5xx, connection errors, with backoff), 8 attempts,
-  unless `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` say otherwise (`adaptive` adds client-side rate limiting).
+  unless `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` (settings, via `S3Client.from_settings`) say otherwise (`adaptive`
+  adds client-side rate limiting).
 
 API (every `async` method runs boto3 in a worker thread, so the calling handler stays cancellable):
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -62,15 +61,20 @@ class S3Client:
         self.endpoint_url = endpoint_url
         self.min_part_size = min_part_size
         self.resume_attempts = resume_attempts
-        mode = retry_mode or os.environ.get("AWS_RETRY_MODE") or "standard"
-        attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or 8)
+        mode = retry_mode or "standard"
+        attempts = max_attempts or 8
         self._retries = {"mode": mode, "total_max_attempts": attempts}
         self._client: Any = None
 
     @classmethod
     def from_settings(cls, settings: AgentSettings, *, region: str = "", endpoint_url: str = "") -> S3Client:
         """A client for `region` (or boto3's default) at `endpoint_url`, else the agent's configured endpoint."""
-        return cls(region=region, endpoint_url=endpoint_url or settings.s3_endpoint_url)
+        return cls(
+            region=region,
+            endpoint_url=endpoint_url or settings.s3_endpoint_url,
+            max_attempts=settings.s3_max_attempts,
+            retry_mode=settings.s3_retry_mode,
+        )
 
     @property
     def client(self) -> Any:
