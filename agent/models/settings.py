@@ -264,6 +264,7 @@ class AgentSettings(BaseSettings):
             max_gas_price=spending.parse_prices(self.max_gas_price),
             max_deposit=spending.parse_amounts(self.max_deposit),
         )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:

@@ -13,7 +13,7 @@ Routes (only mounted when the mode is on; without it the mutating routes do not 
 | `GET /v0/metrics` | Prometheus text (the agent's registry) |
 | `GET /v0/status` | `{"status": "Initializing" or "Ready", "running": N, "authn": mode}` |
 | `GET /v0/node-id` | `{"nodeId": "<hex>"}` from `config/node_key.json`; 500 `{"error"}` with the original's texts |
-| `POST /v0/tasks` | 201 `{"id"}` (new, deduplicated, re-run failed); 409 NodeTask's ID; 429 at the cap; 400 `{"error"}` otherwise |
+| `POST /v0/tasks` | 201 `{"id"}` (new, deduplicated, re-run failed); 409 NodeTask's ID; 429 at the cap; 400 otherwise |
 | `GET /v0/tasks` | the newest 100 tasks, the original's `TaskResult` array, streamed; 503 + `Retry-After` when busy |
 | `GET /v0/tasks/{id}` | one `TaskResult`; 404 `{"error": "task not found"}` |
 | `DELETE /v0/tasks/{id}` | 204; 404; 409 for a task that belongs to a NodeTask; 503 + `Retry-After` on a store error |

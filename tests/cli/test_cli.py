@@ -210,6 +210,8 @@ def test_the_seictl_shim_refuses_an_abbreviated_option(capsys: pytest.CaptureFix
         seictl_main(["--hom", "/tmp", "serve"])
     assert exited.value.code == 2
     assert "--hom" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "reason"),
     [

@@ -409,6 +409,8 @@ def test_kustomization_comments_name_only_paths_that_exist() -> None:
     assert named, "the comments name no path: the check would prove nothing"
     for path in named:
         assert (REPO_ROOT / path).exists(), f"deploy/kustomization.yaml names {path}, which does not exist"
+
+
 @pytest.mark.parametrize(
     "api_on",
     [["seictlApi.enabled=true"], ["seictlApi.kubeRbacProxy.enabled=true"]],

@@ -108,6 +108,8 @@ async def test_the_gov_task_adopts_the_go_sidecars_transaction_instead_of_signin
         assert error.reason != "ChainIdMismatch"
 
     asked = [request for request in cometbft.requests if request != "/status"]
-    assert signed.tx_hash.lower() in asked[0].lower()  # the first question is about the Go sidecar's transaction: adoption
+    assert (
+        signed.tx_hash.lower() in asked[0].lower()
+    )  # the first question is about the Go sidecar's transaction: adoption
     record = TxRecords(home).load(TASK_ID)
     assert record is not None and record.tx_hash == signed.tx_hash  # never replaced by a second signature
