@@ -27,7 +27,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,28 @@ START_DEADLINE_SECONDS = 120.0
 """A fresh seid (EVM, wasm, SeiDB) on two loaded cores takes 10-40 s to its first block."""
 DENOM = "usei"
 VOTING_PERIOD = "20s"
+PASSPHRASE = "a long passphrase"
+"""Of every armored key the tier moves from an agent into a seid keyring."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+def export_agent_key(agent_home: Path, form: str | None = None) -> str:
+    """`nodetask-agent keys export` of `agent_home`'s account key, as an operator runs it (`SEI_KEY_EXPORT_FORM`
+    unset means the agent's default, Sei's form)."""
+    env = {key: value for key, value in os.environ.items() if key != "SEI_KEY_EXPORT_FORM"}
+    if form is not None:
+        env["SEI_KEY_EXPORT_FORM"] = form
+    exported = subprocess.run(
+        [sys.executable, "-m", "agent", "keys", "export", "--home", str(agent_home)],
+        input=PASSPHRASE + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
+    return exported.stdout
 
 
 def find_seid() -> Path | str:
@@ -196,13 +219,33 @@ class SeidNet:
         return node
 
     def validator(
-        self, name: str = "val", *, chain_id: str = "seid-real", stake: int = 10**9, tx_index: bool = True
+        self,
+        name: str = "val",
+        *,
+        chain_id: str = "seid-real",
+        stake: int = 10**9,
+        tx_index: bool = True,
+        operator_key_home: Path | None = None,
+        accounts: Sequence[str] = (),
     ) -> SeidNode:
-        """A single-validator chain made by seid's own commands; start it with `.start()`."""
+        """A single-validator chain made by seid's own commands; start it with `.start()`.
+
+        `operator_key_home`: an agent home whose account key becomes the validator's operator key, through
+        `nodetask-agent keys export` and `seid keys import` (so the agent's votes carry the validator's power);
+        otherwise `seid keys add` makes one. `accounts` are funded in genesis too.
+        """
         node = self.init(name, "validator", chain_id=chain_id)
         keyring = ["--keyring-backend", "test"]
-        node.key_address = json.loads(node.seid("keys", "add", name, *keyring, "--output", "json"))["address"]
+        if operator_key_home is None:
+            node.key_address = json.loads(node.seid("keys", "add", name, *keyring, "--output", "json"))["address"]
+        else:
+            armored = node.home / "operator.armor"
+            armored.write_text(export_agent_key(operator_key_home))
+            node.seid("keys", "import", name, str(armored), *keyring, input=PASSPHRASE + "\n")
+            node.key_address = node.seid("keys", "show", name, "-a", *keyring).strip()
         node.seid("add-genesis-account", node.key_address, f"{stake * 100}{DENOM}", *keyring)
+        for address in accounts:
+            node.seid("add-genesis-account", address, f"{stake * 100}{DENOM}")
         node.seid("gentx", name, f"{stake}{DENOM}", "--chain-id", chain_id, *keyring)
         consensus_key = json.loads((node.config_dir / "priv_validator_key.json").read_text())["pub_key"]
         power = str(stake // 10**6)
@@ -216,8 +259,7 @@ class SeidNet:
 
         node.edit_genesis(fill)
         node.seid("collect-gentxs")
-        if tx_index:
-            node.edit_config({"tx-index.indexer": ["kv"]})
+        node.edit_config({"tx-index.indexer": ["kv" if tx_index else "null"]})
         return node
 
     def follower(self, name: str, mode: str, *, of: SeidNode) -> SeidNode:

@@ -3,44 +3,21 @@ agent's account key with seid's CLI (docs/tasks/gov-vote.md)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.chain.cosmos.keystore import ensure_account_key
 
-from .conftest import SEID_MARKS, SeidNode, bare_seid_home
+from .conftest import PASSPHRASE, SEID_MARKS, SeidNode, bare_seid_home, export_agent_key
 
 pytestmark = SEID_MARKS
-PASSPHRASE = "a long passphrase"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def export_key(agent_home: Path, form: str | None) -> str:
-    env = {**os.environ, "SEI_HOME": str(agent_home)}
-    env.pop("SEI_KEY_EXPORT_FORM", None)
-    if form is not None:
-        env["SEI_KEY_EXPORT_FORM"] = form
-    exported = subprocess.run(
-        [sys.executable, "-m", "agent", "keys", "export", "--home", str(agent_home)],
-        input=PASSPHRASE + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env=env,
-        cwd=REPO,
-    )
-    return exported.stdout
 
 
 def test_seid_keys_import_of_the_exported_key_shows_the_agents_address(seid_binary: Path, tmp_path: Path) -> None:
     key, _ = ensure_account_key(tmp_path / "agent")
     armored = tmp_path / "validator.armor"
-    armored.write_text(export_key(tmp_path / "agent", None))  # Sei's form is the default
+    armored.write_text(export_agent_key(tmp_path / "agent"))  # Sei's form is the default
     node: SeidNode = bare_seid_home(seid_binary, tmp_path / "seid")
 
     node.seid("keys", "import", "validator", str(armored), "--keyring-backend", "test", input=PASSPHRASE + "\n")
@@ -52,7 +29,7 @@ def test_seid_keys_import_of_the_exported_key_shows_the_agents_address(seid_bina
 def test_seid_refuses_the_stock_sdks_amino_form_so_the_form_matters(seid_binary: Path, tmp_path: Path) -> None:
     ensure_account_key(tmp_path / "agent")
     armored = tmp_path / "validator.armor"
-    armored.write_text(export_key(tmp_path / "agent", "amino"))
+    armored.write_text(export_agent_key(tmp_path / "agent", "amino"))
     node = bare_seid_home(seid_binary, tmp_path / "seid")
 
     with pytest.raises(AssertionError, match="invalid privkey size"):
