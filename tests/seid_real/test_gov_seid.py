@@ -224,12 +224,14 @@ async def test_a_param_change_passes_with_the_vote_of_an_agent_killed_after_broa
         )
     )
     before = gov_seid.sequence()
+    work = tmp_path / "killed-agent"  # its own store: the `agent` fixture's is in tmp_path
+    work.mkdir()
 
     resumed = await asyncio.to_thread(
         _vote_killed_after_broadcast_then_resumed,
         gov_seid,
         _common(proposalId=proposal["proposalId"], option="yes"),
-        tmp_path,
+        work,
     )
 
     assert resumed["adopted"] is True and resumed["code"] == 0
