@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests.chain_real.pod import unique_binary
 from tests.fixtures.chain import ChainProcess, ProcessGroup, edit_toml, reserve_ports, wait_for_height
 
 SEID_BINARY_VARIABLE = "NODETASK_SEID_BINARY"
@@ -186,7 +187,10 @@ class SeidNet:
     """Makes seid homes under one directory (see the module docstring)."""
 
     def __init__(self, binary: Path, directory: Path, processes: ProcessGroup):
-        self.binary = binary
+        """Nodes run as `<directory>/bin/seid-<random>`, a symlink to `binary`: the machine is shared, and a
+        lifecycle task (anybody's) finds and signals the node by its binary name in `/proc`."""
+        bin_dir = directory / "bin"
+        self.binary = bin_dir / unique_binary(bin_dir, binary)
         self.directory = directory
         self.processes = processes
 
