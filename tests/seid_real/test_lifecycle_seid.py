@@ -1,15 +1,16 @@
-"""restart-seid on seid nodes run the way the chart runs them (the shipped entrypoint waiting at the agent's readiness
-gate, restarted like a kubelet restarts a container): a full node, and a seed, which serves no RPC at all, so "back"
-cannot mean "RPC answers" there."""
+"""restart-seid and stop-seid on seid nodes run the way the chart runs them (the shipped entrypoint waiting at the
+agent's readiness gate, restarted like a kubelet restarts a container): a full node, and a seed, which serves no RPC
+at all (tests/fixtures/seid/rpc/seed-ports.json), so "back" and "stopped" cannot mean "RPC answers" or "RPC gone"."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from agent.chain.process import find_process
+from agent.chain.process import ProcessInfo, find_process
 from agent.models import TaskStatus, TaskType
 from agent.models.settings import AgentSettings
 from tests.chain_real.conftest import InProcessAgent
@@ -20,46 +21,88 @@ from tests.fixtures.waiting import poll_until
 from .conftest import SEID_MARKS, SeidNet
 
 pytestmark = SEID_MARKS
+MODES = ["full", "seed"]
 
 
-@pytest.mark.parametrize("mode", ["full", "seed"])
-async def test_restart_seid_brings_a_seid_node_back(
-    seid_net: SeidNet, chain_processes: ProcessGroup, tmp_path: Path, mode: str
-) -> None:
-    validator = seid_net.validator("val")
-    await asyncio.to_thread(validator.start, wait_height=2)
-    node = seid_net.follower(mode, mode, of=validator)
-    bin_dir = tmp_path / "bin"
-    binary = unique_binary(bin_dir, seid_net.binary)
-    agent = InProcessAgent(
-        AgentSettings(
-            home=node.home,
-            chain_id=node.chain_id,
-            rpc_endpoint=node.rpc_url,
-            seid_binary=binary,
-            pod_name=f"{mode}-0",
-            pod_namespace="t",
+class SeidPod:
+    """A seid node of `mode` following a fresh single validator, in a container gated by its own agent."""
+
+    def __init__(self, agent: InProcessAgent, container: NodeContainer, binary: str):
+        self.agent = agent
+        self.container = container
+        self.binary = binary
+
+    def node_process(self) -> ProcessInfo | None:
+        return find_process(self.binary, subcommand="start")
+
+    async def running_node(self) -> ProcessInfo:
+        found: ProcessInfo = await asyncio.to_thread(poll_until, self.node_process, what="seid started", timeout=90)
+        return found
+
+    async def ok(self, task_type: TaskType, params: dict[str, object] | None = None) -> dict[str, object]:
+        result = await self.agent.run(task_type, params)
+        assert result.status is TaskStatus.COMPLETED, (task_type, result.reason, result.error)
+        return result.result or {}
+
+
+@pytest.fixture
+async def seid_pod(
+    seid_net: SeidNet, chain_processes: ProcessGroup, tmp_path: Path
+) -> AsyncIterator[Callable[[str], Awaitable[SeidPod]]]:
+    made: list[SeidPod] = []
+
+    async def make(mode: str) -> SeidPod:
+        validator = seid_net.validator("val")
+        await asyncio.to_thread(validator.start, wait_height=2)
+        node = seid_net.follower(mode, mode, of=validator)
+        bin_dir = tmp_path / "bin"
+        binary = unique_binary(bin_dir, seid_net.binary)
+        agent = InProcessAgent(
+            AgentSettings(
+                home=node.home,
+                chain_id=node.chain_id,
+                rpc_endpoint=node.rpc_url,
+                seid_binary=binary,
+                pod_name=f"{mode}-0",
+                pod_namespace="t",
+            )
         )
-    )
-    container: NodeContainer | None = None
-    try:
         await agent.serve()
         assert agent.server is not None
         container = NodeContainer(node, chain_processes, agent.server.port, bin_dir, binary).start()
-        ready = await agent.run(TaskType.MARK_READY)
-        assert ready.status is TaskStatus.COMPLETED, ready.error
-        before = await asyncio.to_thread(
-            poll_until, lambda: find_process(binary, subcommand="start"), what="seid started", timeout=60
-        )
+        made.append(SeidPod(agent, container, binary))
+        return made[-1]
 
-        restarted = await agent.run(TaskType.RESTART_SEID, {"graceSeconds": 60, "readyTimeoutSeconds": 120})
+    yield make
+    for pod in made:  # before the process group's teardown: no restart may follow the last stop
+        await asyncio.to_thread(pod.container.stop)
+        await pod.agent.close()
 
-        assert restarted.status is TaskStatus.COMPLETED, (restarted.reason, restarted.error)
-        assert restarted.result is not None
-        assert restarted.result["pid"] == before.pid
-        assert restarted.result["newPid"] not in (None, before.pid)
-        assert find_process(binary, subcommand="start") is not None
-    finally:
-        if container is not None:
-            await asyncio.to_thread(container.stop)
-        await agent.close()
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_restart_seid_brings_a_seid_node_back(seid_pod: Callable[[str], Awaitable[SeidPod]], mode: str) -> None:
+    pod = await seid_pod(mode)
+    await pod.ok(TaskType.MARK_READY)
+    before = await pod.running_node()
+
+    restarted = await pod.ok(TaskType.RESTART_SEID, {"graceSeconds": 60, "readyTimeoutSeconds": 120})
+
+    assert restarted["pid"] == before.pid
+    assert restarted["newPid"] not in (None, before.pid)
+    assert pod.node_process() is not None
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_stop_seid_on_a_gated_seid_node_leaves_it_stopped(
+    seid_pod: Callable[[str], Awaitable[SeidPod]], mode: str
+) -> None:
+    pod = await seid_pod(mode)
+    await pod.ok(TaskType.MARK_READY)
+    before = await pod.running_node()
+    await pod.ok(TaskType.MARK_NOT_READY)
+
+    stopped = await pod.ok(TaskType.STOP_SEID, {"graceSeconds": 60})
+
+    assert stopped["pid"] == before.pid and stopped["alreadyStopped"] is False
+    await asyncio.sleep(2)  # the container restarts at once and parks at the closed gate: no node comes back
+    assert pod.node_process() is None
