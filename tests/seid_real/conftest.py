@@ -104,6 +104,7 @@ class SeidNode:
     processes: ProcessGroup
     ports: dict[str, int]
     host: str = "127.0.0.1"
+    mode: str = "validator"
     process: ChainProcess | None = None
     key_address: str = ""
     _env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -200,7 +201,7 @@ class SeidNet:
         """`seid init <name> --chain-id <id> --mode <mode>`, then only its listen addresses moved to reserved
         loopback ports (seid binds EVM, REST and gRPC on 0.0.0.0 by default) and its pprof listener off."""
         ports = dict(zip(PORT_NAMES, reserve_ports(len(PORT_NAMES), hosts=(host,)), strict=True))
-        node = SeidNode(name, self.directory / name, chain_id, self.binary, self.processes, ports, host)
+        node = SeidNode(name, self.directory / name, chain_id, self.binary, self.processes, ports, host, mode)
         node.seid("init", name, "--chain-id", chain_id, "--mode", mode)
         node.edit_config(
             {

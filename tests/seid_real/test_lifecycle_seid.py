@@ -5,6 +5,7 @@ at all (tests/fixtures/seid/rpc/seed-ports.json), so "back" and "stopped" cannot
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from agent.models import TaskStatus, TaskType
 from agent.models.settings import AgentSettings
 from tests.chain_real.conftest import InProcessAgent
 from tests.chain_real.pod import NodeContainer, unique_binary
-from tests.fixtures.chain import ProcessGroup
+from tests.fixtures.chain import ProcessGroup, wait_for_height
 from tests.fixtures.waiting import poll_until
 
-from .conftest import SEID_MARKS, SeidNet
+from .conftest import SEID_MARKS, SeidNet, SeidNode
 
 pytestmark = SEID_MARKS
 MODES = ["full", "seed"]
@@ -27,7 +28,8 @@ MODES = ["full", "seed"]
 class SeidPod:
     """A seid node of `mode` following a fresh single validator, in a container gated by its own agent."""
 
-    def __init__(self, agent: InProcessAgent, container: NodeContainer, binary: str):
+    def __init__(self, node: SeidNode, agent: InProcessAgent, container: NodeContainer, binary: str):
+        self.node = node
         self.agent = agent
         self.container = container
         self.binary = binary
@@ -36,8 +38,20 @@ class SeidPod:
         return find_process(self.binary, subcommand="start")
 
     async def running_node(self) -> ProcessInfo:
+        """The node process once seid is up: a full node at height 1 (its RPC answers), a seed listening on P2P. A
+        seid SIGTERMed while it still opens its databases can be left unable to start again ("failed to initialize
+        database: database entry point either missing or corrupted", seen on a full node): not what an operator does."""
         found: ProcessInfo = await asyncio.to_thread(poll_until, self.node_process, what="seid started", timeout=90)
+        if self.node.mode == "seed":
+            await asyncio.to_thread(poll_until, self.p2p_listening, what="the seed's P2P port", timeout=90)
+        else:
+            await asyncio.to_thread(wait_for_height, self.node.rpc_url, 1, 90)
         return found
+
+    def p2p_listening(self) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            return probe.connect_ex((self.node.host, self.node.p2p_port)) == 0
 
     async def ok(self, task_type: TaskType, params: dict[str, object] | None = None) -> dict[str, object]:
         result = await self.agent.run(task_type, params)
@@ -70,7 +84,7 @@ async def seid_pod(
         await agent.serve()
         assert agent.server is not None
         container = NodeContainer(node, chain_processes, agent.server.port, bin_dir, binary).start()
-        made.append(SeidPod(agent, container, binary))
+        made.append(SeidPod(node, agent, container, binary))
         return made[-1]
 
     yield make
