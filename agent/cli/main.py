@@ -90,8 +90,9 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_export(args: argparse.Namespace) -> int:
-    """Print the operator account key armored for `seid keys import`; the passphrase is read from stdin (one line)
-    or a terminal prompt, never from the command line (it would show in `ps` and shell history)."""
+    """Print the operator account key armored for `seid keys import` (the key bytes in the form the chain's keyring
+    reads: `SEI_KEY_EXPORT_FORM`); the passphrase is read from stdin (one line) or a terminal prompt, never from the
+    command line (it would show in `ps` and shell history)."""
     import getpass
 
     from agent.chain.cosmos.address import ChainIdentity
@@ -99,7 +100,8 @@ def _cmd_keys_export(args: argparse.Namespace) -> int:
     from agent.chain.cosmos.keystore import keystore_path, load_account_key
 
     settings = _settings(args)
-    key = load_account_key(keystore_path(settings.home), ChainIdentity.from_settings(settings))
+    identity = ChainIdentity.from_settings(settings)
+    key = load_account_key(keystore_path(settings.home), identity)
     if sys.stdin.isatty():
         passphrase = getpass.getpass("Passphrase to encrypt the exported key: ")
         if getpass.getpass("Repeat the passphrase: ") != passphrase:
@@ -107,7 +109,7 @@ def _cmd_keys_export(args: argparse.Namespace) -> int:
             return 1
     else:
         passphrase = sys.stdin.readline().rstrip("\r\n")
-    sys.stdout.write(armor_private_key(key.private_key, passphrase))
+    sys.stdout.write(armor_private_key(key.private_key, passphrase, amino=identity.key_export_form == "amino"))
     print(f"exported the key of {key.address}; import it with: seid keys import <name> <file>", file=sys.stderr)
     return 0
 

@@ -188,6 +188,11 @@ class AgentSettings(BaseSettings):
     """Account number genesis transactions are signed with (`SEI_GENTX_ACCOUNT_NUMBERS`): `zero` always (Sei's node
     treats genesis by context), or `initial-height` (stock Cosmos SDK: 0 when the chain starts at height 1, the
     account's own number when genesis's `initial_height` is above 1, as in a fork)."""
+    key_export_form: Literal["raw", "amino"] = Field(
+        default="raw", validation_alias=AliasChoices("SEI_KEY_EXPORT_FORM", "key_export_form")
+    )
+    """What `nodetask-agent keys export` encrypts, as the chain's `keys import` reads it (`SEI_KEY_EXPORT_FORM`): `raw`
+    (Sei's keyring: the 32 key bytes) or `amino` (stock Cosmos SDK: amino `PrivKeySecp256k1`, 37 bytes)."""
 
     # --- the agent process (agent.runtime and its front doors) -------------------------------------------------------
     http_host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("NODETASK_HTTP_HOST", "http_host"))

@@ -4,8 +4,10 @@ All three work on `agent.chain.seiconfig` (see docs/config-model.md):
 
 - config-apply resolves a config (the mode's defaults, or with `incremental` the files on disk, plus overrides),
   validates it, and merges it into config.toml and app.toml keeping their comments and every key outside the
-  model. Without `incremental` every modelled key with a value is written; with it, only the overrides and the
-  mode (when given): a key the files do not have stays absent. Unlike the seed, the files are never regenerated.
+  model. Without `incremental` every modelled key with a value is written; with it, only the overrides, the mode
+  and version (when given or migrated) and the values a migration changes: every other line keeps its bytes (a key
+  the model reads from one file is not written back to another) and a key the files do not have stays absent.
+  Unlike the seed, the files are never regenerated.
 - config-validate reads both files and returns the diagnostics; it fails when there is an ERROR.
 - config-reload changes hot-reloadable keys only, and refuses every other key by name. Like the seed, it writes the
   files and sends seid no signal: the keys marked hot-reloadable are those seid re-reads while running.
@@ -73,11 +75,12 @@ def _apply(home: Path, params: ConfigApplyParams) -> dict[str, Any]:
     if params.incremental:
         loaded = load_config(home, mode=mode)
         config = loaded.config
+        keys = set(typed)
         if params.target_version:  # as sei-config, the files' version stays unless a migration is asked for
             config, migrations = migrate(config, target)
+            keys |= {key for key in loaded.present if config.get(key) != loaded.config.get(key)}
         config = config.replace(typed, mode=mode, version=version)
         findings = _still_relevant(loaded.diagnostics, set(typed) | ({"mode"} if mode else set()))
-        keys = loaded.present | set(typed)  # a key absent from the files stays absent (seid's own default)
     else:
         assert mode is not None  # the params model requires a mode unless incremental
         config = SeiConfig.for_mode(mode).replace(typed, version=target if version is None else version)

@@ -134,7 +134,7 @@ def _import_key(node: SimdNode, key_home: Path) -> None:
         text=True,
         timeout=60,
         check=True,
-        env={**os.environ, "SEI_BECH32_PREFIX": PREFIX},
+        env={**os.environ, "SEI_BECH32_PREFIX": PREFIX, "SEI_KEY_EXPORT_FORM": "amino"},
     )
     armored = node.home / "validator.armor"
     armored.write_text(exported.stdout)

@@ -18,7 +18,7 @@ import pytest
 from agent.chain.seiconfig import SeiConfig, registry
 from agent.chain.seiconfig.model import META_KEYS, TENDERMINT_MODE, Mode
 from agent.io.toml import read_toml
-from agent.models import TaskType
+from agent.models import TaskError, TaskType
 from tests.fixtures.common import HandlerRunner
 
 SEID_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "seid"
@@ -140,3 +140,60 @@ async def test_an_incremental_apply_keeps_version_1_unless_a_migration_is_asked_
     app = read_toml(home / "config" / "app.toml")
     assert app["sei"] == {"mode": "full", "version": 2}
     assert app["state-commit"]["sc-write-mode"] == app["state-store"]["ss-write-mode"] == "memiavl_only"
+
+
+def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
+    """(old line, new line) for every line that differs; a line added or removed is a failure on its own."""
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    assert len(old) == len(new), "lines were added or removed"
+    return [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+
+
+INCREMENTAL_CASES: dict[str, tuple[dict[str, Any], dict[str, set[tuple[str, str]]]]] = {
+    "snapshots": (
+        {"storage.snapshot_interval": 500, "storage.snapshot_keep_recent": 5},
+        {
+            "app.toml": {
+                ("snapshot-interval = 0\n", "snapshot-interval = 500\n"),
+                ("snapshot-keep-recent = 2\n", "snapshot-keep-recent = 5\n"),
+            }
+        },
+    ),
+    "log-level-and-mempool": (
+        {"logging.level": "debug", "mempool.size": "6000"},
+        {"config.toml": {('log-level = "info"\n', 'log-level = "debug"\n'), ("size = 5000\n", "size = 6000\n")}},
+    ),
+    "key-in-two-files": (  # seid writes telemetry on and prometheus off: only the line that differs changes
+        {"metrics.enabled": True},
+        {"config.toml": {("prometheus = false\n", "prometheus = true\n")}},
+    ),
+}
+REFUSED = {("seed", "snapshots")}
+"""A seed prunes `everything`, so snapshots there are a validation ERROR: refused, nothing written."""
+
+
+@pytest.mark.parametrize("case", INCREMENTAL_CASES)
+@pytest.mark.parametrize("recorded", INIT_HOMES, ids=lambda path: path.name)
+async def test_an_incremental_apply_changes_the_override_lines_and_keeps_every_other_byte(
+    home: Path, run_handler: HandlerRunner, recorded: Path, case: str
+) -> None:
+    """Only the overridden keys' lines change, in their own files: a key the model reads from one file (telemetry,
+    `drop-utilisation-threshold = 1`) is not written back to another, nor re-typed (`1` as `1.0`)."""
+    overrides, expected = INCREMENTAL_CASES[case]
+    install(home, recorded)
+    names = ("config.toml", "app.toml", "client.toml")
+    before = {name: (home / "config" / name).read_bytes() for name in names}
+
+    if (recorded.name, case) in REFUSED:
+        with pytest.raises(TaskError) as refused:
+            await run_handler(TaskType.CONFIG_APPLY, {"incremental": True, "overrides": overrides})
+        assert refused.value.reason == "ConfigInvalid"
+        assert {name: (home / "config" / name).read_bytes() for name in names} == before
+        return
+    result = await run_handler(TaskType.CONFIG_APPLY, {"incremental": True, "overrides": overrides})
+
+    assert result is not None
+    after = {name: (home / "config" / name).read_bytes() for name in names}
+    changes = {name: set(changed_lines(before[name].decode(), after[name].decode())) for name in names}
+    assert {name: lines for name, lines in changes.items() if lines} == expected
+    assert {name for name, changed in result["changed"].items() if changed} == set(expected)

@@ -41,7 +41,8 @@ SEI = Bech32Prefixes.from_main("sei")
 
 @dataclass(frozen=True)
 class ChainIdentity:
-    """What the agent writes for a chain: address prefixes, the fallback bond denom, the account keys' coin type.
+    """What the agent writes for a chain: address prefixes, the fallback bond denom, the account keys' coin type, the
+    form of an exported account key.
 
     Account keys are secp256k1 and consensus keys Ed25519 on both Sei and the stock SDK, so the key types are fixed.
     `bond_denom` is used only when genesis has no `staking.params.bond_denom`; the genesis's value always wins.
@@ -52,6 +53,8 @@ class ChainIdentity:
     coin_type: int = 118
     gentx_account_numbers: str = "zero"
     """`zero` (Sei) or `initial-height` (stock SDK): see `AgentSettings.gentx_account_numbers`."""
+    key_export_form: str = "raw"
+    """`raw` (Sei) or `amino` (stock SDK): what an exported account key holds (`AgentSettings.key_export_form`)."""
 
     def gentx_account_number(self, initial_height: int, position: int) -> int:
         """The account number a gentx is verified with on this chain, for an account at `position` in genesis's
@@ -78,7 +81,13 @@ class ChainIdentity:
         prefixes = Bech32Prefixes(
             main.account, main.account_pub, validator, f"{validator}pub", consensus, f"{consensus}pub"
         )
-        return cls(prefixes, settings.bond_denom, settings.coin_type, settings.gentx_account_numbers)
+        return cls(
+            prefixes,
+            settings.bond_denom,
+            settings.coin_type,
+            settings.gentx_account_numbers,
+            settings.key_export_form,
+        )
 
 
 SEI_IDENTITY = ChainIdentity(SEI)

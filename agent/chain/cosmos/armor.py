@@ -9,12 +9,14 @@ format is the SDK's `crypto.EncryptArmorPrivKey` with the bcrypt KDF, which ever
     salt: <16 random bytes, upper-case hex>
     type: secp256k1
 
-    <base64 of: 24-byte nonce || XSalsa20-Poly1305 secretbox of the amino-encoded private key>
+    <base64 of: 24-byte nonce || XSalsa20-Poly1305 secretbox of the private key, in the target keyring's form>
     =<CRC-24 of the data, base64>
     -----END TENDERMINT PRIVATE KEY-----
 
 - key = SHA-256(bcrypt(passphrase, cost 12, salt)) (bcrypt's full `$2a$12$...` text is hashed, as the SDK does);
-- plaintext = amino `tendermint/PrivKeySecp256k1`: prefix `e1b0f79b`, length 32, the 32 key bytes;
+- plaintext, as the target chain's `keys import` unmarshals it (`key_payload`): Sei's fork reads the 32 raw key bytes
+  (37 bytes fail `invalid privkey size`); the stock SDK reads amino `tendermint/PrivKeySecp256k1`: prefix `e1b0f79b`,
+  length 32, the 32 key bytes;
 - the armor is OpenPGP's (RFC 4880 section 6), with its CRC-24 checksum line.
 
 The primitives come from `pycryptodome` (bcrypt) and PyNaCl (libsodium's `crypto_secretbox`, XSalsa20-Poly1305:
@@ -78,11 +80,20 @@ def _derive(passphrase: str, salt: bytes) -> bytes:
     return hashlib.sha256(bcrypt(secret, BCRYPT_COST, salt)).digest()
 
 
-def armor_private_key(key: Secp256k1PrivateKey, passphrase: str) -> str:
-    """The key, encrypted under `passphrase`, in the armored form `seid keys import` reads."""
+def key_payload(key: Secp256k1PrivateKey, *, amino: bool) -> bytes:
+    """The plaintext inside the armor: the 32 key bytes for Sei's keyring, amino `tendermint/PrivKeySecp256k1`
+    (37 bytes) for the stock SDK's."""
+    if amino:
+        return AMINO_SECP256K1_PRIVATE_KEY + bytes([32]) + key.secret_bytes()
+    return key.secret_bytes()
+
+
+def armor_private_key(key: Secp256k1PrivateKey, passphrase: str, *, amino: bool = False) -> str:
+    """The key, encrypted under `passphrase`, in the armored form the target chain's `keys import` reads (`amino`
+    for a stock SDK keyring, raw for Sei's)."""
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(24)
-    plaintext = AMINO_SECP256K1_PRIVATE_KEY + bytes([32]) + key.secret_bytes()
+    plaintext = key_payload(key, amino=amino)
     data = nonce + secretbox_seal(plaintext, _derive(passphrase, salt), nonce)
     encoded = base64.b64encode(data).decode()
     lines = [encoded[start : start + 64] for start in range(0, len(encoded), 64)]
@@ -103,8 +114,8 @@ def armor_private_key(key: Secp256k1PrivateKey, passphrase: str) -> str:
 
 
 def unarmor_private_key(text: str, passphrase: str) -> Secp256k1PrivateKey:
-    """Decrypt an armored key written by `armor_private_key` (or by `seid keys export`, bcrypt KDF);
-    `ValueError` saying what is wrong, never echoing key material."""
+    """Decrypt an armored key written by `armor_private_key` (or by `seid keys export`, bcrypt KDF), raw or
+    amino; `ValueError` saying what is wrong, never echoing key material."""
     lines = [line.strip() for line in text.strip().splitlines()]
     if len(lines) < 4 or lines[0] != f"-----BEGIN {BLOCK_TYPE}-----" or lines[-1] != f"-----END {BLOCK_TYPE}-----":
         raise ValueError(f"not a {BLOCK_TYPE} armor block")
@@ -123,6 +134,8 @@ def unarmor_private_key(text: str, passphrase: str) -> Secp256k1PrivateKey:
         raise ValueError("armor checksum does not match its data")
     plaintext = secretbox_open(data[24:], _derive(passphrase, bytes.fromhex(headers.get("salt", ""))), data[:24])
     prefix = AMINO_SECP256K1_PRIVATE_KEY + bytes([32])
+    if len(plaintext) == 32:
+        return Secp256k1PrivateKey(plaintext)
     if len(plaintext) != len(prefix) + 32 or not plaintext.startswith(prefix):
-        raise ValueError("the decrypted key is not an amino secp256k1 private key")
+        raise ValueError("the decrypted key is neither a raw (32 bytes) nor an amino secp256k1 private key")
     return Secp256k1PrivateKey(plaintext[len(prefix) :])
