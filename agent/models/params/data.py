@@ -203,18 +203,35 @@ class ResultExportParams(S3Params):
     )
     migration_mode: bool = Field(default=False, description="Comparison: an app-hash mismatch is expected.")
     continue_on_divergence: bool = Field(default=False, description="Comparison: record divergences and go on.")
-    shadow_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
-    canonical_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
-    trace_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
+    shadow_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: this (shadow) node's EVM JSON-RPC (with canonicalEvmRpc)."
+    )
+    canonical_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: the canonical node's EVM JSON-RPC (with shadowEvmRpc)."
+    )
+    trace_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: where debug_traceBlockByNumber runs (default canonicalEvmRpc)."
+    )
+    layer2_max_keys: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Layer 2: keys read per block at most (the cap is reported)."
+    )
+    layer2_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Layer 2: deadline per block (the original's 30 s)."
+    )
+
+    @property
+    def layer2(self) -> bool:
+        """Whether comparison Layer 2 (EVM state) runs."""
+        return bool(self.shadow_evm_rpc and self.canonical_evm_rpc)
 
     @model_validator(mode="after")
     def _comparison_fields_need_canonical_rpc(self) -> ResultExportParams:
         layer2 = [name for name in ("shadowEvmRpc", "canonicalEvmRpc", "traceRpc") if getattr(self, _snake(name))]
-        if layer2:
-            raise ValueError(
-                f"{', '.join(layer2)}: comparison Layer 2 (EVM state) is not implemented by this agent; "
-                "Layers 0 and 1 run without it"
-            )
+        if layer2 and not self.canonical_rpc:
+            raise ValueError(f"{', '.join(layer2)}: comparison Layer 2 needs canonicalRpc (comparison mode)")
+        if layer2 and not self.layer2:
+            missing = "canonicalEvmRpc" if self.shadow_evm_rpc else "shadowEvmRpc"
+            raise ValueError(f"{missing}: comparison Layer 2 needs both shadowEvmRpc and canonicalEvmRpc")
         if not self.canonical_rpc and (self.migration_mode or self.continue_on_divergence):
             raise ValueError("migrationMode and continueOnDivergence need canonicalRpc (comparison mode)")
         return self
