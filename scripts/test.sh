@@ -24,6 +24,7 @@ tier "kube-apiserver" scripts/kube-tools.sh NODETASK_KUBE_CACHE
 tier "real chain (cometbft, simd)" scripts/chain-tools.sh NODETASK_CHAIN_CACHE
 tier "real S3 server (versitygw)" scripts/s3-tools.sh NODETASK_S3_CACHE
 tier "image (buildah, podman, mmdebstrap)" scripts/image-tools.sh
+tier "real EVM (geth)" scripts/evm-tools.sh NODETASK_EVM_CACHE
 
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint-imports" && lint-imports
