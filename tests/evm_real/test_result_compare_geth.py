@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from agent.chain.crypto.evm import to_checksum_address
 from agent.models import TaskType
 from tests.fixtures.cometbft import CometBFTFactory
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.evm_replay import JsonRpcRecorder, check_one_transaction_divergence
 from tests.fixtures.geth import GethDev, geth_dev  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.evm, pytest.mark.slow]
@@ -44,7 +47,7 @@ async def test_layer2_finds_the_balances_one_transaction_changed_and_is_indeterm
     )
     assert shadow_evm.account == canonical_evm.account  # same developer key, same genesis
     for node in (shadow_evm, canonical_evm):  # block 1, the same on both: a contract with one storage slot
-        receipt = await asyncio.to_thread(node.send, data=STORE_42, gas=100_000)
+        receipt = await asyncio.to_thread(node.send, data=STORE_42)
     contract = receipt["contractAddress"]
     await asyncio.to_thread(shadow_evm.send, to=OTHER, value=1)  # block 2: the one differing transaction
     await asyncio.to_thread(canonical_evm.send, to=OTHER, value=2)
@@ -52,55 +55,26 @@ async def test_layer2_finds_the_balances_one_transaction_changed_and_is_indeterm
     shadow = cometbft_factory("shadow", height=3)  # height 3 has no EVM block: Layer 2 cannot read it
     canonical = cometbft_factory("canonical", height=3, forged="other/")
 
-    result = await s3_run_handler(
-        TaskType.RESULT_EXPORT,
-        {
-            "bucket": s3_bucket,
-            "prefix": "cmp",
-            "rpcEndpoint": shadow.url,
-            "canonicalRpc": canonical.url,
-            "pageSize": 3,
-            "continueOnDivergence": True,
-            "shadowEvmRpc": shadow_evm.url,
-            "canonicalEvmRpc": canonical_evm.url,
-        },
-    )
+    async with JsonRpcRecorder(shadow_evm.url) as shadow_rec, JsonRpcRecorder(canonical_evm.url) as canonical_rec:
+        result = await s3_run_handler(
+            TaskType.RESULT_EXPORT,
+            {
+                "bucket": s3_bucket,
+                "prefix": "cmp",
+                "rpcEndpoint": shadow.url,
+                "canonicalRpc": canonical.url,
+                "pageSize": 3,
+                "continueOnDivergence": True,
+                "shadowEvmRpc": shadow_rec.url,
+                "canonicalEvmRpc": canonical_rec.url,
+            },
+        )
 
-    first, second, third = page(s3_admin, s3_bucket, "cmp/1-3.compare.ndjson.gz")
-    assert list(first) == ["height", "timestamp", "match", "divergenceLayer", "layer0", "layer1", "layer2"]
-    # Block 1 matches in EVM state: the verdict stays with the real Layer 0 divergence.
-    assert (first["match"], first["divergenceLayer"]) == (False, 0)
-    assert "divergences" not in first["layer2"] and "indeterminate" not in first["layer2"]
-    accounts = first["layer2"]["accountsChecked"]
-    assert accounts >= 2  # at least the sender and the new contract
-    assert first["layer2"]["keysChecked"] == 2 * accounts + 2  # balance + nonce each, the slot and the contract code
-    # Block 2: both the sender's and the recipient's balances differ, by one wei.
-    assert (second["match"], second["divergenceLayer"]) == (False, 2)
-    sender = to_checksum_address(shadow_evm.account)
-    recipient = to_checksum_address(OTHER)
-    expected = [
-        {"kind": "balance", "addr": recipient, "shadow": "1", "canonical": "2"},
-        {
-            "kind": "balance",
-            "addr": sender,
-            "shadow": str(int(shadow_evm.call("eth_getBalance", sender, "0x2"), 16)),
-            "canonical": str(int(canonical_evm.call("eth_getBalance", sender, "0x2"), 16)),
-        },
-    ]
-    assert sorted(second["layer2"]["divergences"], key=lambda d: bytes.fromhex(d["addr"][2:])) == sorted(
-        expected, key=lambda d: bytes.fromhex(d["addr"][2:])
-    )
-    assert int(expected[1]["shadow"]) - int(expected[1]["canonical"]) == 1
-    assert second["layer2"]["divergences"] == sorted(
-        second["layer2"]["divergences"], key=lambda d: bytes.fromhex(d["addr"][2:])
-    )
-    # Height 3: no such EVM block, the trace fails on the real node.
-    assert (third["match"], third["divergenceLayer"]) == (False, 2)
-    assert third["layer2"]["indeterminate"] is True
-    assert (third["layer2"]["accountsChecked"], third["layer2"]["keysChecked"]) == (0, 0)
-    assert third["layer2"]["error"].startswith(
-        "resolving touched accounts at height 3: debug_traceBlockByNumber at height 3: "
-    )
+    check_one_transaction_divergence(page(s3_admin, s3_bucket, "cmp/1-3.compare.ndjson.gz"), to_checksum_address(OTHER))
+    if os.environ.get("NODETASK_RECORD_EVM"):  # refresh tests/fixtures/geth/ (its README)
+        directory = Path(os.environ["NODETASK_RECORD_EVM"])
+        for name, recorder in (("shadow", shadow_rec), ("canonical", canonical_rec)):
+            (directory / f"{name}.json").write_text(json.dumps(recorder.exchanges, indent=1) + "\n")
     assert result is not None and result["divergences"] == 3
     # The storage the contract wrote is readable the way Layer 2 reads it (same slot, both sides).
     slot = shadow_evm.call("eth_getStorageAt", contract, "0x" + "00" * 32, "0x1")
@@ -115,7 +89,7 @@ async def test_the_key_cap_reads_the_first_keys_in_order_and_reports_the_rest(
     s3_bucket: str,
 ) -> None:
     node = await asyncio.to_thread(geth_dev, "evm")
-    await asyncio.to_thread(node.send, data=STORE_42, gas=100_000)
+    await asyncio.to_thread(node.send, data=STORE_42)
     shadow = cometbft_factory("shadow", height=1)
     canonical = cometbft_factory("canonical", height=1, forged="other/")
 

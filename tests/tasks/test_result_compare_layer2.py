@@ -7,6 +7,7 @@ import gzip
 import json
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,10 @@ from agent.models import ParamsInvalid, TaskType
 from agent.tasks.result_compare import TouchedAccount, _TraceInvalid, compare_block, touched_accounts
 from tests.fixtures.cometbft import CometBFTFactory
 from tests.fixtures.common import HandlerRunner
+from tests.fixtures.evm_replay import JsonRpcReplayer, check_one_transaction_divergence
 
+GETH_RECORDINGS = Path(__file__).parents[1] / "fixtures" / "geth"
+RECIPIENT = "0x00000000000000000000000000000000000000AA"
 A = "0x00000000000000000000000000000000000000aa"
 B = "0x0000000000000000000000000000000000000001"
 
@@ -146,4 +150,37 @@ async def test_layer2_params_are_checked(run_handler: HandlerRunner, extra: dict
     with pytest.raises(ParamsInvalid, match=message):
         await run_handler(
             TaskType.RESULT_EXPORT, {"bucket": "some-bucket", "canonicalRpc": "http://other:26657", **extra}
+        )
+
+
+async def test_recorded_geth_answers_give_the_real_tiers_divergences(
+    cometbft_factory: CometBFTFactory, s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str
+) -> None:
+    """The exchanges of tests/evm_real's diverging-geth run, replayed over real HTTP: the same lines come out, and
+    Layer 2 asks exactly what it asked the real nodes."""
+    recorded = {name: json.loads((GETH_RECORDINGS / f"{name}.json").read_text()) for name in ("shadow", "canonical")}
+    shadow = cometbft_factory("shadow", height=3)
+    canonical = cometbft_factory("canonical", height=3, forged="other/")
+    async with (
+        JsonRpcReplayer(recorded["shadow"]) as shadow_evm,
+        JsonRpcReplayer(recorded["canonical"]) as canonical_evm,
+    ):
+        await s3_run_handler(
+            TaskType.RESULT_EXPORT,
+            {
+                "bucket": s3_bucket,
+                "prefix": "cmp",
+                "rpcEndpoint": shadow.url,
+                "canonicalRpc": canonical.url,
+                "pageSize": 3,
+                "continueOnDivergence": True,
+                "shadowEvmRpc": shadow_evm.url,
+                "canonicalEvmRpc": canonical_evm.url,
+            },
+        )
+    body = gzip.decompress(s3_admin.get_object(Bucket=s3_bucket, Key="cmp/1-3.compare.ndjson.gz")["Body"].read())
+    check_one_transaction_divergence([json.loads(text) for text in body.decode().splitlines()], RECIPIENT)
+    for replayer, name in ((shadow_evm, "shadow"), (canonical_evm, "canonical")):
+        assert sorted(map(json.dumps, replayer.requests)) == sorted(
+            json.dumps((item["method"], item["params"])) for item in recorded[name]
         )
