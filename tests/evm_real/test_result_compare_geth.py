@@ -111,3 +111,46 @@ async def test_the_key_cap_reads_the_first_keys_in_order_and_reports_the_rest(
     assert line["layer2"]["keysChecked"] == 3 and line["layer2"]["keysCapped"] is True
     assert line["layer2"]["keysTouched"] > 3
     assert (line["match"], line["divergenceLayer"]) == (False, 0)  # nothing diverged among the keys read
+
+
+async def test_layer2_reports_a_storage_slot_written_differently_with_its_slot_and_raw_values(
+    geth_dev: Callable[[str], GethDev],  # noqa: F811
+    cometbft_factory: CometBFTFactory,
+    s3_run_handler: HandlerRunner,
+    s3_admin: Any,
+    s3_bucket: str,
+) -> None:
+    shadow_evm, canonical_evm = await asyncio.gather(
+        asyncio.to_thread(geth_dev, "shadow-evm"), asyncio.to_thread(geth_dev, "canonical-evm")
+    )
+    receipt = await asyncio.to_thread(shadow_evm.send, data=STORE_42)
+    await asyncio.to_thread(canonical_evm.send, data=STORE_42.replace("0x602a", "0x602b"))  # stores 0x2b instead
+    shadow = cometbft_factory("shadow", height=1)
+    canonical = cometbft_factory("canonical", height=1, forged="other/")
+
+    result = await s3_run_handler(
+        TaskType.RESULT_EXPORT,
+        {
+            "bucket": s3_bucket,
+            "rpcEndpoint": shadow.url,
+            "canonicalRpc": canonical.url,
+            "pageSize": 1,
+            "shadowEvmRpc": shadow_evm.url,
+            "canonicalEvmRpc": canonical_evm.url,
+            "traceRpc": shadow_evm.url,
+        },
+    )
+
+    (line,) = page(s3_admin, s3_bucket, "1-1.compare.ndjson.gz")
+    assert (line["match"], line["divergenceLayer"]) == (False, 2)
+    assert line["layer2"]["divergences"] == [
+        {
+            "kind": "storage",
+            "addr": to_checksum_address(receipt["contractAddress"]),
+            "slot": "0x" + "00" * 32,
+            "shadow": "0x" + "00" * 31 + "2a",
+            "canonical": "0x" + "00" * 31 + "2b",
+        }
+    ]
+    assert result is not None and result["diverged"] is True and result["divergenceLayer"] == 2
+    assert any(key.endswith("divergence-1.report.json.gz") for key in result["reportKey"].split())
