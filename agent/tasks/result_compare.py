@@ -353,16 +353,23 @@ class Layer2:
         divergences: list[dict[str, Any]] = []
         for start in range(0, len(keys), LAYER2_IN_FLIGHT):
             batch = keys[start : start + LAYER2_IN_FLIGHT]
+            # Every read of the batch finishes (none is left running); the first failure in key order wins.
             answers = await asyncio.gather(
                 *(
-                    asyncio.gather(
-                        _read(self.shadow, key, block, "shadow"), _read(self.canonical, key, block, "canonical")
-                    )
+                    _read(client, key, block, side)
                     for key in batch
-                )
+                    for client, side in ((self.shadow, "shadow"), (self.canonical, "canonical"))
+                ),
+                return_exceptions=True,
             )
+            values: list[tuple[Any, str]] = []
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+                values.append(answer)
+            pairs = zip(values[0::2], values[1::2], strict=True)
             for key, ((shadow_value, shadow_shown), (canonical_value, canonical_shown)) in zip(
-                batch, answers, strict=True
+                batch, pairs, strict=True
             ):
                 if shadow_value != canonical_value:
                     divergence = {"kind": key.kind, "addr": to_checksum_address(key.address)}
