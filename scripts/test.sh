@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need, then runs every check and every test tier this machine can
-# run. With CI=true the real kube-apiserver, real chain (cometbft, simd), real S3 server (versitygw) and image
-# (buildah, podman) tiers are required: a failed build or install fails the run instead of skipping it.
+# run. With CI=true the real kube-apiserver, real chain (cometbft, simd), real S3 server (versitygw), real EVM (geth)
+# and image (buildah, podman) tiers are required: a failed build or install fails the run instead of skipping it.
 # Extra arguments go to pytest (for example: scripts/test.sh tests/engine -x).
 #
 # The tiers' tools are made side by side, in three lanes, while the virtualenv is set up and lint-imports, ruff and
 # mypy run:
 #   kube   scripts/kube-tools.sh (kube-apiserver, etcd, helm)
-#   go     scripts/chain-tools.sh (cometbft, simd), then scripts/s3-tools.sh (versitygw)
+#   go     scripts/chain-tools.sh (cometbft, simd), then scripts/s3-tools.sh (versitygw), then scripts/evm-tools.sh (geth)
 #   image  scripts/image-tools.sh (buildah, podman, mmdebstrap), then scripts/build-image.sh: the image the image tests
 #          run (localhost/nodetask-agent:test-<checkout>), handed to them as NODETASK_IMAGE (they never build it)
 # Two Go builds at a time are enough for a 2-core machine; the image lane mostly downloads and unpacks. Warm caches
@@ -66,7 +66,7 @@ tier() {
 }
 
 lane kube scripts/kube-tools.sh
-lane go scripts/chain-tools.sh scripts/s3-tools.sh
+lane go scripts/chain-tools.sh scripts/s3-tools.sh scripts/evm-tools.sh
 # The tag names this checkout, so that two checkouts testing on one machine never run each other's image.
 lane image scripts/image-tools.sh "scripts/build-image.sh localhost/nodetask-agent:test-$(pwd | sha256sum | cut -c1-8)"
 
@@ -87,6 +87,7 @@ stamp "checks done"
 tier kube 1 "kube-apiserver" NODETASK_KUBE_CACHE
 tier go 1 "real chain (cometbft, simd)" NODETASK_CHAIN_CACHE
 tier go 2 "real S3 server (versitygw)" NODETASK_S3_CACHE
+tier go 3 "real EVM (geth)" NODETASK_EVM_CACHE
 tier image 1 "image (buildah, podman, mmdebstrap)"
 tier image 2 "image (scripts/build-image.sh)" NODETASK_IMAGE
 stamp "tools ready"

@@ -111,6 +111,8 @@ class AgentSettings(BaseSettings):
     seid_binary: str = Field(default="seid", validation_alias=AliasChoices("SEI_BINARY", "seid_binary"))
     """The node binary (`SEI_BINARY`): what export-state runs, and the name stop-seid, restart-seid and reset-data look
     for in /proc (`<name> start`; a path counts by its last component). `simd` in the real chain tier's tests."""
+    seidb_binary: str = Field(default="seidb", validation_alias=AliasChoices("SEI_SEIDB_BINARY", "seidb_binary"))
+    """Sei's `seidb` tool (`SEI_SEIDB_BINARY`, a path or a name on PATH): what evm-logical-digest runs."""
     retention: timedelta = Field(
         default=timedelta(days=30), validation_alias=AliasChoices("NODETASK_RETENTION_HOURS", "retention")
     )

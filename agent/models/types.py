@@ -35,6 +35,7 @@ class TaskType(StrEnum):
     STOP_SEID = "stop-seid"
     RESTART_SEID = "restart-seid"
     RESET_DATA = "reset-data"
+    EVM_LOGICAL_DIGEST = "evm-logical-digest"
 
     @classmethod
     def parse(cls, value: str) -> TaskType | None:

@@ -5,10 +5,13 @@ Behaviours: `graceful` exits on SIGTERM, `stubborn` ignores SIGTERM (only SIGKIL
 
 `start_node_standin` runs it as `<name> start` (argv[1] is `start`, as the node's is): the program is a script file
 named `start`. With `listen_port` it listens there (a seed's P2P port) and serves nothing else: no RPC.
+`install_replayer` makes a different kind of stand-in: a program that prints output recorded from the real tool
+(tests/fixtures/seidb/ for seidb) for the argv it was recorded with.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +64,42 @@ def start_node_standin(
     (directory / "start").write_text(_PROGRAM)
     extra = [] if listen_port is None else [str(listen_port)]
     return _started([str(link), "start", behaviour, *extra], name, cwd=directory)
+_REPLAYER = """#!{python}
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+name = os.path.basename(sys.argv[0])
+with open(os.path.join(here, name + ".calls"), "a") as calls:
+    calls.write(json.dumps(sys.argv[1:]) + "\\n")
+with open(os.path.join(here, name + ".answers.json")) as answers:
+    recording = json.load(answers).get(json.dumps(sys.argv[1:]))
+if recording is None:
+    sys.stderr.write("stand-in: no recording for these arguments: " + " ".join(sys.argv[1:]) + "\\n")
+    sys.exit(64)
+with open(recording + ".stdout", "rb") as out:
+    sys.stdout.buffer.write(out.read())
+sys.stdout.flush()
+with open(recording + ".stderr", "rb") as err:
+    sys.stderr.buffer.write(err.read())
+sys.stderr.flush()
+with open(recording + ".rc") as rc:
+    sys.exit(int(rc.read().strip()))
+"""
+
+
+def install_replayer(directory: Path, name: str, answers: dict[tuple[str, ...], Path]) -> Path:
+    """A program `<directory>/<name>` that replays recorded output: for an argv (without argv[0]) found in `answers`
+    it writes `<recording>.stdout` and `<recording>.stderr` byte for byte and exits with `<recording>.rc`; any other
+    argv exits 64. Every call's argv is appended as a JSON line to `<directory>/<name>.calls`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    program = directory / name
+    program.write_text(_REPLAYER.format(python=sys.executable))
+    program.chmod(0o755)
+    mapping = {json.dumps(list(argv)): str(recording) for argv, recording in answers.items()}
+    (directory / f"{name}.answers.json").write_text(json.dumps(mapping))
+    return program
+
+
+def replayer_calls(program: Path) -> list[list[str]]:
+    """The argv of every call the replayer answered (or refused), in order."""
+    calls = program.parent / f"{program.name}.calls"
+    return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []

@@ -247,7 +247,7 @@ async def test_delete_refuses_a_task_that_belongs_to_a_nodetask(tmp_path: Path, 
         ),
         (b'{"params": {}}', "type is required"),
         (b'{"type": ""}', "type is required"),
-        (b'{"type": "evm-logical-digest"}', "unknown task type: evm-logical-digest"),
+        (b'{"type": "no-such-task"}', "unknown task type: no-such-task"),
         (b'{"type": "mark-ready", "id": "nope"}', 'task ID must be a valid UUID: "nope"'),
         (b'{"type": "mark-ready", "params": []}', "invalid request body: params must be a JSON object"),
         (

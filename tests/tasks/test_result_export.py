@@ -162,7 +162,7 @@ async def test_an_unreachable_node_fails_retryably_instead_of_claiming_success(
 @pytest.mark.parametrize(
     ("bad", "text"),
     [
-        ({"canonicalRpc": "http://other:26657", "traceRpc": "http://t:8545"}, "not implemented"),
+        ({"canonicalRpc": "http://other:26657", "traceRpc": "http://t:8545"}, "needs both shadowEvmRpc"),
         ({"pageSize": 0}, "params.pageSize"),
         ({"rpcEndpoint": "ftp://node:21"}, "params.rpcEndpoint"),
         ({"bucket": ""}, "params.bucket: required"),

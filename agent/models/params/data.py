@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..errors import ParamsInvalid
 from .base import ChainId, TaskParams
@@ -203,21 +203,94 @@ class ResultExportParams(S3Params):
     )
     migration_mode: bool = Field(default=False, description="Comparison: an app-hash mismatch is expected.")
     continue_on_divergence: bool = Field(default=False, description="Comparison: record divergences and go on.")
-    shadow_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
-    canonical_evm_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
-    trace_rpc: str | None = Field(default=None, description="Comparison Layer 2: not implemented.")
+    shadow_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: this (shadow) node's EVM JSON-RPC (with canonicalEvmRpc)."
+    )
+    canonical_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: the canonical node's EVM JSON-RPC (with shadowEvmRpc)."
+    )
+    trace_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: where debug_traceBlockByNumber runs (default canonicalEvmRpc)."
+    )
+    layer2_max_keys: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Layer 2: keys read per block at most (the cap is reported)."
+    )
+    layer2_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Layer 2: deadline per block (the original's 30 s)."
+    )
+
+    @property
+    def layer2(self) -> bool:
+        """Whether comparison Layer 2 (EVM state) runs."""
+        return bool(self.shadow_evm_rpc and self.canonical_evm_rpc)
 
     @model_validator(mode="after")
     def _comparison_fields_need_canonical_rpc(self) -> ResultExportParams:
         layer2 = [name for name in ("shadowEvmRpc", "canonicalEvmRpc", "traceRpc") if getattr(self, _snake(name))]
-        if layer2:
-            raise ValueError(
-                f"{', '.join(layer2)}: comparison Layer 2 (EVM state) is not implemented by this agent; "
-                "Layers 0 and 1 run without it"
-            )
+        if layer2 and not self.canonical_rpc:
+            raise ValueError(f"{', '.join(layer2)}: comparison Layer 2 needs canonicalRpc (comparison mode)")
+        if layer2 and not self.layer2:
+            missing = "canonicalEvmRpc" if self.shadow_evm_rpc else "shadowEvmRpc"
+            raise ValueError(f"{missing}: comparison Layer 2 needs both shadowEvmRpc and canonicalEvmRpc")
         if not self.canonical_rpc and (self.migration_mode or self.continue_on_divergence):
             raise ValueError("migrationMode and continueOnDivergence need canonicalRpc (comparison mode)")
         return self
+
+
+DigestNormalization = Literal["semantic", "translator"]
+DEFAULT_NORMALIZATIONS: tuple[DigestNormalization, ...] = ("semantic", "translator")
+
+
+class EvmLogicalDigestParams(S3Params):
+    """`evm-logical-digest`: `seidb evm-logical-digest` on a flatKV clone and a memIAVL snapshot at one height, one
+    gzip JSON verdict per normalization at `s3://<bucket>/<prefix>endpoint-digest-<height>-<normalization>.json.gz`.
+
+    The directories are resolved against the node's home when relative. The program run is agent configuration
+    (`SEI_SEIDB_BINARY`); the original's `seidbPath` param is refused."""
+
+    prefix: KeyPrefix = ""
+    height: int = Field(gt=0, description="The block height both stores must be opened at.")
+    flatkv_dir: str = Field(min_length=1, description="The flatKV data directory (`-d` of the flatkv run).")
+    memiavl_dir: str = Field(min_length=1, description="The memIAVL root directory (holds current/, snapshot-*).")
+    normalizations: list[DigestNormalization] = Field(
+        default_factory=lambda: list(DEFAULT_NORMALIZATIONS),
+        max_length=2,
+        description="memIAVL normalizations to compare, one object each (empty means both).",
+    )
+    memiavl_open_mode: Literal["snapshot", "replay"] | None = Field(
+        default=None,
+        description="seidb's --memiavl-open-mode; unset leaves seidb's default (snapshot: needs snapshot-<height>).",
+    )
+    seidb_path: Any = Field(
+        default=None,
+        exclude=True,
+        description="Refused: the seidb program is agent configuration (SEI_SEIDB_BINARY), never task input.",
+    )
+
+    @field_validator("seidb_path")
+    @classmethod
+    def _no_program_from_params(cls, value: Any) -> None:
+        # A param naming a program to execute would let anyone who can create a NodeTask run a file of their choice
+        # inside the agent's container.
+        if value is not None:
+            raise ValueError(
+                "not accepted: the seidb program is agent configuration (SEI_SEIDB_BINARY / "
+                "AgentSettings.seidb_binary), never a task param; remove seidbPath from the manifest"
+            )
+        return None
+
+    @field_validator("flatkv_dir", "memiavl_dir")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(character) < 32 for character in value) or value.startswith("-"):
+            raise ValueError(f"{value!r} is not a directory path (control characters or a leading '-')")
+        return value
+
+    @field_validator("normalizations")
+    @classmethod
+    def _distinct(cls, value: list[DigestNormalization]) -> list[DigestNormalization]:
+        unique = list(dict.fromkeys(value))
+        return unique or list(DEFAULT_NORMALIZATIONS)
 
 
 def _snake(name: str) -> str:
