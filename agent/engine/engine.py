@@ -62,9 +62,11 @@ from agent.models import (
     Task,
     TaskError,
     TaskIdConflict,
+    TaskOwned,
     TaskResult,
     TaskStatus,
     TaskType,
+    TooManyTasks,
     UnsupportedType,
     normalize_task_id,
     utcnow,
@@ -146,6 +148,8 @@ class Engine:
         self._resumed_may_start.set()
         self._listeners: list[Listener] = []
         self._submit_lock = asyncio.Lock()
+        self._finished_since_prune = 0
+        self._pruning: asyncio.Task[None] | None = None
         self._closing = False
         self._ready = self._readiness_from_history()
 
@@ -161,12 +165,19 @@ class Engine:
         task = task.model_copy(update={"params": params})
         async with self._submit_lock:
             row = _new_row(task_id, task)
-            if not await self._db.insert(row):  # the common case, a new ID, costs one statement
+            at_capacity = self._at_capacity(task)
+            if at_capacity:  # only a no-op (the ID is known and nothing would start) may pass
+                existing = await self._db.get(task_id)
+                if existing is None or _would_start(existing, task, retry):
+                    self._refuse_owned(existing, task)
+                    raise TooManyTasks(self._settings.max_tasks, self._active())
+            if at_capacity or not await self._db.insert(row):  # the common case, a new ID, costs one statement
                 existing = await self._db.get(task_id)
                 if existing is not None:
                     conflict = task_id_conflict(existing, task)
                     if conflict is not None:
                         raise conflict
+                    self._refuse_owned(existing, task)
                 if existing is None or existing.status is not TaskStatus.FAILED:
                     return task_id  # running, completed or cancelled (or removed this instant): a no-op
                 if not (retry or _new_nonce(task, existing)):
@@ -179,6 +190,25 @@ class Engine:
             else:
                 await self._start(row, spec, EventKind.STARTED)
         return task_id
+
+    def _active(self) -> int:
+        """Tasks queued or running: executing runs (a retry waiting for its backoff included) and deferred rows."""
+        return len(self._runs) + len(self._deferred)
+
+    def _at_capacity(self, task: Task) -> bool:
+        """Whether a new run of `task` would exceed `max_tasks`. Readiness tasks are never refused: a flood of other
+        work must not keep an operator from holding the node (`mark-not-ready`) or releasing it."""
+        if task.type in (TaskType.MARK_READY, TaskType.MARK_NOT_READY):
+            return False
+        return self._active() >= self._settings.max_tasks
+
+    @staticmethod
+    def _refuse_owned(existing: TaskResult | None, task: Task) -> None:
+        """A task of a NodeTask (or a local manifest) is driven only through it: a submission without a source (the
+        HTTP API) of such an ID is refused, never a no-op and never a re-run without the resource's deadline."""
+        if existing is not None and existing.source is not None and task.source is None:
+            owner = f"{existing.source.namespace}/{existing.source.name}"
+            raise TaskOwned(existing.id, owner)
 
     def check(self, task: Task) -> str:
         """Validate `task` as `submit` would, storing and running nothing; returns its canonical ID.
@@ -328,6 +358,7 @@ class Engine:
                 self._ready = True
             elif row.type == TaskType.MARK_NOT_READY:
                 self._ready = False
+        self._count_finished()
         kind = {
             TaskStatus.COMPLETED: EventKind.SUCCEEDED,
             TaskStatus.FAILED: EventKind.FAILED,
@@ -398,6 +429,9 @@ class Engine:
     async def shutdown(self, grace: float | None = None) -> None:
         """Cancel every running handler and wait up to `grace` seconds; their rows stay `running` for `recover`."""
         self._closing = True
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
         runs = list(self._runs.values())
         for run in runs:
             self._signal(run, _Stop.SHUTDOWN)
@@ -510,8 +544,9 @@ class Engine:
         row = await self._db.get(task_id)
         return None if row is None else self._with_progress(row)
 
-    async def recent(self, limit: int = 100) -> list[TaskResult]:
-        rows = await self._db.list(limit)
+    async def recent(self, limit: int = 100, *, after: TaskResult | None = None) -> list[TaskResult]:
+        """The newest `limit` rows (with `after`, the ones that follow that row: one page of a longer listing)."""
+        rows = await self._db.list(limit, after=after)
         return [self._with_progress(row) for row in rows]
 
     def running_rows(self) -> list[TaskResult]:
@@ -576,8 +611,29 @@ class Engine:
         return {"status": "Ready" if self._ready else "Initializing", "running": len(self._runs)}
 
     async def prune(self, now: datetime | None = None) -> int:
-        """Delete terminal rows older than the retention period (readiness history is kept by the store)."""
-        return await self._db.prune((now or utcnow()) - self._settings.retention)
+        """Delete terminal rows older than the retention period, and all but the newest `retention_count` terminal
+        rows (readiness history is kept by the store)."""
+        self._finished_since_prune = 0
+        return await self._db.prune(
+            (now or utcnow()) - self._settings.retention, keep_newest=self._settings.retention_count
+        )
+
+    def _count_finished(self) -> None:
+        """Retention by count is applied as tasks finish, not only hourly: every `retention_count // 10` (at least
+        1) terminal rows start one background prune, so the store holds at most ~110% of `retention_count`
+        terminal rows however fast a client submits."""
+        self._finished_since_prune += 1
+        if self._finished_since_prune < max(1, self._settings.retention_count // 10):
+            return
+        if self._pruning is not None and not self._pruning.done():
+            return
+        self._pruning = asyncio.create_task(self._prune_quietly(), name="retention-by-count")
+
+    async def _prune_quietly(self) -> None:
+        try:
+            await self.prune()
+        except StoreError:
+            pass  # the store logs its failures (throttled); the next finish or the hourly prune tries again
 
     async def prune_forever(self, interval: float = 3600.0) -> None:
         """Apply the retention period now and then every `interval` seconds, until cancelled.
@@ -691,6 +747,11 @@ def _new_nonce(task: Task, existing: TaskResult) -> bool:
     return task.retry_nonce is not None and task.retry_nonce != existing.retry_nonce
 
 
+def _would_start(existing: TaskResult, task: Task, retry: bool) -> bool:
+    """Whether submitting `task` under `existing`'s ID would run it (a failed row asked to run again)."""
+    return existing.status is TaskStatus.FAILED and (retry or _new_nonce(task, existing))
+
+
 def _rerun_row(existing: TaskResult, task: Task) -> TaskResult:
     return existing.model_copy(
         update={
@@ -704,7 +765,8 @@ def _rerun_row(existing: TaskResult, task: Task) -> TaskResult:
             "retryable": False,
             "started_at": utcnow(),
             "completed_at": None,
-            "timeout_seconds": task.timeout_seconds,
+            # A submission that names no deadline (the HTTP API has none) keeps the one the task was given.
+            "timeout_seconds": task.timeout_seconds if task.timeout_seconds is not None else existing.timeout_seconds,
             "retry": task.retry,
             "retry_nonce": task.retry_nonce if task.retry_nonce is not None else existing.retry_nonce,
             "source": task.source or existing.source,

@@ -1,6 +1,15 @@
 """Pydantic models and enumerations shared by every layer (the bottom layer: it imports nothing of the agent)."""
 
-from .errors import InvalidTaskID, ParamsInvalid, TaskError, TaskIdConflict, TaskRejected, UnsupportedType
+from .errors import (
+    InvalidTaskID,
+    ParamsInvalid,
+    TaskError,
+    TaskIdConflict,
+    TaskOwned,
+    TaskRejected,
+    TooManyTasks,
+    UnsupportedType,
+)
 from .task import (
     CamelModel,
     Progress,
@@ -27,10 +36,12 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskIdConflict",
+    "TaskOwned",
     "TaskRejected",
     "TaskResult",
     "TaskStatus",
     "TaskType",
+    "TooManyTasks",
     "UnsupportedType",
     "format_timestamp",
     "normalize_task_id",

@@ -80,3 +80,31 @@ class TaskIdConflict(TaskRejected):
         )
         self.task_id = task_id
         self.differences = differences
+
+
+class TooManyTasks(TaskRejected):
+    """The agent already runs (or waits to retry) as many tasks as it may hold at once: the new one is refused and
+    nothing is stored, so that no client can queue unbounded work (memory, event-loop time, the store's size)."""
+
+    def __init__(self, limit: int, active: int):
+        super().__init__(
+            f"the agent already has {active} tasks queued or running, its limit NODETASK_MAX_TASKS={limit}",
+            reason=Reason.TOO_MANY_TASKS,
+            hint="submit again once some tasks have finished, or raise NODETASK_MAX_TASKS",
+            retryable=True,
+        )
+        self.limit = limit
+
+
+class TaskOwned(TaskRejected):
+    """A task ID owned by a NodeTask (or a local manifest) submitted without it (over HTTP): the resource is the only
+    way to drive that task, with its deadline, retry policy and `retryNonce`."""
+
+    def __init__(self, task_id: str, owner: str):
+        super().__init__(
+            f"task {task_id} belongs to NodeTask {owner}: submit, retry or delete it through the NodeTask",
+            reason=Reason.TASK_OWNED,
+            hint="to run it again, set a new spec.retryNonce on the NodeTask",
+        )
+        self.task_id = task_id
+        self.owner = owner

@@ -17,6 +17,12 @@ Two entry points, both pure and cheap:
   raw bytes (an ed25519 private key), or of 32 raw bytes when a key word precedes it, is masked. Hashes in foreign
   text are masked too: losing a block hash from a subprocess's error is a small price for never leaking a key.
 
+Token-shaped values are masked whatever their key (F7): `Bearer <token>` and JSON Web Tokens (`eyJ...`) anywhere in
+text, HMAC signatures written as `sha256=<hex>` / `hmac...: <hex>`, and in structures every string that is entirely
+hex of 32 or more digits (an HMAC, a raw key) unless its key names a public digest or identifier (a word such as
+`hash`, `sha256`, `checksum`, `digest`, `id`, `address`, `pub`: `txHash`, `nodeId`, `expectedSha256`), since those are
+what results legitimately hold.
+
 Key names are matched as whole words of the key (`priv_key`, `privKey`, `api-key`, `authToken`, `password`), so that
 ordinary keys such as `s3Key`, `exportKey` or `keyName` stay visible: they name S3 objects, not secrets. The patterns
 are defence in depth: handlers must not put secrets into results, errors or progress in the first place.
@@ -49,6 +55,32 @@ _SECRET_WORDS = frozenset(
         "signature",
         "authorization",
         "cookie",
+        "hmac",
+        "bearer",
+        "jwt",
+    }
+)
+# Words of a key whose all-hex value is public (a digest, an ID, an address): kept by `redact`'s hex rule.
+_PUBLIC_HEX_WORDS = frozenset(
+    {
+        "hash",
+        "hashes",
+        "sha",
+        "sha1",
+        "sha256",
+        "sha512",
+        "checksum",
+        "checksums",
+        "digest",
+        "digests",
+        "id",
+        "ids",
+        "address",
+        "addresses",
+        "pub",
+        "pubkey",
+        "etag",
+        "root",
     }
 )
 # Two-word key names that are secrets although neither word alone is (`priv_key`, `privateKey`, `apiKey`...).
@@ -69,10 +101,19 @@ _SECRET_PAIRS = frozenset(
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
+def _key_words(name: object) -> list[str]:
+    return [word.lower() for word in _WORD_SPLIT.split(str(name)) if word]
+
+
+def public_hex_key(name: object) -> bool:
+    """Whether an all-hex value under this key is public (`txHash`, `nodeId`, `sha256`, `consensusPubKey`...)."""
+    return any(word in _PUBLIC_HEX_WORDS for word in _key_words(name))
+
+
 def secret_key(name: object) -> bool:
     """Whether a mapping key names a secret (`privKey`, `priv_validator_key`'s `priv_key`, `authToken`, `apiKey`,
     `password`, `X-Amz-Signature`...); `key`, `s3Key`, `exportKey` alone do not."""
-    words = [word.lower() for word in _WORD_SPLIT.split(str(name)) if word]
+    words = _key_words(name)
     if any(word in _SECRET_WORDS for word in words):
         return True
     if any((word,) in _SECRET_PAIRS for word in words):
@@ -86,8 +127,19 @@ def secret_key(name: object) -> bool:
 _SECRET_NAME = (
     r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{0,40}?"
     r"(?:priv(?:ate)?[_.-]?key|api[_.-]?key|access[_.-]?key|secret|signing[_.-]?key|mnemonic|passw(?:or)?d"
-    r"|passphrase|token|credential|signature|authorization|cookie)[A-Za-z0-9_.-]{0,40}"
+    r"|passphrase|token|credential|signature|authorization|cookie|hmac)[A-Za-z0-9_.-]{0,40}"
 )
+# `Authorization: Bearer abc...` / `bearer abc...`: the token after the scheme, whatever names it.
+# A token has 8+ characters and a digit or symbol among them (so "Bearer authentication" is prose, not a token).
+_BEARER = re.compile(
+    r"(?P<scheme>(?<![A-Za-z0-9])bearer[ \t]+)(?!\[redacted)(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
+    re.IGNORECASE,
+)
+# A JSON Web Token: base64url(JSON header) "." payload "." signature; every header starts `{"` = `eyJ`.
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*")
+# An HMAC signature in the `sha256=<hex>` form of webhook headers.
+_HEX_SIGNATURE = re.compile(r"(?P<name>(?<![A-Za-z0-9])sha(?:1|256|384|512)=)[0-9A-Fa-f]{40,}(?![0-9A-Fa-f])")
+_ALL_HEX = re.compile(r"[0-9A-Fa-f]{32,}")
 _PEM = re.compile(
     r"-----BEGIN ([A-Z0-9 ]{1,40})-----.*?(?:-----END \1-----|\Z)",
     re.DOTALL,
@@ -135,9 +187,12 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = _PEM.sub(lambda match: f"[redacted {match.group(1).lower()}]", text)
+    text = _JWT.sub(REDACTED, text)
+    text = _BEARER.sub(lambda match: f"{match.group('scheme')}{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda match: f"{match.group('scheme')}{REDACTED}@", text)
     text = _QUERY_SECRET.sub(lambda match: f"{match.group('name')}={REDACTED}", text)
     text = _ASSIGNMENT.sub(lambda match: f"{match.group('name')}{REDACTED}", text)
+    text = _HEX_SIGNATURE.sub(lambda match: f"{match.group('name')}{REDACTED}", text)
     return _MNEMONIC.sub(REDACTED, text)
 
 
@@ -164,19 +219,25 @@ def redact(value: Any) -> Any:
     """`value` with every entry under a secret-looking key masked and every string passed through `redact_text`,
     at any depth. Containers nested deeper than `max_depth` are replaced by a marker (they cannot come from a valid
     task, see `agent.models.limits`)."""
-    return _redact(value, 0)
+    return _redact(value, 0, public_hex=True)
 
 
 _MAX_REDACT_DEPTH = 64
 
 
-def _redact(value: Any, depth: int) -> Any:
+def _redact(value: Any, depth: int, *, public_hex: bool) -> Any:
+    """`public_hex`: whether the nearest key names a public digest or ID (see the module docstring)."""
     if isinstance(value, str):
+        if not public_hex and _ALL_HEX.fullmatch(value):
+            return REDACTED
         return redact_text(value)
     if isinstance(value, Mapping | list | tuple) and depth >= _MAX_REDACT_DEPTH:
         return f"[omitted: nested deeper than {_MAX_REDACT_DEPTH} levels]"
     if isinstance(value, Mapping):
-        return {key: REDACTED if secret_key(key) else _redact(item, depth + 1) for key, item in value.items()}
+        return {
+            key: REDACTED if secret_key(key) else _redact(item, depth + 1, public_hex=public_hex_key(key))
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_redact(item, depth + 1) for item in value]
+        return [_redact(item, depth + 1, public_hex=public_hex) for item in value]
     return value

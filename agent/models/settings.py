@@ -95,15 +95,25 @@ class AgentSettings(BaseSettings):
         default=timedelta(days=30), validation_alias=AliasChoices("NODETASK_RETENTION_HOURS", "retention")
     )
     """Terminal store rows older than this are pruned (`NODETASK_RETENTION_HOURS`, in hours, > 0)."""
+    retention_count: int = Field(
+        default=5000, ge=1, validation_alias=AliasChoices("NODETASK_RETENTION_COUNT", "retention_count")
+    )
+    """At most this many terminal store rows are kept, the newest; older ones are pruned whatever their age
+    (`NODETASK_RETENTION_COUNT`). With the 64 KiB bounds on params and results this bounds the store's size."""
+    max_tasks: int = Field(default=1024, ge=1, validation_alias=AliasChoices("NODETASK_MAX_TASKS", "max_tasks"))
+    """At most this many tasks queued or running at once, from every front door together (`NODETASK_MAX_TASKS`);
+    a new task beyond it is refused (HTTP 429, a NodeTask Failed `TooManyTasks`). Readiness tasks are never refused."""
 
     # --- the Go sidecar's HTTP task API (agent.server.seictl, docs/migrating-from-seictl.md) ------------------------
     seictl_api: bool = Field(default=False, validation_alias=AliasChoices("NODETASK_SEICTL_API", "seictl_api"))
     """Serve the Go sidecar's HTTP task API too (`NODETASK_SEICTL_API`; always on under `serve` / `seictl serve`)."""
-    authn_mode: Literal["unauthenticated", "trusted-header"] = Field(
-        default="unauthenticated", validation_alias=AliasChoices("SEI_SIDECAR_AUTHN_MODE", "authn_mode")
+    authn_mode: Literal["unset", "unauthenticated", "trusted-header"] = Field(
+        default="unset", validation_alias=AliasChoices("SEI_SIDECAR_AUTHN_MODE", "authn_mode")
     )
     """`SEI_SIDECAR_AUTHN_MODE`, read as the Go sidecar reads it (trimmed, any case): `trusted-header` binds loopback
-    and requires exactly one non-empty `X-Remote-User` on every path but the probes and metrics."""
+    and requires exactly one non-empty `X-Remote-User` on every path but the probes and metrics; unset (`"unset"`
+    here) binds loopback too whenever the task API is served, so it is never open by accident; only the explicit
+    `unauthenticated` serves it on every interface without authentication (a WARNING at start, docs/reliability.md)."""
     snapshot_upload_interval_seconds: int = Field(
         default=168 * 3600,
         gt=0,
@@ -198,9 +208,9 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _authn_mode(cls, value: Any) -> Any:
         mode = str(value).strip().lower()
-        if mode not in ("", "unauthenticated", "trusted-header"):
+        if mode not in ("", "unset", "unauthenticated", "trusted-header"):  # "unset": the value as dumped
             raise ValueError('is not recognized (allowed: "", "unauthenticated", "trusted-header")')
-        return mode or "unauthenticated"
+        return mode or "unset"
 
     @field_validator("snapshot_upload_interval_seconds", mode="before")
     @classmethod

@@ -100,3 +100,7 @@ class Reason(StrEnum):
     """The task was running each time the agent process died, `KILL_LIMIT` times in a row (likely OOM)."""
     POD_REPLACED = "PodReplaced"
     """The task is pinned (`targetPodUID`) to an earlier incarnation of this pod; a new pod does not resume it."""
+    TOO_MANY_TASKS = "TooManyTasks"
+    """The agent already has `NODETASK_MAX_TASKS` tasks queued or running; the new one was refused, nothing stored."""
+    TASK_OWNED = "TaskOwnedByNodeTask"
+    """A task ID that belongs to a NodeTask (or a local manifest) submitted through another front door (HTTP)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +36,17 @@ from agent.models.settings import AgentSettings
 from agent.runtime.metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from agent.store import StoreError
 
-from .auth import trusted_header_middleware
+from .auth import REMOTE_USER, trusted_header_middleware
 from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
 from .rows import servable
 from .seictl import SeictlApi
 
+log = logging.getLogger(__name__)
+audit = logging.getLogger("agent.server.audit")
+
 MAX_LIMIT = 500
 MAX_BODY_BYTES = 4 * 1024 * 1024
+LOOPBACK = "127.0.0.1"
 
 
 def public_task(result: TaskResult) -> dict[str, Any]:
@@ -67,6 +72,8 @@ class ServerContext:
     metrics: AgentMetrics
     identity: dict[str, str] = field(default_factory=dict)
     heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HEAVY_CONCURRENCY))
+    """Shared by every task listing (the agent's and the seictl-compatible one): one bound on the heavy work."""
+    authn_mode: str = "unset"
 
 
 _CONTEXT = web.AppKey("context", ServerContext)
@@ -108,6 +115,7 @@ async def status(request: web.Request) -> web.Response:
     store = context.engine.store_health()
     body["store"] = {"ok": store.ok, "error": store.cause, "since": store.since.isoformat() if store.since else None}
     body["agent"] = context.identity
+    body["authn"] = context.authn_mode
     return web.json_response(body)
 
 
@@ -161,13 +169,55 @@ async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse
     return response
 
 
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def audit_middleware(authn_mode: str) -> Any:  # aiohttp's Middleware type is private
+    """Logs every mutating request with its peer and answer: who drove the node, even without authentication."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method not in MUTATING_METHODS:
+            response: web.StreamResponse = await handler(request)
+            return response
+        user = request.headers.get(REMOTE_USER, "") if authn_mode == "trusted-header" else ""
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:  # a 404/405 raised by the router
+            status = error.status
+            raise
+        finally:
+            audit.info(
+                "%s %s from %s%s (authentication: %s): %d",
+                request.method,
+                request.path,
+                _peer(request),
+                f" as {user!r}" if user else "",
+                authn_mode,
+                status,
+            )
+
+    return middleware
+
+
+def _peer(request: web.Request) -> str:
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(request.remote or "unknown peer")
+
+
 def create_app(
     engine: Engine,
     metrics: AgentMetrics,
     identity: dict[str, str] | None = None,
     *,
     seictl_settings: AgentSettings | None = None,
-    authn_mode: str = "unauthenticated",
+    authn_mode: str = "unset",
     guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller registers `metrics.observe` as an engine listener (see `AgentServer`).
@@ -175,14 +225,17 @@ def create_app(
     With `seictl_settings`, the Go sidecar's task API is mounted (`agent.server.seictl`): its `/v0/tasks` routes take
     over those paths, and the agent's own read-only views move to `/nodetask/v0/status` and
     `/nodetask/v0/tasks[/{id}]`. With `authn_mode="trusted-header"` every request but the probes and metrics needs one
-    `X-Remote-User` (`auth`), checked after the connection guard and before routing.
+    `X-Remote-User` (`auth`), checked after the connection guard and before routing. Every mutating request is logged
+    with its peer (`audit_middleware`). The connection guard reads request bodies (`limits.request_body`); without
+    one given, a guard of default bounds is used.
     """
-    middlewares: list[Any] = [guard.middleware] if guard is not None else []
+    guard = guard or ConnectionGuard()
+    middlewares: list[Any] = [guard.middleware]
     if authn_mode == "trusted-header":
         middlewares.append(trusted_header_middleware(metrics))
-    middlewares.append(store_errors)
+    middlewares += [audit_middleware(authn_mode), store_errors]
     app = web.Application(middlewares=middlewares)
-    app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}))
+    context = app[_CONTEXT] = ServerContext(engine, metrics, dict(identity or {}), authn_mode=authn_mode)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", serve_metrics)
@@ -194,7 +247,13 @@ def create_app(
         app.router.add_get("/nodetask/v0/status", status)
         app.router.add_get("/nodetask/v0/tasks", list_tasks)
         app.router.add_get("/nodetask/v0/tasks/{task_id}", get_task)
-        SeictlApi(engine, seictl_settings, lambda: (metrics.exposition(), CONTENT_TYPE_LATEST)).add_routes(app.router)
+        SeictlApi(
+            engine,
+            seictl_settings,
+            lambda: (metrics.exposition(), CONTENT_TYPE_LATEST),
+            heavy=context.heavy,
+            authn_mode=authn_mode,
+        ).add_routes(app.router)
     return app
 
 
@@ -210,15 +269,21 @@ class AgentServer:
         port: int = 7777,
         identity: dict[str, str] | None = None,
         seictl_settings: AgentSettings | None = None,
-        authn_mode: str = "unauthenticated",
+        authn_mode: str = "unset",
         guard: ConnectionGuard | None = None,
     ) -> None:
         self.guard = guard or ConnectionGuard()
         self.app = create_app(
             engine, metrics, identity, seictl_settings=seictl_settings, authn_mode=authn_mode, guard=self.guard
         )
-        # Behind kube-rbac-proxy the proxy is the only client allowed in: loopback only, as the original binds.
-        self.host = "127.0.0.1" if authn_mode == "trusted-header" else host
+        self.authn_mode = authn_mode
+        self.task_api = seictl_settings is not None
+        # Behind kube-rbac-proxy the proxy is the only client allowed in: loopback only, as the original binds. The
+        # task API without an authentication mode is never served beyond loopback by accident (B2,
+        # docs/reliability.md): only the explicit `unauthenticated` opens it.
+        loopback_only = authn_mode == "trusted-header" or (self.task_api and authn_mode == "unset")
+        self.requested_host = host
+        self.host = LOOPBACK if loopback_only else host
         self.port = port
         self._runner: web.AppRunner | None = None
 
@@ -231,6 +296,29 @@ class AgentServer:
         for address in self._runner.addresses:  # the bound port, when 0 asked for any free one
             self.port = int(address[1])
             break
+        self._warn_about_exposure()
+
+    def _warn_about_exposure(self) -> None:
+        """Say at start what the task API's authentication mode means for who can reach it."""
+        if not self.task_api:
+            return
+        if self.authn_mode == "unset" and self.requested_host not in (LOOPBACK, "localhost", "::1"):
+            log.warning(
+                "SEI_SIDECAR_AUTHN_MODE is not set: the task API listens on %s:%d only, not on %s. To serve it to "
+                "other hosts set SEI_SIDECAR_AUTHN_MODE=trusted-header (behind kube-rbac-proxy) or, knowingly, "
+                "SEI_SIDECAR_AUTHN_MODE=unauthenticated (anyone who reaches the port can run any task)",
+                self.host,
+                self.port,
+                self.requested_host,
+            )
+        elif self.authn_mode == "unauthenticated":
+            log.warning(
+                "SEI_SIDECAR_AUTHN_MODE=unauthenticated: the task API on %s:%d runs any task (gov-vote, reset-data...) "
+                "for anyone who reaches the port, without authentication; restrict the port (the chart's "
+                "NetworkPolicy) or use trusted-header. Every mutating request is logged with its peer",
+                self.host,
+                self.port,
+            )
 
     @property
     def url(self) -> str:

@@ -1,19 +1,23 @@
 """Bounds on the HTTP server, so that a flood of connections cannot take the probes (or the process) down.
 
-The agent listens on every interface (the kubelet probes the pod IP), without authentication. An attack held 20,000
-idle, half-sent requests open: the process ran out of file descriptors, /healthz stopped answering, status patches
-failed, and asyncio logged `socket.accept() out of system resource` ~450,000 times in a minute. Now:
+The agent listens on every interface (the kubelet probes the pod IP). An attack held 20,000 idle, half-sent requests
+open: the process ran out of file descriptors, /healthz stopped answering, status patches failed, and asyncio logged
+`socket.accept() out of system resource` ~450,000 times in a minute. Another held 400 POSTs whose bodies trickled in
+a byte at a time: each counted as a request in progress, the connection limit was reached with nothing evictable,
+and every probe was reset for 20-40 s. Now:
 
 - At most `max_connections` connections are open. When a new one arrives at the limit, the oldest *idle* connection
-  (no request in progress: half-sent headers, or kept alive after its response) is closed to make room, so a probe's
-  fresh connection is never the one refused while attackers' idle ones are kept; only when every connection is busy
-  serving a request is the new one closed at once.
-- A connection that has not delivered a complete request within `idle_timeout` seconds of opening (or of its last
-  response) is closed: a header read timeout that also bounds keep-alive.
-- `/v0/tasks` (the only heavy endpoint) is served to at most `HEAVY_CONCURRENCY` requests at once (others get 503 with
-  Retry-After) and its body is bounded in bytes (see `app.list_tasks`).
+  is closed to make room, so a probe's fresh connection is never the one refused while attackers' idle ones are
+  kept; only when every connection is busy serving a request is the new one closed at once. Idle means: no complete
+  request yet (half-sent headers, *or headers sent and the body still arriving*), or kept alive after its response.
+- A connection must deliver a complete request, headers *and body*, within `idle_timeout` seconds of opening (or of
+  its last response), on every route, else it is closed: one deadline for headers, body and keep-alive. The guard
+  reads the body itself (at most `max_body` bytes, see `request_body`) before the request counts as busy, so no
+  handler ever waits on a client that does not send.
+- `/v0/tasks` (the only heavy endpoint, both the agent's and the seictl-compatible one) is served to at most
+  `HEAVY_CONCURRENCY` requests at once (others get 503 with Retry-After), in bounded memory.
 - asyncio's accept() resource errors are logged once per minute with a count (`throttle_accept_errors`).
-The chart's optional NetworkPolicy (values `networkPolicy`) restricts who may connect at all.
+The chart's NetworkPolicy (values `networkPolicy`, on whenever the task API is) restricts who may connect at all.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 HEAVY_CONCURRENCY = 4
+ACCEPT_BACKLOG = 1024
+"""Listen queue length (the kernel caps it at net.core.somaxconn, 4096 by default)."""
+MAX_REQUEST_BODY = 1 << 20
+"""Largest request body read (1 MiB: the largest real request, a genesis ceremony's node list with accounts and
+overrides, is a few KiB); a larger one is not read at all (`request_body` returns None)."""
+_BODY: Any = web.RequestKey("nodetask_request_body", object) if hasattr(web, "RequestKey") else "nodetask.body"
+"""Where the guard leaves the body it read (a typed key where aiohttp has them, 3.13 and later)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,9 +58,16 @@ class _Refuse(asyncio.Protocol):
 class ConnectionGuard:
     """Wraps aiohttp's protocol factory: the connection limit, idle eviction and the idle timeout (module docstring)."""
 
-    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_body: int = MAX_REQUEST_BODY,
+    ) -> None:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_body = max_body
         self.server: web.Server | None = None
         self._idle: dict[RequestHandler, asyncio.TimerHandle] = {}
         self._refusals = LogThrottle(60.0)
@@ -97,8 +115,18 @@ class ConnectionGuard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """A complete request arrived: the connection is busy until its response, then idle again."""
+        """A complete request arrived (headers, then the body read here while the connection stays idle and under
+        its deadline): the connection is busy until its response, then idle again."""
         protocol = request.protocol
+        if request.body_exists:
+            try:
+                request[_BODY] = await self._read_body(request)
+            except (ConnectionError, RuntimeError):
+                if protocol.transport is not None and not protocol.transport.is_closing():
+                    raise
+                # Closed under the read (deadline, eviction, or the client left): nobody to answer. The response
+                # is dropped quietly by aiohttp; an attack must not turn into one logged traceback per connection.
+                return web.Response(status=408)
         timer = self._idle.pop(protocol, None)
         if timer is not None:
             timer.cancel()
@@ -108,12 +136,34 @@ class ConnectionGuard:
             if protocol.transport is not None and not protocol.transport.is_closing():
                 self._arm(protocol)
 
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole body, or None when it is larger than `max_body` (reading stops there; aiohttp discards the rest
+        for a bounded time while the connection counts as idle). Runs under the connection's deadline: `_expire` or
+        an eviction closes the connection, which ends this read with a connection error."""
+        if request.content_length is not None and request.content_length > self.max_body:
+            return None
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.max_body:
+                return None
+        return bytes(body)
+
+
+def request_body(request: web.Request) -> bytes | None:
+    """The request's body as the guard read it (b"" without one); None when it was larger than the guard's
+    `max_body`. Handlers read bodies only through this: the guard has consumed the stream."""
+    body: bytes | None = request.get(_BODY, b"")
+    return body
+
 
 class GuardedSite(web.TCPSite):
     """A TCP site whose connections go through a `ConnectionGuard`."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port)
+        # A deep accept queue: while attackers churn connections, a full queue drops the probe's SYN and the
+        # kernel retries it only after a second, the kubelet's whole probe timeout.
+        super().__init__(runner, host, port, backlog=ACCEPT_BACKLOG)
         self._guard = guard
 
     async def start(self) -> None:

@@ -31,6 +31,7 @@ Decisions where the original is loose or we are stricter (each documented in the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,20 +40,25 @@ from aiohttp import web
 
 from agent.chain.keys import node_id_from_file, node_key_path
 from agent.engine import Engine, EngineClosed
-from agent.models import Task, TaskResult, TaskStatus, normalize_task_id
+from agent.models import Task, TaskOwned, TaskResult, TaskStatus, TooManyTasks, normalize_task_id
 from agent.models.errors import TaskError
 from agent.models.limits import json_bounds_problem
 from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
 from agent.store import StoreError
 
+from .limits import HEAVY_CONCURRENCY, MAX_REQUEST_BODY, request_body
 from .rows import servable
 
-MAX_BODY_BYTES = 1 << 20
-"""Largest accepted `POST /v0/tasks` body (1 MiB: the largest real request, a genesis ceremony's node list with
-accounts and overrides, is a few KiB)."""
+MAX_BODY_BYTES = MAX_REQUEST_BODY
+"""Largest accepted `POST /v0/tasks` body: the connection guard's bound (`limits.MAX_REQUEST_BODY`, 1 MiB)."""
 LIST_LIMIT = 100
 """`GET /v0/tasks` answers the newest this many, as the original does."""
+LIST_PAGE = 10
+"""Rows a listing holds in memory at once (a row's params and result may each be 64 KiB of JSON)."""
+LIST_DEADLINE = 30.0
+"""Seconds a listing may take, writing included: a client that does not read cannot hold a listing slot."""
+RETRY_AFTER_SECONDS = 1
 _REQUEST_FIELDS = frozenset({"id", "type", "params"})
 
 _STATUS = {
@@ -170,10 +176,20 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 class SeictlApi:
     """The original's routes over one engine; `add_routes` mounts them on an aiohttp router."""
 
-    def __init__(self, engine: Engine, settings: AgentSettings, metrics_body: Callable[[], tuple[bytes, str]]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: AgentSettings,
+        metrics_body: Callable[[], tuple[bytes, str]],
+        *,
+        heavy: asyncio.Semaphore | None = None,
+        authn_mode: str = "unset",
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.metrics_body = metrics_body
+        self.heavy = heavy or asyncio.Semaphore(HEAVY_CONCURRENCY)
+        self.authn_mode = authn_mode
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/v0/healthz", self.healthz)
@@ -206,7 +222,8 @@ class SeictlApi:
         return response
 
     async def status(self, request: web.Request) -> web.Response:
-        return _json(self.engine.status())  # {"status": "Initializing" | "Ready", "running": N}
+        # {"status": "Initializing" | "Ready", "running": N, "authn": "unset" | "unauthenticated" | "trusted-header"}
+        return _json({**self.engine.status(), "authn": self.authn_mode})
 
     async def node_id(self, request: web.Request) -> web.Response:
         try:
@@ -216,26 +233,57 @@ class SeictlApi:
         return _json({"nodeId": node_id})
 
     async def submit(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        body = request_body(request)  # read by the connection guard, under the connection's deadline
+        if body is None:
             return _error(400, f"invalid request body: larger than {MAX_BODY_BYTES} bytes")
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return _error(400, f"invalid request body: larger than {MAX_BODY_BYTES} bytes")
         try:
-            task = parse_task_request(bytes(body), self.settings, self.engine)
+            task = parse_task_request(body, self.settings, self.engine)
             task_id = await self.engine.submit(task, retry=True)
         except RequestRefused as refused:
             return _error(400, refused.message)
+        except TaskOwned as error:  # as DELETE: the NodeTask owns the task, its deadline and its retries
+            return _error(409, f"{error.reason}: {error.message}")
+        except TooManyTasks as error:
+            return _error(429, f"{error.reason}: {error.message}", {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except TaskError as error:  # TaskIdConflict: the ID names other work (another type or other params)
             return _error(400, f"{error.reason}: {error.message}")
         except (StoreError, EngineClosed) as error:
             return _error(400, f"persist task: {error}")
         return _json({"id": task_id}, 201)
 
-    async def list_tasks(self, request: web.Request) -> web.Response:
-        return _json([task_result(row) for row in await self.engine.recent(LIST_LIMIT)])
+    async def list_tasks(self, request: web.Request) -> web.StreamResponse:
+        """The newest `LIST_LIMIT` tasks as the original's array, streamed `LIST_PAGE` rows at a time: at most
+        `HEAVY_CONCURRENCY` listings at once (shared with the agent's own), each holding one page in memory and
+        finishing within `LIST_DEADLINE` seconds (a client that does not read its answer loses the connection)."""
+        if self.heavy.locked():
+            message = f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly"
+            return _error(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        async with self.heavy:
+            first = await self.engine.recent(min(LIST_PAGE, LIST_LIMIT))  # before the answer starts: errors are 503s
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            try:
+                async with asyncio.timeout(LIST_DEADLINE):
+                    await response.prepare(request)
+                    await self._stream(response, first)
+            except TimeoutError:
+                if request.transport is not None:
+                    request.transport.close()  # mid-answer: only closing the connection can say it failed
+                return response
+            await response.write_eof()
+        return response
+
+    async def _stream(self, response: web.StreamResponse, page: list[TaskResult]) -> None:
+        sent = 0
+        separator = b"["
+        while page:
+            for row in page:
+                await response.write(separator + json.dumps(task_result(row)).encode())
+                separator = b","
+            sent += len(page)
+            if len(page) < LIST_PAGE or sent >= LIST_LIMIT:
+                break
+            page = await self.engine.recent(min(LIST_PAGE, LIST_LIMIT - sent), after=page[-1])
+        await response.write(b"[]\n" if separator == b"[" else b"]\n")
 
     def _task_id(self, request: web.Request) -> str | None:
         try:

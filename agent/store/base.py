@@ -40,8 +40,8 @@ class Store(Protocol):
     def get(self, task_id: str) -> TaskResult | None:
         """The row of `task_id`, or None when there is none."""
 
-    def list(self, limit: int = 100) -> builtins.list[TaskResult]:
-        """At most `limit` rows, newest `submitted_at` first."""
+    def list(self, limit: int = 100, *, after: TaskResult | None = None) -> builtins.list[TaskResult]:
+        """At most `limit` rows, newest `submitted_at` first (ties by ID); with `after`, those that follow it."""
 
     def list_stale(self) -> builtins.list[TaskResult]:
         """Every row still `running` (left over by a crash or shutdown), oldest `submitted_at` first."""
@@ -54,9 +54,10 @@ class Store(Protocol):
     ) -> TaskResult | None:
         """The newest row of `task_type` (optionally only with `status`), newest by `order_by`."""
 
-    def prune(self, older_than: datetime) -> int:
-        """Delete terminal rows completed before `older_than`, keeping the newest completed mark-ready and
-        mark-not-ready (readiness is restored from them at start-up). Returns how many rows were deleted."""
+    def prune(self, older_than: datetime, *, keep_newest: int | None = None) -> int:
+        """Delete terminal rows completed before `older_than` (and, with `keep_newest`, all but that many newest
+        terminal rows), keeping the newest completed mark-ready and mark-not-ready (readiness is restored from them
+        at start-up). Returns how many rows were deleted."""
 
     def probe_write(self) -> None:
         """Raise `StoreError` unless the store could take a write now: its write lock is free and its volume accepts

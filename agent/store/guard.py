@@ -180,8 +180,8 @@ class GuardedStore:
     async def get(self, task_id: str) -> TaskResult | None:
         return await self.call("get", self.store.get, task_id, write=False)
 
-    async def list(self, limit: int = 100) -> builtins.list[TaskResult]:
-        return await self.call("list", self.store.list, limit, write=False)
+    async def list(self, limit: int = 100, *, after: TaskResult | None = None) -> builtins.list[TaskResult]:
+        return await self.call("list", self.store.list, limit, after=after, write=False)
 
     async def list_stale(self) -> builtins.list[TaskResult]:
         return await self.call("list running tasks", self.store.list_stale, write=False)
@@ -196,8 +196,8 @@ class GuardedStore:
             "find the latest task", self.store.latest_by_type, task_type, status=status, order_by=order_by, write=False
         )
 
-    async def prune(self, older_than: datetime) -> int:
-        return await self.call("prune", self.store.prune, older_than, write=True)
+    async def prune(self, older_than: datetime, *, keep_newest: int | None = None) -> int:
+        return await self.call("prune", self.store.prune, older_than, keep_newest=keep_newest, write=True)
 
     # -------------------------------------------------------------------------------------------- recovery
 

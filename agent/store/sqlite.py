@@ -304,11 +304,18 @@ class SqliteStore:
             row = connection.execute(GET_SQL, (task_id,)).fetchone()
         return None if row is None else self._decode(row)
 
-    def list(self, limit: int = 100) -> builtins.list[TaskResult]:
-        """At most `limit` rows, newest `submitted_at` first (ties by ID); unreadable rows are skipped and logged."""
+    def list(self, limit: int = 100, *, after: TaskResult | None = None) -> builtins.list[TaskResult]:
+        """At most `limit` rows, newest `submitted_at` first (ties by ID); unreadable rows are skipped and logged.
+        With `after`, the rows that come after that row in this order (a page of a longer listing)."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
-        query = TaskRow.select(*FIELDS).order_by(TaskRow.submitted_at.desc(), TaskRow.id.desc()).limit(limit)
+        query = TaskRow.select(*FIELDS)
+        if after is not None:
+            stamp = format_timestamp(after.submitted_at)
+            query = query.where(
+                (TaskRow.submitted_at < stamp) | ((TaskRow.submitted_at == stamp) & (TaskRow.id < after.id))
+            )
+        query = query.order_by(TaskRow.submitted_at.desc(), TaskRow.id.desc()).limit(limit)
         return self._readable(self._fetch("list tasks", query))
 
     def list_stale(self) -> builtins.list[TaskResult]:
@@ -336,13 +343,17 @@ class SqliteStore:
         rows = self._fetch(f"find the latest {task_type}", _latest_query(task_type, status, order_by))
         return self._decode(rows[0]) if rows else None
 
-    def prune(self, older_than: datetime) -> int:
+    def prune(self, older_than: datetime, *, keep_newest: int | None = None) -> int:
         """Delete terminal rows that completed before `older_than` (a row without `completed_at` counts from its
-        submission); `running` rows and the newest completed mark-ready and mark-not-ready (by completion and by
-        submission) are always kept. Returns how many rows were deleted. `older_than` must be timezone-aware."""
+        submission) and, with `keep_newest`, every terminal row but the `keep_newest` that finished last; `running`
+        rows and the newest completed mark-ready and mark-not-ready (by completion and by submission) are always
+        kept. Returns how many rows were deleted. `older_than` must be timezone-aware."""
         if older_than.tzinfo is None:
             raise ValueError("prune needs a timezone-aware datetime (a naive one would be read as local time)")
+        if keep_newest is not None and keep_newest < 0:
+            raise ValueError(f"keep_newest must be >= 0, not {keep_newest}")
         cutoff = format_timestamp(older_than)
+        finished = peewee.fn.COALESCE(TaskRow.completed_at, TaskRow.submitted_at)
         with self._access("prune"), self._db.atomic():
             keep = [
                 row[0]
@@ -352,14 +363,21 @@ class SqliteStore:
                     _latest_query(task_type, TaskStatus.COMPLETED, order_by).select(TaskRow.id)
                 ).fetchall()
             ]
-            query = TaskRow.delete().where(
-                TaskRow.status != TaskStatus.RUNNING.value,
-                peewee.fn.COALESCE(TaskRow.completed_at, TaskRow.submitted_at) < cutoff,
-                TaskRow.id.not_in(keep),
-            )
+            terminal = TaskRow.status != TaskStatus.RUNNING.value
+            expired = finished < cutoff
+            if keep_newest is not None:
+                newest = (
+                    TaskRow.select(TaskRow.id)
+                    .where(terminal)
+                    .order_by(finished.desc(), TaskRow.id.desc())
+                    .limit(keep_newest)
+                )
+                expired = expired | TaskRow.id.not_in(newest)
+            query = TaskRow.delete().where(terminal, expired, TaskRow.id.not_in(keep))
             deleted: int = self._db.execute(query).rowcount
         if deleted:
-            log.info("task store %s: pruned %d task(s) completed before %s", self.path, deleted, cutoff)
+            beyond = f" or beyond the newest {keep_newest}" if keep_newest is not None else ""
+            log.info("task store %s: pruned %d task(s) completed before %s%s", self.path, deleted, cutoff, beyond)
         return deleted
 
     def probe_write(self) -> None:

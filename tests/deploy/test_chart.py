@@ -400,3 +400,32 @@ def test_network_policy_is_off_by_default_and_restricts_only_the_agent_port() ->
     open_tcp = [(p["port"], p["endPort"]) for p in others["ports"] if p["protocol"] == "TCP"]
     assert open_tcp == [(1, 7776), (7778, 65535)]
     assert {"port": 1, "endPort": 65535, "protocol": "UDP"} in others["ports"]
+
+
+@pytest.mark.parametrize(
+    "api_on",
+    [["seictlApi.enabled=true"], ["seictlApi.kubeRbacProxy.enabled=true"]],
+    ids=["task-api", "task-api-behind-kube-rbac-proxy"],
+)
+def test_network_policy_is_on_whenever_the_task_api_is(api_on: list[str]) -> None:
+    controller = "networkPolicy.allowedFrom[0].podSelector.matchLabels.app=sei-controller"
+    # Without networkPolicy.enabled, and even with it set false: the task API's port is never open to all by default.
+    for values in (api_on, [*api_on, "networkPolicy.enabled=false"], [*api_on, controller]):
+        policy = only(documents(render_chart("ns", values=values)), "NetworkPolicy")["spec"]
+        restricted_or_open = policy["ingress"]
+        agent_port = [rule for rule in restricted_or_open if {"port": 7777, "protocol": "TCP"} in rule["ports"]]
+        if controller in values:
+            assert agent_port == [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app": "sei-controller"}}}],
+                    "ports": [{"port": 7777, "protocol": "TCP"}],
+                }
+            ]
+        else:
+            assert agent_port == [], "no peer may reach the API port until one is listed in allowedFrom"
+        everything_else = restricted_or_open[-1]
+        assert "from" not in everything_else
+        assert [(p["port"], p["endPort"]) for p in everything_else["ports"] if p["protocol"] == "TCP"] == [
+            (1, 7776),
+            (7778, 65535),
+        ]
