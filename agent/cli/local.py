@@ -29,7 +29,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -177,12 +177,27 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
 
 
 class Reporter:
-    """Prints what the user needs to follow a local run: each task's start, throttled progress, and outcome."""
+    """Prints what the user needs to follow a local run: each task's start, throttled progress, and outcome.
 
-    def __init__(self, out: TextIO, total: int):
+    Progress is printed when its text changes, at most once per `PROGRESS_INTERVAL` seconds per task, and the same
+    text again only after `PROGRESS_REPEAT` seconds (a wait on a node that is down is one line, not one a second).
+    On a terminal the progress line is rewritten in place (carriage return) and cleared before the next line."""
+
+    PROGRESS_INTERVAL = 2.0
+    PROGRESS_REPEAT = 30.0
+
+    def __init__(
+        self, out: TextIO, total: int, *, clock: Callable[[], float] = time.monotonic, tty: bool | None = None
+    ):
         self.out = out
         self.total = total
         self.current: dict[str, str] = {}
+        self.clock = clock
+        self.tty = _isatty(out) if tty is None else tty
+        self._shown: dict[str, tuple[str, float]] = {}
+        """task ID -> (the progress text last shown, when)."""
+        self._open_line = False
+        """A progress line was rewritten in place and not yet ended (terminal only)."""
 
     def label(self, index: int, planned: PlannedTask) -> str:
         return f"[{index}/{self.total}] {planned.name} ({planned.task.type})"
@@ -192,7 +207,7 @@ class Reporter:
         if label is None:
             return
         if event.kind is EventKind.PROGRESS and event.result.progress is not None:
-            self.print(f"{label}: {event.result.progress.describe()}")
+            self.progress(event.result.id, f"{label}: {event.result.progress.describe()}")
         elif event.kind is EventKind.RETRYING:
             self.print(f"{label}: run {event.result.run - 1} failed ({event.result.error}); retrying")
         elif event.kind is EventKind.RESUMED:
@@ -208,8 +223,34 @@ class Reporter:
             if row.hint:
                 self.print(f"    hint: {row.hint}")
 
+    def progress(self, task_id: str, line: str) -> None:
+        """Show `line` as `task_id`'s progress, if the throttle lets it through (see the class)."""
+        now = self.clock()
+        shown = self._shown.get(task_id)
+        if shown is not None:
+            text, at = shown
+            if now - at < (self.PROGRESS_INTERVAL if line != text else self.PROGRESS_REPEAT):
+                return
+        self._shown[task_id] = (line, now)
+        if self.tty:
+            self.out.write(f"\r{line}\x1b[K")
+            self.out.flush()
+            self._open_line = True
+        else:
+            self.print(line)
+
     def print(self, line: str) -> None:
+        if self._open_line:  # replace the progress line being rewritten
+            self.out.write("\r\x1b[K")
+            self._open_line = False
         print(line, file=self.out, flush=True)
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _summary(result: dict[str, Any] | None) -> str:

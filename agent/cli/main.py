@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
+from agent.engine.transitions import TRANSITION_LOGGER
 from agent.models import TaskError, TaskResult
 from agent.models.settings import AgentSettings, SettingsError
 from agent.models.task import normalize_task_id
@@ -213,9 +214,19 @@ def _global_options(*, top: bool) -> argparse.ArgumentParser:
         help=f"{', '.join(LOG_LEVELS)} (default: INFO; local: WARNING)",
     )
     options.add_argument(
-        "--log-format", choices=["text", "json"], default="text" if top else argparse.SUPPRESS, help="default: text"
+        "--log-format",
+        choices=["text", "json"],
+        default=default,
+        help="default: $NODETASK_LOG_FORMAT, else text",
     )
     return options
+
+
+def _env_log_format() -> str:
+    """`NODETASK_LOG_FORMAT` validated as the settings field (only that variable: a bad other one is reported by
+    the command that reads it, with the others)."""
+    variable = "NODETASK_LOG_FORMAT"
+    return AgentSettings.from_env({variable: os.environ.get(variable, "")}).log_format
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,7 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level or getattr(args, "default_log_level", "INFO"), args.log_format)
+    try:
+        log_format = args.log_format or _env_log_format()
+    except SettingsError as error:
+        print(f"nodetask-agent: {error}", file=sys.stderr)
+        return 2
+    # local prints every transition on stdout itself: the transition lines only with an explicit --log-level
+    quiet = (TRANSITION_LOGGER,) if args.log_level is None and getattr(args, "default_log_level", None) else ()
+    configure_logging(args.log_level or getattr(args, "default_log_level", "INFO"), log_format, quiet=quiet)
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

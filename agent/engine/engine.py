@@ -78,6 +78,7 @@ from agent.store import GuardedStore, Store, StoreError, StoreHealth
 from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
 
 from .events import EventKind, TaskEvent
+from .transitions import log_transition, task_fields
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ class Engine:
             run=row.run,
             resumes=row.resumes,
             settings=self._settings,
-            log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), {"task_id": row.id}),
+            log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), task_fields(row)),
             report=lambda progress: self._on_progress(run, progress),
             kube=self._kube,
         )
@@ -650,6 +651,7 @@ class Engine:
         self._listeners.append(listener)
 
     def _emit(self, kind: EventKind, row: TaskResult) -> None:
+        log_transition(kind, row)
         event = TaskEvent(kind, row)
         for listener in self._listeners:
             try:
