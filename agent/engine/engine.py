@@ -72,7 +72,7 @@ from agent.models import (
     utcnow,
 )
 from agent.models.limits import MAX_RESULT_BYTES, json_bounds_problem
-from agent.models.params import TaskParams, format_validation_error
+from agent.models.params import WIRE_CONTEXT, TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
 from agent.store import GuardedStore, Store, StoreError, StoreHealth
 from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
@@ -723,7 +723,7 @@ def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> Task
         if problem is not None:
             raise ParamsInvalid(problem, hint="params are limited in depth and size; see docs/reliability.md")
     try:
-        params: TaskParams = spec.params_model.model_validate(raw or {})
+        params: TaskParams = spec.params_model.model_validate(raw or {}, context=WIRE_CONTEXT)
     except ValidationError as error:
         raise ParamsInvalid(format_validation_error(error, model=spec.params_model)) from None
     return params
