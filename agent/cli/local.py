@@ -68,8 +68,11 @@ class PlannedTask:
     task: Task
 
 
-def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedTask]:
-    """Read and check every manifest under `paths`; raises PlanInvalid listing all problems, or returns the plan."""
+def load_plan(
+    paths: Iterable[Path], registry: HandlerRegistry, settings: AgentSettings | None = None
+) -> list[PlannedTask]:
+    """Read and check every manifest under `paths` (with `settings`, also the handlers' prechecks); raises
+    PlanInvalid listing all problems, or returns the plan."""
     problems: list[str] = []
     plan: list[PlannedTask] = []
     seen: dict[str, str] = {}
@@ -90,7 +93,7 @@ def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedT
             problems.append(f"{file}: no NodeTask documents in the file")
         for index, document in enumerate(documents, start=1):
             where = f"{file}#{index}"
-            planned = _plan_one(where, document, registry, problems)
+            planned = _plan_one(where, document, registry, problems, settings)
             if planned is None:
                 continue
             if planned.task.id in seen:
@@ -136,7 +139,9 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return str(problem)
 
 
-def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: list[str]) -> PlannedTask | None:
+def _plan_one(
+    where: str, document: Any, registry: HandlerRegistry, problems: list[str], settings: AgentSettings | None
+) -> PlannedTask | None:
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a NodeTask object, got {type(document).__name__}")
         return None
@@ -162,7 +167,7 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
         source=ResourceRef(namespace=namespace, name=manifest.metadata.name),
     )
     try:
-        canonical_id, _, _ = check_task(registry, task)
+        canonical_id, _, _ = check_task(registry, task, settings)
     except TaskError as error:
         field = (
             "spec.taskId"
@@ -365,13 +370,20 @@ async def run_plan(
     return code
 
 
-def check(paths: list[Path], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def check(
+    paths: list[Path],
+    *,
+    settings: AgentSettings | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """`local --check`: the plan checker alone. Exit 0 and a summary when every manifest would run, else 2 and every
-    problem; nothing is run or written."""
+    problem; nothing is run or written. With `settings` (the environment, or `--env-file`'s), the handlers'
+    prechecks too: what would fail `ParamsInvalid` only under these settings is reported here."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        plan = load_plan(paths, default_registry())
+        plan = load_plan(paths, default_registry(), settings)
     except PlanInvalid as invalid:
         _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID
@@ -401,7 +413,7 @@ def main(
     registry = default_registry()
     allow_deep_json()  # a deep manifest must be reported (exit 2, naming the file), not crash the reader
     try:
-        plan = load_plan(paths, registry)
+        plan = load_plan(paths, registry, settings)
     except PlanInvalid as invalid:
         _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID

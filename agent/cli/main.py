@@ -33,8 +33,38 @@ class UsageError(Exception):
     """A command line that cannot be acted on (exit code 2), with the message to print."""
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines (a pod's environment written down): `#` comments, blank lines and an `export ` prefix are
+    allowed, one pair of matching quotes around a value is removed. A line of another form is a UsageError naming
+    the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--env-file: cannot read {path}: {error}") from None
+    variables: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, equals, value = text.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name.isidentifier():
+            raise UsageError(f"--env-file {path}:{number}: expected NAME=VALUE, got {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
+
+
+def _environment(args: argparse.Namespace) -> Mapping[str, str]:
+    """The process environment, with `--env-file`'s variables over it when given."""
+    env_file = getattr(args, "env_file", None)
+    return os.environ if env_file is None else {**os.environ, **read_env_file(env_file)}
+
+
 def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> AgentSettings:
     settings = AgentSettings.from_env(
+        _environment(args),
         home=getattr(args, "home", None),
         db_path=getattr(args, "db", None),
         http_port=getattr(args, "port", None),
@@ -51,7 +81,7 @@ def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> Agen
 
 def _cmd_local(args: argparse.Namespace) -> int:
     if args.check:
-        return local.check(args.paths)
+        return local.check(args.paths, settings=AgentSettings.from_env(_environment(args)))
     if args.home is None:
         raise UsageError("local: --home is required (only --check runs without a node home)")
     return local.main(args.paths, _settings(args), keep_going=args.keep_going, retry_failed=args.retry_failed)
@@ -292,8 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_local.add_argument(
         "--check",
         action="store_true",
-        help="only check the plan (YAML, fields, types, params, duplicates) and exit: 0 valid, 2 invalid; "
-        "runs nothing and needs no --home",
+        help="only check the plan (YAML, fields, types, params and the rules that need the agent's settings, "
+        "duplicates) and exit: 0 valid, 2 invalid; runs nothing and needs no --home",
+    )
+    run_local.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="KEY=VALUE lines read as the agent's environment (over the process's), e.g. the pod's variables for "
+        "--check (SEI_GENESIS_BUCKET, SEI_CHAIN_ID...)",
     )
     run_local.add_argument("--keep-going", action="store_true", help="run later tasks even after one fails")
     run_local.add_argument("--retry-failed", action="store_true", help="run tasks that failed earlier once more")

@@ -215,14 +215,14 @@ class Engine:
         """Validate `task` as `submit` would, storing and running nothing; returns its canonical ID.
 
         Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid` (see `check_task`)."""
-        task_id, _, _ = check_task(self._registry, task)
+        task_id, _, _ = check_task(self._registry, task, self._settings)
         return task_id
 
     async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind, *, spaced: bool = False) -> None:
         """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task (its first
         event at once; with `spaced`, the handler as resumed runs start: `hold_resumed`, `RESUME_SPACING`)."""
         try:
-            params = _validate_params(spec, row.params)
+            params = _validate_params(spec, row.params, self._settings)
         except ParamsInvalid as error:
             await self._finish_failed(row, error)
             return
@@ -670,15 +670,18 @@ class Engine:
 # ---------------------------------------------------------------------- row helpers
 
 
-def check_task(registry: HandlerRegistry, task: Task) -> tuple[str, HandlerSpec[Any], TaskParams]:
+def check_task(
+    registry: HandlerRegistry, task: Task, settings: AgentSettings | None = None
+) -> tuple[str, HandlerSpec[Any], TaskParams]:
     """Validate a task without running or storing anything: (canonical ID, handler, typed params).
 
     Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid`, exactly as `Engine.submit` would refuse or fail the
-    task. The local runner uses it to refuse a whole plan before running any of it.
+    task: the params model, then, given the `settings` the task would run with, the handler's precheck. The local
+    runner uses it to refuse a whole plan before running any of it.
     """
     spec = _spec_for(registry, task.type)
     task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
-    return task_id, spec, _validate_params(spec, task.params)
+    return task_id, spec, _validate_params(spec, task.params, settings)
 
 
 OMITTED_PARAMS_KEY = "$omitted"
@@ -716,7 +719,7 @@ def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
     return spec
 
 
-def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> TaskParams:
+def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None, settings: AgentSettings | None) -> TaskParams:
     if raw is not None:
         problem = raw.get(OMITTED_PARAMS_KEY) if len(raw) == 1 else None
         problem = problem if isinstance(problem, str) else json_bounds_problem(raw)
@@ -726,6 +729,8 @@ def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> Task
         params: TaskParams = spec.params_model.model_validate(raw or {}, context=WIRE_CONTEXT)
     except ValidationError as error:
         raise ParamsInvalid(format_validation_error(error, model=spec.params_model)) from None
+    if spec.precheck is not None and settings is not None:
+        spec.precheck(params, settings)
     return params
 
 

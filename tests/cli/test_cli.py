@@ -272,3 +272,35 @@ def test_a_task_record_carries_its_fields_in_either_format(log_format: str) -> N
         assert "reason" not in entry  # empty fields are left out
     else:
         assert TextFormatter().format(record).endswith("agent.task.x: hello task_id=t-1 namespace=sei name=n-1")
+
+
+def _upload_plan(tmp_path: Path) -> Path:
+    plan = tmp_path / "upload.yaml"
+    plan.write_text(manifest("upload", "upload-genesis-artifacts", {"nodeName": "node-0"}))
+    return plan
+
+
+@pytest.mark.parametrize(
+    ("env_file", "code", "expected"),
+    [
+        (None, 2, "params.bucket: not given, and SEI_GENESIS_BUCKET is not set"),
+        ("# the pod's environment\nexport SEI_GENESIS_BUCKET='genesis'\n\nSEI_CHAIN_ID=test-1\n", 0, "1 task(s) valid"),
+        ("SEI_GENESIS_BUCKET\n", 2, ":1: expected NAME=VALUE, got 'SEI_GENESIS_BUCKET'"),
+    ],
+)
+def test_local_check_applies_the_prechecks_under_the_env_files_settings(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env_file: str | None,
+    code: int,
+    expected: str,
+) -> None:
+    monkeypatch.delenv("SEI_GENESIS_BUCKET", raising=False)
+    argv = ["local", "--check", str(_upload_plan(tmp_path))]
+    if env_file is not None:
+        (tmp_path / "pod.env").write_text(env_file)
+        argv += ["--env-file", str(tmp_path / "pod.env")]
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert expected in captured.out + captured.err

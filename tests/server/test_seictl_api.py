@@ -389,7 +389,8 @@ async def test_trusted_header_mode_listens_on_loopback_only(guarded: tuple[str, 
 def test_original_task_types_map_onto_ours(
     tmp_path: Path, original: dict[str, Any], expected_type: str, expected_params: dict[str, Any] | None
 ) -> None:
-    settings = AgentSettings(home=tmp_path, snapshot_upload_interval_seconds=7200)
+    # the genesis bucket from the settings, as the Go sidecar's pods set it (assemble needs one: a precheck)
+    settings = AgentSettings(home=tmp_path, snapshot_upload_interval_seconds=7200, genesis_bucket="genesis")
     store = SqliteStore(tmp_path / "store.db")
     try:
         task = parse_task_request(json.dumps(original).encode(), settings, Engine(default_registry(), store, settings))
@@ -570,3 +571,14 @@ def test_seictl_serve_refuses_an_unknown_authentication_mode(tmp_path: Path) -> 
     assert 'SEI_SIDECAR_AUTHN_MODE=\'mtls\': is not recognized (allowed: "", "unauthenticated", "trusted-header")' in (
         done.stderr
     )
+
+
+def test_a_task_its_precheck_refuses_is_refused_at_submission_naming_the_field(tmp_path: Path) -> None:
+    settings = AgentSettings(home=tmp_path)  # no SEI_GENESIS_BUCKET
+    request = {"type": "assemble-and-upload-genesis", "params": {"accountBalance": "1usei", "nodes": [{"name": "v0"}]}}
+    store = SqliteStore(tmp_path / "store.db")
+    try:
+        with pytest.raises(RequestRefused, match=r"params\.bucket: not given, and SEI_GENESIS_BUCKET is not set"):
+            parse_task_request(json.dumps(request).encode(), settings, Engine(default_registry(), store, settings))
+    finally:
+        store.close()
