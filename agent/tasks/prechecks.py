@@ -39,12 +39,30 @@ def genesis_bucket_known(params: Any, settings: AgentSettings) -> None:
         )
 
 
+def snapshot_layout_known(params: Any, settings: AgentSettings) -> None:
+    """snapshot-upload(-once), which always use their bucket and prefix: `bucket` or SEI_SNAPSHOT_BUCKET, and
+    `prefix` or a chain ID for the default `<chainId>/state-sync/`. (snapshot-restore is left to its handler: with
+    its done-marker present it uses neither.)"""
+    params.bucket_or(settings.snapshot_bucket, "SEI_SNAPSHOT_BUCKET")  # the handler's own resolution
+    if params.prefix is None and not (params.chain_id or settings.chain_id):
+        raise ParamsInvalid(
+            "params.prefix: not given, and the default <chainId>/state-sync/ needs params.chainId or SEI_CHAIN_ID"
+        )
+
+
+def genesis_peers_bucket_known(params: Any, settings: AgentSettings) -> None:
+    """set-genesis-peers: `bucket` or SEI_GENESIS_BUCKET, resolved as its handler does."""
+    params.bucket_or(settings.genesis_bucket, "SEI_GENESIS_BUCKET")
+
+
 PRECHECKS: dict[TaskType, Precheck] = {
     TaskType.CONFIG_RELOAD: hot_keys_only,
     TaskType.UPLOAD_GENESIS_ARTIFACTS: genesis_bucket_known,
     TaskType.ASSEMBLE_AND_UPLOAD_GENESIS: genesis_bucket_known,
     TaskType.ASSEMBLE_GENESIS_FORK: genesis_bucket_known,
     TaskType.EXPORT_STATE: genesis_bucket_known,
-    TaskType.SET_GENESIS_PEERS: genesis_bucket_known,
+    TaskType.SET_GENESIS_PEERS: genesis_peers_bucket_known,
+    TaskType.SNAPSHOT_UPLOAD: snapshot_layout_known,
+    TaskType.SNAPSHOT_UPLOAD_ONCE: snapshot_layout_known,
 }
 """Task type -> its precheck."""

@@ -16,6 +16,7 @@ from agent.tasks import default_registry
 
 NO_BUCKET = AgentSettings(home=Path("/nonexistent"), chain_id="test-chain")
 WITH_BUCKET = AgentSettings(home=Path("/nonexistent"), chain_id="test-chain", genesis_bucket="genesis")
+NO_CHAIN = AgentSettings(home=Path("/nonexistent"))
 RELOAD_PRUNING = (TaskType.CONFIG_RELOAD, {"fields": {"storage.pruning": "nothing"}})
 UPLOAD = (TaskType.UPLOAD_GENESIS_ARTIFACTS, {"nodeName": "node-0"})
 
@@ -30,7 +31,17 @@ UPLOAD = (TaskType.UPLOAD_GENESIS_ARTIFACTS, {"nodeName": "node-0"})
         (*UPLOAD, WITH_BUCKET, None),
         (TaskType.EXPORT_STATE, {"bucket": "mine"}, NO_BUCKET, None),
         (TaskType.EXPORT_STATE, {}, NO_BUCKET, r"params\.bucket"),
-        (TaskType.SET_GENESIS_PEERS, {}, NO_BUCKET, r"params\.bucket"),
+        (TaskType.SET_GENESIS_PEERS, {}, NO_BUCKET, r"params\.bucket: no bucket given and SEI_GENESIS_BUCKET"),
+        (TaskType.SET_GENESIS_PEERS, {"bucket": "Bad_Bucket"}, NO_BUCKET, r"bucket"),
+        (
+            TaskType.SNAPSHOT_UPLOAD_ONCE,
+            {},
+            NO_BUCKET,
+            r"params\.bucket: no bucket given and SEI_SNAPSHOT_BUCKET is not set",
+        ),
+        (TaskType.SNAPSHOT_UPLOAD_ONCE, {"bucket": "snaps"}, NO_BUCKET, None),
+        (TaskType.SNAPSHOT_UPLOAD_ONCE, {"bucket": "snaps"}, NO_CHAIN, r"params\.prefix: not given"),
+        (TaskType.SNAPSHOT_UPLOAD_ONCE, {"bucket": "snaps", "prefix": "p/"}, NO_CHAIN, None),
     ],
 )
 def test_check_task_applies_the_handlers_precheck_under_the_given_settings(
