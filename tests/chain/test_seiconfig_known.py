@@ -4,6 +4,7 @@ anything else is named with the nearest known keys."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from agent.chain.seiconfig.known import (
     unknown_keys,
     unknown_keys_on_disk,
 )
+from agent.models import TaskType
+from tests.fixtures.common import HandlerRunner
 
 SEID_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "seid"
 INIT_HOMES = sorted(SEID_FIXTURES.glob("*/init/*/config"))
@@ -75,3 +78,15 @@ def test_unknown_keys_of_a_patch_are_warnings_and_a_deletion_is_not_flagged() ->
 
 def test_a_file_seid_does_not_read_is_not_judged() -> None:
     assert unknown_keys("custom.toml", {"anything": 1}) == []
+
+
+async def test_config_validate_warns_about_a_key_seid_does_not_read(run_handler: HandlerRunner, home: Path) -> None:
+    for name in ("config.toml", "app.toml", "client.toml"):
+        shutil.copy(INIT_HOMES[0] / name, home / "config" / name)
+    config = home / "config" / "config.toml"
+    config.write_text(config.read_text().replace("[p2p]\n", "[p2p]\nmax-num-inbound-peers = 40\n", 1))
+    result = await run_handler(TaskType.CONFIG_VALIDATE, {})
+    assert result["valid"] is True
+    [diagnostic] = [item for item in result["diagnostics"] if item["field"].startswith("config.toml:")]
+    assert diagnostic["severity"] == "WARNING" and diagnostic["field"] == "config.toml:p2p.max-num-inbound-peers"
+    assert "nearest known: p2p." in diagnostic["message"]

@@ -3,6 +3,7 @@ the engine before every run, the HTTP API's check and `local --check` share them
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from agent.engine import Engine, check_task
 from agent.models import ParamsInvalid, Reason, ResourceRef, Task, TaskStatus, TaskType
 from agent.models.settings import AgentSettings
+from agent.server.seictl import RequestRefused, parse_task_request
 from agent.store import SqliteStore
 from agent.tasks import default_registry
 
@@ -75,4 +77,15 @@ async def test_the_engine_fails_a_task_its_precheck_refuses_before_the_handler_r
             engine.check(Task(type=RELOAD_PRUNING[0], params=RELOAD_PRUNING[1]))
     finally:
         await engine.shutdown(grace=1)
+        store.close()
+
+
+def test_the_seictl_task_api_refuses_at_submission_what_a_precheck_refuses(tmp_path: Path) -> None:
+    settings = AgentSettings(home=tmp_path)  # no SEI_GENESIS_BUCKET
+    request = {"type": "assemble-and-upload-genesis", "params": {"accountBalance": "1usei", "nodes": [{"name": "v0"}]}}
+    store = SqliteStore(tmp_path / "store.db")
+    try:
+        with pytest.raises(RequestRefused, match=r"params\.bucket: not given, and SEI_GENESIS_BUCKET is not set"):
+            parse_task_request(json.dumps(request).encode(), settings, Engine(default_registry(), store, settings))
+    finally:
         store.close()

@@ -577,14 +577,3 @@ def test_seictl_serve_refuses_an_unknown_authentication_mode(tmp_path: Path) -> 
     assert 'SEI_SIDECAR_AUTHN_MODE=\'mtls\': is not recognized (allowed: "", "unauthenticated", "trusted-header")' in (
         done.stderr
     )
-
-
-def test_a_task_its_precheck_refuses_is_refused_at_submission_naming_the_field(tmp_path: Path) -> None:
-    settings = AgentSettings(home=tmp_path)  # no SEI_GENESIS_BUCKET
-    request = {"type": "assemble-and-upload-genesis", "params": {"accountBalance": "1usei", "nodes": [{"name": "v0"}]}}
-    store = SqliteStore(tmp_path / "store.db")
-    try:
-        with pytest.raises(RequestRefused, match=r"params\.bucket: not given, and SEI_GENESIS_BUCKET is not set"):
-            parse_task_request(json.dumps(request).encode(), settings, Engine(default_registry(), store, settings))
-    finally:
-        store.close()

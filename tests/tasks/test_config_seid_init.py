@@ -140,14 +140,3 @@ async def test_an_incremental_apply_keeps_version_1_unless_a_migration_is_asked_
     app = read_toml(home / "config" / "app.toml")
     assert app["sei"] == {"mode": "full", "version": 2}
     assert app["state-commit"]["sc-write-mode"] == app["state-store"]["ss-write-mode"] == "memiavl_only"
-
-
-async def test_config_validate_warns_about_a_key_seid_does_not_read(run_handler: HandlerRunner, home: Path) -> None:
-    install(home, INIT_HOMES[0])
-    config = home / "config" / "config.toml"
-    config.write_text(config.read_text().replace("[p2p]\n", "[p2p]\nmax-num-inbound-peers = 40\n", 1))
-    result = await run_handler(TaskType.CONFIG_VALIDATE, {})
-    assert result["valid"] is True
-    [diagnostic] = [item for item in result["diagnostics"] if item["field"].startswith("config.toml:")]
-    assert diagnostic["severity"] == "WARNING" and diagnostic["field"] == "config.toml:p2p.max-num-inbound-peers"
-    assert "nearest known: p2p." in diagnostic["message"]
