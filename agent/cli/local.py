@@ -29,7 +29,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,8 +68,11 @@ class PlannedTask:
     task: Task
 
 
-def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedTask]:
-    """Read and check every manifest under `paths`; raises PlanInvalid listing all problems, or returns the plan."""
+def load_plan(
+    paths: Iterable[Path], registry: HandlerRegistry, settings: AgentSettings | None = None
+) -> list[PlannedTask]:
+    """Read and check every manifest under `paths` (with `settings`, also the handlers' prechecks); raises
+    PlanInvalid listing all problems, or returns the plan."""
     problems: list[str] = []
     plan: list[PlannedTask] = []
     seen: dict[str, str] = {}
@@ -90,7 +93,7 @@ def load_plan(paths: Iterable[Path], registry: HandlerRegistry) -> list[PlannedT
             problems.append(f"{file}: no NodeTask documents in the file")
         for index, document in enumerate(documents, start=1):
             where = f"{file}#{index}"
-            planned = _plan_one(where, document, registry, problems)
+            planned = _plan_one(where, document, registry, problems, settings)
             if planned is None:
                 continue
             if planned.task.id in seen:
@@ -136,7 +139,9 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return str(problem)
 
 
-def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: list[str]) -> PlannedTask | None:
+def _plan_one(
+    where: str, document: Any, registry: HandlerRegistry, problems: list[str], settings: AgentSettings | None
+) -> PlannedTask | None:
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a NodeTask object, got {type(document).__name__}")
         return None
@@ -162,7 +167,7 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
         source=ResourceRef(namespace=namespace, name=manifest.metadata.name),
     )
     try:
-        canonical_id, _, _ = check_task(registry, task)
+        canonical_id, _, _ = check_task(registry, task, settings)
     except TaskError as error:
         field = (
             "spec.taskId"
@@ -177,12 +182,27 @@ def _plan_one(where: str, document: Any, registry: HandlerRegistry, problems: li
 
 
 class Reporter:
-    """Prints what the user needs to follow a local run: each task's start, throttled progress, and outcome."""
+    """Prints what the user needs to follow a local run: each task's start, throttled progress, and outcome.
 
-    def __init__(self, out: TextIO, total: int):
+    Progress is printed when its text changes, at most once per `PROGRESS_INTERVAL` seconds per task, and the same
+    text again only after `PROGRESS_REPEAT` seconds (a wait on a node that is down is one line, not one a second).
+    On a terminal the progress line is rewritten in place (carriage return) and cleared before the next line."""
+
+    PROGRESS_INTERVAL = 2.0
+    PROGRESS_REPEAT = 30.0
+
+    def __init__(
+        self, out: TextIO, total: int, *, clock: Callable[[], float] = time.monotonic, tty: bool | None = None
+    ):
         self.out = out
         self.total = total
         self.current: dict[str, str] = {}
+        self.clock = clock
+        self.tty = _isatty(out) if tty is None else tty
+        self._shown: dict[str, tuple[str, float]] = {}
+        """task ID -> (the progress text last shown, when)."""
+        self._open_line = False
+        """A progress line was rewritten in place and not yet ended (terminal only)."""
 
     def label(self, index: int, planned: PlannedTask) -> str:
         return f"[{index}/{self.total}] {planned.name} ({planned.task.type})"
@@ -192,7 +212,7 @@ class Reporter:
         if label is None:
             return
         if event.kind is EventKind.PROGRESS and event.result.progress is not None:
-            self.print(f"{label}: {event.result.progress.describe()}")
+            self.progress(event.result.id, f"{label}: {event.result.progress.describe()}")
         elif event.kind is EventKind.RETRYING:
             self.print(f"{label}: run {event.result.run - 1} failed ({event.result.error}); retrying")
         elif event.kind is EventKind.RESUMED:
@@ -208,8 +228,34 @@ class Reporter:
             if row.hint:
                 self.print(f"    hint: {row.hint}")
 
+    def progress(self, task_id: str, line: str) -> None:
+        """Show `line` as `task_id`'s progress, if the throttle lets it through (see the class)."""
+        now = self.clock()
+        shown = self._shown.get(task_id)
+        if shown is not None:
+            text, at = shown
+            if now - at < (self.PROGRESS_INTERVAL if line != text else self.PROGRESS_REPEAT):
+                return
+        self._shown[task_id] = (line, now)
+        if self.tty:
+            self.out.write(f"\r{line}\x1b[K")
+            self.out.flush()
+            self._open_line = True
+        else:
+            self.print(line)
+
     def print(self, line: str) -> None:
+        if self._open_line:  # replace the progress line being rewritten
+            self.out.write("\r\x1b[K")
+            self._open_line = False
         print(line, file=self.out, flush=True)
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _summary(result: dict[str, Any] | None) -> str:
@@ -324,13 +370,20 @@ async def run_plan(
     return code
 
 
-def check(paths: list[Path], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def check(
+    paths: list[Path],
+    *,
+    settings: AgentSettings | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """`local --check`: the plan checker alone. Exit 0 and a summary when every manifest would run, else 2 and every
-    problem; nothing is run or written."""
+    problem; nothing is run or written. With `settings` (the environment, or `--env-file`'s), the handlers'
+    prechecks too: what would fail `ParamsInvalid` only under these settings is reported here."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        plan = load_plan(paths, default_registry())
+        plan = load_plan(paths, default_registry(), settings)
     except PlanInvalid as invalid:
         _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID
@@ -360,7 +413,7 @@ def main(
     registry = default_registry()
     allow_deep_json()  # a deep manifest must be reported (exit 2, naming the file), not crash the reader
     try:
-        plan = load_plan(paths, registry)
+        plan = load_plan(paths, registry, settings)
     except PlanInvalid as invalid:
         _print_problems(invalid, err, "nothing was run")
         return EXIT_INVALID

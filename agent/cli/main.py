@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
+from agent.engine.transitions import TRANSITION_LOGGER
 from agent.models import TaskError, TaskResult
 from agent.models.settings import AgentSettings, SettingsError, forget_secret_variables
 from agent.models.task import normalize_task_id
@@ -35,8 +36,38 @@ class UsageError(Exception):
     """A command line that cannot be acted on (exit code 2), with the message to print."""
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines (a pod's environment written down): `#` comments, blank lines and an `export ` prefix are
+    allowed, one pair of matching quotes around a value is removed. A line of another form is a UsageError naming
+    the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--env-file: cannot read {path}: {error}") from None
+    variables: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, equals, value = text.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name.isidentifier():
+            raise UsageError(f"--env-file {path}:{number}: expected NAME=VALUE, got {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
+
+
+def _environment(args: argparse.Namespace) -> Mapping[str, str]:
+    """The process environment, with `--env-file`'s variables over it when given."""
+    env_file = getattr(args, "env_file", None)
+    return os.environ if env_file is None else {**os.environ, **read_env_file(env_file)}
+
+
 def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> AgentSettings:
     settings = AgentSettings.from_env(
+        _environment(args),
         home=getattr(args, "home", None),
         db_path=getattr(args, "db", None),
         http_port=getattr(args, "port", None),
@@ -54,7 +85,7 @@ def _settings(args: argparse.Namespace, *, home_must_exist: bool = True) -> Agen
 
 def _cmd_local(args: argparse.Namespace) -> int:
     if args.check:
-        return local.check(args.paths)
+        return local.check(args.paths, settings=AgentSettings.from_env(_environment(args)))
     if args.home is None:
         raise UsageError("local: --home is required (only --check runs without a node home)")
     return local.main(args.paths, _settings(args), keep_going=args.keep_going, retry_failed=args.retry_failed)
@@ -283,9 +314,19 @@ def _global_options(*, top: bool) -> _Parser:
         help=f"{', '.join(LOG_LEVELS)} (default: INFO; local: WARNING)",
     )
     options.add_argument(
-        "--log-format", choices=["text", "json"], default="text" if top else argparse.SUPPRESS, help="default: text"
+        "--log-format",
+        choices=["text", "json"],
+        default=default,
+        help="default: $NODETASK_LOG_FORMAT, else text",
     )
     return options
+
+
+def _env_log_format() -> str:
+    """`NODETASK_LOG_FORMAT` validated as the settings field (only that variable: a bad other one is reported by
+    the command that reads it, with the others)."""
+    variable = "NODETASK_LOG_FORMAT"
+    return AgentSettings.from_env({variable: os.environ.get(variable, "")}).log_format
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,8 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_local.add_argument(
         "--check",
         action="store_true",
-        help="only check the plan (YAML, fields, types, params, duplicates) and exit: 0 valid, 2 invalid; "
-        "runs nothing and needs no --home",
+        help="only check the plan (YAML, fields, types, params and the rules that need the agent's settings, "
+        "duplicates) and exit: 0 valid, 2 invalid; runs nothing and needs no --home",
+    )
+    run_local.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="KEY=VALUE lines read as the agent's environment (over the process's), e.g. the pod's variables for "
+        "--check (SEI_GENESIS_BUCKET, SEI_CHAIN_ID...)",
     )
     run_local.add_argument("--keep-going", action="store_true", help="run later tasks even after one fails")
     run_local.add_argument("--retry-failed", action="store_true", help="run tasks that failed earlier once more")
@@ -401,7 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level or getattr(args, "default_log_level", "INFO"), args.log_format)
+    try:
+        log_format = args.log_format or _env_log_format()
+    except SettingsError as error:
+        print(f"nodetask-agent: {error}", file=sys.stderr)
+        return 2
+    # local prints every transition on stdout itself: the transition lines only with an explicit --log-level
+    quiet = (TRANSITION_LOGGER,) if args.log_level is None and getattr(args, "default_log_level", None) else ()
+    configure_logging(args.log_level or getattr(args, "default_log_level", "INFO"), log_format, quiet=quiet)
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

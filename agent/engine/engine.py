@@ -79,12 +79,13 @@ from agent.models import (
     utcnow,
 )
 from agent.models.limits import MAX_RESULT_BYTES, json_bounds_problem
-from agent.models.params import TaskParams, format_validation_error
+from agent.models.params import WIRE_CONTEXT, TaskParams, format_validation_error
 from agent.models.settings import AgentSettings
 from agent.store import GuardedStore, Store, StoreError, StoreHealth
 from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
 
 from .events import EventKind, TaskEvent
+from .transitions import log_transition, task_fields
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +222,14 @@ class Engine:
         """Validate `task` as `submit` would, storing and running nothing; returns its canonical ID.
 
         Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid` (see `check_task`)."""
-        task_id, _, _ = check_task(self._registry, task)
+        task_id, _, _ = check_task(self._registry, task, self._settings)
         return task_id
 
     async def _start(self, row: TaskResult, spec: HandlerSpec[Any], kind: EventKind, *, spaced: bool = False) -> None:
         """Validate the row's params (a failure stores ParamsInvalid) and run its handler as an asyncio task (its first
         event at once; with `spaced`, the handler as resumed runs start: `hold_resumed`, `RESUME_SPACING`)."""
         try:
-            params = _validate_params(spec, row.params)
+            params = _validate_params(spec, row.params, self._settings)
         except ParamsInvalid as error:
             await self._finish_failed(row, error)
             return
@@ -294,7 +295,7 @@ class Engine:
             run=row.run,
             resumes=row.resumes,
             settings=self._settings,
-            log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), {"task_id": row.id}),
+            log=logging.LoggerAdapter(logging.getLogger(f"agent.task.{row.type}"), task_fields(row)),
             report=lambda progress: self._on_progress(run, progress),
             kube=self._kube,
         )
@@ -657,6 +658,7 @@ class Engine:
         self._listeners.append(listener)
 
     def _emit(self, kind: EventKind, row: TaskResult) -> None:
+        log_transition(kind, row)
         event = TaskEvent(kind, row)
         for listener in self._listeners:
             try:
@@ -675,15 +677,18 @@ class Engine:
 # ---------------------------------------------------------------------- row helpers
 
 
-def check_task(registry: HandlerRegistry, task: Task) -> tuple[str, HandlerSpec[Any], TaskParams]:
+def check_task(
+    registry: HandlerRegistry, task: Task, settings: AgentSettings | None = None
+) -> tuple[str, HandlerSpec[Any], TaskParams]:
     """Validate a task without running or storing anything: (canonical ID, handler, typed params).
 
     Raises `UnsupportedType`, `InvalidTaskID` or `ParamsInvalid`, exactly as `Engine.submit` would refuse or fail the
-    task. The local runner uses it to refuse a whole plan before running any of it.
+    task: the params model, then, given the `settings` the task would run with, the handler's precheck. The local
+    runner uses it to refuse a whole plan before running any of it.
     """
     spec = _spec_for(registry, task.type)
     task_id = normalize_task_id(task.id) if task.id else str(uuid.uuid4())
-    return task_id, spec, _validate_params(spec, task.params)
+    return task_id, spec, _validate_params(spec, task.params, settings)
 
 
 OMITTED_PARAMS_KEY = "$omitted"
@@ -721,16 +726,18 @@ def _spec_for(registry: HandlerRegistry, task_type: str) -> HandlerSpec[Any]:
     return spec
 
 
-def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None) -> TaskParams:
+def _validate_params(spec: HandlerSpec[Any], raw: dict[str, Any] | None, settings: AgentSettings | None) -> TaskParams:
     if raw is not None:
         problem = raw.get(OMITTED_PARAMS_KEY) if len(raw) == 1 else None
         problem = problem if isinstance(problem, str) else json_bounds_problem(raw)
         if problem is not None:
             raise ParamsInvalid(problem, hint="params are limited in depth and size; see docs/reliability.md")
     try:
-        params: TaskParams = spec.params_model.model_validate(raw or {})
+        params: TaskParams = spec.params_model.model_validate(raw or {}, context=WIRE_CONTEXT)
     except ValidationError as error:
         raise ParamsInvalid(format_validation_error(error, model=spec.params_model)) from None
+    if spec.precheck is not None and settings is not None:
+        spec.precheck(params, settings)
     return params
 
 

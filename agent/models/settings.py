@@ -167,6 +167,11 @@ class AgentSettings(BaseSettings):
         default="INFO", validation_alias=AliasChoices("SEI_LOG_LEVEL", "log_level")
     )
     """`seictl serve`'s log level (`SEI_LOG_LEVEL`, any case); `nodetask-agent` takes `--log-level`."""
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("NODETASK_LOG_FORMAT", "log_format")
+    )
+    """`nodetask-agent`'s log format (`NODETASK_LOG_FORMAT`: `text` or `json`, any case) when `--log-format` is not
+    given (the flag wins); JSON lines carry the task's fields (ID, type, run, reason, NodeTask namespace and name)."""
 
     # --- chain identity: what the agent writes into keys, gentxs and genesis. Sei's by default; stock Cosmos SDK
     # `simd` is `cosmos` / `stake` (coin type 118 and secp256k1 account keys are the same on both).
@@ -280,6 +285,11 @@ class AgentSettings(BaseSettings):
             value = value.strip().upper()
             return "WARNING" if value == "WARN" else value
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("authn_mode", mode="before")
     @classmethod

@@ -21,6 +21,9 @@ from agent.models.settings import AgentSettings
 P = TypeVar("P", bound=TaskParams)
 
 HandlerFn = Callable[[P, "TaskContext"], Awaitable[dict[str, Any] | None]]
+Precheck = Callable[[Any, AgentSettings], None]
+"""A rule over a task's validated params and the agent's settings, checked before the task runs; raises
+`ParamsInvalid` (see agent/tasks/prechecks.py)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class HandlerSpec(Generic[P]):
     params_model: type[P]
     handler: HandlerFn[P]
     summary: str = ""
+    precheck: Precheck | None = None
+    """Checked with the validated params and the settings before the handler runs (`check_task`)."""
 
 
 def handler(task_type: TaskType, params_model: type[P], summary: str = "") -> Callable[[HandlerFn[P]], HandlerSpec[P]]:

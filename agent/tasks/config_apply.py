@@ -40,6 +40,7 @@ from agent.chain.seiconfig import (
     validate,
     write_patches,
 )
+from agent.chain.seiconfig.known import unknown_keys_on_disk
 from agent.io.toml import load_toml_document, spelling_duplicates
 from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.node import ConfigApplyParams, ConfigReloadParams, ConfigValidateParams
@@ -128,7 +129,8 @@ def _spelling_duplicates(home: Path) -> list[Diagnostic]:
 
 def _validate(home: Path) -> dict[str, Any]:
     loaded = load_config(home)
-    report = validate(loaded.config, extra=[*loaded.diagnostics, *_spelling_duplicates(home)])
+    unknown = unknown_keys_on_disk(home / "config")
+    report = validate(loaded.config, extra=[*loaded.diagnostics, *_spelling_duplicates(home), *unknown])
     _refuse_invalid(report)
     return report.result()
 

@@ -8,7 +8,9 @@ file names to `config/` unsanitised):
 - each file is replaced atomically and keeps its mode; an unchanged file is not written at all;
 - keys are written exactly as given, unless `matchKeySpelling` asks to reuse the file's hyphen/underscore spelling
   (sei-tendermint writes `persistent-peers`, CometBFT `persistent_peers`; a key in the other spelling would be a
-  second, ignored key).
+  second, ignored key);
+- a key seid does not read from config.toml, app.toml or client.toml (`agent.chain.seiconfig.known`) is a WARNING
+  diagnostic naming the nearest known keys, or with `strict` a `ParamsInvalid` before anything is written.
 
 Writes to several files are not one transaction: if the disk fails between two files, the first stays patched.
 Merge patches are idempotent, so running the task again finishes the job. No done-marker: like the seed's, the task
@@ -22,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.chain.seiconfig.known import JUDGED_FILES, unknown_keys
+from agent.chain.seiconfig.validate import Diagnostic
 from agent.io.files import contained_path
 from agent.io.toml import TomlEdit, prepare_toml_patch
 from agent.models import ParamsInvalid, TaskType
@@ -44,14 +48,34 @@ def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]], match_spe
     return edits
 
 
+def _unknown_keys(
+    config_dir: Path, files: Mapping[str, Mapping[str, Any]], edits: list[TomlEdit], match_spelling: bool
+) -> list[Diagnostic]:
+    """A WARNING per patched key seid does not read (only config.toml, app.toml and client.toml are judged)."""
+    found: list[Diagnostic] = []
+    top = config_dir.resolve()
+    for patch, edit in zip(files.values(), edits, strict=True):
+        if edit.target.parent == top and edit.target.name in JUDGED_FILES:
+            found.extend(unknown_keys(edit.target.name, patch, loose=match_spelling))
+    return found
+
+
 def apply_config_patches(
-    config_dir: Path, files: Mapping[str, Mapping[str, Any]], *, match_spelling: bool = False
-) -> dict[str, list[str]]:
-    """Validate and compute every patch, then write the files that change. Returns the names changed/unchanged."""
+    config_dir: Path, files: Mapping[str, Mapping[str, Any]], *, match_spelling: bool = False, strict: bool = False
+) -> dict[str, Any]:
+    """Validate and compute every patch, then write the files that change. Returns the names changed/unchanged and
+    the diagnostics (keys seid does not read); with `strict` such a key is a `ParamsInvalid` and nothing is written."""
     edits = _prepare(config_dir, files, match_spelling)
-    result: dict[str, list[str]] = {"changed": [], "unchanged": []}
+    diagnostics = _unknown_keys(config_dir, files, edits, match_spelling)
+    if strict and diagnostics:
+        raise ParamsInvalid(
+            "params.files: " + "; ".join(item.message for item in diagnostics),
+            hint="nothing was written; spell the keys as seid does, or drop strict to write them anyway",
+        )
+    result: dict[str, Any] = {"changed": [], "unchanged": []}
     for name, edit in zip(files, edits, strict=True):
         result["changed" if edit.write() else "unchanged"].append(name)
+    result["diagnostics"] = [item.model_dump() for item in diagnostics]
     return result
 
 
@@ -59,8 +83,14 @@ def apply_config_patches(
 async def config_patch(params: ConfigPatchParams, ctx: TaskContext) -> dict[str, Any]:
     """Merge-patch TOML files in config/ (RFC 7386), preserving comments, layout and value types."""
     result = await asyncio.to_thread(
-        apply_config_patches, ctx.home / "config", params.files, match_spelling=params.match_key_spelling
+        apply_config_patches,
+        ctx.home / "config",
+        params.files,
+        match_spelling=params.match_key_spelling,
+        strict=params.strict,
     )
+    for item in result["diagnostics"]:
+        ctx.log.warning("config-patch: %s", item["message"])
     ctx.log.info("config-patch: changed %s, unchanged %s", result["changed"], result["unchanged"])
     return result
 

@@ -4,6 +4,7 @@ did-you-mean, recursive directories and `local --check`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.logs import JsonFormatter, TextFormatter
 from agent.cli.main import main
 from tests.cli.test_local import REPO, manifest, new_home, write_plan
 
@@ -43,14 +45,14 @@ def test_global_options_are_accepted_before_and_after_the_command(
     argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configured: list[tuple[str, str]] = []
-    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt: configured.append((level, fmt)))
+    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt, **_: configured.append((level, fmt)))
     assert main(argv) == 0
     assert configured == [("DEBUG", "json")]
 
 
 def test_an_option_before_the_command_is_not_erased_by_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     configured: list[tuple[str, str]] = []
-    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt: configured.append((level, fmt)))
+    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt, **_: configured.append((level, fmt)))
     assert main(["--log-level", "error", "version"]) == 0
     assert configured == [("ERROR", "text")]
 
@@ -234,3 +236,116 @@ def test_seictl_serve_refuses_a_bad_variable_naming_it_without_a_traceback(
     assert f"{variable}={value!r}: " in err and reason in err
     assert "Traceback" not in err
     assert list(home.iterdir()) == []  # nothing opened, nothing served
+
+
+def _failing_plan(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-task plan that fails when it runs (config-validate on a home without config files), and its home."""
+    manifest = {
+        "apiVersion": "sei.io/v1alpha1",
+        "kind": "NodeTask",
+        "metadata": {"name": "validate", "namespace": "sei"},
+        "spec": {"targetPod": "node-0", "type": "config-validate", "params": {}},
+    }
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps(manifest))
+    home = tmp_path / "home"
+    home.mkdir()
+    return plan, home
+
+
+@pytest.mark.slow
+def test_nodetask_log_format_json_writes_each_transition_as_a_json_line_with_the_nodetask(tmp_path: Path) -> None:
+    plan, home = _failing_plan(tmp_path)
+    env = {**os.environ, "NODETASK_LOG_FORMAT": "JSON"}
+    finished = cli("local", str(plan), "--home", str(home), "--log-level", "INFO", env=env)
+    assert finished.returncode == 1, finished.stderr
+    lines = [json.loads(line) for line in finished.stderr.splitlines()]  # every line is JSON
+    transitions = [line for line in lines if line["logger"] == "agent.engine.transitions"]
+    assert [line["event"] for line in transitions] == ["accepted", "started", "failed"]
+    failed = transitions[-1]
+    assert failed["level"] == "WARNING" and failed["reason"] == "ConfigMissing"
+    assert (failed["namespace"], failed["name"], failed["type"], failed["run"]) == (
+        "sei",
+        "validate",
+        "config-validate",
+        1,
+    )
+    assert failed["task_id"] and failed["message"].startswith("task failed (ConfigMissing): ")
+
+
+@pytest.mark.slow
+def test_local_prints_transitions_itself_and_logs_them_only_with_an_explicit_level(tmp_path: Path) -> None:
+    plan, home = _failing_plan(tmp_path)
+    finished = cli("local", str(plan), "--home", str(home))
+    assert finished.returncode == 1
+    assert "Failed" in finished.stdout and "reason=ConfigMissing" in finished.stdout
+    assert "task failed" not in finished.stderr
+
+
+def test_a_bad_nodetask_log_format_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NODETASK_LOG_FORMAT", "xml")
+    assert main(["version"]) == 2
+    assert "NODETASK_LOG_FORMAT='xml'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [(["version"], "json"), (["--log-format", "text", "version"], "text")])
+def test_the_log_format_flag_wins_over_nodetask_log_format(
+    argv: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODETASK_LOG_FORMAT", "json")
+    configured: list[str] = []
+    monkeypatch.setattr("agent.cli.main.configure_logging", lambda level, fmt, **_: configured.append(fmt))
+    assert main(argv) == 0
+    assert configured == [expected]
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_task_record_carries_its_fields_in_either_format(log_format: str) -> None:
+    record = logging.LogRecord("agent.task.x", logging.INFO, __file__, 1, "hello", None, None)
+    for attribute, value in {"task_id": "t-1", "namespace": "sei", "resource_name": "n-1", "reason": ""}.items():
+        setattr(record, attribute, value)
+    if log_format == "json":
+        entry = json.loads(JsonFormatter().format(record))
+        assert {key: entry[key] for key in ("message", "task_id", "namespace", "name")} == {
+            "message": "hello",
+            "task_id": "t-1",
+            "namespace": "sei",
+            "name": "n-1",
+        }
+        assert "reason" not in entry  # empty fields are left out
+    else:
+        assert TextFormatter().format(record).endswith("agent.task.x: hello task_id=t-1 namespace=sei name=n-1")
+
+
+def _upload_plan(tmp_path: Path) -> Path:
+    plan = tmp_path / "upload.yaml"
+    plan.write_text(manifest("upload", "upload-genesis-artifacts", {"nodeName": "node-0"}))
+    return plan
+
+
+@pytest.mark.parametrize(
+    ("env_file", "code", "expected"),
+    [
+        (None, 2, "params.bucket: not given, and SEI_GENESIS_BUCKET is not set"),
+        ("# the pod's environment\nexport SEI_GENESIS_BUCKET='genesis'\n\nSEI_CHAIN_ID=test-1\n", 0, "1 task(s) valid"),
+        ("SEI_GENESIS_BUCKET\n", 2, ":1: expected NAME=VALUE, got 'SEI_GENESIS_BUCKET'"),
+    ],
+)
+def test_local_check_applies_the_prechecks_under_the_env_files_settings(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env_file: str | None,
+    code: int,
+    expected: str,
+) -> None:
+    monkeypatch.delenv("SEI_GENESIS_BUCKET", raising=False)
+    argv = ["local", "--check", str(_upload_plan(tmp_path))]
+    if env_file is not None:
+        (tmp_path / "pod.env").write_text(env_file)
+        argv += ["--env-file", str(tmp_path / "pod.env")]
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert expected in captured.out + captured.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.local import Reporter
 from agent.cli.main import main
+from agent.engine import EventKind, TaskEvent
+from agent.models import Progress, TaskResult, TaskStatus
 from agent.store import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,3 +255,55 @@ def test_run_without_pod_identity_refuses_to_start(
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
     assert main(["run", "--home", str(tmp_path)]) == 2
     assert "POD_NAME" in capsys.readouterr().err
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def progress_event(task_id: str, message: str, current: float = 5) -> TaskEvent:
+    row = TaskResult(
+        id=task_id,
+        type="await-condition",
+        status=TaskStatus.RUNNING,
+        progress=Progress(current=current, total=10, unit="blocks", message=message),
+    )
+    return TaskEvent(EventKind.PROGRESS, row)
+
+
+def test_progress_is_printed_when_it_changes_and_a_repeat_only_after_the_repeat_interval() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    reporter = Reporter(out, 1, clock=clock, tty=False)
+    reporter.current["t"] = "[1/1] wait (await-condition)"
+    for second in range(60):  # one identical report a second, as await-condition makes on a node that is down
+        clock.now = float(second)
+        reporter.on_event(progress_event("t", "waiting for the node's RPC: connection refused"))
+    assert len(out.getvalue().splitlines()) == 2  # at 0 s and at the repeat interval (30 s)
+    clock.now = 60.0
+    reporter.on_event(progress_event("t", "catching up", current=6))  # changed: printed at once
+    clock.now = 61.0
+    reporter.on_event(progress_event("t", "catching up", current=7))  # changed, but within the interval
+    clock.now = 60.0 + Reporter.PROGRESS_INTERVAL
+    reporter.on_event(progress_event("t", "catching up", current=8))
+    lines = out.getvalue().splitlines()
+    assert lines[2:] == ["[1/1] wait (await-condition): 6/10 blocks (60.0%) catching up", lines[3]]
+    assert lines[3].startswith("[1/1] wait (await-condition): 8/10 blocks")
+
+
+def test_on_a_terminal_progress_rewrites_one_line_and_the_next_line_replaces_it() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    reporter = Reporter(out, 1, clock=clock, tty=True)
+    reporter.current["t"] = "[1/1] wait (await-condition)"
+    for current in (1, 2):
+        clock.now += Reporter.PROGRESS_INTERVAL
+        reporter.on_event(progress_event("t", "", current=current))
+    reporter.print("[1/1] wait (await-condition): Succeeded")
+    assert out.getvalue() == (
+        "\r[1/1] wait (await-condition): 1/10 blocks (10.0%)\x1b[K"
+        "\r[1/1] wait (await-condition): 2/10 blocks (20.0%)\x1b[K"
+        "\r\x1b[K[1/1] wait (await-condition): Succeeded\n"
+    )

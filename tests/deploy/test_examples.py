@@ -141,6 +141,7 @@ def test_agent_environment_is_what_its_settings_read(pod_spec: dict[str, Any]) -
     assert settings.store_path.is_relative_to(mounts["data"])
     assert settings.http_port == port
     assert settings.chain_id and settings.genesis_bucket and settings.snapshot_bucket
+    assert settings.log_format == "json"  # the example logs JSON lines with each task's NodeTask
 
 
 def test_every_agent_variable_is_one_the_agent_reads(pod_spec: dict[str, Any]) -> None:
@@ -153,6 +154,7 @@ def test_every_agent_variable_is_one_the_agent_reads(pod_spec: dict[str, Any]) -
             continue
         # A value unlike any default (the example's own may equal one: SEI_HOME=/sei, port 7777).
         probe = "4242" if item.get("value", "").isdigit() else "probe-value"
+        probe = {"NODETASK_LOG_FORMAT": "json"}.get(item["name"], probe)  # a choice: the one that is not default
         assert AgentSettings.from_env({item["name"]: probe}) != defaults, f"the agent ignores {item['name']}"
 
 

@@ -88,12 +88,13 @@ def test_chart_with_monitoring_passes_server_side_dry_run_against_the_monitoring
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ([], ["serviceAccountName: agents-nodetask-agent", "restartPolicy: Always", "(Deny): each pod's agent"]),
+        ([], ["serviceAccountName: agents-nodetask-agent", "restartPolicy: Always", "(Deny): each pod's agent",
+              '- name: NODETASK_LOG_FORMAT', 'value: "json"']),
         (
-            ["admissionPolicy.enabled=false", "serviceAccount.create=false", "serviceAccount.name=sei-node",
-             "metrics.service.enabled=true"],
+            ["logFormat=text", "admissionPolicy.enabled=false", "serviceAccount.create=false",
+             "serviceAccount.name=sei-node", "metrics.service.enabled=true"],
             ["serviceAccountName: sei-node", "(existing, not managed by this release)",
-             "WARNING: admissionPolicy.enabled=false", "Service agents-nodetask-agent-metrics"],
+             "WARNING: admissionPolicy.enabled=false", "Service agents-nodetask-agent-metrics", 'value: "text"'],
         ),
     ],
     ids=["defaults", "existing-account-no-policy"],

@@ -7,6 +7,7 @@ test); the readiness handlers are the real ones. Every test runs against a real 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -18,9 +19,11 @@ import pytest
 
 from agent.engine import Engine, EngineClosed, EventKind, TaskEvent
 from agent.engine.engine import RESUME_SPACING
+from agent.engine.transitions import LOG_FIELDS, TRANSITION_LOGGER
 from agent.models import (
     InvalidTaskID,
     Reason,
+    ResourceRef,
     RetryPolicy,
     Task,
     TaskError,
@@ -775,3 +778,76 @@ def test_submissions_from_other_threads_are_serialised_by_the_loop(
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
     store.close()
+
+
+# ------------------------------------------------------------------ transition log lines
+
+NODETASK = ResourceRef(namespace="sei", name="validator-0-work")
+
+
+def transition_lines(caplog: pytest.LogCaptureFixture, task_id: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == TRANSITION_LOGGER and getattr(record, "task_id", None) == task_id
+    ]
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {key: getattr(record, attribute) for attribute, key in LOG_FIELDS.items() if hasattr(record, attribute)}
+
+
+async def test_every_transition_of_a_nodetask_is_one_log_line_with_its_fields(
+    engine: Engine, work: Work, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, TRANSITION_LOGGER)
+    work.release.set()
+    await engine.wait(await engine.submit(task(source=NODETASK)))
+    lines = transition_lines(caplog, ID)
+    assert [record.getMessage() for record in lines] == ["task accepted", "task started", "task succeeded"]
+    assert fields(lines[-1]) == {
+        "event": "succeeded",
+        "task_id": ID,
+        "type": WORK.value,
+        "run": 1,
+        "namespace": "sei",
+        "name": "validator-0-work",
+    }
+
+
+async def test_a_task_failing_params_invalid_before_its_handler_writes_its_failed_line(
+    engine: Engine, work: Work, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, TRANSITION_LOGGER)
+    await engine.wait(await engine.submit(task(TYPED, source=NODETASK, params={"height": "tall"})))
+    accepted, failed = transition_lines(caplog, ID)
+    assert fields(accepted)["event"] == "accepted"
+    assert failed.levelno == logging.WARNING
+    assert fields(failed) == {
+        "event": "failed",
+        "task_id": ID,
+        "type": TYPED.value,
+        "run": 1,
+        "reason": Reason.PARAMS_INVALID,
+        "namespace": "sei",
+        "name": "validator-0-work",
+    }
+    assert failed.getMessage().startswith("task failed (ParamsInvalid): ") and "height" in failed.getMessage()
+    assert work.started == []
+
+
+async def test_retrying_and_cancelled_are_logged_with_the_run_and_reason(
+    engine: Engine, work: Work, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, TRANSITION_LOGGER)
+    await engine.submit(task(params={"fail_times": 1}, retry=RetryPolicy(limit=1, backoff_seconds=0)))
+    await work.entered.wait()
+    work.release.set()
+    await wait_until(
+        lambda: any(fields(r)["event"] == "retrying" for r in transition_lines(caplog, ID)), what="the retrying line"
+    )
+    await engine.cancel(ID)
+    events = [fields(record) for record in transition_lines(caplog, ID)]
+    retrying = next(item for item in events if item["event"] == "retrying")
+    assert (retrying["run"], retrying["reason"]) == (2, "Planned")
+    assert events[-1]["event"] == "cancelled" and "namespace" not in events[-1]

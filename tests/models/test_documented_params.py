@@ -11,11 +11,11 @@ from typing import Any, get_args
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from agent.models import TaskType
-from agent.models.params.base import TaskParams, wire_name
+from agent.models.params.base import WIRE_CONTEXT, TaskParams, format_validation_error, wire_name
 from agent.models.params.genesis import ExportStateParams, UploadGenesisArtifactsParams
 from agent.models.params.node import DiscoverPeersParams
 from agent.models.resource import NodeTaskManifest
@@ -166,3 +166,49 @@ def test_a_deprecated_spelling_is_accepted_logged_and_never_mixed_with_the_new_o
     assert getattr(model.model_validate({**base, new: value}), attribute) == value
     with pytest.raises(ValueError, match=f"{old!r} is the deprecated spelling of {new!r}"):
         model.model_validate({**base, old: value, new: value})
+
+
+@pytest.mark.parametrize(
+    ("base", "python_name", "wire", "value"),
+    [
+        (SOURCES, "p2p_port", "p2pPort", 26666),
+        (SOURCES, "max_peers", "maxPeers", 3),
+        ({"sources": [{"type": "kubernetes", "label_selector": "app=sei"}]}, None, None, None),  # a nested model
+    ],
+)
+def test_a_python_field_name_from_the_wire_warns_and_is_refused_beside_the_wire_name(
+    base: dict[str, Any], python_name: str | None, wire: str | None, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="agent.params"):
+        params = DiscoverPeersParams.model_validate(
+            {**base, **({python_name: value} if python_name else {})}, context=WIRE_CONTEXT
+        )
+    name = python_name or "label_selector"
+    assert f"params field {name!r} is deprecated, spell it" in caplog.text
+    if python_name is not None:
+        assert getattr(params, python_name) == value
+        with pytest.raises(ValueError, match=f"{python_name!r} is the deprecated spelling of {wire!r}"):
+            DiscoverPeersParams.model_validate({**base, python_name: value, wire: value}, context=WIRE_CONTEXT)
+
+
+def test_code_may_build_params_by_python_name_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="agent.params"):
+        assert DiscoverPeersParams.model_validate({**SOURCES, "p2p_port": 26666}).p2p_port == 26666
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"addresses": ["x"]}, "params.sources[0]: 'type' is missing: one of static, ec2Tags, dns, kubernetes"),
+        (
+            {"type": "statik"},
+            "params.sources[0]: unknown type 'statik' (did you mean 'static'?): "
+            "one of static, ec2Tags, dns, kubernetes",
+        ),
+    ],
+)
+def test_a_discriminated_union_without_a_valid_type_lists_the_valid_types(source: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DiscoverPeersParams.model_validate({"sources": [source]})
+    assert format_validation_error(caught.value, model=DiscoverPeersParams) == message

@@ -390,7 +390,14 @@ async def test_trusted_header_mode_listens_on_loopback_only(guarded: tuple[str, 
 def test_original_task_types_map_onto_ours(
     tmp_path: Path, original: dict[str, Any], expected_type: str, expected_params: dict[str, Any] | None
 ) -> None:
-    settings = AgentSettings(home=tmp_path, snapshot_upload_interval_seconds=7200)
+    # buckets and chain ID from the settings, as the Go sidecar's pods set them (the tasks need them: prechecks)
+    settings = AgentSettings(
+        home=tmp_path,
+        snapshot_upload_interval_seconds=7200,
+        genesis_bucket="genesis",
+        snapshot_bucket="snapshots",
+        chain_id="test-1",
+    )
     store = SqliteStore(tmp_path / "store.db")
     try:
         task = parse_task_request(json.dumps(original).encode(), settings, Engine(default_registry(), store, settings))

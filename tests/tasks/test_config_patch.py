@@ -56,7 +56,7 @@ async def test_patches_several_files_changing_only_the_patched_lines(
             }
         },
     )
-    assert result == {"changed": ["config.toml", "app.toml"], "unchanged": []}
+    assert result == {"changed": ["config.toml", "app.toml"], "unchanged": [], "diagnostics": []}
     assert (config_dir / "config.toml").read_text() == CONFIG_TOML.replace(
         'persistent-peers = ""', 'persistent-peers = "abc@10.0.0.1:26656"'
     ).replace("size = 5000", "size = 10000")
@@ -87,13 +87,17 @@ async def test_second_identical_run_reports_unchanged_and_writes_nothing(
     params = {"files": {"config.toml": {"mempool": {"size": 1}}}}
     await run_handler(TaskType.CONFIG_PATCH, params)
     inode = (config_dir / "config.toml").stat().st_ino
-    assert await run_handler(TaskType.CONFIG_PATCH, params) == {"changed": [], "unchanged": ["config.toml"]}
+    assert await run_handler(TaskType.CONFIG_PATCH, params) == {
+        "changed": [],
+        "unchanged": ["config.toml"],
+        "diagnostics": [],
+    }
     assert (config_dir / "config.toml").stat().st_ino == inode
 
 
 async def test_missing_file_is_created_with_mode_0644(run_handler: HandlerRunner, config_dir: Path) -> None:
     result = await run_handler(TaskType.CONFIG_PATCH, {"files": {"client.toml": {"chain-id": "sei-test"}}})
-    assert result == {"changed": ["client.toml"], "unchanged": []}
+    assert result == {"changed": ["client.toml"], "unchanged": [], "diagnostics": []}
     assert (config_dir / "client.toml").read_text() == 'chain-id = "sei-test"\n'
     assert (config_dir / "client.toml").stat().st_mode & 0o777 == 0o644
 
@@ -228,3 +232,42 @@ async def test_a_key_the_file_spells_differently_is_refused_by_default(
 async def test_a_new_key_is_written_exactly_as_given_by_default(run_handler: HandlerRunner, config_dir: Path) -> None:
     await run_handler(TaskType.CONFIG_PATCH, {"files": {"config.toml": {"p2p": {"brand_new_key": 1}}}})
     assert "brand_new_key = 1" in (config_dir / "config.toml").read_text()
+
+
+async def test_a_key_seid_does_not_read_is_written_with_a_warning_naming_the_nearest_key(
+    run_handler: HandlerRunner, config_dir: Path
+) -> None:
+    result = await run_handler(
+        TaskType.CONFIG_PATCH, {"files": {"config.toml": {"p2p": {"max-num-inbound-peers": 40}}}}
+    )
+    assert result["changed"] == ["config.toml"]
+    [diagnostic] = result["diagnostics"]
+    assert diagnostic["severity"] == "WARNING" and diagnostic["field"] == "config.toml:p2p.max-num-inbound-peers"
+    assert "nearest known: p2p." in diagnostic["message"]
+    assert "max-num-inbound-peers = 40" in (config_dir / "config.toml").read_text()
+
+
+async def test_strict_refuses_a_key_seid_does_not_read_before_writing_any_file(
+    run_handler: HandlerRunner, config_dir: Path
+) -> None:
+    before = snapshot(config_dir)
+    params = {
+        "strict": True,
+        "files": {"app.toml": {"api": {"enable": True}}, "config.toml": {"mempool": {"sise": 1}}},
+    }
+    with pytest.raises(ParamsInvalid, match=r"config\.toml: mempool\.sise is not a key seid reads.*mempool\.size"):
+        await run_handler(TaskType.CONFIG_PATCH, params)
+    assert snapshot(config_dir) == before
+
+
+@pytest.mark.parametrize("match", [True, False])
+async def test_strict_accepts_known_keys_and_other_spellings_only_when_they_are_matched(
+    run_handler: HandlerRunner, config_dir: Path, match: bool
+) -> None:
+    params = {"strict": True, "matchKeySpelling": match, "files": {"config.toml": {"mempool": {"cache_size": 7}}}}
+    if match:
+        assert (await run_handler(TaskType.CONFIG_PATCH, params))["diagnostics"] == []
+        assert "cache-size = 7" in (config_dir / "config.toml").read_text()
+    else:
+        with pytest.raises(ParamsInvalid, match=r"mempool\.cache_size.*nearest known: mempool\.cache-size"):
+            await run_handler(TaskType.CONFIG_PATCH, params)

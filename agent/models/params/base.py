@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Annotated, Any, ClassVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from ..errors import did_you_mean
 
@@ -36,7 +36,9 @@ class TaskParams(BaseModel):
 
     `deprecated_names` maps an old wire name to its current one. While the API is `v1alpha1`, a renamed field keeps
     accepting its old spelling (logged as deprecated; giving both spellings is an error); the old spelling goes away
-    with the next API version.
+    with the next API version. Params from the wire (validated with `WIRE_CONTEXT`: the engine, hence the NodeTask,
+    HTTP and local paths) are treated the same way when they use a field's Python name (`p2p_port` for `p2pPort`):
+    accepted, logged as deprecated, and refused beside the wire name, so no field has a silent second spelling.
     """
 
     model_config = ConfigDict(alias_generator=wire_name, populate_by_name=True, extra="forbid", frozen=True)
@@ -45,11 +47,16 @@ class TaskParams(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _accept_deprecated_names(cls, data: Any) -> Any:
-        if not cls.deprecated_names or not isinstance(data, dict):
+    def _accept_deprecated_names(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        old_names = dict(cls.deprecated_names)
+        if isinstance(info.context, dict) and info.context.get("wire"):
+            old_names.update(cls._python_names())
+        if not old_names:
             return data
         renamed = dict(data)
-        for old, new in cls.deprecated_names.items():
+        for old, new in old_names.items():
             if old not in renamed:
                 continue
             if new in renamed:
@@ -57,6 +64,15 @@ class TaskParams(BaseModel):
             renamed[new] = renamed.pop(old)
             _log.warning("params field %r is deprecated, spell it %r (accepted until the next API version)", old, new)
         return renamed
+
+    @classmethod
+    def _python_names(cls) -> dict[str, str]:
+        """Python field name -> wire name, for the fields whose two names differ (`p2p_port` -> `p2pPort`)."""
+        return {name: info.alias for name, info in cls.model_fields.items() if info.alias and info.alias != name}
+
+
+WIRE_CONTEXT = {"wire": True}
+"""Validation context of params that came from outside (a NodeTask, the HTTP API, a manifest): see `TaskParams`."""
 
 
 def check_chain_id(value: str) -> str:
@@ -97,8 +113,34 @@ def format_validation_error(
                 message += did_you_mean(str(problem["loc"][-1]), field_names_at(model, problem["loc"][:-1]))
         elif problem["type"] == "missing":
             message = "required field is missing"
+        elif problem["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            message = _union_tag_message(problem, model)
         lines.append(f"{path}: {message}")
     return "; ".join(lines)
+
+
+def _union_tag_message(problem: Any, model: type[BaseModel] | None) -> str:
+    """A discriminated union's missing or unknown `type`, with the valid types (not pydantic's "Unable to extract
+    tag using discriminator")."""
+    tags = union_tags_at(model, problem["loc"]) if model is not None else []
+    if not tags:  # the location did not resolve: pydantic's own list
+        tags = [tag.strip().strip("'") for tag in str(problem.get("ctx", {}).get("expected_tags", "")).split(",")]
+        tags = [tag for tag in tags if tag]
+    valid = f"one of {', '.join(tags)}" if tags else "see the task's docs"
+    if problem["type"] == "union_tag_not_found":
+        return f"'type' is missing: {valid}"
+    given = problem.get("ctx", {}).get("tag", "")
+    return f"unknown type {given!r}{did_you_mean(str(given), set(tags))}: {valid}"
+
+
+def union_tags_at(model: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
+    """The `type` values of the variants of the discriminated union at `location` inside `model`, in order."""
+    tags: list[str] = []
+    for variant in models_at(model, location):
+        field = variant.model_fields.get("type")
+        if field is not None:
+            tags += [tag for tag in get_args(field.annotation) if isinstance(tag, str) and tag not in tags]
+    return tags
 
 
 def field_names_at(model: type[BaseModel], location: tuple[int | str, ...]) -> set[str]:
@@ -107,6 +149,11 @@ def field_names_at(model: type[BaseModel], location: tuple[int | str, ...]) -> s
     List indexes are skipped, and a part naming a `type`-tagged variant (pydantic puts the tag in the location of a
     discriminated union's error) selects that variant; an unresolvable location gives no names.
     """
+    return {info.alias or name for current in models_at(model, location) for name, info in current.model_fields.items()}
+
+
+def models_at(model: type[BaseModel], location: tuple[int | str, ...]) -> list[type[BaseModel]]:
+    """The models the object at `location` inside `model` may be (several for a union); see `field_names_at`."""
     models = [model]
     for part in location:
         if isinstance(part, int):
@@ -122,7 +169,7 @@ def field_names_at(model: type[BaseModel], location: tuple[int | str, ...]) -> s
             elif "type" in current.model_fields and part in get_args(current.model_fields["type"].annotation):
                 following.append(current)
         models = following
-    return {info.alias or name for current in models for name, info in current.model_fields.items()}
+    return models
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

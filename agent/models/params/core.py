@@ -28,6 +28,11 @@ class ConfigPatchParams(TaskParams):
         description="Write each key with the '-' or '_' spelling the file already uses (persistent_peers lands on an "
         "existing persistent-peers); off by default, so keys are written exactly as given.",
     )
+    strict: bool = Field(
+        default=False,
+        description="Refuse (ParamsInvalid, nothing written) a key seid does not read from config.toml, app.toml or "
+        "client.toml; by default such a key is written and reported as a WARNING diagnostic.",
+    )
 
     @field_validator("files")
     @classmethod
