@@ -64,6 +64,8 @@ def start_node_standin(
     (directory / "start").write_text(_PROGRAM)
     extra = [] if listen_port is None else [str(listen_port)]
     return _started([str(link), "start", behaviour, *extra], name, cwd=directory)
+
+
 _REPLAYER = """#!{python}
 import json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
