@@ -23,7 +23,8 @@ import pytest
 
 from agent.models.limits import allow_deep_json
 from agent.models.resource import API_GROUP, API_VERSION, KIND, TARGET_POD_LABEL
-from tests.operator.agents import AgentFactory, AgentPod, wait_for
+from tests.fixtures.waiting import poll_until
+from tests.operator.agents import AgentFactory, AgentPod
 from tests.operator.handlers import GATE_TYPE
 from tests.operator.kit import kubectl_wait, nodetask, status_of, wait_phase
 
@@ -144,7 +145,7 @@ def test_a_forged_terminal_status_on_a_running_task_is_written_over_never_ttl_de
     assert code == 200 and row["phase"] == "Running"
 
     pod.release("busy")  # its own outcome, and only that, times the TTL deletion
-    wait_for(lambda: gone(pod, "busy"), 30, "the NodeTask to be deleted after its real outcome")
+    poll_until(lambda: gone(pod, "busy"), timeout=30, what="the NodeTask to be deleted after its real outcome")
     assert (pod.home / "gate.log").read_text().count("start busy") == 1
     code, row = pod.http(f"/v0/tasks/{running['taskId']}")
     assert code == 200 and row["phase"] == "Succeeded"
