@@ -13,8 +13,8 @@ Node ID = lowercase hex of SHA-256(public key)[:20]; validator address = the sam
 Rules that protect a validator worth real money:
 - Key files are written with `write_once`: an existing key is never replaced, not even a corrupt one (loading it
   fails with a `TaskError` naming the file, and the file is left as it is).
-- Loading validates everything: 64-byte value, public half derived from the seed, `id` / `address` / `pub_key`
-  consistent with the key. A node ID is always derived from the key bytes, never taken from the `id` field.
+- Loading validates everything: 64-byte value, public half derived from the 32-byte private seed, `id` / `address`
+  / `pub_key` consistent with the key. A node ID is always derived from the key bytes, never taken from the `id` field.
 - `priv_validator_state.json` is never overwritten, and is never created next to a validator key that already exists
   (a fresh height-0 state for a key that may have signed removes double-sign protection). A new validator gets its
   state file *before* its key, so a run interrupted between the two completes on the next run.

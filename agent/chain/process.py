@@ -1,14 +1,13 @@
 """Finding and stopping a process by name through `/proc` (Linux only).
 
 In the pod, seid runs in another container; with `shareProcessNamespace: true` the agent sees it in `/proc` and may
-signal it. Differences from the seed's scan:
+signal it. How the scan stays safe:
 
-- PIDs are scanned in numeric order (the seed used lexical order, so PID 10 came before PID 9); the agent's own PID
-  and zombies are skipped.
+- PIDs are scanned in numeric order (PID 9 before PID 10); the agent's own PID and zombies are skipped.
 - A process is identified by PID *and* start time (`/proc/<pid>/stat` field 22), so a PID reused by another process
   while we wait is never signalled by mistake.
-- After SIGKILL the helper waits (briefly) for the process to be gone instead of returning at once, and a zombie
-  counts as gone (it no longer runs; reaping it is its parent's job).
+- After SIGKILL the helper waits (briefly) for the process to be gone, so a caller never reports a stop too early,
+  and a zombie counts as gone (it no longer runs; reaping it is its parent's job).
 - A signal goes through a pidfd opened *before* the last identity check, so the process checked is the process
   signalled even if the PID is reused in between. With `identity`, that check also requires the process to be
   `<name> <subcommand>` (argv and the kernel's `comm`), whatever the caller was told by a record on disk.

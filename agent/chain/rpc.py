@@ -25,8 +25,8 @@ What reaches an error message of the node's JSON-RPC error is its code through a
 (`rpc_code`, `rpc_data`) for callers that classify them ("not found", "already exists in cache"); they are not
 shown anywhere. For a non-200 answer only the status code and its standard phrase are shown.
 
-Every call has its own timeout: the client's default (`timeout=`, 10 s) or the call's `seconds=` (the seed used 500 ms
-for await polling, 5 s for node-ID queries, 10 s elsewhere). It is a parameter rather than the caller's own
+Every call has its own timeout: the client's default (`timeout=`, 10 s) or the call's `seconds=` (shorter for quick
+polls and node-ID queries). It is a parameter rather than the caller's own
 `asyncio.timeout` so that the error names the endpoint and path that did not answer.
 
 Every failure is an `RpcError` (a `TaskError`) whose message names the endpoint, the path and the cause: connection
@@ -75,7 +75,7 @@ __all__ = [
 
 DEFAULT_RPC_PORT = 26657
 DEFAULT_TIMEOUT = 10.0
-"""Seconds per call unless the caller says otherwise (the seed's general RPC timeout)."""
+"""Seconds per call unless the caller says otherwise."""
 MAX_BODY_BYTES = 256 * 1024 * 1024
 """A body larger than this is refused rather than held in memory (mainnet block_results are a few MiB)."""
 
@@ -136,7 +136,7 @@ class RpcError(TaskError):
 def normalize_endpoint(address: str, *, default_port: int = DEFAULT_RPC_PORT) -> str:
     """`http(s)://host:port` for an RPC address written as a URL, `tcp://host:port`, `host:port` or a bare host.
 
-    A bare `host:443` means https (witnesses behind a TLS load balancer, the seed's later fix). Raises `ValueError`
+    A bare `host:443` means https (witnesses behind a TLS load balancer). Raises `ValueError`
     naming the address when it has no host, a bad port, or a scheme other than http, https or tcp.
     """
     text = address.strip().rstrip("/")

@@ -22,12 +22,12 @@ Rules (docs/design.md section 4), each covered by `tests/engine/`:
 - The retry policy re-runs failures automatically (`run + 1`, backoff between runs), except failures that cannot be
   helped by running again: `ParamsInvalid` and `Superseded`. While a retry is pending the row stays `running`.
 - `cancel` stops the handler and stores `cancelled`; `remove` stops it and deletes the row. A stopped run never
-  writes again, so a removed task is never resurrected (the seed's DELETE bug).
+  writes again, so a removed task is never resurrected.
 - `shutdown` cancels every handler and leaves their rows `running`; `recover` on the next start runs them again with
   `resumes + 1` (handlers are idempotent). Holds first: stale `mark-not-ready` rows run to completion before anything
   else, and a stale `mark-ready` older than the newest completed hold is failed as `Superseded` instead of run.
 - Readiness: only a successful `mark-ready` sets it and only a successful `mark-not-ready` clears it; at start-up it
-  is restored from the newest completed of the two in the store (the seed lost it on every restart).
+  is restored from the newest completed of the two in the store, so a restart never strands seid at the gate.
 - Handlers report progress through their `TaskContext`; listeners get at most one progress event per task per
   `progress_interval`, and `get` always shows the latest report.
 

@@ -17,7 +17,7 @@ who renames it into place only after everything (including checksums) succeeded.
 extraction with `ArchiveUnsafe` naming the member:
 
 - names must be relative and must not contain `..`; a leading `./` is dropped and the root entry `.` is ignored;
-  hidden files (`.foo`) are allowed (the seed rejected them by accident, because it tested `rel.startswith(".")`);
+  hidden files (`.foo`) are allowed (only `..` components are dangerous, not a leading dot);
 - nothing is ever written *through* a symlink: every parent of a member must be a real directory;
 - symlinks must be relative, may use `..` only as leading components, and must stay inside the destination
   (so no chain of links can lead out of it);

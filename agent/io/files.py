@@ -146,7 +146,7 @@ def contained_path(base: Path, relative: str, *, field: str) -> Path:
 def marker_path(home: Path, name: str) -> Path:
     """The done-marker `<home>/.sei-sidecar-<name>-done`.
 
-    The seed's names are kept on purpose: a node whose home was prepared by the Go sidecar is recognised as done and
+    These are the Go sidecar's names, on purpose: a node whose home the Go sidecar prepared is recognised as done and
     not, for example, restored from a snapshot a second time.
     """
     return home / f".sei-sidecar-{name}-done"

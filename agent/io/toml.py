@@ -1,10 +1,10 @@
 """TOML merge-patch that keeps a file's comments and layout: the one TOML mechanism every task uses.
 
-The seed re-encoded the whole file through a generic map (comments lost, keys sorted, integers from JSON written as
-`5000.0`). Here the file is edited in place with tomlkit:
+The file is edited in place with tomlkit, never re-encoded through a generic map (which would lose comments, sort
+keys and write integers from JSON as `5000.0`):
 
 - `merge_patch(target, patch)` applies an RFC 7386 JSON merge patch to a tomlkit document or table: `None` deletes a
-  key, a mapping merges into an existing table recursively, anything else replaces the value. Unlike the seed, a new
+  key, a mapping merges into an existing table recursively, anything else replaces the value. A new
   subtree is built by merging into an empty table, so nulls inside it are dropped (strict RFC 7386); a `{"a": null}`
   patch for a table that does not exist yet creates the empty table `[a]`, exactly as RFC 7386 yields `{"a": {}}`.
   Arrays are values: they replace the old value whole, and may not contain nulls.

@@ -57,7 +57,7 @@ class TaskRejected(TaskError):
 
 
 class InvalidTaskID(TaskRejected):
-    """The seed's `ErrInvalidTaskID`: a task ID that is not a UUID."""
+    """A task ID that is not a UUID (the Go sidecar's `ErrInvalidTaskID`, for clients that match on it)."""
 
     def __init__(self, task_id: str):
         super().__init__(

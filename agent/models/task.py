@@ -20,9 +20,9 @@ _CANONICAL = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA
 def normalize_task_id(task_id: str) -> str:
     """Canonical lowercase form of a task ID, or `InvalidTaskID`.
 
-    Accepts the forms the seed accepted (google/uuid `Parse`): canonical 36 characters in any case, 32 bare hex digits,
-    the braced 38-character form and the `urn:uuid:` form. Unlike the seed, the ID is canonicalised, so upper- and
-    lowercase spellings of one UUID are one task.
+    Accepts the forms google/uuid `Parse` accepts (so every ID the Go sidecar took is taken): canonical 36 characters
+    in any case, 32 bare hex digits, the braced 38-character form and the `urn:uuid:` form. The ID is canonicalised, so
+    upper- and lowercase spellings of one UUID are one task.
     """
     text = task_id
     if len(text) == 45 and text[:9].lower() == "urn:uuid:":
@@ -41,13 +41,13 @@ def utcnow() -> datetime:
 def format_timestamp(moment: datetime) -> str:
     """Fixed-width RFC 3339 UTC text with microseconds, so lexical order is time order.
 
-    The seed trimmed trailing zeros (Go's RFC3339Nano), which sorts `...27Z` after `...27.1Z`; fixed width does not.
+    Trimmed trailing zeros (Go's RFC3339Nano) would sort `...27Z` after `...27.1Z`; fixed width does not.
     """
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse our fixed-width form and the seed's Go RFC3339Nano form (up to nanoseconds, trimmed zeros)."""
+    """Parse our fixed-width form and the Go sidecar's RFC3339Nano form (up to nanoseconds, trimmed zeros)."""
     match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", text.strip())
     if not match:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
@@ -104,7 +104,7 @@ class ResourceRef(CamelModel):
 
 
 class Task(CamelModel):
-    """A submission to the engine (the seed's Task plus the NodeTask spec's execution options)."""
+    """A submission to the engine: type, ID and params, plus the NodeTask spec's execution options."""
 
     id: str | None = None
     type: str

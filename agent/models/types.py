@@ -47,7 +47,7 @@ class TaskType(StrEnum):
 
 
 class TaskStatus(StrEnum):
-    """Status of a task row in the store (the seed's vocabulary plus `cancelled`)."""
+    """Status of a task row in the store (the Go sidecar's values, which its database holds, plus `cancelled`)."""
 
     RUNNING = "running"
     COMPLETED = "completed"

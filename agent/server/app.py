@@ -16,9 +16,9 @@ Without the seictl-compatible task API (`agent.server.seictl`) everything here i
 resources (or local manifests). With it, where the server listens follows `SEI_SIDECAR_AUTHN_MODE` (`AgentServer`):
 unset or `trusted-header` bind loopback only; only an explicit `unauthenticated` serves every interface, with a
 WARNING at start, the mode in `/v0/status`, and every mutating request logged with its peer (`audit_middleware`).
-The read views need no authentication, as in the seed's probe paths; nothing served is secret (handlers never return
-secrets, and values under secret-looking keys, and secret-shaped text such as URL passwords and presigned signatures,
-are masked anyway, see `public_task`).
+The read views need no authentication (kubelet probes and Prometheus must reach them); nothing served is secret
+(handlers never return secrets, and values under secret-looking keys, and secret-shaped text such as URL passwords and
+presigned signatures, are masked anyway, see `public_task`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class StoreInUse(StoreError):
 
 
 class Store(Protocol):
-    """Where the engine keeps every task's state (the seed's `ResultStore`). Every method is safe to call from any
+    """Where the engine keeps every task's state. Every method is safe to call from any
     thread; every failure is a `StoreError`."""
 
     def save(self, result: TaskResult) -> None:

@@ -16,7 +16,7 @@ The file may have been written by the Go sidecar (seictl) on the same PVC, so it
 | 6-9     | reserved         | room for later seictl steps; a file at any of them still gets step 10               |
 | 10      | this agent       | adds each of our columns that is missing (`resumes, reason, hint, retryable,        |
 |         |                  | started_at, timeout_seconds, retry_limit, retry_backoff_seconds, retry_nonce,       |
-|         |                  | source_*`), an index on `(type, submitted_at)`, and rewrites the seed's trimmed Go  |
+|         |                  | source_*`), an index on `(type, submitted_at)`, and rewrites Go's trimmed           |
 |         |                  | RFC3339Nano timestamps into our fixed-width form so text order is time order;       |
 |         |                  | a running Go `snapshot-upload` (an endless loop there) gets `intervalSeconds`       |
 
@@ -167,7 +167,7 @@ def _rows_with_foreign_timestamps(db: PeeweeDatabase) -> list[str]:
 def normalise_timestamps(db: PeeweeDatabase) -> None:
     """Rewrite timestamps that are not in our fixed-width form (the Go sidecar's trimmed RFC3339Nano) into it.
 
-    Part of step 10, and run on every open of a file already at our version as well: the seed's reference says a
+    Part of step 10, and run on every open of a file already at our version as well: a
     rolled-back Go sidecar can open our file, and the rows it writes carry its own format again. Only those rows are
     touched; timestamps that do not parse at all are left as they are and logged with their task IDs.
     """

@@ -1,13 +1,14 @@
 """The `task_results` table: its peewee model, and the conversion between a row and a `TaskResult`.
 
-The model is the single definition of the columns. Its field order is the seed's column order followed by ours, so a
-fresh file and a migrated Go file have the same table. The model is never bound to a database: each `SqliteStore`
+The model is the single definition of the columns. Its field order is the Go sidecar's column order followed by ours,
+so a fresh file and a migrated Go file have the same table. The model is never bound to a database: each `SqliteStore`
 renders queries from it against its own connection.
 
-Encoding (compatible with the seed, see the reference's section 2):
-- `params` is JSON text; no params is the JSON text `null` (as the seed wrote it). `result` is JSON text or SQL NULL.
+Encoding (compatible with the Go sidecar's database, so either can read the other's rows):
+- `params` is JSON text; no params is the JSON text `null` (as the Go sidecar writes it). `result` is JSON text or
+  SQL NULL.
 - Timestamps are fixed-width UTC text (`format_timestamp`: `2026-03-31T22:36:27.123400Z`), so text order is time
-  order; `parse_timestamp` also reads the seed's trimmed Go RFC3339Nano form.
+  order; `parse_timestamp` also reads the Go sidecar's trimmed RFC3339Nano form.
 - `retryable` is 0/1; `retry` is two columns; `source` is four columns, all NULL when the task has no resource.
 """
 
@@ -46,7 +47,7 @@ class PeeweeDatabase(Protocol):
 
 
 class TaskRow(peewee.Model):
-    """One task's row. Columns up to `result` are the seed's (v1-v4); the rest were added by our step 10."""
+    """One task's row. Columns up to `result` are the Go sidecar's (schema v1-v4); the rest are ours (step 10)."""
 
     id = peewee.TextField(primary_key=True)
     type = peewee.TextField()

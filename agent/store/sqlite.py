@@ -5,7 +5,7 @@ Where the file must live
     system. The store runs in WAL mode, which relies on POSIX advisory locks and on a shared-memory index (`-shm`,
     mmap-ed by every connection); network file systems implement neither reliably, so two writers (the agent and a
     `sqlite3` shell, or an old and a new pod during a rollout) can both believe they hold the write lock and corrupt
-    the database. The seed gave the same warning.
+    the database.
 
 Settings (applied on every connection peewee opens, and read back in the tests)
     `journal_mode=WAL` (readers and the writer do not block each other; set once after the schema-version check,
@@ -16,11 +16,11 @@ Settings (applied on every connection peewee opens, and read back in the tests)
 
 Threads and connections
     One store object holds one connection (`check_same_thread=False`, peewee with `thread_safe=False`, so peewee does
-    not open a new connection per thread) and serialises every call with a lock: as with the seed's
-    `SetMaxOpenConns(1)`. This is what makes `:memory:` work at all (each new connection to `:memory:` is a new, empty
-    database), it makes the check-and-insert of `insert` atomic between threads (and SQLite's write lock makes it
-    atomic between processes), and it costs nothing that matters at a node agent's rate of a few rows per second.
-    Every statement runs in autocommit; `save_many`, `prune` and each migration step run in a transaction.
+    not open a new connection per thread) and serialises every call with a lock. This is what makes `:memory:` work at
+    all (each new connection to `:memory:` is a new, empty database), it makes the check-and-insert of `insert` atomic
+    between threads (and SQLite's write lock makes it atomic between processes), and it costs nothing that matters at a
+    node agent's rate of a few rows per second. Every statement runs in autocommit; `save_many`, `prune` and each
+    migration step run in a transaction.
 
 Speed
     The engine calls the store on its event loop for every transition, so the hot statements (`save`, `insert`, `get`)

@@ -28,7 +28,7 @@ Precheck = Callable[[Any, AgentSettings], None]
 
 @dataclass(frozen=True)
 class HandlerSpec(Generic[P]):
-    """A registered task type: its params model and its handler (the seed's `TypedHandler`)."""
+    """A registered task type: its params model and its handler."""
 
     task_type: TaskType
     params_model: type[P]

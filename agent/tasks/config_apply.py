@@ -7,10 +7,10 @@ All three work on `agent.chain.seiconfig` (see docs/config-model.md):
   model. Without `incremental` every modelled key with a value is written; with it, only the overrides, the mode
   and version (when given or migrated) and the values a migration changes: every other line keeps its bytes (a key
   the model reads from one file is not written back to another) and a key the files do not have stays absent.
-  Unlike the seed, the files are never regenerated.
+  The files are never regenerated, so comments and hand-added keys survive.
 - config-validate reads both files and returns the diagnostics; it fails when there is an ERROR.
-- config-reload changes hot-reloadable keys only, and refuses every other key by name. Like the seed, it writes the
-  files and sends seid no signal: the keys marked hot-reloadable are those seid re-reads while running.
+- config-reload changes hot-reloadable keys only, and refuses every other key by name. It writes the files and sends
+  seid no signal: the keys marked hot-reloadable are those seid re-reads while running.
 
 Bad input fails before any file is read or written: an unknown key, a value of the wrong type, or (reload) a key
 that needs a restart is a `ParamsInvalid` naming it. A config with an ERROR diagnostic fails with reason

@@ -1,7 +1,6 @@
 """`config-patch`: merge-patch TOML files under `<home>/config/`, keeping their comments and layout.
 
-Improvements over the seed (which re-encoded each file, losing comments and turning `5000` into `5000.0`, and joined
-file names to `config/` unsanitised):
+Each file is edited in place (`agent.io.toml`), so comments, layout and value types survive, and:
 - every file name must stay inside `config/` (no `..`, absolute path or symlink out) and end in `.toml`;
 - all names are checked and all patches computed in memory before the first file is written, so a bad second file
   leaves the first untouched; two names for the same file are refused;
@@ -13,8 +12,8 @@ file names to `config/` unsanitised):
   diagnostic naming the nearest known keys, or with `strict` a `ParamsInvalid` before anything is written.
 
 Writes to several files are not one transaction: if the disk fails between two files, the first stays patched.
-Merge patches are idempotent, so running the task again finishes the job. No done-marker: like the seed's, the task
-is naturally idempotent and re-applies its patch on every run.
+Merge patches are idempotent, so running the task again finishes the job. No done-marker: the task is naturally
+idempotent and re-applies its patch on every run.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ steps, each idempotent, so a run interrupted anywhere completes on the next:
 1. create `config/` and `data/`;
 2. validator signing state, validator key, node key, each written once (`agent.chain.keys`): an existing key is
    loaded, never replaced; an existing validator key without its signing state is refused (double-sign risk);
-3. `config/config.toml`: when absent, a minimal commented default (the seed's EnsureDefaultConfig content, but with
-   `mode` at top level where seid reads it, not under a `[base]` table); then `moniker` is merge-patched in. Unlike
-   the seed, the file is never rewritten from a template, so peers, state-sync settings and comments survive;
+3. `config/config.toml`: when absent, a minimal commented default (with `mode` at top level, where seid reads
+   it); then `moniker` is merge-patched in. The file is never rewritten from a template, so peers, state-sync
+   settings and comments survive;
 4. `config/genesis.json`: when absent, a minimal genesis for `chainId` with sei-tendermint's default consensus
    params; when present it is kept, but one for a different chain fails the task;
 5. the `identity` done-marker, last.

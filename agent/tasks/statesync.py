@@ -16,7 +16,7 @@
    use-local-snapshot and, when given, trust-period and backfill-blocks: comments and the file's key spelling are
    kept. config.toml must exist (config-apply or generate-identity writes it). The marker is written last.
 
-Unlike the seed, a single witness is never duplicated to satisfy "two servers": one source cannot cross-check itself.
+A single witness is never duplicated to satisfy "two servers": one source cannot cross-check itself.
 """
 
 from __future__ import annotations
