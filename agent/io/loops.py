@@ -3,8 +3,8 @@
 Every long-lived background activity of the agent (status writer, Event recorder, heartbeat, resync, retention, the
 store's recovery probe) runs under `supervise` or `every`: an exception is logged with its traceback (at most once
 per `LogThrottle` interval for the same loop, with a count of the repeats) and the loop starts again after a capped
-exponential backoff. Only cancellation ends them. A loop that died for good used to leave the agent answering probes
-while doing nothing (the periodic resync caught only API errors).
+exponential backoff. Only cancellation ends them, so the agent never answers probes while a loop it
+needs is dead.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ Routes (only mounted when the mode is on; without it the mutating routes do not 
 Decisions where the original is loose or we are stricter (each documented in the migration guide):
 
 - The body is bounded (`MAX_BODY_BYTES`), unknown top-level fields are refused, and params are validated against the
-  type's model *before* anything is stored: a bad value is a 400 naming the field (the original accepted the task and
-  failed it later with a Go decoding error).
+  type's model *before* anything is stored: a bad value is a 400 naming the field, so a task that cannot run is
+  never accepted.
 - A failed task's ID re-submitted runs again with `run + 1` (within its own deadline), as in the original; running,
   completed and cancelled IDs are no-ops that answer 201 with the ID. An ID that belongs to a NodeTask is refused with
   409 naming it, as DELETE does: the resource drives its task.

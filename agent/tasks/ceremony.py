@@ -14,13 +14,13 @@ problem fails the task with a reason (`GentxInvalid`, `GentxMissingMemo`, `Dupli
 
 Then, in memory: missing accounts get `accountBalance` (and a non-empty supply grows to match), EVM associations are
 added when genesis has an `evm` module, `genutil.gen_txs` is replaced by the verified gentxs (canonical proto-JSON) in
-`nodes` order, and the genesis `validators` array is filled (the original left it empty, which broke state sync).
+`nodes` order, and the genesis `validators` array is filled (state sync needs it).
 The genesis is written atomically, `peers.json` is uploaded, then `genesis.json` (last: its presence tells the other
 pods that the ceremony is complete), then the done-marker. The result is `{"genesisHash": <sha256 hex of the
 uploaded bytes>}` plus counts. Every edit is idempotent, so a re-run after a crash produces the same genesis.
 
-Unlike the original, assembly does not write gentx files into the shared `config/gentx/` directory (the race of
-seictl #216) and does not rewrite `config.toml` (set-genesis-peers sets peers from `peers.json`).
+Assembly does not write gentx files into the shared `config/gentx/` directory (pods writing it at once would race)
+and does not rewrite `config.toml` (set-genesis-peers sets peers from `peers.json`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """`evm-logical-digest`: prove that a flatKV clone and a memIAVL snapshot hold the same logical EVM state at a height.
 
 - The program is agent configuration only: `SEI_SEIDB_BINARY` (`AgentSettings.seidb_binary`, default `seidb`,
-  looked up on PATH); the original's `seidbPath` param is refused (ParamsInvalid), as `seidBinary` is for
+  looked up on PATH); a `seidbPath` param is refused (ParamsInvalid), as `seidBinary` is for
   export-state. An absent program fails `BinaryNotFound` before anything runs.
 - `seidb evm-logical-digest --backend flatkv -d <flatkvDir> --height H` runs once, then `--backend memiavl -d
   <memiavlDir> --height H --memiavl-normalization <n>` once per normalization (`--memiavl-open-mode` only when the
   param is set). Relative directories are taken from the node's home.
 - stdout is parsed strictly, line by line (memory does not grow with the output): the `version:` lines (they must
   agree), one `bucket_digest=<hex>` on each of the `account`, `code`, `storage` and fourth-bucket lines, and
-  `FINAL_DIGEST ... digest=<hex>`. The fourth bucket is `legacy` for the original seictl and `misc` in the seidb built
+  `FINAL_DIGEST ... digest=<hex>`. The fourth bucket is `legacy` in seictl's seidb and `misc` in the seidb built
   from current sei-chain sources (tests/fixtures/seidb/); either is accepted and reported as `legacy`, both at once
   is an error. A malformed line of a kind looked for, or a missing one, fails `DigestOutputInvalid` naming it.
 - Both opened versions must equal the height (`... opened version X != requested height H`, `VersionMismatch`).
@@ -16,9 +16,9 @@
   with the usage text), else the tail of stderr, scrubbed and bounded (`scrub_output`). stderr is drained
   concurrently and only its tail and first `Error:` line are kept.
 - One gzip, 2-space-indented JSON object per normalization at `<prefix>endpoint-digest-<H>-<normalization>.json.gz`
-  in the original's shape (`height`, `normalization`, `flatkv_digest`, `memiavl_digest`, `per_bucket`, `match`,
+  in seictl's shape (`height`, `normalization`, `flatkv_digest`, `memiavl_digest`, `per_bucket`, `match`,
   `axes_proved`, `generated_at`). A digest mismatch still completes the task: the verdict is the object (and the
-  task's result, which the original did not have).
+  task's result).
 - Cancellation kills seidb's process group.
 """
 

@@ -22,8 +22,8 @@
 - Cancellation (task cancel, timeout, agent shutdown) kills seid's whole process group, then waits for the upload
   to abort before the handler returns.
 
-There is no done-marker (the original's node-wide marker made every later export, at any height, a silent no-op):
-the task ID already makes a completed export run once, and a resumed run simply exports again to the same key.
+There is no done-marker (a node-wide marker would make every later export, at any height, a silent no-op): the
+task ID already makes a completed export run once, and a resumed run simply exports again to the same key.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from the key in `config/node_key.json`, not from the file's `id` field), duplica
 file's order, is merge-patched into `[p2p]` of `config/config.toml` keeping comments and layout and the key spelling
 the file already uses (`persistent-peers` in sei-tendermint files, `persistent_peers` in CometBFT ones).
 
-No marker, as in the original: the task simply re-applies the list, and re-running it is harmless. A missing
-config.toml is an error (the original would have created a config.toml holding nothing but `[p2p]`).
+No marker: the task simply re-applies the list, and re-running it is harmless. A missing config.toml is an error,
+never created holding nothing but `[p2p]` (seid would start on defaults for everything else).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ for a node without RPC, a new process runs with its P2P port accepting connectio
 which process incarnation (PID and start time) it is stopping in `.nodetask-restart-seid.json`, bound to the task and
 run. A run resumed after an agent crash reads the record (a record naming a process that is not `<binary> start` with
 the recorded start time is ignored and logged): if that incarnation is gone, the node it finds is one that already
-came back, and it is not stopped again (the original stops it a second time); if it is still running (the crash may
+came back, and it is not stopped again; if it is still running (the crash may
 have come before the signal), that same incarnation gets SIGTERM again, which is harmless for a process already
 shutting down, and the run waits for it. The record is removed when the task ends.
 

@@ -7,16 +7,16 @@ default, as the original) after the last exported height:
 
 one line per block, keys in sorted order: `{"block_results": <the node's response body, compacted>,
 "exported_at": "<RFC 3339 UTC, seconds>", "height": <h>}`. The body is kept as the node sent it (with the JSON-RPC
-envelope when the node uses one), compacted; unlike the original it is not HTML-escaped (`<` stays `<`), which is
-the same JSON value but not the same bytes. A page streams into S3 while it is fetched (memory does not grow with the
+envelope when the node uses one), compacted; it is not HTML-escaped (`<` stays `<`), which is the same
+JSON value as Go's escaped bytes. A page streams into S3 while it is fetched (memory does not grow with the
 page), with a few `block_results` requests in flight.
 
 Resumable: after each page the state file `.sei-sidecar-last-export.json` (`{"lastExportedHeight": N}`) is replaced
 atomically, so a failure or a restart continues with the next page. With no (readable) state file the run starts
 after the restored snapshot's height (`.sei-sidecar-snapshot-height`), else at the node's earliest kept block.
 
-Deliberate differences from the original: an unreachable RPC fails the task (retryable `RpcError`) instead of
-reporting success with nothing done; `maxPages` bounds one run. Comparison mode (`canonicalRpc`) is in
+An unreachable RPC fails the task (retryable `RpcError`): a run never reports success with nothing done. `maxPages`
+bounds one run. Comparison mode (`canonicalRpc`) is in
 `result_compare`.
 """
 

@@ -8,7 +8,7 @@ S3 layout (all under the genesis bucket):
     <chainId>/genesis.json               the assembled genesis, from the assembler, uploaded last
     <sourceChainId>/exported-state.json  a source chain's `seid export`, from export-state (fork input)
 
-identity.json holds public material only (the original uploaded the whole node_key.json, private key included):
+identity.json holds public material only (never node_key.json, which holds the node's private key):
 
     {"nodeName": "...", "nodeId": "<40 hex>", "p2pAddress": "<host>:<port>", "moniker": "...",
      "consensusPubKey": {"type": "tendermint/PubKeyEd25519", "value": "<base64>"},

@@ -1,19 +1,19 @@
 """What a genesis ceremony adds besides the validators: external (and vesting) accounts, and genesis overrides.
 
-**External accounts** (`accounts[]` of assemble-and-upload-genesis, the original's #120 and #238): a `BaseAccount`, or
-a `ContinuousVestingAccount` (vesting from the genesis time to `endTime`) or `DelayedVestingAccount` (all at
-`endTime`) over one, plus a bank balance of the full `balance`; `original_vesting = vesting.amount`. Account numbers
-continue after the highest present. An address that is already an account is a collision, with one exception that
-makes a retry safe: an account **exactly equal** to the one this entry would add (same type, vesting and balance),
-which is what an earlier run of the same ceremony left in the local genesis. (The original failed such retries
-forever.) A validator's own account is always a collision, so a ceremony cannot hand a validator a second balance.
+**External accounts** (`accounts[]` of assemble-and-upload-genesis, seictl #120 and #238): a `BaseAccount`, or a
+`ContinuousVestingAccount` (vesting from the genesis time to `endTime`) or `DelayedVestingAccount` (all at `endTime`)
+over one, plus a bank balance of the full `balance`; `original_vesting = vesting.amount`. Account numbers continue after
+the highest present. An address that is already an account is a collision, with one exception that makes a retry safe:
+an account **exactly equal** to the one this entry would add (same type, vesting and balance), which is what an earlier
+run of the same ceremony left in the local genesis. A validator's own account is always a collision, so a ceremony
+cannot hand a validator a second balance.
 
-**Overrides** (`overrides`, the original's #181): `{"<module>.<key>[.<key>...]": <JSON value>}` set leaves of
-`app_state`. The first segment must be an existing module; missing or null intermediate objects are created; a
-non-object on the way is an error. Unlike the original, keys are applied in sorted order (its Go map order was
-random) and a key that is a prefix of another (`staking.params` and `staking.params.unbonding_time`) is refused,
-because their result would depend on the order. The ceremony's own outputs (`auth.accounts`, `bank.balances`,
-`bank.supply`, `genutil.gen_txs`) cannot be overridden: the accounts and gentxs params say what goes there.
+**Overrides** (`overrides`, seictl #181): `{"<module>.<key>[.<key>...]": <JSON value>}` set leaves of `app_state`. The
+first segment must be an existing module; missing or null intermediate objects are created; a non-object on the way is
+an error. Keys are applied in sorted order and a key that is a prefix of another (`staking.params` and
+`staking.params.unbonding_time`) is refused, because their result would depend on the order. The ceremony's own outputs
+(`auth.accounts`, `bank.balances`, `bank.supply`, `genutil.gen_txs`) cannot be overridden: the accounts and gentxs
+params say what goes there.
 """
 
 from __future__ import annotations

@@ -14,13 +14,13 @@ Format (version 1), one JSON object, file mode 0600 in a 0700 directory, written
 
 The key is derived from a fresh 24-word BIP39 mnemonic at the Cosmos path `m/44'/<coin type>'/0'/0/0` (118 for Sei
 and the stock SDK; `ChainIdentity.coin_type`). **The mnemonic itself
-is not stored** (as with the original, which discarded it): the private key is all this validator's account needs,
+is not stored**: the private key is all this validator's account needs,
 and a stored mnemonic would also expose every other key derivable from it (other account indexes, other coin types
 such as Ethereum's `m/44'/60'/...`) if the file ever leaked. To use the key with `seid` (whose `keys import` takes
 only an armored, passphrase-encrypted key), export it with `nodetask-agent keys export` (`agent.chain.cosmos.armor`).
 
-This is not a `seid` keyring: the original's `keyring-test/` (JWE files with a fixed password) protected nothing an
-0600 file does not, and reproducing its amino-encoded records would add format risk for no security. The
+This is not a `seid` keyring: a `keyring-test/` (JWE files with a fixed password) protects nothing an 0600 file
+does not, and reproducing its amino-encoded records would add format risk for no security. The
 `address` and `publicKey` fields are checked against the private key on every load, so a corrupted or edited file
 fails loudly instead of signing as someone else. `address` is compared by its bytes, so a keystore written under
 one Bech32 prefix still loads when the agent is configured with another (the address is re-encoded). Nothing from
