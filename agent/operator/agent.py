@@ -19,6 +19,8 @@ running, never times `ttlSecondsAfterFinished`, and is written over from the sto
 
 A type the agent does not know, or a task ID that is not a UUID (possible when the CRD and the agent are at different
 versions), ends Failed with reason `UnsupportedType` / `InvalidTaskID` and `Accepted=False`; nothing is stored.
+A NodeTask beyond `NODETASK_MAX_TASKS` waits Pending `TooManyTasks` (nothing stored) and is submitted again by later
+reconciles; a finished task triggers a resync while such NodeTasks wait (`_refuse_for_now`).
 
 Addressing: a NodeTask is this agent's when `spec.targetPod` is its pod and, if `spec.targetPodUID` is set, that UID
 is its pod's. Others are ignored entirely (no status, no Event), even if the server-side selector let them through.
@@ -80,13 +82,14 @@ from agent.runtime.metrics import AgentMetrics
 from agent.store import StoreError
 
 from .authors import AuthorLedger, ledger_path, store_file
-from .decide import Action, Author, Decision, Situation, author_of, decide
+from .decide import RETRYABLE_REFUSALS, Action, Author, Decision, Situation, author_of, decide
 from .kubeapi import ApiError, KubeApi
 from .status import (
     Rendering,
     essentials,
     is_terminal,
     render_cancelled_before_start,
+    render_refused_for_now,
     render_rejection,
     render_status,
 )
@@ -123,6 +126,9 @@ _EVENT_REASONS: dict[EventKind, tuple[str, bool]] = {
     EventKind.FAILED: ("Failed", True),
     EventKind.CANCELLED: ("Cancelled", False),
 }
+
+_FREES_ROOM = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED, EventKind.REMOVED})
+"""Engine events after which the engine holds one task fewer (a NodeTask refused `TooManyTasks` may now run)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ class NodeTaskAgent:
         )
         """The agent processes whose statuses count as this agent's (`agent.operator.authors`); saved by `start`."""
         self._not_ours: set[str] = set()  # task IDs whose NodeTask this pod may not write (pinned to an old UID)
+        self._refused: set[str] = set()  # task IDs refused for now (`TooManyTasks`): a finished task triggers a resync
         engine.store.on_recovered(self.resync_now.set)
         self.field_selector: str | None = identity.field_selector
         self._refs: dict[str, dict[str, ResourceRef]] = {}  # task ID -> object UID -> the object
@@ -239,6 +246,8 @@ class NodeTaskAgent:
 
     def on_engine_event(self, event: TaskEvent) -> None:
         """Engine listener: queue the status (and Event) for every resource of the task; never blocks."""
+        if self._refused and event.kind in _FREES_ROOM:
+            self.resync_now.set()  # room under NODETASK_MAX_TASKS: submit the NodeTasks refused for now again
         if event.kind is EventKind.REMOVED or event.result.id in self._not_ours:
             return
         row = event.result
@@ -354,6 +363,8 @@ class NodeTaskAgent:
     ) -> None:
         """Do what `decide` said (agent.operator.decide)."""
         action = decision.action
+        if action is not Action.SUBMIT:
+            self._refused.discard(task_id)
         if action is Action.REFUSE and conflict is not None:
             # Another resource's task owns this ID: this one is refused, and neither its status nor its deletion
             # may touch the stored task.
@@ -419,7 +430,23 @@ class NodeTaskAgent:
         try:
             await self.engine.submit(task)
         except TaskRejected as error:
-            self._reject(ref, error, task_id, observed)
+            if error.reason in RETRYABLE_REFUSALS:
+                self._refuse_for_now(ref, error, task_id, observed)
+            else:
+                self._reject(ref, error, task_id, observed)
+            return
+        self._refused.discard(task_id)
+
+    def _refuse_for_now(self, ref: ResourceRef, error: TaskError, task_id: str, observed: dict[str, Any]) -> None:
+        """A submission refused for now (`TooManyTasks`): Pending with the reason and the cap, submitted again by a
+        later reconcile (agent.operator.decide, refused-retryable), at the latest the resync after a task finishes."""
+        self._refused.add(task_id)
+        desired = render_refused_for_now(error, task_id, self._rendering(ref))
+        if self._write_if_changed(ref, desired, observed):
+            self.metrics.rejections.labels(error.reason).inc()
+            self.events.record(
+                ref, error.reason, f"{error.message}; submitted again when a task finishes", warning=True
+            )
 
     # ------------------------------------------------------------------------- ttlSecondsAfterFinished
 

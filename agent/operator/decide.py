@@ -17,6 +17,7 @@ same ids, are the table of docs/operator.md, which that test parses).
 | cancel-new          | `cancel: true`                              | nothing         | CANCELLED_BEFORE_START |
 | cancel-finished     | `cancel: true`                              | terminal        | ENSURE                 |
 | new                 | new task                                    | nothing         | SUBMIT                 |
+| refused-retryable   | refused for now (`TooManyTasks`) at submit  | nothing         | SUBMIT                 |
 | own-outcome         | terminal status this agent wrote            | nothing         | KEEP_OUTCOME           |
 | foreign-outcome     | terminal status this agent did not write    | nothing         | SUBMIT                 |
 | retry-nonce         | new `retryNonce`                            | failed          | SUBMIT                 |
@@ -31,6 +32,11 @@ Anything else is not an outcome: it never stops a task from running (foreign-out
 (which would delete the NodeTask and, with it, a running task's row), and a terminal one is written over from the
 store (forged-on-running, forged-on-finished) at once, not after the stale-body window. A terminal status of an
 earlier run that this agent wrote, seen again while the next run is active, is a stale body (in-line), not a forgery.
+
+A submission the engine refused for now (`RETRYABLE_REFUSALS`: `TooManyTasks`, the cap `NODETASK_MAX_TASKS`) stores
+nothing and leaves the NodeTask Pending with that reason; such a status (or a Failed one with that reason that this
+agent wrote) is no outcome: every later reconcile submits again (refused-retryable), and the agent resyncs when a task
+finishes while refused ones wait, so the NodeTask runs once there is room.
 """
 
 from __future__ import annotations
@@ -40,12 +46,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agent.models import TaskResult, TaskStatus
+from agent.models import Reason, TaskResult, TaskStatus
 
 from .status import is_terminal
 
 Author = tuple[str, str, str]
 """(pod, pod UID, session) of one agent process."""
+
+RETRYABLE_REFUSALS = frozenset({Reason.TOO_MANY_TASKS.value})
+"""Reasons of a submission refused for now, with nothing stored: the NodeTask stays Pending and is submitted again."""
 
 
 class Action(StrEnum):
@@ -134,6 +143,12 @@ def _stale_own(situation: Situation) -> bool:
     )
 
 
+def _refused_for_now(situation: Situation) -> bool:
+    """Whether the observed status says this task's submission was refused for now (`RETRYABLE_REFUSALS`)."""
+    status = situation.status
+    return status.get("reason") in RETRYABLE_REFUSALS and status.get("taskId") == situation.task_id
+
+
 def decide(situation: Situation) -> Decision:
     """The action for one NodeTask (module docstring)."""
     row = situation.row
@@ -156,6 +171,8 @@ def decide(situation: Situation) -> Decision:
         return Decision(Action.ENSURE, "cancel-finished", expire=own, overwrite=foreign)
 
     if row is None:
+        if _refused_for_now(situation) and not foreign:
+            return Decision(Action.SUBMIT, "refused-retryable")
         if own:
             return Decision(Action.KEEP_OUTCOME, "own-outcome", expire=True)
         if foreign and situation.status.get("taskId") == situation.task_id:

@@ -231,8 +231,10 @@ def render_status(row: TaskResult, kind: EventKind | None, context: Rendering) -
 def _never_ran(
     phase: Phase, error: TaskError, *, accepted: bool, task_id: str | None, context: Rendering
 ) -> dict[str, Any]:
-    """Status of a task that ended without a run (nothing in the store): no run, resumes, start or result."""
+    """Status of a task that ended without a run (nothing in the store), or (Pending) has not started one yet: no
+    run, resumes, start or result; `completedAt` only when it ended."""
     stamp = format_timestamp(context.now)
+    ended = phase in TERMINAL_PHASES
     message = _clip(error.message, MESSAGE_LIMIT)
     return as_patch(
         NodeTaskStatus(
@@ -240,7 +242,7 @@ def _never_ran(
             task_id=task_id,
             agent=_agent(context.agent),
             submitted_at=stamp,
-            completed_at=stamp,
+            completed_at=stamp if ended else None,
             reason=error.reason,
             message=message,
             observed_generation=context.generation,
@@ -248,7 +250,7 @@ def _never_ran(
                 reason=error.reason,
                 message=_clip(error.message, ERROR_MESSAGE_LIMIT),
                 hint=_clip(error.hint, MESSAGE_LIMIT),
-                retryable=False,
+                retryable=not ended and error.retryable,
             ),
             progress=ProgressStatus(summary=None),
             conditions=conditions_for(
@@ -268,6 +270,12 @@ def render_rejection(error: TaskError, task_id: str | None, context: Rendering) 
     """Status of a task refused before anything was stored (InvalidTaskID, UnsupportedType, an unreadable spec):
     Failed and not accepted."""
     return _never_ran(Phase.FAILED, error, accepted=False, task_id=task_id, context=context)
+
+
+def render_refused_for_now(error: TaskError, task_id: str, context: Rendering) -> dict[str, Any]:
+    """Status of a task whose submission was refused for now (`TooManyTasks`), nothing stored: Pending and not
+    accepted, with the reason and the message naming the cap; the agent submits it again (agent.operator.decide)."""
+    return _never_ran(Phase.PENDING, error, accepted=False, task_id=task_id, context=context)
 
 
 def render_cancelled_before_start(task_id: str, context: Rendering) -> dict[str, Any]:

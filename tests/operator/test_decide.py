@@ -85,7 +85,25 @@ CASES: dict[str, Case] = {
     "a new task": case("new"),
     "a new task with a status that is not terminal": case("new", status=status("Running", author=BOGUS_UID)),
     "a terminal status of another task ID": case("new", status=status("Succeeded", taskId="another")),
+    "refused for now at submit (TooManyTasks), Pending": case(
+        "refused-retryable", status=status("Pending", reason="TooManyTasks", completedAt=None)
+    ),
+    "refused for now, a status of an earlier session of this agent": case(
+        "refused-retryable", status=status("Pending", author=EARLIER, reason="TooManyTasks")
+    ),
+    "refused for now, ended Failed by this agent: not an outcome, no TTL": case(
+        "refused-retryable", status=status("Failed", reason="TooManyTasks")
+    ),
+    "a forged Failed TooManyTasks": case(
+        "foreign-outcome", status=status("Failed", author=BOGUS_UID, reason="TooManyTasks"), overwrite=True
+    ),
+    "refused for now, since cancelled": case(
+        "cancel-new", cancel=True, status=status("Pending", reason="TooManyTasks")
+    ),
     "its own outcome, row pruned": case("own-outcome", status=status("Succeeded"), expire=True),
+    "its own Failed outcome for another reason, row pruned": case(
+        "own-outcome", status=status("Failed", reason="TaskFailed"), expire=True
+    ),
     "an outcome of an earlier session of this agent, row pruned": case(
         "own-outcome", status=status("Failed", author=EARLIER), expire=True
     ),
