@@ -38,7 +38,11 @@ Rules (docs/design.md section 4), each covered by `tests/engine/`:
 - Bounded work (docs/reliability.md, B8/B9): at most `settings.max_tasks` tasks queued or running (executing runs,
   retries waiting for their backoff, deferred rows); a submission that would start one more is refused `TooManyTasks`
   (nothing stored), except readiness tasks. Finished rows are pruned by count (`settings.retention_count`) as well as
-  by age, every `retention_count // 10` finishes and with the hourly prune.
+  by age, every `retention_count // 10` finishes and with the hourly prune. A new task is refused
+  `DiskBudgetExceeded` (nothing stored, except readiness tasks) while the home's volume has less free space than
+  `settings.min_free_bytes`, or the agent's own files there (store, WAL, tx records) exceed
+  `settings.store_budget_bytes`; the latter starts retention at once (`agent.engine.disk`, measured at most once a
+  second).
 - Ownership (B6): a submission without a source (the HTTP API) of an ID whose row has one (a NodeTask's or a local
   manifest's) is refused `TaskOwned`, whatever its state. A re-run whose submission names no deadline keeps the
   row's `timeout_seconds`.
@@ -70,6 +74,7 @@ from agent.models import (
     TaskError,
     TaskIdConflict,
     TaskOwned,
+    TaskRejected,
     TaskResult,
     TaskStatus,
     TaskType,
@@ -84,6 +89,7 @@ from agent.models.settings import AgentSettings
 from agent.store import GuardedStore, Store, StoreError, StoreHealth
 from agent.tasks import HandlerRegistry, HandlerSpec, KubeReader, TaskContext
 
+from .disk import DiskBudget
 from .events import EventKind, TaskEvent
 from .transitions import log_transition, task_fields
 
@@ -141,8 +147,10 @@ class Engine:
         progress_interval: float = 1.0,
         stop_grace: float = 10.0,
         kube: KubeReader | None = None,
+        disk: DiskBudget | None = None,
     ) -> None:
         self._registry = registry
+        self._disk = disk if disk is not None else DiskBudget(settings)
         self._db = store if isinstance(store, GuardedStore) else GuardedStore(store)
         self._store = self._db.store
         self._deferred: dict[str, TaskResult] = {}
@@ -173,13 +181,13 @@ class Engine:
         task = task.model_copy(update={"params": params})
         async with self._submit_lock:
             row = _new_row(task_id, task)
-            at_capacity = self._at_capacity(task)
-            if at_capacity:  # only a no-op (the ID is known and nothing would start) may pass
+            refusal = self._refusal(task)
+            if refusal is not None:  # only a no-op (the ID is known and nothing would start) may pass
                 existing = await self._db.get(task_id)
                 if existing is None or _would_start(existing, task, retry):
                     self._refuse_owned(existing, task)
-                    raise TooManyTasks(self._settings.max_tasks, self._active())
-            if at_capacity or not await self._db.insert(row):  # the common case, a new ID, costs one statement
+                    raise refusal
+            if refusal is not None or not await self._db.insert(row):  # the common case, a new ID, costs one statement
                 existing = await self._db.get(task_id)
                 if existing is not None:
                     self._refuse_owned(existing, task)
@@ -203,12 +211,18 @@ class Engine:
         """Tasks queued or running: executing runs (a retry waiting for its backoff included) and deferred rows."""
         return len(self._runs) + len(self._deferred)
 
-    def _at_capacity(self, task: Task) -> bool:
-        """Whether a new run of `task` would exceed `max_tasks`. Readiness tasks are never refused: a flood of other
+    def _refusal(self, task: Task) -> TaskRejected | None:
+        """Why a new run of `task` may not start now: `TooManyTasks` beyond `max_tasks`, `DiskBudgetExceeded` beyond
+        the disk budget (which also starts retention at once). Readiness tasks are never refused: a flood of other
         work must not keep an operator from holding the node (`mark-not-ready`) or releasing it."""
         if task.type in (TaskType.MARK_READY, TaskType.MARK_NOT_READY):
-            return False
-        return self._active() >= self._settings.max_tasks
+            return None
+        if self._active() >= self._settings.max_tasks:
+            return TooManyTasks(self._settings.max_tasks, self._active())
+        refusal = self._disk.refusal()
+        if refusal is not None and refusal.setting == "NODETASK_STORE_BUDGET_BYTES":
+            self._prune_soon("retention-over-budget")
+        return refusal
 
     @staticmethod
     def _refuse_owned(existing: TaskResult | None, task: Task) -> None:
@@ -633,15 +647,21 @@ class Engine:
         self._finished_since_prune += 1
         if self._finished_since_prune < max(1, self._settings.retention_count // 10):
             return
-        if self._pruning is not None and not self._pruning.done():
+        self._prune_soon("retention-by-count")
+
+    def _prune_soon(self, name: str) -> None:
+        """Start one background prune unless one is already running."""
+        if self._closing or (self._pruning is not None and not self._pruning.done()):
             return
-        self._pruning = asyncio.create_task(self._prune_quietly(), name="retention-by-count")
+        self._pruning = asyncio.create_task(self._prune_quietly(), name=name)
 
     async def _prune_quietly(self) -> None:
         try:
             await self.prune()
         except StoreError:
             pass  # the store logs its failures (throttled); the next finish or the hourly prune tries again
+        finally:
+            self._disk.forget()  # the next submission measures what retention freed
 
     async def prune_forever(self, interval: float = 3600.0) -> None:
         """Apply the retention period now and then every `interval` seconds, until cancelled.

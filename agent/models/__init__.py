@@ -1,6 +1,7 @@
 """Pydantic models and enumerations shared by every layer (the bottom layer: it imports nothing of the agent)."""
 
 from .errors import (
+    DiskBudgetExceeded,
     InvalidTaskID,
     ParamsInvalid,
     TaskError,
@@ -26,6 +27,7 @@ from .types import Phase, Reason, TaskStatus, TaskType
 
 __all__ = [
     "CamelModel",
+    "DiskBudgetExceeded",
     "InvalidTaskID",
     "ParamsInvalid",
     "Phase",

@@ -108,6 +108,23 @@ class TooManyTasks(TaskRejected):
         self.limit = limit
 
 
+class DiskBudgetExceeded(TaskRejected):
+    """The home's disk budget is spent: a new task is refused and nothing is stored, so that no client can fill the
+    node's volume (which seid shares) with the agent's bookkeeping. `setting` is the variable that bounds it, `value`
+    the measured bytes and `limit` the setting's bytes."""
+
+    def __init__(self, setting: str, message: str, *, value: int, limit: int):
+        super().__init__(
+            message,
+            reason=Reason.DISK_BUDGET_EXCEEDED,
+            hint=f"submit again once space is freed (finished tasks are pruned), or change {setting}",
+            retryable=True,
+        )
+        self.setting = setting
+        self.value = value
+        self.limit = limit
+
+
 class TaskOwned(TaskRejected):
     """A task ID owned by a NodeTask (or a local manifest) submitted without it (over HTTP): the resource is the only
     way to drive that task, with its deadline, retry policy and `retryNonce`."""

@@ -125,6 +125,20 @@ class AgentSettings(BaseSettings):
     max_tasks: int = Field(default=1024, ge=1, validation_alias=AliasChoices("NODETASK_MAX_TASKS", "max_tasks"))
     """At most this many tasks queued or running at once, from every front door together (`NODETASK_MAX_TASKS`);
     a new task beyond it is refused (HTTP 429, a NodeTask Failed `TooManyTasks`). Readiness tasks are never refused."""
+    min_free_bytes: int = Field(
+        default=1 << 30, ge=0, validation_alias=AliasChoices("NODETASK_MIN_FREE_BYTES", "min_free_bytes")
+    )
+    """A new task is refused (`DiskBudgetExceeded`, HTTP 507) while the home's filesystem has less free space than
+    this (`NODETASK_MIN_FREE_BYTES`, bytes; 0: no floor). A fixed 1 GiB rather than a percentage: seid shares the
+    volume and needs headroom in bytes (a compaction, a few hours of blocks), and 5% of a multi-TiB node volume would
+    refuse work far from any danger. Readiness tasks are never refused."""
+    store_budget_bytes: int = Field(
+        default=1 << 30, ge=0, validation_alias=AliasChoices("NODETASK_STORE_BUDGET_BYTES", "store_budget_bytes")
+    )
+    """A new task is refused (`DiskBudgetExceeded`, HTTP 507) while the agent's own files in the home (the store, its
+    WAL, `nodetask-tx/` records) take more than this (`NODETASK_STORE_BUDGET_BYTES`, bytes; 0: no budget), and
+    retention runs at once. 1 GiB: above what the other bounds allow (`NODETASK_RETENTION_COUNT` rows of at most
+    128 KiB, plus `NODETASK_MAX_TASKS` running ones), so it trips only when those are raised or defeated."""
 
     # --- the Go sidecar's HTTP task API (agent.server.seictl, docs/migrating-from-seictl.md) ------------------------
     seictl_api: bool = Field(default=False, validation_alias=AliasChoices("NODETASK_SEICTL_API", "seictl_api"))

@@ -103,5 +103,8 @@ class Reason(StrEnum):
     """The task is pinned (`targetPodUID`) to an earlier incarnation of this pod; a new pod does not resume it."""
     TOO_MANY_TASKS = "TooManyTasks"
     """The agent already has `NODETASK_MAX_TASKS` tasks queued or running; the new one was refused, nothing stored."""
+    DISK_BUDGET_EXCEEDED = "DiskBudgetExceeded"
+    """The home's volume has less free space than `NODETASK_MIN_FREE_BYTES`, or the agent's own files there (store,
+    WAL, tx records) exceed `NODETASK_STORE_BUDGET_BYTES`; the new task was refused, nothing stored (retryable)."""
     TASK_OWNED = "TaskOwnedByNodeTask"
     """A task ID that belongs to a NodeTask (or a local manifest) submitted through another front door (HTTP)."""

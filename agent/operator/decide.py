@@ -33,7 +33,8 @@ Anything else is not an outcome: it never stops a task from running (foreign-out
 store (forged-on-running, forged-on-finished) at once, not after the stale-body window. A terminal status of an
 earlier run that this agent wrote, seen again while the next run is active, is a stale body (in-line), not a forgery.
 
-A submission the engine refused for now (`RETRYABLE_REFUSALS`: `TooManyTasks`, the cap `NODETASK_MAX_TASKS`) stores
+A submission the engine refused for now (`RETRYABLE_REFUSALS`: `TooManyTasks`, the cap `NODETASK_MAX_TASKS`, and
+`DiskBudgetExceeded`, the home's disk budget) stores
 nothing and leaves the NodeTask Pending with that reason; such a status (or a Failed one with that reason that this
 agent wrote) is no outcome: every later reconcile submits again (refused-retryable), and the agent resyncs when a task
 finishes while refused ones wait, so the NodeTask runs once there is room.
@@ -53,7 +54,7 @@ from .status import is_terminal
 Author = tuple[str, str, str]
 """(pod, pod UID, session) of one agent process."""
 
-RETRYABLE_REFUSALS = frozenset({Reason.TOO_MANY_TASKS.value})
+RETRYABLE_REFUSALS = frozenset({Reason.TOO_MANY_TASKS.value, Reason.DISK_BUDGET_EXCEEDED.value})
 """Reasons of a submission refused for now, with nothing stored: the NodeTask stays Pending and is submitted again."""
 
 

@@ -28,7 +28,10 @@ Decisions where the original is loose or we are stricter (each documented in the
   409 naming it, as DELETE does: the resource drives its task.
 - Bounded work: at most `NODETASK_MAX_TASKS` tasks queued or running (429 with `Retry-After` beyond it), listings at
   most `HEAVY_CONCURRENCY` at once and one page of rows each, bodies read under the connection's deadline
-  (`limits.ConnectionGuard`).
+  (`limits.ConnectionGuard`). A disk budget spent (`DiskBudgetExceeded`: the home's free space below
+  `NODETASK_MIN_FREE_BYTES`, or the agent's files above `NODETASK_STORE_BUDGET_BYTES`) answers 507 Insufficient
+  Storage with `Retry-After`: the volume, not the client's rate, is the problem, so an operator sees it apart from a
+  429, while a client that retries still may.
 - Task statuses map onto the original's three: running (and a retry waiting for its backoff) -> `running`,
   succeeded -> `completed`, failed and cancelled -> `failed`.
 """
@@ -44,7 +47,7 @@ from aiohttp import web
 
 from agent.chain.keys import node_id_from_file, node_key_path
 from agent.engine import Engine, EngineClosed
-from agent.models import Task, TaskOwned, TaskResult, TaskStatus, TooManyTasks, normalize_task_id
+from agent.models import DiskBudgetExceeded, Task, TaskOwned, TaskResult, TaskStatus, TooManyTasks, normalize_task_id
 from agent.models.errors import TaskError
 from agent.models.limits import json_bounds_problem
 from agent.models.redaction import redact, redact_text
@@ -284,6 +287,8 @@ class SeictlApi:
             return _error(409, f"{error.reason}: {error.message}")
         except TooManyTasks as error:
             return _error(429, f"{error.reason}: {error.message}", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        except DiskBudgetExceeded as error:
+            return _error(507, f"{error.reason}: {error.message}", {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except TaskError as error:  # TaskIdConflict: the ID names other work (another type or other params)
             return _error(400, f"{error.reason}: {error.message}")
         except (StoreError, EngineClosed) as error:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from agent.server import AgentMetrics, AgentServer, app, seictl
 from agent.server.limits import HEAVY_CONCURRENCY
 from agent.store import SqliteStore
 from agent.tasks import default_registry
+from tests.faults.kit import Volume
 from tests.fixtures.waiting import wait_until
 
 ID_A = "5d0c6f0e-1d1c-4a7e-9c53-1f6f0b1f2a0a"
@@ -302,3 +304,45 @@ async def test_parallel_task_listings_are_bounded_in_concurrency_and_rows_held(
     finally:
         for _ in range(HEAVY_CONCURRENCY):
             heavy.release()
+
+
+async def test_an_http_flood_on_a_nearly_full_home_volume_is_refused_naming_the_floor_and_writes_nothing(
+    store_volume: Volume,
+) -> None:
+    floor = 2 << 20
+    settings = _settings(store_volume.path / "home", min_free_bytes=floor)
+    # Leave less than the floor free, but room the store could still write into: the budget refuses, not the disk.
+    (store_volume.path / "filler").write_bytes(b"\0" * (_free(store_volume) - floor + (256 << 10)))
+    engine = Engine(default_registry(), SqliteStore(settings.store_path), settings)
+    server = AgentServer(engine, AgentMetrics(), host="127.0.0.1", port=0, seictl_settings=settings)
+    await server.start()
+    door = Door(server, engine, settings.home)
+    try:
+        free = _free(store_volume)
+        assert 0 < free < floor
+        before = _sizes(settings.home)
+        patch = {"type": "config-patch", "params": {"files": {"config.toml": {"x": 1}}}}
+        answers = await asyncio.gather(*(door.call("POST", "/v0/tasks", patch) for _ in range(100)))
+        for status, body, headers in answers:
+            assert status == 507 and headers["Retry-After"] == "1", (status, body)
+            assert body["error"].startswith(Reason.DISK_BUDGET_EXCEEDED)
+            assert f"NODETASK_MIN_FREE_BYTES={floor}" in body["error"] and "bytes free" in body["error"]
+        assert await engine.recent(10) == []
+        assert _sizes(settings.home) == before, "a refused flood writes nothing into the home"
+        # A hold is never refused, even here.
+        assert (await door.call("POST", "/v0/tasks", {"type": "mark-not-ready"}))[0] == 201
+    finally:
+        await door.session.close()
+        await server.stop()
+        await engine.shutdown(grace=2)
+        await engine.store.close()
+
+
+def _free(volume: Volume) -> int:
+    stats = os.statvfs(volume.path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def _sizes(home: Path) -> dict[str, int]:
+    """Every file under `home` and its size (SQLite's `-shm` index excluded: readers map it at a fixed size)."""
+    return {str(path): path.stat().st_size for path in home.rglob("*") if path.is_file() and path.suffix != ".db-shm"}
