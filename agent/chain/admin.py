@@ -32,7 +32,7 @@ import h2.events
 import h2.exceptions
 
 from agent.io.toml import read_toml
-from agent.models.params.node import split_host_port
+from agent.models.params.addresses import split_host_port
 from agent.models.redaction import scrub_output
 
 DEFAULT_ADDRESS = "127.0.0.1:9095"

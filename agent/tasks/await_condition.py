@@ -18,18 +18,45 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from agent.chain.process import find_process, stop_process
 from agent.chain.rpc import NodeStatus, RpcClient, RpcError
 from agent.models import TaskError, TaskType
-from agent.models.params.node import AwaitConditionParams
+from agent.models.params.addresses import RpcAddress
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
 
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class AwaitConditionParams(TaskParams):
+    """`await-condition`: block until the local node reaches a height or has caught up, then optionally stop seid."""
+
+    condition: Literal["height", "catchingUp"] = Field(
+        description="`height`: latest height >= targetHeight. `catchingUp`: the node reports catching_up == false "
+        "(and, when targetHeight is given, is at or past it)."
+    )
+    target_height: int | None = Field(default=None, gt=0, description="Required for `height`; must be > 0.")
+    action: Literal["", "SIGTERM_SEID"] = Field(
+        default="", description="`SIGTERM_SEID`: once the condition holds, stop seid (SIGTERM, SIGKILL after grace)."
+    )
+    rpc_endpoint: RpcAddress | None = Field(default=None, description="Default: the agent's SEI_RPC_ENDPOINT.")
+    poll_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
+    request_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    grace_seconds: float = Field(default=30.0, ge=0, le=3600, description="SIGTERM to SIGKILL delay for the action.")
+
+    @model_validator(mode="after")
+    def _height_needs_target(self) -> AwaitConditionParams:
+        if self.condition == "height" and self.target_height is None:
+            raise ValueError("targetHeight is required when condition is 'height'")
+        return self
+
+
 SEID_PROCESS = "seid"
-
-
 CAUGHT_UP_MIN_HEIGHT = 2
 """`catchingUp` also needs a height of at least 2 (as the Go sidecar): a node that just started with an empty store,
 or has not begun state sync yet, reports `catching_up: false` at height 0 while it has caught up on nothing."""

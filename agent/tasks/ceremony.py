@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from agent.chain.cosmos import artifacts, fork, genesis_extras
 from agent.chain.cosmos import genesis as genesis_doc
@@ -57,15 +60,139 @@ from agent.chain.keys import load_node_key, node_key_path
 from agent.io.files import TEMP_SUFFIX, atomic_write, atomic_writer, has_marker, write_marker
 from agent.io.s3 import S3_NOT_FOUND, S3Client, check_cancel, run_blocking
 from agent.models import ParamsInvalid, TaskError, TaskType, format_timestamp, parse_timestamp, utcnow
-from agent.models.params.genesis import (
-    AssembleGenesisForkParams,
-    AssembleGenesisParams,
-    GenesisBucketParams,
-    UploadGenesisArtifactsParams,
-)
+from agent.models.params.base import TaskParams, check_chain_id
+from agent.models.params.coins import Coins, PositiveInt
+from agent.models.params.s3 import GenesisBucketParams
 
 from .base import TaskContext, handler
 from .gentx import GENESIS_INVALID, INSUFFICIENT_BALANCE, gentx_path, load_genesis, resolve_chain_id
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class UploadGenesisArtifactsParams(GenesisBucketParams):
+    """`upload-genesis-artifacts`: publish this node's gentx and public identity under `<chainId>/<nodeName>/`."""
+
+    node_name: str = Field(description="This node's name in the ceremony (a DNS label, e.g. the SeiNode name).")
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name_is_a_label(cls, value: str) -> str:
+        return _check_node_name(value)
+
+
+def _check_node_name(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a node name (a DNS label: lowercase letters, digits and '-')")
+    return value
+
+
+class CeremonyNode(TaskParams):
+    """One validator of the ceremony, by the name it uploaded its artifacts under."""
+
+    name: str
+
+    _name = field_validator("name")(_check_node_name)
+
+
+class VestingSpec(TaskParams):
+    """Vesting of an external genesis account (continuous from genesis time, or all at `endTime` when delayed)."""
+
+    amount: Coins = Field(description="Original vesting amount; at most the account's balance.")
+    end_time: PositiveInt = Field(description="Unix seconds when vesting ends; after the genesis time.")
+    delayed: bool = Field(default=False, description="DelayedVestingAccount instead of ContinuousVestingAccount.")
+
+
+class GenesisAccountSpec(TaskParams):
+    """An account of the new chain that belongs to no validator (a treasury, a faucet, an investor)."""
+
+    address: str = Field(min_length=1, description="Bech32 account address with the chain's prefix.")
+    balance: Coins = Field(description="Full genesis balance, vesting part included.")
+    vesting: VestingSpec | None = Field(default=None, description="Makes it a vesting account.")
+
+    @model_validator(mode="after")
+    def _vesting_within_balance(self) -> GenesisAccountSpec:
+        if self.vesting is not None:
+            held = {coin.denom: coin.amount for coin in self.balance}
+            for coin in self.vesting.amount:
+                if held.get(coin.denom, 0) < coin.amount:
+                    raise ValueError(f"vesting.amount {coin} is more than the balance holds of {coin.denom}")
+        return self
+
+
+class AssembleGenesisParams(GenesisBucketParams):
+    """`assemble-and-upload-genesis`: collect every node's gentx into this node's genesis and publish it."""
+
+    account_balance: Coins = Field(description="Balance given to a gentx's account that genesis does not hold yet.")
+    nodes: list[CeremonyNode] = Field(min_length=1, description="Every validator of the ceremony.")
+    accounts: list[GenesisAccountSpec] = Field(
+        default_factory=list, description="External (and vesting) accounts added to genesis."
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted app_state paths set to JSON values: {'staking.params.max_validators': 50}.",
+    )
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, accounts: list[GenesisAccountSpec]) -> list[GenesisAccountSpec]:
+        seen: set[str] = set()
+        for account in accounts:
+            if account.address in seen:
+                raise ValueError(f"account {account.address!r} is listed twice")
+            seen.add(account.address)
+        return accounts
+
+    @field_validator("overrides")
+    @classmethod
+    def _no_null_values(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key, value in overrides.items():
+            if value is None:
+                raise ValueError(f"{key!r}: null is not a value (omit the key to keep the genesis's)")
+        return overrides
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_names(cls, nodes: list[CeremonyNode]) -> list[CeremonyNode]:
+        seen: set[str] = set()
+        for node in nodes:
+            if node.name in seen:
+                raise ValueError(f"node {node.name!r} is listed twice")
+            seen.add(node.name)
+        return nodes
+
+
+class AssembleGenesisForkParams(AssembleGenesisParams):
+    """`assemble-genesis-fork`: the same ceremony, starting from another chain's exported state."""
+
+    source_chain_id: str = Field(description="The chain whose exported state the fork starts from.")
+    export_key: str = Field(
+        default="", description="S3 key of the export; default <sourceChainId>/exported-state.json."
+    )
+    genesis_time: datetime | None = Field(default=None, description="Default: now (kept across re-runs).")
+    initial_height: PositiveInt | None = Field(default=None, description="Default: the export's initial_height.")
+
+    _source_chain_id = field_validator("source_chain_id")(check_chain_id)
+
+    @model_validator(mode="after")
+    def _no_accounts_or_overrides(self) -> AssembleGenesisForkParams:
+        if self.accounts or self.overrides:
+            raise ValueError(
+                "accounts and overrides are not supported by assemble-genesis-fork: the export is streamed, never "
+                "held whole; put such changes into the source chain's state"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _new_chain(self) -> AssembleGenesisForkParams:
+        if not self.source_chain_id:
+            raise ValueError("sourceChainId: must not be empty")
+        if self.chain_id and self.chain_id == self.source_chain_id:
+            raise ValueError(f"chainId {self.chain_id!r} must differ from sourceChainId (a fork is a new chain)")
+        return self
+
 
 UPLOAD_MARKER = "artifact-upload"
 ASSEMBLE_MARKER = "assemble"

@@ -21,8 +21,11 @@ again with nothing written.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from agent.chain.admin import AdminError, admin_address, dial_address, set_log_level
 from agent.chain.seiconfig import (
@@ -43,9 +46,67 @@ from agent.chain.seiconfig import (
 from agent.chain.seiconfig.known import unknown_keys_on_disk
 from agent.io.toml import load_toml_document, spelling_duplicates
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.node import ConfigApplyParams, ConfigReloadParams, ConfigValidateParams
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+OverrideValue = str | bool | int | float | list[str]
+"""An override as sent: a string (sei-config's wire form, parsed by the key's type) or a JSON scalar or list."""
+
+
+def _check_override_keys(overrides: dict[str, Any]) -> dict[str, Any]:
+    for key in overrides:
+        parts = key.split(".")
+        if not key or not all(re.fullmatch(r"[a-z][a-z0-9_]*", part) for part in parts):
+            raise ValueError(f"{key!r} is not a dotted key such as 'network.p2p.persistent_peers'")
+    return overrides
+
+
+class ConfigApplyParams(TaskParams):
+    """`config-apply`: sei-config's ConfigIntent. Keys and value types are checked against the config model by the
+    handler before any file is touched (an unknown key or a value of the wrong type is a ParamsInvalid naming it)."""
+
+    mode: Literal["validator", "full", "seed", "archive"] | None = Field(
+        default=None, description="Node mode; required unless `incremental`."
+    )
+    overrides: dict[str, OverrideValue] = Field(default_factory=dict, description="Dotted unified key -> value.")
+    incremental: bool = Field(
+        default=False,
+        description="false: the mode's defaults plus overrides are written over every modelled key. true: the "
+        "files on disk are the base; only the overrides (and a changed mode) are written.",
+    )
+    target_version: int = Field(
+        default=0, ge=0, le=2, description="Config schema version (app.toml [sei] version); 0 means current (2)."
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _dotted_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        return _check_override_keys(overrides)
+
+    @model_validator(mode="after")
+    def _mode_unless_incremental(self) -> ConfigApplyParams:
+        if not self.incremental and self.mode is None:
+            raise ValueError("mode is required unless incremental is true (validator, full, seed or archive)")
+        return self
+
+
+class ConfigValidateParams(TaskParams):
+    """`config-validate` takes no params: it validates config.toml and app.toml as they are on disk."""
+
+
+class ConfigReloadParams(TaskParams):
+    """`config-reload`: hot-reloadable keys to change in place (anything else is refused by name)."""
+
+    fields: dict[str, OverrideValue] = Field(min_length=1, description="Dotted unified key -> value.")
+
+    @field_validator("fields")
+    @classmethod
+    def _dotted_keys(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        return _check_override_keys(fields)
+
 
 CONFIG_FILES = ("config.toml", "app.toml")
 

@@ -23,14 +23,51 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from agent.chain.seiconfig.known import JUDGED_FILES, unknown_keys
 from agent.chain.seiconfig.validate import Diagnostic
 from agent.io.files import contained_path
 from agent.io.toml import TomlEdit, prepare_toml_patch
 from agent.models import ParamsInvalid, TaskType
-from agent.models.params.core import ConfigPatchParams
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class ConfigPatchParams(TaskParams):
+    """`config-patch`: RFC 7386 merge patches for TOML files in `<home>/config/`.
+
+    Only `.toml` files: the JSON files of `config/` are the node and validator keys and genesis, which no patch may
+    touch (genesis has its own tasks). Whether a name escapes `config/` (`..`, absolute, through a symlink) needs the
+    disk and is checked by the handler, still before anything is written.
+    """
+
+    files: dict[str, dict[str, Any]] = Field(
+        description='File name under config/ -> merge patch, e.g. {"config.toml": {"p2p": {"persistent-peers": ""}}}.'
+    )
+    match_key_spelling: bool = Field(
+        default=False,
+        description="Write each key with the '-' or '_' spelling the file already uses (persistent_peers lands on an "
+        "existing persistent-peers); off by default, so keys are written exactly as given.",
+    )
+    strict: bool = Field(
+        default=False,
+        description="Refuse (ParamsInvalid, nothing written) a key seid does not read from config.toml, app.toml or "
+        "client.toml; by default such a key is written and reported as a WARNING diagnostic.",
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _toml_files_only(cls, files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not files:
+            raise ValueError("at least one file is required")
+        for name in files:
+            if not name.endswith(".toml") or name.rsplit("/", 1)[-1] == ".toml":
+                raise ValueError(f"{name!r}: only .toml files under config/ can be patched")
+        return files
 
 
 def _prepare(config_dir: Path, files: Mapping[str, Mapping[str, Any]], match_spelling: bool) -> list[TomlEdit]:

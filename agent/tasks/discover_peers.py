@@ -27,28 +27,94 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
+from pydantic import Field, model_validator
 
 from agent.chain.keys import node_id_from_file, node_key_path
 from agent.chain.rpc import RpcClient, RpcError
 from agent.chain.seiconfig import write_keys
 from agent.models import TaskError, TaskType
-from agent.models.params.node import (
-    DiscoverPeersParams,
-    DnsSource,
-    Ec2TagsSource,
-    KubernetesSource,
-    PeerSource,
-    StaticSource,
-    parse_nameserver,
-)
+from agent.models.params.addresses import NonEmptyStr, PeerAddress, check_host, check_srv_name, parse_nameserver
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class StaticSource(TaskParams):
+    """Peers given verbatim (each validated as `<node id>@<host>:<port>`); no RPC query."""
+
+    type: Literal["static"]
+    addresses: list[PeerAddress] = Field(min_length=1)
+
+
+class Ec2TagsSource(TaskParams):
+    """Running EC2 instances carrying all `tags` (every page of DescribeInstances)."""
+
+    type: Literal["ec2Tags"]
+    region: NonEmptyStr
+    tags: dict[NonEmptyStr, str] = Field(min_length=1)
+    address: Literal["public", "private"] = Field(
+        default="public", description="Which IP to dial: `public` (falling back to private, as the seed) or `private`."
+    )
+
+
+class DnsSource(TaskParams):
+    """Hosts from DNS: A/AAAA records of `hosts` (P2P port = `p2pPort`) and SRV records of `srv` (P2P port from the
+    record, its target resolved to addresses)."""
+
+    type: Literal["dns"]
+    hosts: list[NonEmptyStr] = Field(default_factory=list)
+    srv: list[NonEmptyStr] = Field(default_factory=list)
+    nameservers: list[str] = Field(
+        default_factory=list, description="`ip` or `ip:port` of resolvers to ask; default: the system's resolv.conf."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_resolve(self) -> DnsSource:
+        if not self.hosts and not self.srv:
+            raise ValueError("give at least one name in `hosts` (A records) or `srv` (SRV records)")
+        for host in self.hosts:
+            check_host(host)
+        for name in self.srv:
+            check_srv_name(name)
+        for server in self.nameservers:
+            parse_nameserver(server)
+        return self
+
+
+class KubernetesSource(TaskParams):
+    """Running pods matching `labelSelector`, read from the Kubernetes API with the pod's ServiceAccount (only when
+    the agent runs in a cluster). The agent's own pod is never a candidate."""
+
+    type: Literal["kubernetes"]
+    label_selector: NonEmptyStr
+    namespace: str = Field(default="", description="Default: the agent's own namespace.")
+
+
+PeerSource = Annotated[StaticSource | Ec2TagsSource | DnsSource | KubernetesSource, Field(discriminator="type")]
+
+
+class DiscoverPeersParams(TaskParams):
+    """`discover-peers`: find peers from several sources, learn each one's node ID, write `persistent-peers`."""
+
+    deprecated_names: ClassVar[dict[str, str]] = {"p2PPort": "p2pPort"}  # the wire name before wire_name() existed
+
+    sources: list[PeerSource] = Field(min_length=1)
+    rpc_port: int = Field(default=26657, ge=1, le=65535, description="Candidates' RPC port (node ID from /status).")
+    # Explicit alias: the camelCase generator would spell it `p2PPort`, which no user types (the docs say p2pPort).
+    p2p_port: int = Field(
+        default=26656, ge=1, le=65535, alias="p2pPort", description="Candidates' P2P port (in the peer address)."
+    )
+    query_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_peers: int | None = Field(default=None, ge=1, description="Keep at most this many peers (first found first).")
+
 
 QUERY_CONCURRENCY = 16
 NO_PEERS_FOUND = "NoPeersFound"

@@ -35,14 +35,74 @@ import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from agent.io.s3 import S3Client, s3_url
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.data import EvmLogicalDigestParams
+from agent.models.params.s3 import KeyPrefix, S3Params
 from agent.models.redaction import scrub_output
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+DigestNormalization = Literal["semantic", "translator"]
+DEFAULT_NORMALIZATIONS: tuple[DigestNormalization, ...] = ("semantic", "translator")
+
+
+class EvmLogicalDigestParams(S3Params):
+    """`evm-logical-digest`: `seidb evm-logical-digest` on a flatKV clone and a memIAVL snapshot at one height, one
+    gzip JSON verdict per normalization at `s3://<bucket>/<prefix>endpoint-digest-<height>-<normalization>.json.gz`.
+
+    The directories are resolved against the node's home when relative. The program run is agent configuration
+    (`SEI_SEIDB_BINARY`); the original's `seidbPath` param is refused."""
+
+    prefix: KeyPrefix = ""
+    height: int = Field(gt=0, description="The block height both stores must be opened at.")
+    flatkv_dir: str = Field(min_length=1, description="The flatKV data directory (`-d` of the flatkv run).")
+    memiavl_dir: str = Field(min_length=1, description="The memIAVL root directory (holds current/, snapshot-*).")
+    normalizations: list[DigestNormalization] = Field(
+        default_factory=lambda: list(DEFAULT_NORMALIZATIONS),
+        max_length=2,
+        description="memIAVL normalizations to compare, one object each (empty means both).",
+    )
+    memiavl_open_mode: Literal["snapshot", "replay"] | None = Field(
+        default=None,
+        description="seidb's --memiavl-open-mode; unset leaves seidb's default (snapshot: needs snapshot-<height>).",
+    )
+    seidb_path: Any = Field(
+        default=None,
+        exclude=True,
+        description="Refused: the seidb program is agent configuration (SEI_SEIDB_BINARY), never task input.",
+    )
+
+    @field_validator("seidb_path")
+    @classmethod
+    def _no_program_from_params(cls, value: Any) -> None:
+        # A param naming a program to execute would let anyone who can create a NodeTask run a file of their choice
+        # inside the agent's container.
+        if value is not None:
+            raise ValueError(
+                "not accepted: the seidb program is agent configuration (SEI_SEIDB_BINARY / "
+                "AgentSettings.seidb_binary), never a task param; remove seidbPath from the manifest"
+            )
+        return None
+
+    @field_validator("flatkv_dir", "memiavl_dir")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(character) < 32 for character in value) or value.startswith("-"):
+            raise ValueError(f"{value!r} is not a directory path (control characters or a leading '-')")
+        return value
+
+    @field_validator("normalizations")
+    @classmethod
+    def _distinct(cls, value: list[DigestNormalization]) -> list[DigestNormalization]:
+        unique = list(dict.fromkeys(value))
+        return unique or list(DEFAULT_NORMALIZATIONS)
+
 
 BINARY_NOT_FOUND = "BinaryNotFound"
 SEIDB_FAILED = "SeidbFailed"

@@ -39,18 +39,55 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import ijson
+from pydantic import Field, field_validator
 
 from agent.chain.cosmos import artifacts
 from agent.io.s3 import READ_CHUNK
 from agent.models import TaskError, TaskType
-from agent.models.params.genesis import ExportStateParams
+from agent.models.params.s3 import GenesisBucketParams
 from agent.models.redaction import scrub_output
 
 from .base import TaskContext, handler
 from .ceremony import genesis_bucket
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class ExportStateParams(GenesisBucketParams):
+    """`export-state`: `seid export` streamed to `s3://<bucket>/<key>` (`s3Key` is the deprecated spelling of `key`)."""
+
+    deprecated_names: ClassVar[dict[str, str]] = {**GenesisBucketParams.deprecated_names, "s3Key": "key"}
+
+    key: str = Field(default="", description="Default: <chainId>/exported-state.json.")
+    height: int = Field(default=0, ge=0, description="Height to export; 0 means the latest.")
+    seid_binary: Any = Field(
+        default=None,
+        exclude=True,
+        description="Refused: the node binary is agent configuration (SEI_BINARY), never task input.",
+    )
+
+    @field_validator("seid_binary")
+    @classmethod
+    def _no_binary_from_params(cls, value: Any) -> None:
+        # A task param naming a program to execute let anyone who can create a NodeTask run a file of their choice
+        # (for example a script restored from a snapshot) inside the agent's container.
+        if value is not None:
+            raise ValueError(
+                "no longer accepted: the binary export-state runs is agent configuration now "
+                "(SEI_BINARY / AgentSettings.seid_binary), never a task param; remove seidBinary from the manifest"
+            )
+        return None
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_relative(cls, value: str) -> str:
+        if value and (value.startswith("/") or value.endswith("/") or "//" in value):
+            raise ValueError(f"{value!r} is not an object key (no leading or trailing '/', no empty segment)")
+        return value
+
 
 BINARY_NOT_FOUND = "BinaryNotFound"
 EXPORT_FAILED = "ExportFailed"

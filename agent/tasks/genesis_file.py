@@ -25,13 +25,41 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import Field, model_validator
+
 from agent.io.files import atomic_writer, has_marker, write_marker
 from agent.io.s3 import READ_CHUNK, S3_NOT_FOUND, S3Client, S3Failure, check_cancel, run_blocking, s3_url
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.data import ConfigureGenesisParams
+from agent.models.params.base import ChainId
+from agent.models.params.s3 import HttpsUrl, S3Params, Sha256Hex
 from agent.models.redaction import scrub_output
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class ConfigureGenesisParams(S3Params):
+    """`configure-genesis`: `config/genesis.json` from `url` (https) or `s3://<bucket>/<chainId>/genesis.json`."""
+
+    chain_id: ChainId = ""
+    url: HttpsUrl | None = None
+    expected_sha256: Sha256Hex | None = None
+    expected_genesis_hash: Sha256Hex | None = Field(default=None, description="The original's name for the pin.")
+
+    @model_validator(mode="after")
+    def _one_source_one_pin(self) -> ConfigureGenesisParams:
+        if self.url and self.bucket:
+            raise ValueError("give either url or bucket, not both")
+        pins = {pin for pin in (self.expected_sha256, self.expected_genesis_hash) if pin}
+        if len(pins) > 1:
+            raise ValueError("expectedSha256 and expectedGenesisHash are both set and differ")
+        return self
+
+    @property
+    def pinned_sha256(self) -> str | None:
+        return self.expected_sha256 or self.expected_genesis_hash
+
 
 MARKER = "genesis"
 CHECKSUM_MISMATCH = "ChecksumMismatch"

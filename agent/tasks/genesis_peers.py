@@ -20,10 +20,24 @@ from agent.chain.keys import node_id_from_file, node_key_path
 from agent.io.s3 import S3Client, s3_url
 from agent.io.toml import prepare_toml_patch
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.data import SetGenesisPeersParams
-from agent.models.params.node import parse_peer
+from agent.models.params.addresses import parse_peer
+from agent.models.params.base import ChainId
+from agent.models.params.s3 import S3Params
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)
+
+
+class SetGenesisPeersParams(S3Params):
+    """`set-genesis-peers`: `s3://<bucket>/<chainId>/peers.json` into config.toml's persistent peers."""
+
+    chain_id: ChainId = ""
+
 
 PEERS_INVALID = "PeersInvalid"
 MAX_PEERS_BYTES = 1024 * 1024

@@ -23,8 +23,11 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from agent.chain.cosmos import genesis as genesis_doc
 from agent.chain.cosmos.address import ChainIdentity, with_prefix
@@ -36,10 +39,71 @@ from agent.chain.keys import load_node_key, load_validator_key, node_key_path, v
 from agent.io.files import atomic_write, has_marker, write_marker
 from agent.io.toml import read_toml
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.genesis import GenerateGentxParams
+from agent.models.params.base import TaskParams, check_chain_id
+from agent.models.params.coins import Coins, PositiveInt, Rate
 from agent.models.settings import AgentSettings
 
 from .base import TaskContext, handler
+
+DEFAULT_P2P_PORT = 26656
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+class GenerateGentxParams(TaskParams):
+    """`generate-gentx`: this validator's account, its genesis balance, and its signed `MsgCreateValidator`."""
+
+    chain_id: str = Field(default="", description="Chain the gentx is signed for; default SEI_CHAIN_ID.")
+    staking_amount: Coins = Field(description="Self-delegation, one coin of the bond denom: '1000000usei'.")
+    account_balance: Coins = Field(description="Genesis balance of the new account: '10000000usei[,...]'.")
+    moniker: str = Field(default="", max_length=70, description="Default: config.toml's moniker, else the pod name.")
+    identity: str = Field(default="", max_length=3000)
+    website: str = Field(default="", max_length=140)
+    security_contact: str = Field(default="", max_length=140)
+    details: str = Field(default="", max_length=280)
+    host: str = Field(default="", description="P2P host in the memo; default <pod>.<service>.<ns>.svc.cluster.local.")
+    p2p_port: int = Field(default=DEFAULT_P2P_PORT, ge=1, le=65535)
+    commission_rate: Rate = Decimal("0.10")
+    commission_max_rate: Rate = Decimal("0.20")
+    commission_max_change_rate: Rate = Decimal("0.01")
+    min_self_delegation: PositiveInt = 1
+    account_number: int = Field(
+        default=0,
+        ge=0,
+        lt=2**64,
+        description="Account number the gentx is signed with: 0, except for a fork onto a stock Cosmos SDK chain "
+        "(SEI_GENTX_ACCOUNT_NUMBERS=initial-height), where it is the account's position in the fork's genesis.",
+    )
+
+    _chain_id = field_validator("chain_id")(check_chain_id)
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_hostname(cls, value: str) -> str:
+        if value and not _HOST.match(value):
+            raise ValueError(f"{value!r} is not a host name or IPv4 address (no scheme, port or '@')")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateGentxParams:
+        if len(self.staking_amount) != 1:
+            raise ValueError(f"stakingAmount: expected exactly one coin, got {len(self.staking_amount)}")
+        if not self.commission_rate <= self.commission_max_rate:
+            raise ValueError(
+                f"commissionRate {self.commission_rate} is above commissionMaxRate {self.commission_max_rate}"
+            )
+        if not self.commission_max_change_rate <= self.commission_max_rate:
+            raise ValueError(
+                f"commissionMaxChangeRate {self.commission_max_change_rate} is above commissionMaxRate "
+                f"{self.commission_max_rate}"
+            )
+        if self.min_self_delegation > self.staking_amount[0].amount:
+            raise ValueError(
+                f"minSelfDelegation {self.min_self_delegation} is above the stakingAmount {self.staking_amount[0]}"
+            )
+        return self
+
 
 MARKER = "gentx"
 INSUFFICIENT_BALANCE = "InsufficientBalance"

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from agent.chain.keys import (
     Ed25519Key,
     ensure_node_key,
@@ -43,9 +45,42 @@ from agent.chain.keys import (
 from agent.io.files import has_marker, write_marker, write_once
 from agent.io.toml import patch_toml_file
 from agent.models import TaskError, TaskType
-from agent.models.params.core import GenerateIdentityParams
+from agent.models.params.base import CHAIN_ID_MAX_LENGTH, ChainId, TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+MONIKER_MAX_LENGTH = 70
+"""The Cosmos SDK's `MaxMonikerLength` for a validator description; a longer moniker cannot go into a gentx."""
+
+
+class GenerateIdentityParams(TaskParams):
+    """`generate-identity`: the chain this node's minimal genesis is for, and the node's moniker."""
+
+    chain_id: ChainId = Field(description=f"Chain ID: 1-{CHAIN_ID_MAX_LENGTH} characters of A-Z a-z 0-9 _ . -")
+    moniker: str = Field(description="Human-readable node name written to config.toml (1-70 printable characters).")
+
+    @field_validator("chain_id")
+    @classmethod
+    def _chain_id_required(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("moniker")
+    @classmethod
+    def _moniker_printable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if value != value.strip():
+            raise ValueError(f"{value!r} has leading or trailing whitespace")
+        if len(value) > MONIKER_MAX_LENGTH:
+            raise ValueError(f"is {len(value)} characters, at most {MONIKER_MAX_LENGTH} allowed")
+        if not value.isprintable():
+            raise ValueError(f"{value!r} contains control characters")
+        return value
+
 
 IDENTITY_MARKER = "identity"
 PUBLIC_FILE_MODE = 0o644

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from agent.chain.process import (
     ProcessInfo,
     find_process,
@@ -63,11 +65,54 @@ from agent.chain.seiconfig.disk import load_config
 from agent.io.files import atomic_write, marker_path
 from agent.io.toml import get_dotted, read_toml
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.lifecycle import ResetDataParams, RestartSeidParams, StopSeidParams
-from agent.models.params.node import split_host_port
+from agent.models.params.addresses import RpcAddress, split_host_port
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
 from .statesync import MARKER as STATESYNC_MARKER
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+DEFAULT_GRACE_SECONDS = 90.0
+"""How long seid gets to exit after SIGTERM (the original's 90 s): a validator flushing its databases at a large
+height can take a minute."""
+
+
+class _NodeRpc(TaskParams):
+    rpc_endpoint: RpcAddress | None = Field(
+        default=None,
+        description="Deprecated: accepted only when it names the agent's own SEI_RPC_ENDPOINT (a no-op); any other "
+        "value is refused by the handler (ParamsInvalid). Whether the node runs is judged from the agent's settings "
+        "and /proc, never from a param.",
+    )
+
+
+class StopSeidParams(_NodeRpc):
+    """`stop-seid`: SIGTERM the node process and wait for it to exit; never SIGKILL."""
+
+    grace_seconds: float = Field(
+        default=DEFAULT_GRACE_SECONDS, ge=1, le=3600, description="Seconds to wait for the exit after SIGTERM."
+    )
+
+
+class RestartSeidParams(StopSeidParams):
+    """`restart-seid`: stop-seid, then wait until the node's RPC answers again."""
+
+    ready_timeout_seconds: float = Field(
+        default=300, ge=1, le=86_400, description="Seconds to wait for the RPC to answer after the stop."
+    )
+
+
+class ResetDataParams(_NodeRpc):
+    """`reset-data`: wipe `data/` of a stopped (held) node."""
+
+    keep_signing_state: bool = Field(
+        default=True,
+        description="Carry the last signed height/round/step into the fresh priv_validator_state.json, so the "
+        "validator can never sign a height it signed before the reset. false: start at height 0 (only for a key "
+        "that joins a new chain whose heights start again below the old ones).",
+    )
+
 
 RPC_PROBE_SECONDS = 2.0
 P2P_PROBE_SECONDS = 1.0

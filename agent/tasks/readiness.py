@@ -14,9 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from agent.models import TaskType
-from agent.models.params.readiness import MarkNotReadyParams, MarkReadyParams
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class MarkReadyParams(TaskParams):
+    """`mark-ready` takes no params."""
+
+
+class MarkNotReadyParams(TaskParams):
+    """`mark-not-ready` takes no params."""
 
 
 @handler(TaskType.MARK_READY, MarkReadyParams)

@@ -60,16 +60,18 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.chain.crypto.evm import to_checksum_address
 from agent.chain.evmrpc import EvmRpcClient, EvmRpcError
 from agent.chain.rpc import RpcClient, RpcError
 from agent.io.files import atomic_write
 from agent.io.s3 import S3Client, s3_url
-from agent.models.params.data import ResultExportParams
 
 from .base import TaskContext
+
+if TYPE_CHECKING:  # result_export imports this module; its params model is only an annotation here
+    from .result_export import ResultExportParams
 
 COMPARE_PAGE_SIZE = 100
 MAX_TRACE_BYTES = 16 * 1024 * 1024

@@ -31,15 +31,68 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from agent.chain.rpc import RpcClient
 from agent.io.files import atomic_write
 from agent.io.s3 import S3Client, s3_url
 from agent.models import ParamsInvalid, TaskType
-from agent.models.params.data import ResultExportParams
+from agent.models.params.addresses import RpcAddress
+from agent.models.params.s3 import KeyPrefix, S3Params
 
 from .base import TaskContext, handler
+from .genesis_peers import _snake
 from .result_compare import compare_results
 from .snapshot import HEIGHT_FILE
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class ResultExportParams(S3Params):
+    """`result-export`: full pages of `block_results` as gzip NDJSON at `s3://<bucket>/<prefix><start>-<end>...`."""
+
+    prefix: KeyPrefix = ""
+    rpc_endpoint: RpcAddress = ""
+    page_size: int = Field(default=1000, ge=1, le=10_000, description="Blocks per object (the seed used 1000).")
+    max_pages: int | None = Field(default=None, ge=1, description="Stop after this many pages in one run.")
+    canonical_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison mode: compare with this canonical node's blocks (pageSize default 100)."
+    )
+    migration_mode: bool = Field(default=False, description="Comparison: an app-hash mismatch is expected.")
+    continue_on_divergence: bool = Field(default=False, description="Comparison: record divergences and go on.")
+    shadow_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: this (shadow) node's EVM JSON-RPC (with canonicalEvmRpc)."
+    )
+    canonical_evm_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: the canonical node's EVM JSON-RPC (with shadowEvmRpc)."
+    )
+    trace_rpc: RpcAddress | None = Field(
+        default=None, description="Comparison Layer 2: where debug_traceBlockByNumber runs (default canonicalEvmRpc)."
+    )
+    layer2_max_keys: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Layer 2: keys read per block at most (the cap is reported)."
+    )
+    layer2_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Layer 2: deadline per block (the original's 30 s)."
+    )
+
+    @property
+    def layer2(self) -> bool:
+        """Whether comparison Layer 2 (EVM state) runs."""
+        return bool(self.shadow_evm_rpc and self.canonical_evm_rpc)
+
+    @model_validator(mode="after")
+    def _comparison_fields_need_canonical_rpc(self) -> ResultExportParams:
+        layer2 = [name for name in ("shadowEvmRpc", "canonicalEvmRpc", "traceRpc") if getattr(self, _snake(name))]
+        if layer2 and not self.canonical_rpc:
+            raise ValueError(f"{', '.join(layer2)}: comparison Layer 2 needs canonicalRpc (comparison mode)")
+        if layer2 and not self.layer2:
+            missing = "canonicalEvmRpc" if self.shadow_evm_rpc else "shadowEvmRpc"
+            raise ValueError(f"{missing}: comparison Layer 2 needs both shadowEvmRpc and canonicalEvmRpc")
+        if not self.canonical_rpc and (self.migration_mode or self.continue_on_divergence):
+            raise ValueError("migrationMode and continueOnDivergence need canonicalRpc (comparison mode)")
+        return self
+
 
 STATE_FILE = ".sei-sidecar-last-export.json"
 IN_FLIGHT = 8

@@ -47,7 +47,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from agent.chain.snapshots import METADATA_DB, rebuild_metadata
 from agent.io.archive import (
@@ -61,14 +63,77 @@ from agent.io.archive import (
 from agent.io.files import atomic_write, fsync_dir, has_marker, write_marker
 from agent.io.s3 import S3_NOT_FOUND, ObjectInfo, ProgressRelay, S3Client, run_blocking, s3_url
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.data import (
-    SnapshotLayoutParams,
-    SnapshotRestoreParams,
-    SnapshotUploadOnceParams,
-    SnapshotUploadParams,
-)
+from agent.models.params.base import ChainId
+from agent.models.params.s3 import KeyPrefix, S3Params, Sha256Hex
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+SnapshotCompression = Literal["gz", "lz4", "zst"]
+
+
+class SnapshotLayoutParams(S3Params):
+    """Where snapshots live: `s3://<bucket>/<prefix><height>.tar.<gz|lz4|zst>` plus `<prefix>latest.txt`.
+
+    `prefix` defaults to `<chainId>/state-sync/` (the layout the original settled on), with `chainId` defaulting to
+    `SEI_CHAIN_ID`; an explicit `""` means the bucket root.
+    """
+
+    prefix: KeyPrefix | None = None
+    chain_id: ChainId = ""
+
+
+class SnapshotRestoreParams(SnapshotLayoutParams):
+    """`snapshot-restore`: the latest snapshot, or the one at `targetHeight`, into `data/snapshots/`."""
+
+    target_height: int | None = Field(default=None, gt=0, description="Restore this height instead of the latest.")
+    sha256: Sha256Hex | None = Field(default=None, description="SHA-256 of the archive object, verified.")
+    disk_safety_factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=100.0,
+        description="Free space needed before starting, as a multiple of the archive's size.",
+    )
+
+
+class SnapshotUploadParams(SnapshotLayoutParams):
+    """`snapshot-upload`: the newest complete snapshot (second-highest height) to S3, once or every interval."""
+
+    compression: SnapshotCompression = "zst"
+    compression_level: int | None = Field(default=None, description="zstd -7..22, gzip 0..9; lz4 has no levels.")
+    interval_seconds: int | None = Field(
+        default=None, ge=1, description="Keep running, uploading every N seconds (the seed's loop)."
+    )
+
+    @model_validator(mode="after")
+    def _level_fits_the_codec(self) -> SnapshotUploadParams:
+        if self.compression_level is None:
+            return self
+        allowed = {"zst": range(-7, 23), "gz": range(10)}.get(self.compression)
+        if allowed is None:
+            raise ValueError("compressionLevel: lz4 has no compression levels here; leave it out")
+        if self.compression_level not in allowed:
+            raise ValueError(
+                f"compressionLevel {self.compression_level} is out of range for {self.compression} "
+                f"({allowed.start}..{allowed.stop - 1})"
+            )
+        return self
+
+
+class SnapshotUploadOnceParams(SnapshotUploadParams):
+    """`snapshot-upload-once`: one snapshot-upload run under a deadline (the current original's one-shot type)."""
+
+    timeout_seconds: int = Field(
+        default=7200, ge=1, le=7 * 24 * 3600, description="Deadline of the upload (the original's default 2 h)."
+    )
+
+    @model_validator(mode="after")
+    def _no_interval(self) -> SnapshotUploadOnceParams:
+        if self.interval_seconds is not None:
+            raise ValueError("intervalSeconds: snapshot-upload-once uploads once; use snapshot-upload for the loop")
+        return self
+
 
 MARKER = "snapshot"
 HEIGHT_FILE = ".sei-sidecar-snapshot-height"

@@ -27,13 +27,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from agent.chain.rpc import BlockInfo, NodeStatus, RpcClient, RpcError
 from agent.chain.seiconfig import read_key, write_keys
 from agent.io.files import has_marker, write_marker
 from agent.models import TaskError, TaskType
-from agent.models.params.node import ConfigureStateSyncParams
+from agent.models.params.addresses import GoDuration, RpcAddress
+from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+
+# --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
+
+
+class ConfigureStateSyncParams(TaskParams):
+    """`configure-state-sync`: where the trusted block comes from, and the `[statesync]` options to write."""
+
+    rpc_servers: list[RpcAddress] = Field(
+        default_factory=list,
+        description="Witness RPC addresses (host:port or http(s)://host:port), at least two distinct. Empty: the "
+        "hosts of config.toml's persistent peers, at `peerRpcPort`.",
+    )
+    use_local_snapshot: bool = Field(
+        default=False,
+        description="Trust the height of the newest snapshot under data/snapshots/ (restored from S3) instead of "
+        "the witnesses' latest height minus `trustHeightOffset`.",
+    )
+    trust_height_offset: int = Field(
+        default=2000, ge=1, le=10_000_000, description="Blocks below the witnesses' latest height to trust."
+    )
+    trust_period: GoDuration | None = Field(default=None, description="`trust-period`, e.g. '168h0m0s'.")
+    backfill_blocks: int | None = Field(default=None, ge=0, description="`backfill-blocks`, written when given.")
+    peer_rpc_port: int = Field(default=26657, ge=1, le=65535, description="RPC port of witnesses taken from peers.")
+    witness_timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="Per-call timeout to a witness.")
+
+    @field_validator("rpc_servers")
+    @classmethod
+    def _distinct_witnesses(cls, servers: list[str]) -> list[str]:
+        if len(servers) == 1:
+            raise ValueError(
+                f"one witness ({servers[0]!r}) cannot cross-check a trust hash: give at least two, or none to use "
+                "the persistent peers"
+            )
+        if len(set(servers)) != len(servers):
+            duplicates = sorted({server for server in servers if servers.count(server) > 1})
+            raise ValueError(f"witnesses listed twice: {', '.join(duplicates)}")
+        return servers
+
 
 MARKER = "statesync"
 WITNESS_UNAVAILABLE = "WitnessUnavailable"

@@ -51,7 +51,7 @@ from agent.chain.cosmos.proto import (
 )
 from agent.chain.crypto import bech32, bip32, bip39, secp256k1
 from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
-from agent.models.params.genesis import Coin as ParamCoin
+from agent.models.params.coins import Coin as ParamCoin
 
 DATA = Path(__file__).parent / "data"
 REAL_GENTXS = sorted(DATA.glob("sei-atlantic-sub-1-gentx-*.json"))

@@ -38,8 +38,7 @@ from agent.chain.cosmos.keystore import AccountKey, ensure_account_key
 from agent.chain.cosmos.proto import Coin, MsgVote, VoteOption
 from agent.chain.cosmos.tx import sign_tx
 from agent.models import Task, TaskResult, TaskStatus, TaskType, format_timestamp, utcnow
-from agent.models.params.gov import GovVoteParams
-from agent.tasks.gov import params_hash
+from agent.tasks.gov import GovVoteParams, params_hash
 from tests.chain_real.conftest import InProcessAgent
 from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, wait_for_height
 from tests.fixtures.httpfaults import HttpFaultProxy

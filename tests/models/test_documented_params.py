@@ -16,10 +16,11 @@ from pydantic.fields import FieldInfo
 
 from agent.models import TaskType
 from agent.models.params.base import WIRE_CONTEXT, TaskParams, format_validation_error, wire_name
-from agent.models.params.genesis import ExportStateParams, UploadGenesisArtifactsParams
-from agent.models.params.node import DiscoverPeersParams
 from agent.models.resource import NodeTaskManifest
 from agent.tasks import default_registry
+from agent.tasks.ceremony import UploadGenesisArtifactsParams
+from agent.tasks.discover_peers import DiscoverPeersParams
+from agent.tasks.export_state import ExportStateParams
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = sorted((REPO / "docs" / "tasks").glob("*.md"))

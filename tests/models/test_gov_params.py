@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.models.params import format_validation_error
-from agent.models.params.gov import GovParamChangeParams, GovSoftwareUpgradeParams, GovVoteParams
+from agent.tasks.gov import GovParamChangeParams, GovSoftwareUpgradeParams, GovVoteParams
 
 COMMON = {"chainId": "sei-devnet-1", "fees": "20000usei", "gas": 200000}
 

@@ -17,7 +17,7 @@ from agent.chain.crypto.evm import eth_address
 from agent.chain.keys import load_node_key, load_validator_key, node_key_path, validator_key_path
 from agent.io.files import has_marker, marker_path
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.genesis import Coin
+from agent.models.params.coins import Coin
 from tests.fixtures.ceremony import CHAIN_ID, ValidatorPod, seid_init_genesis
 
 ASSEMBLE = TaskType.ASSEMBLE_AND_UPLOAD_GENESIS

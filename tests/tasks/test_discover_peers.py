@@ -15,9 +15,9 @@ from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 from agent.chain.keys import ensure_node_key, node_key_path
 from agent.io.toml import read_toml
 from agent.models import ParamsInvalid, TaskError, TaskType
-from agent.models.params.node import Ec2TagsSource
 from agent.operator.kubeapi import Connection, KubeApi
 from agent.tasks import discover_peers as discover_module
+from agent.tasks.discover_peers import Ec2TagsSource
 from tests.chain.sei_files import install_sample_config, snapshot
 from tests.fixtures.cometbft import CometBFTFactory, FakeCometBFT, node_id_for
 from tests.fixtures.common import HandlerRunner

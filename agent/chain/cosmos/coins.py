@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.models.params.genesis import Coin
+from agent.models.params.coins import Coin
 
 CoinMap = dict[str, int]
 """denom -> amount; the working form for sums and comparisons."""

@@ -27,7 +27,7 @@ from typing import Any as AnyType
 
 from agent.chain.crypto import bech32, secp256k1
 from agent.chain.crypto.secp256k1 import Secp256k1PrivateKey
-from agent.models.params.genesis import Coin
+from agent.models.params.coins import Coin
 
 from .address import SEI, Bech32Prefixes, account_address_bytes
 from .proto import (
