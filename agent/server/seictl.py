@@ -65,6 +65,8 @@ LIST_PAGE = 10
 """Rows a listing holds in memory at once (a row's params and result may each be 64 KiB of JSON)."""
 LIST_DEADLINE = 30.0
 """Seconds a listing may take, writing included: a client that does not read cannot hold a listing slot."""
+LIST_MAX_BYTES = 4 * 1024 * 1024
+"""... and at most this much JSON per answer (the newest rows that fit, at least one), as the agent's own listing."""
 RETRY_AFTER_SECONDS = 1
 _REQUEST_FIELDS = frozenset({"id", "type", "params"})
 
@@ -297,8 +299,9 @@ class SeictlApi:
 
     async def list_tasks(self, request: web.Request) -> web.StreamResponse:
         """The newest `LIST_LIMIT` tasks as the original's array, streamed `LIST_PAGE` rows at a time: at most
-        `HEAVY_CONCURRENCY` listings at once (shared with the agent's own), each holding one page in memory and
-        finishing within `LIST_DEADLINE` seconds (a client that does not read its answer loses the connection)."""
+        `HEAVY_CONCURRENCY` listings at once (shared with the agent's own), each holding one page in memory, at most
+        `LIST_MAX_BYTES` long and finishing within `LIST_DEADLINE` seconds (a client that does not read its answer
+        loses the connection)."""
         if self.heavy.locked():
             message = f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly"
             return _error(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -317,14 +320,19 @@ class SeictlApi:
         return response
 
     async def _stream(self, response: web.StreamResponse, page: list[TaskResult]) -> None:
-        sent = 0
+        sent = size = 0
         separator = b"["
         while page:
             for row in page:
-                await response.write(separator + go_json(task_result(row)).rstrip("\n").encode())
+                piece = separator + go_json(task_result(row)).rstrip("\n").encode()
+                if sent and size + len(piece) > LIST_MAX_BYTES:
+                    page = []  # the answer is full: the newest rows that fit
+                    break
+                await response.write(piece)
                 separator = b","
-            sent += len(page)
-            if len(page) < LIST_PAGE or sent >= LIST_LIMIT:
+                size += len(piece)
+                sent += 1
+            if not page or len(page) < LIST_PAGE or sent >= LIST_LIMIT:
                 break
             page = await self.engine.recent(min(LIST_PAGE, LIST_LIMIT - sent), after=page[-1])
         await response.write(b"[]\n" if separator == b"[" else b"]\n")

@@ -142,10 +142,12 @@ async def test_the_agent_answers_each_recorded_request_as_the_original(
         home=home,
         chain_id="replay-1",
         pod_name="node-0-0",
-        # The recording's environment; nothing answers at the node's RPC or S3 (the tasks submitted last need both).
-        genesis_bucket="g",
+        # The recording's environment, with real bucket names (it had `g` and `s`, which the agent refuses at submit
+        # as S3 bucket names; any valid name gets the original's answer); nothing answers at the node's RPC or S3
+        # (the tasks submitted last need both).
+        genesis_bucket="genesis-bucket",
         genesis_region="us-east-1",
-        snapshot_bucket="s",
+        snapshot_bucket="snapshot-bucket",
         snapshot_region="us-east-1",
         rpc_endpoint=f"http://127.0.0.1:{refused_port()}",
         s3_endpoint_url=f"http://127.0.0.1:{refused_port()}",
