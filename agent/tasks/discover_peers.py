@@ -61,7 +61,8 @@ class Ec2TagsSource(TaskParams):
     region: NonEmptyStr
     tags: dict[NonEmptyStr, str] = Field(min_length=1)
     address: Literal["public", "private"] = Field(
-        default="public", description="Which IP to dial: `public` (falling back to private, as the seed) or `private`."
+        default="public",
+        description="Which IP to dial: `public` (falling back to private when a peer has none) or `private`.",
     )
 
 

@@ -53,7 +53,9 @@ class ResultExportParams(S3Params):
 
     prefix: KeyPrefix = ""
     rpc_endpoint: RpcAddress = ""
-    page_size: int = Field(default=1000, ge=1, le=10_000, description="Blocks per object (the seed used 1000).")
+    page_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Blocks per object (1000, the Go sidecar's size)."
+    )
     max_pages: int | None = Field(default=None, ge=1, description="Stop after this many pages in one run.")
     canonical_rpc: RpcAddress | None = Field(
         default=None, description="Comparison mode: compare with this canonical node's blocks (pageSize default 100)."

@@ -103,7 +103,9 @@ class SnapshotUploadParams(SnapshotLayoutParams):
     compression: SnapshotCompression = "zst"
     compression_level: int | None = Field(default=None, description="zstd -7..22, gzip 0..9; lz4 has no levels.")
     interval_seconds: int | None = Field(
-        default=None, ge=1, description="Keep running, uploading every N seconds (the seed's loop)."
+        default=None,
+        ge=1,
+        description="Keep running, uploading every N seconds (the Go sidecar's `snapshot-upload` loop).",
     )
 
     @model_validator(mode="after")

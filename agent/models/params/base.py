@@ -1,4 +1,4 @@
-"""The base of every params model (the seed's TypedHandler decoding, made strict and explicit)."""
+"""The base of every params model: strict, explicit decoding of a task's params."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def wire_name(field_name: str) -> str:
 class TaskParams(BaseModel):
     """Params of one task type: camelCase on the wire, unknown keys refused, immutable once validated.
 
-    Unlike the seed (case-insensitive names, unknown keys ignored, zero values for missing keys), a typo in a params
-    key is an error that names the key, so a misspelt option can never silently fall back to a default.
+    Names are exact and unknown keys are refused: a typo in a params key is an error that names the key, so a
+    misspelt option can never silently fall back to a default.
 
     `deprecated_names` maps an old wire name to its current one. While the API is `v1alpha1`, a renamed field keeps
     accepting its old spelling (logged as deprecated; giving both spellings is an error); the old spelling goes away

@@ -1,12 +1,12 @@
 """Field types and the base model for params that name S3 objects: bucket, region, key prefix, SHA-256 pins, HTTPS URLs,
 and `S3Params` (`bucket` / `region` with the agent's settings as the fallback).
 
-Wire names follow the seed (`bucket`, `region`, `prefix`, `chainId`...). Bucket and region may be left out: the handler
-then uses the agent's settings (`SEI_SNAPSHOT_BUCKET` / `SEI_SNAPSHOT_REGION` for snapshots, `SEI_GENESIS_BUCKET` /
-`SEI_GENESIS_REGION` for genesis and peers) and fails with `ParamsInvalid` naming both the param and the variable when
-neither is set. A prefix is normalised to end with `/` (the seed's upload did this, its restore did not, so the two
-could disagree); an empty prefix is the bucket root. `GenesisBucketParams` is the base of the genesis ceremony's and
-export-state's params: where the ceremony's artifacts live.
+Wire names are the Go sidecar's (`bucket`, `region`, `prefix`, `chainId`...). Bucket and region may be left out: the
+handler then uses the agent's settings (`SEI_SNAPSHOT_BUCKET` / `SEI_SNAPSHOT_REGION` for snapshots,
+`SEI_GENESIS_BUCKET` / `SEI_GENESIS_REGION` for genesis and peers) and fails with `ParamsInvalid` naming both the param
+and the variable when neither is set. A prefix is normalised to end with `/`, on upload and restore alike, so the two
+always name the same objects; an empty prefix is the bucket root. `GenesisBucketParams` is the base of the genesis
+ceremony's and export-state's params: where the ceremony's artifacts live.
 """
 
 from __future__ import annotations
