@@ -19,6 +19,7 @@ from agent.chain.cosmos.proto import Coin, MsgVote, VoteOption
 from agent.chain.cosmos.tx import SignedTx, sign_tx
 from agent.models import Task, TaskStatus, TaskType
 from tests.chain_real.test_gov_real import (
+    CEILINGS,
     CHAIN_ID,
     DENOM,
     DEPOSIT,
@@ -110,6 +111,7 @@ async def test_a_pending_go_sidecar_vote_is_adopted_after_the_switch_never_signe
         bech32_prefix=PREFIX,
         bond_denom=DENOM,
         db_path=store,
+        **CEILINGS,
     )
     task = Task(id=task_id, type=TaskType.GOV_VOTE, params=params, timeout_seconds=120)
     await switched.engine.submit(task, retry=True)  # the controller re-submits a pending task by its ID

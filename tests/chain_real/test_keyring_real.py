@@ -85,6 +85,8 @@ async def test_keys_made_by_simd_keys_add_sign_what_simd_commits(
 
     common = {"chainId": CHAIN_ID, "fees": FEES, "gas": GAS}
     identity = {"chain_id": CHAIN_ID, "rpc_endpoint": node.rpc_url, "bech32_prefix": PREFIX, "bond_denom": DENOM}
+    # Spending ceilings at exactly what the test pays (NODETASK_MAX_GAS_PRICE, NODETASK_MAX_DEPOSIT).
+    identity |= {"max_gas_price": f"{int(FEES.removesuffix(DENOM)) / GAS}{DENOM}", "max_deposit": DEPOSIT}
     validator_agent: InProcessAgent = chain_agent(
         node.home,
         keyring_backend="test",

@@ -4,9 +4,10 @@ Where the binary comes from: `NODETASK_SEID_BINARY`, the path of a `seid` built 
 be built in CI (sei-chain and several of its `sei-protocol/*` modules are not served by the Go module proxy), and
 this repository carries no script or recipe that builds fetched code: the build recipe lives with the other shared
 reference material (`../shared/reference/seid-build.md` from the checkout: fetch the public sources, build into a
-directory of its own). So the tier, unlike the chain tier, has no `scripts/*-tools.sh`; it runs when the variable
-names an executable and skips otherwise, also under `CI=true` (CI cannot build seid; the unit tier carries seid's
-dialect through the recordings in `tests/fixtures/seid/`). Tests are marked `@pytest.mark.seid` (and `slow`).
+directory of its own). So the tier, unlike the chain tier, has no `scripts/*-tools.sh`; it is collected only when the
+variable names an executable and `CI` is not `true` (`tests/conftest.py`; CI cannot build seid, and the unit tier
+carries seid's dialect through the recordings in `tests/fixtures/seid/`), so CI reports no always-skipped tests. Named
+explicitly without a binary, its tests skip with the reason. Tests are marked `@pytest.mark.seid` (and `slow`).
 
 The API, the chain tier's (`tests/fixtures/chain.py`: `reserve_ports`, `chain_processes`, `edit_toml`,
 `wait_for_height`) plus:
