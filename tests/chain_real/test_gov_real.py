@@ -40,7 +40,14 @@ from agent.chain.cosmos.tx import sign_tx
 from agent.models import Task, TaskResult, TaskStatus, TaskType, format_timestamp, utcnow
 from agent.tasks.gov import GovVoteParams, params_hash
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import ChainTools, ProcessGroup, SimdChain, SimdNode, wait_for_height
+from tests.fixtures.chain import (
+    ChainTools,
+    ProcessGroup,
+    SimdChain,
+    SimdNode,
+    gov_vote_killed_after_broadcast,
+    wait_for_height,
+)
 from tests.fixtures.httpfaults import HttpFaultProxy
 
 pytestmark = pytest.mark.chain
@@ -221,21 +228,8 @@ def _ok(result: TaskResult) -> dict[str, Any]:
 
 
 def _kill_after_broadcast_then_resume(validator: Validator, params: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Run a gov-vote in a real agent process, SIGKILL it right after the node accepted the tx, then start the agent
-    again on the same store: the resumed run must finish the same task. Returns the resumed task's result."""
-    manifest = work / "vote.yaml"
-    manifest.write_text(
-        json.dumps(
-            {
-                "apiVersion": "sei.io/v1alpha1",
-                "kind": "NodeTask",
-                "metadata": {"name": "kill-vote", "namespace": "t"},
-                "spec": {"targetPod": "val2", "type": "gov-vote", "params": params},
-            }
-        )
-    )
+    """The vote of validator 2's agent, killed after its broadcast and run again (`gov_vote_killed_after_broadcast`)."""
     env = {
-        **os.environ,
         "SEI_RPC_ENDPOINT": validator.node.rpc_url,
         "SEI_CHAIN_ID": CHAIN_ID,
         "SEI_BECH32_PREFIX": PREFIX,
@@ -243,51 +237,9 @@ def _kill_after_broadcast_then_resume(validator: Validator, params: dict[str, An
         "NODETASK_MAX_GAS_PRICE": CEILINGS["max_gas_price"],
         "NODETASK_MAX_DEPOSIT": DEPOSIT,
     }
-    argv = [sys.executable, "-m", "agent", "--log-level", "INFO", "local", str(manifest), "--home",
-            str(validator.node.home), "--db", str(work / "agent.db")]  # fmt: skip
-    log = work / "agent-first.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    try:
-        give_up = time.monotonic() + 60
-        while "accepted by the node" not in log.read_text(errors="replace"):
-            assert process.poll() is None, f"the agent exited before broadcasting:\n{log.read_text()}"
-            assert time.monotonic() < give_up, f"no broadcast within 60 s:\n{log.read_text()}"
-            time.sleep(0.005)
-        process.kill()  # SIGKILL: no handler, no cleanup, the store row stays `running`
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-    assert process.returncode == -9
-    resumed = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "adopting tx" in resumed.stderr + resumed.stdout
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "tasks",
-            "list",
-            "--home",
-            str(validator.node.home),
-            "--db",
-            str(work / "agent.db"),
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-        check=True,
+    return gov_vote_killed_after_broadcast(
+        home=validator.node.home, work=work, params=params, target_pod="val2", env=env, within=60
     )
-    rows = json.loads(shown.stdout)
-    assert len(rows) == 1 and rows[0]["phase"] == "Succeeded" and rows[0]["resumes"] == 1, rows
-    result: dict[str, Any] = rows[0]["result"]
-    return result
 
 
 async def test_operator_keys_exported_by_the_agent_import_into_simd(gov_chain: GovChain) -> None:

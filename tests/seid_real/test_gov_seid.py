@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,9 +24,9 @@ from agent.chain.cosmos.keystore import AccountKey, ensure_account_key
 from agent.models import TaskResult, TaskStatus, TaskType
 from agent.models.settings import AgentSettings
 from tests.chain_real.conftest import InProcessAgent
-from tests.fixtures.chain import ProcessGroup, wait_for_height
+from tests.fixtures.chain import ProcessGroup, gov_vote_killed_after_broadcast, wait_for_height
 
-from .conftest import REPO, SEID_MARKS, SeidNet, SeidNode
+from .conftest import SEID_MARKS, SeidNet, SeidNode
 
 pytestmark = SEID_MARKS
 CHAIN_ID = "seid-gov-1"
@@ -155,55 +152,11 @@ async def test_a_software_upgrade_proposal_is_accepted_by_seid(gov_seid: GovSeid
 
 
 def _vote_killed_after_broadcast_then_resumed(gov_seid: GovSeid, params: dict[str, Any], work: Path) -> dict[str, Any]:
-    """A gov-vote in a real `nodetask-agent local` process, SIGKILLed right after seid accepted the tx, then the same
-    command again on the same store: the resumed run must finish the same task. Returns that task's result."""
-    manifest = work / "vote.yaml"
-    manifest.write_text(
-        json.dumps(
-            {
-                "apiVersion": "sei.io/v1alpha1",
-                "kind": "NodeTask",
-                "metadata": {"name": "kill-vote", "namespace": "t"},
-                "spec": {"targetPod": "val-0", "type": "gov-vote", "params": params},
-            }
-        )
+    """The agent's vote, killed after seid accepted it and run again (`gov_vote_killed_after_broadcast`)."""
+    env = {"SEI_RPC_ENDPOINT": gov_seid.node.rpc_url, "SEI_CHAIN_ID": CHAIN_ID}
+    return gov_vote_killed_after_broadcast(
+        home=gov_seid.agent_home, work=work, params=params, target_pod="val-0", env=env, within=120
     )
-    env = {**os.environ, "SEI_RPC_ENDPOINT": gov_seid.node.rpc_url, "SEI_CHAIN_ID": CHAIN_ID}
-    argv = [sys.executable, "-m", "agent", "--log-level", "INFO", "local", str(manifest), "--home",
-            str(gov_seid.agent_home), "--db", str(work / "agent.db")]  # fmt: skip
-    log = work / "agent-first.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    try:
-        give_up = time.monotonic() + 120
-        while "accepted by the node" not in log.read_text(errors="replace"):
-            assert process.poll() is None, f"the agent exited before broadcasting:\n{log.read_text()}"
-            assert time.monotonic() < give_up, f"no broadcast within 120 s:\n{log.read_text()}"
-            time.sleep(0.005)
-        process.kill()
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-    assert process.returncode == -9
-    resumed = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=180)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "adopting tx" in resumed.stderr + resumed.stdout
-    listing = [sys.executable, "-m", "agent", "tasks", "list", "--home", str(gov_seid.agent_home), "--db",
-               str(work / "agent.db"), "-o", "json"]  # fmt: skip
-    listed = subprocess.run(
-        listing,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-        check=True,
-    )
-    rows = json.loads(listed.stdout)
-    assert len(rows) == 1 and rows[0]["phase"] == "Succeeded" and rows[0]["resumes"] == 1, rows
-    result: dict[str, Any] = rows[0]["result"]
-    return result
 
 
 async def test_a_param_change_passes_with_the_vote_of_an_agent_killed_after_broadcast(
