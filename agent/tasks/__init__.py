@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import pkgutil
 
@@ -15,15 +14,12 @@ _NOT_FAMILIES = {"base", "prechecks"}
 
 def default_registry() -> HandlerRegistry:
     """Every handler of every family module in this package (modules are found, not listed, so adding a family is
-    adding a module), each with its precheck from `prechecks.PRECHECKS`."""
-    from .prechecks import PRECHECKS
-
+    adding a module), each with the precheck its family attached (`@handler(..., precheck=...)`)."""
     registry = HandlerRegistry()
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_") or module_info.name in _NOT_FAMILIES:
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         for spec in getattr(module, "HANDLERS", []):
-            precheck = spec.precheck or PRECHECKS.get(spec.task_type)
-            registry.add(dataclasses.replace(spec, precheck=precheck))
+            registry.add(spec)
     return registry

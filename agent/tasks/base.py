@@ -38,11 +38,15 @@ class HandlerSpec(Generic[P]):
     """Checked with the validated params and the settings before the handler runs (`check_task`)."""
 
 
-def handler(task_type: TaskType, params_model: type[P], summary: str = "") -> Callable[[HandlerFn[P]], HandlerSpec[P]]:
-    """Decorator that turns an async function into a `HandlerSpec` (collected from a family module's `HANDLERS`)."""
+def handler(
+    task_type: TaskType, params_model: type[P], summary: str = "", *, precheck: Precheck | None = None
+) -> Callable[[HandlerFn[P]], HandlerSpec[P]]:
+    """Decorator that turns an async function into a `HandlerSpec` (collected from a family module's `HANDLERS`).
+    `precheck` is the task's rule over params and settings, checked before it runs (shared ones: `.prechecks`)."""
 
     def wrap(fn: HandlerFn[P]) -> HandlerSpec[P]:
-        return HandlerSpec(task_type, params_model, fn, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        summary_line = summary or (fn.__doc__ or "").strip().split("\n")[0]
+        return HandlerSpec(task_type, params_model, fn, summary_line, precheck=precheck)
 
     return wrap
 

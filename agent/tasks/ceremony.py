@@ -66,6 +66,7 @@ from agent.models.params.s3 import GenesisBucketParams
 
 from .base import TaskContext, handler
 from .gentx import GENESIS_INVALID, INSUFFICIENT_BALANCE, gentx_path, load_genesis, resolve_chain_id
+from .prechecks import genesis_bucket_known
 
 # --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
 
@@ -267,7 +268,7 @@ def _local_artifacts(
     return data, identity
 
 
-@handler(TaskType.UPLOAD_GENESIS_ARTIFACTS, UploadGenesisArtifactsParams)
+@handler(TaskType.UPLOAD_GENESIS_ARTIFACTS, UploadGenesisArtifactsParams, precheck=genesis_bucket_known)
 async def upload_genesis_artifacts(params: UploadGenesisArtifactsParams, ctx: TaskContext) -> dict[str, Any]:
     """Publish this node's gentx and public identity (never a private key) under `<chainId>/<nodeName>/`."""
     bucket = genesis_bucket(params, ctx)
@@ -524,7 +525,7 @@ async def _begin_assembly(
     return bucket, await _collect(bucket, [node.name for node in params.nodes], ctx)
 
 
-@handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams)
+@handler(TaskType.ASSEMBLE_AND_UPLOAD_GENESIS, AssembleGenesisParams, precheck=genesis_bucket_known)
 async def assemble_and_upload_genesis(params: AssembleGenesisParams, ctx: TaskContext) -> dict[str, Any]:
     """Collect every node's gentx into this node's genesis, fill validators, and publish genesis and peers."""
     _check_extras(params, ChainIdentity.from_settings(ctx.settings))
@@ -698,7 +699,7 @@ def _write_fork(
     return genesis_doc.WrittenFile(digest.hexdigest(), size)
 
 
-@handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams)
+@handler(TaskType.ASSEMBLE_GENESIS_FORK, AssembleGenesisForkParams, precheck=genesis_bucket_known)
 async def assemble_genesis_fork(params: AssembleGenesisForkParams, ctx: TaskContext) -> dict[str, Any]:
     """Assemble a new chain's genesis from a source chain's exported state plus the new validators' gentxs."""
     # The gentxs are small and fail fast: they are checked before a multi-GB export is downloaded.

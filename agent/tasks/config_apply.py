@@ -49,6 +49,7 @@ from agent.models import ParamsInvalid, TaskError, TaskType
 from agent.models.params.base import TaskParams
 
 from .base import TaskContext, handler
+from .prechecks import hot_keys_only
 
 # --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
 
@@ -251,7 +252,7 @@ async def _apply_live(home: Path, typed: dict[str, Any], allowed: str) -> tuple[
     return ["logging.level"], []
 
 
-@handler(TaskType.CONFIG_RELOAD, ConfigReloadParams)
+@handler(TaskType.CONFIG_RELOAD, ConfigReloadParams, precheck=hot_keys_only)
 async def config_reload(params: ConfigReloadParams, ctx: TaskContext) -> dict[str, Any]:
     """Change hot-reloadable keys in config.toml / app.toml; any other key is refused by name. `logging.level` is
     applied to the running seid through its admin gRPC server when that is enabled; the result says which keys still

@@ -52,6 +52,7 @@ from agent.models.redaction import scrub_output
 
 from .base import TaskContext, handler
 from .ceremony import genesis_bucket
+from .prechecks import genesis_bucket_known
 
 # --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
 
@@ -346,7 +347,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-@handler(TaskType.EXPORT_STATE, ExportStateParams)
+@handler(TaskType.EXPORT_STATE, ExportStateParams, precheck=genesis_bucket_known)
 async def export_state(params: ExportStateParams, ctx: TaskContext) -> dict[str, Any]:
     """Run `seid export`, verify its JSON and stream it to S3 (default key `<chainId>/exported-state.json`)."""
     bucket = genesis_bucket(params, ctx)

@@ -25,6 +25,7 @@ from agent.models.params.base import ChainId
 from agent.models.params.s3 import S3Params
 
 from .base import TaskContext, handler
+from .prechecks import genesis_peers_bucket_known
 
 # --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
 
@@ -59,7 +60,7 @@ def _parse_peers(document: Any, source: str) -> list[str]:
     return peers
 
 
-@handler(TaskType.SET_GENESIS_PEERS, SetGenesisPeersParams)
+@handler(TaskType.SET_GENESIS_PEERS, SetGenesisPeersParams, precheck=genesis_peers_bucket_known)
 async def set_genesis_peers(params: SetGenesisPeersParams, ctx: TaskContext) -> dict[str, Any] | None:
     """Write the genesis ceremony's peers (minus this node) into config.toml's [p2p] persistent peers."""
     chain_id = params.chain_id or ctx.settings.chain_id

@@ -3,8 +3,8 @@ or the agent's settings (a default the params fall back on). They are checked be
 `check_task` (the engine before every run and on submit, the HTTP API's check, `local --check` with `--env-file`).
 
 Each precheck is `fn(params, settings)` raising `ParamsInvalid` in the params models' shape: `params.<field>: <why>`,
-with a hint. `default_registry()` attaches them to the handler specs by task type (`HandlerSpec.precheck`); the
-handlers keep their own checks, which then never fire for a task that passed.
+with a hint. A family attaches one to its handler (`@handler(TaskType.X, XParams, precheck=...)`); the checks here are
+the ones several families share. The handlers keep their own checks, which then never fire for a task that passed.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent.chain.seiconfig import lookup
-from agent.models import ParamsInvalid, TaskType
+from agent.models import ParamsInvalid
 from agent.models.settings import AgentSettings
-
-from .base import Precheck
 
 
 def hot_keys_only(params: Any, settings: AgentSettings) -> None:
@@ -53,16 +51,3 @@ def snapshot_layout_known(params: Any, settings: AgentSettings) -> None:
 def genesis_peers_bucket_known(params: Any, settings: AgentSettings) -> None:
     """set-genesis-peers: `bucket` or SEI_GENESIS_BUCKET, resolved as its handler does."""
     params.bucket_or(settings.genesis_bucket, "SEI_GENESIS_BUCKET")
-
-
-PRECHECKS: dict[TaskType, Precheck] = {
-    TaskType.CONFIG_RELOAD: hot_keys_only,
-    TaskType.UPLOAD_GENESIS_ARTIFACTS: genesis_bucket_known,
-    TaskType.ASSEMBLE_AND_UPLOAD_GENESIS: genesis_bucket_known,
-    TaskType.ASSEMBLE_GENESIS_FORK: genesis_bucket_known,
-    TaskType.EXPORT_STATE: genesis_bucket_known,
-    TaskType.SET_GENESIS_PEERS: genesis_peers_bucket_known,
-    TaskType.SNAPSHOT_UPLOAD: snapshot_layout_known,
-    TaskType.SNAPSHOT_UPLOAD_ONCE: snapshot_layout_known,
-}
-"""Task type -> its precheck."""

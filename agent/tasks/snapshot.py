@@ -67,6 +67,7 @@ from agent.models.params.base import ChainId
 from agent.models.params.s3 import KeyPrefix, S3Params, Sha256Hex
 
 from .base import TaskContext, handler
+from .prechecks import snapshot_layout_known
 
 # --- params: the wire model of this family's task types, validated by the engine before a handler runs ---
 
@@ -500,7 +501,7 @@ async def _upload_once(
     }
 
 
-@handler(TaskType.SNAPSHOT_UPLOAD, SnapshotUploadParams)
+@handler(TaskType.SNAPSHOT_UPLOAD, SnapshotUploadParams, precheck=snapshot_layout_known)
 async def snapshot_upload(params: SnapshotUploadParams, ctx: TaskContext) -> dict[str, Any] | None:
     """Upload the newest complete snapshot to S3 (once, or every intervalSeconds until cancelled)."""
     s3, bucket, prefix = _layout(params, ctx)
@@ -530,7 +531,7 @@ async def snapshot_upload(params: SnapshotUploadParams, ctx: TaskContext) -> dic
 NOOP_REASONS = {"fewer": "fewer-than-2-snapshots", "already": "already-uploaded"}
 
 
-@handler(TaskType.SNAPSHOT_UPLOAD_ONCE, SnapshotUploadOnceParams)
+@handler(TaskType.SNAPSHOT_UPLOAD_ONCE, SnapshotUploadOnceParams, precheck=snapshot_layout_known)
 async def snapshot_upload_once(params: SnapshotUploadOnceParams, ctx: TaskContext) -> dict[str, Any]:
     """Upload the newest complete snapshot once, under a deadline (the original's snapshot-upload-once)."""
     s3, bucket, prefix = _layout(params, ctx)
