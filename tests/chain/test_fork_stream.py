@@ -137,6 +137,7 @@ def _fork_peak_memory(tmp_path: Path, accounts: int) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_export(tmp_path: Path) -> None:
     small = _fork_peak_memory(tmp_path, 2_000)  # ~0.6 MB of JSON
     large = _fork_peak_memory(tmp_path, 8_000)  # ~2.5 MB; a whole-document parse would hold some 15 MB

@@ -389,6 +389,7 @@ async def test_handler_raising_its_own_timeout_is_a_crash_not_a_deadline(harness
 # ------------------------------------------------------------------------ retry policy
 
 
+@pytest.mark.slow
 async def test_retry_policy_reruns_failures_until_success(engine: Engine, work: Work, harness: Harness) -> None:
     work.release.set()
     policy = RetryPolicy(limit=3, backoff_seconds=0)

@@ -92,6 +92,7 @@ def kill_when_resumed(process: subprocess.Popen[bytes], db: Path, resumes: int) 
         process.wait(30)
 
 
+@pytest.mark.slow
 def test_a_task_that_keeps_killing_the_agent_fails_agent_killed_and_leftovers_are_removed(
     tmp_path: Path, silent_rpc: str
 ) -> None:
@@ -126,6 +127,7 @@ def test_a_task_that_keeps_killing_the_agent_fails_agent_killed_and_leftovers_ar
     assert kept.exists()
 
 
+@pytest.mark.slow
 def test_a_clean_stop_between_resumes_does_not_count_as_a_kill(tmp_path: Path, silent_rpc: str) -> None:
     home = tmp_path / "home"
     home.mkdir()

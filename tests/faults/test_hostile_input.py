@@ -332,6 +332,7 @@ def test_a_reused_task_id_in_local_mode_fails_instead_of_succeeded_earlier(tmp_p
 # ---------------------------------------------------------------------- 9. lower: archives, retries, RPC, redaction
 
 
+@pytest.mark.slow
 def test_an_archive_of_tens_of_thousands_of_empty_files_is_refused_early(tmp_path: Path) -> None:
     data = gzip.compress(tar_of([(member(f"500/f{index}"), b"") for index in range(50_000)]))
     destination = tmp_path / "out"
@@ -368,6 +369,7 @@ class _Failing(TaskParams):
     pass
 
 
+@pytest.mark.slow
 async def test_a_zero_backoff_retry_policy_cannot_storm(tmp_path: Path) -> None:
     runs: list[float] = []
 

@@ -58,6 +58,7 @@ async def test_snapshot_restore_survives_5xx_throttling_slow_bodies_and_resets_m
     )
 
 
+@pytest.mark.slow
 async def test_snapshot_restore_that_never_gets_the_archive_fails_clearly_and_keeps_the_data(
     s3_settings: AgentSettings, source_home: Path, s3_http_faults: HttpFaultProxy
 ) -> None:
@@ -97,6 +98,7 @@ def rpc(cometbft_factory: CometBFTFactory) -> Iterator[tuple[FakeCometBFT, HttpF
         yield node, proxy
 
 
+@pytest.mark.slow
 async def test_await_condition_survives_rpc_5xx_throttling_slow_bodies_and_resets(
     settings: AgentSettings, rpc: tuple[FakeCometBFT, HttpFaultProxy]
 ) -> None:

@@ -190,6 +190,7 @@ async def test_a_body_that_never_completes_is_cut_at_the_connection_deadline(tmp
         await _stop(server)
 
 
+@pytest.mark.slow
 async def test_request_bodies_in_flight_are_bounded_together(tmp_path: Path) -> None:
     guard = ConnectionGuard(max_buffered=64 * 1024)
     server = await _serving(tmp_path, "unauthenticated", guard)

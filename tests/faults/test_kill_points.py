@@ -122,6 +122,7 @@ KILL_POINTS: dict[str, Callable[[HttpFaultProxy], bool]] = {
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
+@pytest.mark.slow
 def test_snapshot_restore_killed_then_restarted_restores_the_same_tree(
     tmp_path: Path,
     source_home: Path,
@@ -158,6 +159,7 @@ def test_snapshot_restore_killed_then_restarted_restores_the_same_tree(
     assert leftovers(home) == []
 
 
+@pytest.mark.slow
 def test_snapshot_upload_killed_mid_upload_then_restarted_uploads_a_consistent_archive(
     tmp_path: Path, source_home: Path, s3_bucket: str, s3_admin: Any, s3_http_faults: HttpFaultProxy
 ) -> None:

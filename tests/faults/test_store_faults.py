@@ -111,6 +111,7 @@ async def test_full_volume_then_freed_the_finishing_task_is_recorded_without_a_r
         await close_node(node)
 
 
+@pytest.mark.slow
 async def test_write_lock_held_past_busy_timeout_probes_answer_and_work_resumes_when_released(
     tmp_path: Path,
 ) -> None:

@@ -145,6 +145,7 @@ async def test_sei_rule_keeps_account_number_zero_on_a_fork(
         verify_gentx(tx, FORK_CHAIN, COSMOS)  # account number 0
 
 
+@pytest.mark.slow
 async def test_cancelling_a_fork_mid_rewrite_stops_it_and_leaves_nothing(
     tmp_path: Path, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str
 ) -> None:

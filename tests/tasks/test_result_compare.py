@@ -42,6 +42,7 @@ def pair(cometbft_factory: CometBFTFactory) -> tuple[FakeCometBFT, FakeCometBFT]
     return cometbft_factory("shadow", height=250), cometbft_factory("canonical", height=260)
 
 
+@pytest.mark.slow
 async def test_matching_nodes_give_full_pages_of_matches(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, pair: Any
 ) -> None:
@@ -110,6 +111,7 @@ async def test_a_transaction_result_difference_is_a_layer_1_divergence(
     ]
 
 
+@pytest.mark.slow
 async def test_survey_mode_records_every_divergence_and_goes_on(
     s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, cometbft_factory: CometBFTFactory
 ) -> None:
@@ -126,6 +128,7 @@ async def test_survey_mode_records_every_divergence_and_goes_on(
     assert (result["divergences"], result["firstDivergenceHeight"], result["diverged"]) == (120, 1, True)
 
 
+@pytest.mark.slow
 async def test_migration_mode_always_runs_layer_1_and_tolerates_an_app_hash_change(
     s3_run_handler: HandlerRunner, s3_admin: Any, s3_bucket: str, pair: Any
 ) -> None:

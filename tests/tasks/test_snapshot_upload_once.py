@@ -36,6 +36,7 @@ async def test_fewer_than_two_snapshots_is_a_noop(s3_run_handler: HandlerRunner,
     assert result is not None and (result["outcome"], result["noopReason"]) == ("noop", "fewer-than-2-snapshots")
 
 
+@pytest.mark.slow
 async def test_an_upload_past_its_deadline_fails_retryable_and_publishes_nothing(
     s3_run_handler: HandlerRunner, s3_settings: AgentSettings, s3_admin: Any, s3_bucket: str, s3_faults: S3FaultProxy
 ) -> None:
