@@ -8,7 +8,7 @@
 - `GET /metrics`: Prometheus text (`AgentMetrics`).
 - `GET /v0/status`: readiness, running count and the agent's identity.
 - `GET /v0/tasks?limit=N`: the newest tasks (default 100, at most 500), newest first; at most `HEAVY_CONCURRENCY`
-  such requests at once (else 503 with Retry-After) and at most `MAX_BODY_BYTES` of tasks per answer (then
+  such requests at once (else 503 with Retry-After) and at most `LISTING_MAX_BYTES` of tasks per answer (then
   `"truncated": true`): 32 parallel unbounded answers once OOM-killed the agent. Connection bounds: `limits.py`.
 - `GET /v0/tasks/{id}`: one task, with live progress while it runs; 404 JSON for an unknown ID, 400 for a malformed one.
 
@@ -40,7 +40,7 @@ from agent.runtime.metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from agent.store import StoreError
 
 from .auth import REMOTE_USER, trusted_header_middleware
-from .limits import HEAVY_CONCURRENCY, ConnectionGuard, GuardedSite, throttle_accept_errors
+from .limits import HEAVY_CONCURRENCY, LISTING_MAX_BYTES, ConnectionGuard, GuardedSite, throttle_accept_errors
 from .rows import servable
 from .seictl import SeictlApi
 
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 audit = logging.getLogger("agent.server.audit")
 
 MAX_LIMIT = 500
-MAX_BODY_BYTES = 4 * 1024 * 1024
 LOOPBACK = "127.0.0.1"
 
 
@@ -141,7 +140,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         truncated = ""
         for result in await context.engine.recent(limit):
             piece = json.dumps(public_task(result))
-            if parts and size + len(piece) > MAX_BODY_BYTES:
+            if parts and size + len(piece) > LISTING_MAX_BYTES:
                 truncated = ', "truncated": true'
                 break
             parts.append(piece)

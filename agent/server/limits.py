@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 HEAVY_CONCURRENCY = 4
+LISTING_MAX_BYTES = 4 * 1024 * 1024
+"""JSON bytes of tasks in one listing answer, on both task APIs (the newest rows that fit, at least one)."""
 ACCEPT_BACKLOG = 1024
 """Listen queue length (the kernel caps it at net.core.somaxconn, 4096 by default)."""
 MAX_REQUEST_BODY = 1 << 20

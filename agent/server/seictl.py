@@ -54,7 +54,7 @@ from agent.models.redaction import redact, redact_text
 from agent.models.settings import AgentSettings
 from agent.store import StoreError
 
-from .limits import HEAVY_CONCURRENCY, MAX_REQUEST_BODY, request_body
+from .limits import HEAVY_CONCURRENCY, LISTING_MAX_BYTES, MAX_REQUEST_BODY, request_body
 from .rows import servable
 
 MAX_BODY_BYTES = MAX_REQUEST_BODY
@@ -65,8 +65,6 @@ LIST_PAGE = 10
 """Rows a listing holds in memory at once (a row's params and result may each be 64 KiB of JSON)."""
 LIST_DEADLINE = 30.0
 """Seconds a listing may take, writing included: a client that does not read cannot hold a listing slot."""
-LIST_MAX_BYTES = 4 * 1024 * 1024
-"""... and at most this much JSON per answer (the newest rows that fit, at least one), as the agent's own listing."""
 RETRY_AFTER_SECONDS = 1
 _REQUEST_FIELDS = frozenset({"id", "type", "params"})
 
@@ -300,7 +298,7 @@ class SeictlApi:
     async def list_tasks(self, request: web.Request) -> web.StreamResponse:
         """The newest `LIST_LIMIT` tasks as the original's array, streamed `LIST_PAGE` rows at a time: at most
         `HEAVY_CONCURRENCY` listings at once (shared with the agent's own), each holding one page in memory, at most
-        `LIST_MAX_BYTES` long and finishing within `LIST_DEADLINE` seconds (a client that does not read its answer
+        `LISTING_MAX_BYTES` long and finishing within `LIST_DEADLINE` seconds (a client that does not read its answer
         loses the connection)."""
         if self.heavy.locked():
             message = f"at most {HEAVY_CONCURRENCY} task listings at once; try again shortly"
@@ -325,7 +323,7 @@ class SeictlApi:
         while page:
             for row in page:
                 piece = separator + go_json(task_result(row)).rstrip("\n").encode()
-                if sent and size + len(piece) > LIST_MAX_BYTES:
+                if sent and size + len(piece) > LISTING_MAX_BYTES:
                     page = []  # the answer is full: the newest rows that fit
                     break
                 await response.write(piece)

@@ -75,7 +75,7 @@ async def test_task_listing_is_bounded_in_concurrency_and_size(
     engine = server.app[app._CONTEXT].engine
     for _ in range(5):
         await engine.wait(await engine.submit(Task(type=TaskType.MARK_NOT_READY, params={})))
-    monkeypatch.setattr(app, "MAX_BODY_BYTES", 1500)
+    monkeypatch.setattr(app, "LISTING_MAX_BYTES", 1500)
     async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session:
         async with session.get(server.url + "/v0/tasks?limit=5") as answer:
             body = json.loads(await answer.text())
